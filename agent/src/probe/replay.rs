@@ -1,0 +1,1 @@
+//! A scripted day played in virtual time (`--probe replay:FILE`).

@@ -1,0 +1,24 @@
+//! The kaoqin wire protocol, package `kaoqin.v1`.
+//!
+//! The `.proto` files under `proto/kaoqin/v1/` are the contract between agents and
+//! the collector. They evolve by adding fields only: a removed field's tag and name
+//! are `reserved`, never reused, so an old agent and a new collector (or the reverse)
+//! always understand each other.
+//!
+//! Protobuf types stop at the edge: the agent and the collector convert them into
+//! their own domain types in one place each.
+
+#![allow(unreachable_pub, clippy::all)]
+
+/// Generated messages and services of `kaoqin.v1`.
+pub mod v1 {
+    tonic::include_proto!("kaoqin.v1");
+
+    /// The encoded `FileDescriptorSet`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kaoqin_descriptor");
+}
+
+/// Metadata key that carries the agent's id on every authenticated call.
+pub const AGENT_ID_HEADER: &str = "x-kaoqin-agent-id";
+/// Metadata key that carries `Bearer <agent key>` on every authenticated call.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
