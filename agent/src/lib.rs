@@ -1,5 +1,6 @@
 //! kaoqin-agent: observes sessions and application categories on an office PC,
 //! spools them durably and delivers them to the collector.
 
-pub mod event;
+/// The events the agent records (shared with the collector).
+pub use kaoqin_proto::event;
 pub mod probe;

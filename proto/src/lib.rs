@@ -8,9 +8,11 @@
 //! Protobuf types stop at the edge: the agent and the collector convert them into
 //! their own domain types in one place each.
 
-#![allow(unreachable_pub, clippy::all)]
+pub mod convert;
+pub mod event;
 
 /// Generated messages and services of `kaoqin.v1`.
+#[allow(unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("kaoqin.v1");
 

@@ -1,4 +1,4 @@
-//! The agent's own record of what happened on this PC: the events it spools and
+//! What an agent records of what happened on this PC: the events it spools and
 //! delivers. These are domain types; `convert.rs` is the one place that turns them
 //! into protobuf for the wire.
 //!
