@@ -1,1 +1,9 @@
+//! kaoqin-collector: enrols agents, ingests their events exactly once, stores
+//! them, and judges attendance from them.
 
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod server;
+pub mod store;

@@ -1,0 +1,76 @@
+//! Runs the collector's network services until told to stop.
+//!
+//! The binary binds the socket and calls [`run`]; tests bind `127.0.0.1:0` and
+//! call the same function.
+
+use crate::config::Config;
+use crate::ingest::{Clock, Ingest};
+use crate::store::Store;
+use kaoqin_proto::v1 as pb;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The largest request a client may send (a full batch is far smaller).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Every call is cut off after this long.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Serves gRPC (AgentService, health, reflection) on `listener` until `shutdown`
+/// completes, then finishes the calls in flight.
+pub async fn run<S: Store>(
+    listener: TcpListener,
+    store: Arc<S>,
+    config: &Config,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let ingest = Ingest::new(store, &config.agents, clock);
+    let agent_service = pb::agent_service_server::AgentServiceServer::new(ingest)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::agent_service_server::AgentServiceServer<Ingest<S>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .timeout(CALL_DEADLINE)
+        .concurrency_limit_per_connection(64)
+        .max_concurrent_streams(128)
+        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(agent_service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM (Ctrl-C on Windows).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,144 @@
+//! Where the collector keeps what agents send.
+//!
+//! [`Store`] is what ingest needs from storage; [`sqlite::SqliteStore`] is the
+//! embedded default (one SQLite file in WAL mode in the data dir). A server
+//! database implements the same trait when an office outgrows one machine.
+//!
+//! Invariants every implementation keeps:
+//! - an event is identified by (agent, seq) and stored at most once; a resend is
+//!   a no-op that still acknowledges;
+//! - `store_batch` returns only after the batch is durable, and the acked seq it
+//!   returns is the highest seq of that agent actually stored;
+//! - a failed write leaves nothing of the batch behind and is reported as
+//!   [`StoreError::Busy`] when retrying later can succeed (locked, disk full).
+
+pub mod sqlite;
+
+use kaoqin_proto::event::Event;
+use std::future::Future;
+
+/// Storage errors. Messages never contain SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Retry later: the database is locked, the disk is full, the writer is
+    /// saturated.
+    #[error("storage temporarily unavailable: {0}")]
+    Busy(String),
+    /// The enrolment token is unknown, expired, used up or revoked.
+    #[error("{0}")]
+    BadToken(String),
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// Facts an agent tells about its host when it enrols.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    pub machine_id: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: String,
+    pub agent_version: String,
+}
+
+/// The outcome of an enrolment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    pub agent_id: String,
+    /// The secret key, returned once; only its hash is stored.
+    pub agent_key: String,
+    /// The highest seq already stored for this agent id.
+    pub last_seq: u64,
+    /// True when this machine had enrolled before (same machine id).
+    pub re_enrolled: bool,
+}
+
+/// What the collector knows to authenticate an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentAuth {
+    pub agent_id: String,
+    /// Internal row number, used as the events' key.
+    pub num: i64,
+    /// Hex SHA-256 of the agent key.
+    pub key_hash: String,
+    pub revoked: bool,
+}
+
+/// A batch of validated events from one agent.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub agent_num: i64,
+    pub received_ms: i64,
+    pub sent_at_ms: i64,
+    /// Collector clock minus agent clock, measured at receipt.
+    pub clock_offset_ms: i64,
+    pub events: Vec<Event>,
+}
+
+/// What a stored batch came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The highest seq of the agent now stored.
+    pub acked_seq: u64,
+    /// How many events of the batch were new (the rest were resends).
+    pub inserted: u64,
+}
+
+/// An enrolment token as created by `token create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub token: String,
+    pub expires_ms: i64,
+    pub max_uses: Option<u32>,
+}
+
+/// One stored event with what the collector measured when it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub agent_id: String,
+    pub event: Event,
+    pub received_ms: i64,
+    pub clock_offset_ms: i64,
+}
+
+/// Storage as ingest needs it.
+pub trait Store: Send + Sync + 'static {
+    /// Exchanges an enrolment token for an agent identity.
+    fn enroll(
+        &self,
+        token: &str,
+        host: HostFacts,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Enrolment, StoreError>> + Send;
+
+    /// Looks an agent up for authentication.
+    fn agent_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError>;
+
+    /// Stores a batch durably; see the module invariants.
+    fn store_batch(
+        &self,
+        batch: Batch,
+    ) -> impl Future<Output = Result<BatchOutcome, StoreError>> + Send;
+}
+
+/// Hex SHA-256, used for agent keys and enrolment tokens at rest.
+pub fn hash_secret(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// A random secret of 32 bytes, hex-encoded.
+pub fn new_secret() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Io(std::io::Error::other(format!("random source: {e}"))))?;
+    Ok(hex::encode(bytes))
+}

@@ -1,0 +1,803 @@
+//! The embedded store: one SQLite file (`kaoqin.db`, WAL, synchronous=FULL) in the
+//! data dir, created and migrated on first start.
+//!
+//! Writes go through one writer thread that owns the write connection. It takes
+//! every request waiting in its queue and commits them in one transaction (group
+//! commit), then answers each request. An answer is sent only after COMMIT has
+//! returned, so an acknowledged batch is on disk. A full queue is answered at once
+//! with [`StoreError::Busy`] so that agents back off instead of piling up.
+//!
+//! Reads (authentication, listings) use a separate connection; WAL lets them run
+//! beside the writer.
+
+use super::{
+    AgentAuth, Batch, BatchOutcome, Enrolment, HostFacts, NewToken, Store, StoreError, StoredEvent,
+    hash_secret, new_secret,
+};
+use kaoqin_proto::event::{Event, EventKind};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use tokio::sync::oneshot;
+
+/// The database file's name inside the data dir.
+pub const DB_FILE: &str = "kaoqin.db";
+/// How many write requests may wait for the writer before new ones are refused.
+const QUEUE_DEPTH: usize = 4096;
+/// The most events one group commit takes before it commits.
+const GROUP_MAX_EVENTS: usize = 50_000;
+
+/// Schema changelog (PRAGMA user_version):
+/// 1. tokens, agents, batches, events.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tokens (
+    hash        TEXT PRIMARY KEY,
+    created_ms  INTEGER NOT NULL,
+    expires_ms  INTEGER NOT NULL,
+    max_uses    INTEGER,
+    uses        INTEGER NOT NULL DEFAULT 0,
+    revoked_ms  INTEGER,
+    note        TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE agents (
+    num           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    machine_id    TEXT NOT NULL UNIQUE,
+    hostname      TEXT NOT NULL,
+    os            TEXT NOT NULL,
+    os_version    TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    key_hash      TEXT NOT NULL,
+    enrolled_ms   INTEGER NOT NULL,
+    last_seen_ms  INTEGER,
+    max_seq       INTEGER NOT NULL DEFAULT 0,
+    revoked_ms    INTEGER
+);
+CREATE TABLE batches (
+    id              INTEGER PRIMARY KEY,
+    agent           INTEGER NOT NULL REFERENCES agents(num),
+    received_ms     INTEGER NOT NULL,
+    sent_at_ms      INTEGER NOT NULL,
+    clock_offset_ms INTEGER NOT NULL,
+    first_seq       INTEGER NOT NULL,
+    last_seq        INTEGER NOT NULL,
+    events          INTEGER NOT NULL,
+    inserted        INTEGER NOT NULL
+);
+CREATE INDEX batches_by_agent ON batches(agent, received_ms);
+CREATE TABLE events (
+    agent           INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,
+    at_ms           INTEGER NOT NULL,
+    clock_offset_ms INTEGER NOT NULL,
+    received_ms     INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    account         TEXT,
+    data            TEXT NOT NULL,
+    PRIMARY KEY (agent, seq)
+) WITHOUT ROWID;
+CREATE INDEX events_by_agent_time ON events(agent, at_ms);
+CREATE INDEX events_by_account_time ON events(account, at_ms) WHERE account IS NOT NULL;
+"#];
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| classify(path, e)
+}
+
+/// Turns a SQLite error into a store error, marking what a retry can fix.
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && matches!(
+            f.code,
+            DatabaseBusy | DatabaseLocked | DiskFull | OutOfMemory | SystemIoFailure
+        )
+    {
+        return StoreError::Busy(format!("{}: {e}", path.display()));
+    }
+    StoreError::Sqlite {
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+/// Opens (creating if needed) the database and brings its schema up to date.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let err = sql_err(path);
+    let conn = Connection::open(path).map_err(&err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(&err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(&err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(&err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(&err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(&err)?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{}: schema version {version} is newer than this collector knows ({}); upgrade the collector",
+            path.display(),
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.unchecked_transaction().map_err(&err)?;
+        tx.execute_batch(sql).map_err(&err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+    }
+    Ok(conn)
+}
+
+enum Job {
+    Batch(Batch, oneshot::Sender<Result<BatchOutcome, StoreError>>),
+    Enroll {
+        token: String,
+        host: HostFacts,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<(Enrolment, AgentAuth), StoreError>>,
+    },
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: mpsc::SyncSender<Job>,
+    reader: Mutex<Connection>,
+    auth: RwLock<HashMap<String, AgentAuth>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SqliteStore {
+    /// Opens the store in `data_dir`, creating the directory and the database.
+    pub fn open(data_dir: &Path) -> Result<Arc<SqliteStore>, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot create data dir {}: {e}", data_dir.display()),
+            ))
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let writer_conn = open_connection(&path)?;
+        let reader = open_connection(&path)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let writer_path = path.clone();
+        let writer = std::thread::Builder::new()
+            .name("kaoqin-writer".into())
+            .spawn(move || Writer::new(writer_conn, writer_path).run(rx))?;
+        let store = SqliteStore {
+            path,
+            jobs: tx,
+            reader: Mutex::new(reader),
+            auth: RwLock::new(HashMap::new()),
+            writer: Some(writer),
+        };
+        store.load_auth()?;
+        Ok(Arc::new(store))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection inconsistent.
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_auth(&self) -> Result<(), StoreError> {
+        let conn = self.reader();
+        let err = sql_err(&self.path);
+        let mut stmt = conn
+            .prepare("SELECT id, num, key_hash, revoked_ms IS NOT NULL FROM agents")
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AgentAuth {
+                    agent_id: r.get(0)?,
+                    num: r.get(1)?,
+                    key_hash: r.get(2)?,
+                    revoked: r.get(3)?,
+                })
+            })
+            .map_err(&err)?;
+        let mut map = self.auth.write().unwrap_or_else(|p| p.into_inner());
+        for row in rows {
+            let a = row.map_err(&err)?;
+            map.insert(a.agent_id.clone(), a);
+        }
+        Ok(())
+    }
+
+    fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => StoreError::Busy("write queue is full".into()),
+            mpsc::TrySendError::Disconnected(_) => StoreError::Busy("writer has stopped".into()),
+        })
+    }
+
+    /// Creates an enrolment token valid for `ttl_ms`, usable `max_uses` times
+    /// (unlimited if `None`).
+    pub fn create_token(
+        &self,
+        ttl_ms: i64,
+        max_uses: Option<u32>,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<NewToken, StoreError> {
+        let token = format!("kq1-{}", new_secret()?);
+        let expires_ms = now_ms.saturating_add(ttl_ms);
+        self.reader()
+            .execute(
+                "INSERT INTO tokens (hash, created_ms, expires_ms, max_uses, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash_secret(&token), now_ms, expires_ms, max_uses, note],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(NewToken {
+            token,
+            expires_ms,
+            max_uses,
+        })
+    }
+
+    /// Calls `f` with every stored event, in agent then seq order, optionally of
+    /// one agent only. Stops at the first error `f` returns.
+    pub fn for_each_event(
+        &self,
+        agent_id: Option<&str>,
+        mut f: impl FnMut(StoredEvent) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let conn = self.reader();
+        let err = sql_err(&self.path);
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.id, e.seq, e.at_ms, e.clock_offset_ms, e.received_ms, e.data
+                 FROM events e JOIN agents a ON a.num = e.agent
+                 WHERE ?1 IS NULL OR a.id = ?1
+                 ORDER BY e.agent, e.seq",
+            )
+            .map_err(&err)?;
+        let mut rows = stmt.query(params![agent_id]).map_err(&err)?;
+        while let Some(r) = rows.next().map_err(&err)? {
+            let agent_id: String = r.get(0)?;
+            let seq: i64 = r.get(1)?;
+            let data: String = r.get(5)?;
+            let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
+                StoreError::Corrupt(format!("stored event {agent_id}/{seq} does not parse: {e}"))
+            })?;
+            f(StoredEvent {
+                agent_id,
+                event: Event {
+                    seq: seq as u64,
+                    at_ms: r.get(2)?,
+                    kind,
+                },
+                received_ms: r.get(4)?,
+                clock_offset_ms: r.get(3)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Counts stored events, and distinct (agent, seq) pairs among them.
+    pub fn count_events(&self) -> Result<(u64, u64), StoreError> {
+        self.reader()
+            .query_row(
+                "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT agent, seq FROM events)) FROM events",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(sql_err(&self.path))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after it has answered what it holds.
+        let (dead, _) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.jobs, dead));
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    async fn enroll(
+        &self,
+        token: &str,
+        host: HostFacts,
+        now_ms: i64,
+    ) -> Result<Enrolment, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Enroll {
+            token: token.to_owned(),
+            host,
+            now_ms,
+            reply,
+        })?;
+        let (enrolment, auth) = rx
+            .await
+            .map_err(|_| StoreError::Busy("writer has stopped".into()))??;
+        self.auth
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(auth.agent_id.clone(), auth);
+        Ok(enrolment)
+    }
+
+    fn agent_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
+        Ok(self
+            .auth
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent_id)
+            .cloned())
+    }
+
+    async fn store_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Batch(batch, reply))?;
+        rx.await
+            .map_err(|_| StoreError::Busy("writer has stopped".into()))?
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+}
+
+type Replies = Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>>;
+
+impl Writer {
+    fn new(conn: Connection, path: PathBuf) -> Writer {
+        Writer { conn, path }
+    }
+
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            let mut events = 0;
+            while events < GROUP_MAX_EVENTS {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        if let Job::Batch(b, _) = &job {
+                            events += b.events.len();
+                        }
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    /// Applies every job in one transaction; each job in its own savepoint so one
+    /// job's failure does not fail the others. Answers are sent after COMMIT.
+    fn commit_group(&mut self, group: Vec<Job>) {
+        let path = self.path.clone();
+        let mut replies: Replies = Vec::with_capacity(group.len());
+        let tx = match self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = classify(&path, e);
+                for job in group {
+                    fail(job, &e);
+                }
+                return;
+            }
+        };
+        for job in group {
+            match job {
+                Job::Batch(batch, reply) => {
+                    let r = with_savepoint(&tx, &path, |sp| insert_batch(sp, &path, &batch));
+                    replies.push(Box::new(move |commit_err| {
+                        let _ = reply.send(match (r, commit_err) {
+                            (Ok(_), Some(e)) => Err(busy_copy(e)),
+                            (r, _) => r,
+                        });
+                    }));
+                }
+                Job::Enroll {
+                    token,
+                    host,
+                    now_ms,
+                    reply,
+                } => {
+                    let r =
+                        with_savepoint(&tx, &path, |sp| enroll(sp, &path, &token, &host, now_ms));
+                    replies.push(Box::new(move |commit_err| {
+                        let _ = reply.send(match (r, commit_err) {
+                            (Ok(_), Some(e)) => Err(busy_copy(e)),
+                            (r, _) => r,
+                        });
+                    }));
+                }
+            }
+        }
+        let commit = tx.commit().map_err(|e| classify(&path, e));
+        if let Err(e) = &commit {
+            tracing::warn!(error = %e, "Failed to commit a group of writes; every request in it is refused.");
+        }
+        for reply in replies {
+            reply(commit.as_ref().err());
+        }
+    }
+}
+
+/// A commit failure reported to each request of the group, as retryable.
+fn busy_copy(e: &StoreError) -> StoreError {
+    StoreError::Busy(e.to_string())
+}
+
+fn fail(job: Job, e: &StoreError) {
+    match job {
+        Job::Batch(_, reply) => {
+            let _ = reply.send(Err(busy_copy(e)));
+        }
+        Job::Enroll { reply, .. } => {
+            let _ = reply.send(Err(busy_copy(e)));
+        }
+    }
+}
+
+fn with_savepoint<T>(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    tx.execute_batch("SAVEPOINT job")
+        .map_err(|e| classify(path, e))?;
+    match f(tx) {
+        Ok(v) => {
+            tx.execute_batch("RELEASE job")
+                .map_err(|e| classify(path, e))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn insert_batch(conn: &Connection, path: &Path, b: &Batch) -> Result<BatchOutcome, StoreError> {
+    let err = sql_err(path);
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(&err)?;
+    let mut inserted = 0u64;
+    let mut max_seq = 0u64;
+    for e in &b.events {
+        let data = serde_json::to_string(&e.kind)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+        inserted += insert
+            .execute(params![
+                b.agent_num,
+                e.seq as i64,
+                e.at_ms,
+                b.clock_offset_ms,
+                b.received_ms,
+                e.kind.name(),
+                e.kind.account(),
+                data
+            ])
+            .map_err(&err)? as u64;
+        max_seq = max_seq.max(e.seq);
+    }
+    let (first, last) = (
+        b.events.first().map_or(0, |e| e.seq),
+        b.events.last().map_or(0, |e| e.seq),
+    );
+    conn.prepare_cached(
+        "INSERT INTO batches (agent, received_ms, sent_at_ms, clock_offset_ms, first_seq, last_seq, events, inserted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(&err)?
+    .execute(params![
+        b.agent_num,
+        b.received_ms,
+        b.sent_at_ms,
+        b.clock_offset_ms,
+        first as i64,
+        last as i64,
+        b.events.len() as i64,
+        inserted as i64
+    ])
+    .map_err(&err)?;
+    let acked: i64 = conn
+        .prepare_cached(
+            "UPDATE agents SET max_seq = max(max_seq, ?2), last_seen_ms = ?3 WHERE num = ?1 RETURNING max_seq",
+        )
+        .map_err(&err)?
+        .query_row(params![b.agent_num, max_seq as i64, b.received_ms], |r| r.get(0))
+        .map_err(&err)?;
+    Ok(BatchOutcome {
+        acked_seq: acked as u64,
+        inserted,
+    })
+}
+
+fn enroll(
+    conn: &Connection,
+    path: &Path,
+    token: &str,
+    host: &HostFacts,
+    now_ms: i64,
+) -> Result<(Enrolment, AgentAuth), StoreError> {
+    let err = sql_err(path);
+    let hash = hash_secret(token);
+    let row: Option<(i64, Option<i64>, i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT expires_ms, max_uses, uses, revoked_ms FROM tokens WHERE hash = ?1",
+            [&hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    let Some((expires_ms, max_uses, uses, revoked_ms)) = row else {
+        return Err(StoreError::BadToken("unknown enrolment token".into()));
+    };
+    if revoked_ms.is_some() {
+        return Err(StoreError::BadToken(
+            "enrolment token has been revoked".into(),
+        ));
+    }
+    if now_ms >= expires_ms {
+        return Err(StoreError::BadToken(format!(
+            "enrolment token expired at {}",
+            jiff::Timestamp::from_millisecond(expires_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| expires_ms.to_string())
+        )));
+    }
+    if max_uses.is_some_and(|m| uses >= m) {
+        return Err(StoreError::BadToken("enrolment token is used up".into()));
+    }
+    conn.execute("UPDATE tokens SET uses = uses + 1 WHERE hash = ?1", [&hash])
+        .map_err(&err)?;
+    let key = new_secret()?;
+    let key_hash = hash_secret(&key);
+    let existing: Option<(i64, String, i64)> = conn
+        .query_row(
+            "SELECT num, id, max_seq FROM agents WHERE machine_id = ?1",
+            [&host.machine_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    let (num, agent_id, last_seq, re_enrolled) = match existing {
+        Some((num, id, max_seq)) => {
+            conn.execute(
+                "UPDATE agents SET hostname = ?2, os = ?3, os_version = ?4, agent_version = ?5,
+                        key_hash = ?6, revoked_ms = NULL WHERE num = ?1",
+                params![
+                    num,
+                    host.hostname,
+                    host.os,
+                    host.os_version,
+                    host.agent_version,
+                    key_hash
+                ],
+            )
+            .map_err(&err)?;
+            (num, id, max_seq as u64, true)
+        }
+        None => {
+            let id = format!("ag-{}", &new_secret()?[..16]);
+            conn.execute(
+                "INSERT INTO agents (id, machine_id, hostname, os, os_version, agent_version, key_hash, enrolled_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    host.machine_id,
+                    host.hostname,
+                    host.os,
+                    host.os_version,
+                    host.agent_version,
+                    key_hash,
+                    now_ms
+                ],
+            )
+            .map_err(&err)?;
+            (conn.last_insert_rowid(), id, 0, false)
+        }
+    };
+    Ok((
+        Enrolment {
+            agent_id: agent_id.clone(),
+            agent_key: key,
+            last_seq,
+            re_enrolled,
+        },
+        AgentAuth {
+            agent_id,
+            num,
+            key_hash,
+            revoked: false,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kaoqin_proto::event::SessionKind;
+
+    const T0: i64 = 1_795_000_000_000;
+
+    fn host(machine: &str) -> HostFacts {
+        HostFacts {
+            machine_id: machine.into(),
+            hostname: format!("pc-{machine}"),
+            os: "linux".into(),
+            ..HostFacts::default()
+        }
+    }
+
+    fn events(seqs: std::ops::RangeInclusive<u64>) -> Vec<Event> {
+        seqs.map(|seq| Event {
+            seq,
+            at_ms: T0 + seq as i64,
+            kind: EventKind::Session {
+                kind: SessionKind::Unlock,
+                account: "zhangsan".into(),
+            },
+        })
+        .collect()
+    }
+
+    fn batch(num: i64, events: Vec<Event>) -> Batch {
+        Batch {
+            agent_num: num,
+            received_ms: T0,
+            sent_at_ms: T0 - 1500,
+            clock_offset_ms: 1500,
+            events,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_expire_run_out_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let err = store.enroll("kq1-nope", host("m1"), T0).await.unwrap_err();
+        assert!(matches!(err, StoreError::BadToken(m) if m.contains("unknown")));
+
+        let once = store.create_token(60_000, Some(1), "", T0).unwrap();
+        store.enroll(&once.token, host("m1"), T0).await.unwrap();
+        let err = store.enroll(&once.token, host("m2"), T0).await.unwrap_err();
+        assert!(matches!(err, StoreError::BadToken(m) if m.contains("used up")));
+
+        let short = store.create_token(60_000, None, "", T0).unwrap();
+        let err = store
+            .enroll(&short.token, host("m3"), T0 + 60_000)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BadToken(m) if m.contains("expired")));
+    }
+
+    #[tokio::test]
+    async fn the_same_machine_keeps_its_id_and_learns_its_last_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let first = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        assert!(!first.re_enrolled);
+        let auth = store.agent_auth(&first.agent_id).unwrap().unwrap();
+        store
+            .store_batch(batch(auth.num, events(1..=7)))
+            .await
+            .unwrap();
+
+        let again = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        assert_eq!(again.agent_id, first.agent_id);
+        assert!(again.re_enrolled);
+        assert_eq!(again.last_seq, 7);
+        assert_ne!(again.agent_key, first.agent_key);
+        let auth = store.agent_auth(&first.agent_id).unwrap().unwrap();
+        assert_eq!(
+            auth.key_hash,
+            hash_secret(&again.agent_key),
+            "the old key no longer works"
+        );
+
+        let other = store.enroll(&t.token, host("m2"), T0).await.unwrap();
+        assert_ne!(other.agent_id, first.agent_id);
+    }
+
+    #[tokio::test]
+    async fn resends_are_stored_once_and_still_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+
+        let a = store.store_batch(batch(num, events(1..=10))).await.unwrap();
+        assert_eq!(
+            a,
+            BatchOutcome {
+                acked_seq: 10,
+                inserted: 10
+            }
+        );
+        let b = store.store_batch(batch(num, events(5..=12))).await.unwrap();
+        assert_eq!(
+            b,
+            BatchOutcome {
+                acked_seq: 12,
+                inserted: 2
+            }
+        );
+        let c = store.store_batch(batch(num, events(1..=3))).await.unwrap();
+        assert_eq!(
+            c,
+            BatchOutcome {
+                acked_seq: 12,
+                inserted: 0
+            }
+        );
+        assert_eq!(store.count_events().unwrap(), (12, 12));
+
+        let mut seen = Vec::new();
+        store
+            .for_each_event(Some(&e.agent_id), |s| {
+                assert_eq!(s.clock_offset_ms, 1500);
+                seen.push(s.event);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, events(1..=12));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_batches_are_all_stored_by_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let mut nums = Vec::new();
+        for m in 0..8 {
+            let e = store
+                .enroll(&t.token, host(&format!("m{m}")), T0)
+                .await
+                .unwrap();
+            nums.push(store.agent_auth(&e.agent_id).unwrap().unwrap().num);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for num in nums {
+            for chunk in 0..10u64 {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    store
+                        .store_batch(batch(num, events(chunk * 50 + 1..=chunk * 50 + 50)))
+                        .await
+                });
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        assert_eq!(store.count_events().unwrap(), (4000, 4000));
+        drop(store);
+        // Everything acknowledged is there after a reopen.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.count_events().unwrap(), (4000, 4000));
+    }
+}
