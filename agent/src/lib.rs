@@ -1,6 +1,18 @@
 //! kaoqin-agent: observes sessions and application categories on an office PC,
 //! spools them durably and delivers them to the collector.
+//!
+//! ```text
+//! probe --observations--> recorder (classify) --events--> spool --batches--> uplink ==gRPC==> collector
+//! ```
 
+pub mod classify;
+pub mod cli;
+pub mod config;
 /// The events the agent records (shared with the collector).
 pub use kaoqin_proto::event;
 pub mod probe;
+pub mod recorder;
+pub mod runner;
+pub mod spool;
+pub mod state;
+pub mod uplink;

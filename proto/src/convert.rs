@@ -329,7 +329,8 @@ mod tests {
     #[test]
     fn malformed_events_name_the_field() {
         let base = pb::Event::from(&samples()[1]);
-        let cases: Vec<(Box<dyn Fn(&mut pb::Event)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut pb::Event)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|e| e.seq = 0), "seq"),
             (Box::new(|e| e.kind = None), "kind"),
             (Box::new(|e| e.at_ms = -5), "at_ms"),

@@ -13,7 +13,18 @@ use crate::event::SessionKind;
 
 #[cfg(target_os = "linux")]
 pub mod linux;
+#[cfg(target_os = "linux")]
+#[path = "live_linux.rs"]
+mod platform;
+#[cfg(not(target_os = "linux"))]
+#[path = "live_other.rs"]
+mod platform;
 pub mod replay;
+
+/// The live probe for this operating system, configured from `config`.
+pub fn live(config: &crate::config::Config) -> Result<Box<dyn Probe>, ProbeError> {
+    platform::live(config)
+}
 
 /// An application as the PC sees it. Used only for classification on the PC.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

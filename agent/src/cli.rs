@@ -1,0 +1,431 @@
+//! The `kaoqin-agent` command line (ARCHITECTURE.md lists the contract).
+
+use crate::config::Config;
+use crate::event::{Event, EventKind, LifecycleKind};
+use crate::runner::{ProbeChoice, RunOptions};
+use crate::state::Enrolment;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// kaoqin agent: records sessions and application categories on this PC and
+/// delivers them to the attendance collector.
+#[derive(Debug, Parser)]
+#[command(name = "kaoqin-agent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Configuration file (every setting has a default).
+    #[arg(long, env = "KAOQIN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory (enrolment and spool).
+    #[arg(long, env = "KAOQIN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Common {
+    fn resolve(&self) -> anyhow::Result<(Config, PathBuf)> {
+        let config = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        let dir = config.state_dir(self.state_dir.as_deref());
+        Ok((config, dir))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enrol this PC with a collector, using a token from `kaoqin-collector token create`.
+    Enroll {
+        /// The collector's gRPC address, e.g. http://collector.example:50051.
+        #[arg(long)]
+        collector: String,
+        /// The enrolment token.
+        #[arg(long, env = "KAOQIN_TOKEN")]
+        token: String,
+        /// The collector's CA certificate (TLS).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Record and deliver until stopped.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Where observations come from: auto (this PC) or replay:FILE (a scripted day).
+        #[arg(long, default_value = "auto")]
+        probe: ProbeChoice,
+        /// Exit once everything recorded is acknowledged (with a replay).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check the configuration file and print the settings in effect.
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Spool depth, last acknowledged seq, and whether the collector is reachable.
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// In plain words: what this PC has recorded and sent, about whom.
+    Show {
+        #[command(flatten)]
+        common: Common,
+        /// How many days back to show.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Only this OS account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KAOQIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Enroll {
+            collector,
+            token,
+            ca,
+            common,
+        } => {
+            if let Some(ca) = ca {
+                anyhow::bail!(
+                    "--ca {}: TLS to the collector is not available in this build yet; use an http:// address on a trusted network",
+                    ca.display()
+                );
+            }
+            let (config, state_dir) = common.resolve()?;
+            let rt = tokio::runtime::Runtime::new()?;
+            let machine_id = crate::state::machine_id(&state_dir)?;
+            let reply = rt
+                .block_on(crate::uplink::enroll(
+                    &collector,
+                    &token,
+                    crate::runner::host_facts(&machine_id),
+                    Duration::from_secs(config.uplink.call_timeout_seconds),
+                ))
+                .with_context(|| format!("cannot enrol with {collector}"))?;
+            let mut spool = crate::runner::open_spool(&state_dir, &config)?;
+            spool.ensure_next_seq_above(reply.last_seq)?;
+            let e = Enrolment {
+                collector: collector.clone(),
+                agent_id: reply.agent_id,
+                agent_key: reply.agent_key,
+                token,
+                machine_id,
+                enrolled_at_ms: now_ms(),
+            };
+            let path = e.save(&state_dir)?;
+            println!(
+                "Enrolled with {collector} as agent {}; identity saved in {}.",
+                e.agent_id,
+                path.display()
+            );
+            Ok(())
+        }
+        Command::Run {
+            common,
+            probe,
+            once,
+        } => {
+            init_logging();
+            let (config, state_dir) = common.resolve()?;
+            let p: Box<dyn crate::probe::Probe> = match &probe {
+                ProbeChoice::Auto => crate::probe::live(&config)?,
+                ProbeChoice::Replay(path) => {
+                    Box::new(crate::probe::replay::ReplayProbe::load(path)?)
+                }
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(crate::runner::run(
+                config,
+                RunOptions {
+                    state_dir,
+                    probe,
+                    once,
+                },
+                p,
+                shutdown_signal(),
+            ))
+        }
+        Command::CheckConfig { common } => {
+            let (config, state_dir) = common.resolve()?;
+            println!("configuration is valid");
+            println!("state_dir = {:?}", state_dir.display().to_string());
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Status { common } => status(common),
+        Command::Show {
+            common,
+            days,
+            account,
+        } => show(common, days, account.as_deref()),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn local(ms: i64) -> jiff::ZonedDateTime {
+    jiff::Timestamp::from_millisecond(ms)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(jiff::tz::TimeZone::system())
+}
+
+fn status(common: Common) -> anyhow::Result<()> {
+    let (config, state_dir) = common.resolve()?;
+    println!("state dir: {}", state_dir.display());
+    let enrolment = Enrolment::load(&state_dir)?;
+    match &enrolment {
+        Some(e) => println!(
+            "enrolled: agent {} with {} since {}",
+            e.agent_id,
+            e.collector,
+            local(e.enrolled_at_ms).strftime("%Y-%m-%d %H:%M")
+        ),
+        None => println!("enrolled: no (run `kaoqin-agent enroll --collector URL --token T`)"),
+    }
+    let spool = crate::runner::open_spool(&state_dir, &config)?;
+    let s = spool.stats()?;
+    println!(
+        "spool: {} events waiting, {} KiB of {} KiB",
+        s.depth,
+        s.bytes / 1024,
+        s.max_bytes / 1024
+    );
+    if let Some(oldest) = s.oldest_at_ms {
+        println!(
+            "oldest waiting: {}",
+            local(oldest).strftime("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    println!("last acknowledged seq: {}", s.last_acked_seq);
+    if let Some(alive) = spool
+        .meta_get("last_alive_ms")?
+        .and_then(|v| v.parse().ok())
+    {
+        let running = spool.meta_get("running")?.as_deref() == Some("1");
+        println!(
+            "agent: {} (last seen alive {})",
+            if running {
+                "running or ended without a stop"
+            } else {
+                "stopped"
+            },
+            local(alive).strftime("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    if let Some(e) = enrolment {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let reach = rt.block_on(async {
+            let mut up = crate::uplink::Uplink::new(e, Duration::from_secs(5))?;
+            up.policy(0).await
+        });
+        match reach {
+            Ok(p) => println!(
+                "collector: reachable, key accepted (policy version {})",
+                p.version
+            ),
+            Err(crate::uplink::UplinkError::Unauthenticated(m)) => {
+                println!(
+                    "collector: reachable, but it refused this agent's key ({m}); the agent enrols again by itself"
+                )
+            }
+            Err(e) => println!("collector: not reachable ({e}); events wait in the spool"),
+        }
+    }
+    Ok(())
+}
+
+/// What one day looks like in `show`, per account.
+#[derive(Default)]
+struct DayAccount {
+    lines: Vec<(i64, String)>,
+    usage: BTreeMap<String, u64>,
+}
+
+fn show(common: Common, days: u32, account: Option<&str>) -> anyhow::Result<()> {
+    let (config, state_dir) = common.resolve()?;
+    let spool = crate::runner::open_spool(&state_dir, &config)?;
+    let to = now_ms() + 1;
+    let from = to - i64::from(days.max(1)) * 86_400_000;
+    println!("What this PC has recorded for the attendance collector (kaoqin), last {days} days.");
+    println!();
+    println!("Recorded and sent: logon, logoff, lock, unlock and idle times with the OS account");
+    println!("name; minutes of use per category (chat, games, media, downloads, nonwork_web,");
+    println!("other); heartbeats; agent start and stop. Never window titles, web addresses,");
+    println!("keystrokes, screenshots, file names or program names.");
+    if let Some(e) = Enrolment::load(&state_dir)? {
+        println!(
+            "Collector: {}   this PC's agent id: {}",
+            e.collector, e.agent_id
+        );
+    }
+    println!();
+
+    let mut by_day: BTreeMap<jiff::civil::Date, BTreeMap<String, DayAccount>> = BTreeMap::new();
+    let mut agent_lines: BTreeMap<jiff::civil::Date, Vec<(i64, String)>> = BTreeMap::new();
+    let mut heartbeats: BTreeMap<jiff::civil::Date, (u64, u64)> = BTreeMap::new();
+    let mut add = |e: &Event, sent: bool| {
+        let day = local(e.at_ms).date();
+        let mark = if sent { "sent" } else { "waiting to send" };
+        let time = local(e.at_ms).strftime("%H:%M").to_string();
+        match &e.kind {
+            EventKind::Session { kind, account: a } => {
+                if account.is_some_and(|x| x != a) {
+                    return;
+                }
+                by_day
+                    .entry(day)
+                    .or_default()
+                    .entry(a.clone())
+                    .or_default()
+                    .lines
+                    .push((e.at_ms, format!("{time}  {:<22} ({mark})", kind.plain_words())));
+            }
+            EventKind::Usage {
+                account: a,
+                category,
+                active_seconds,
+                ..
+            } => {
+                if account.is_some_and(|x| x != a) {
+                    return;
+                }
+                *by_day
+                    .entry(day)
+                    .or_default()
+                    .entry(a.clone())
+                    .or_default()
+                    .usage
+                    .entry(category.clone())
+                    .or_default() += u64::from(*active_seconds);
+            }
+            EventKind::Heartbeat { .. } => {
+                let h = heartbeats.entry(day).or_default();
+                if sent {
+                    h.0 += 1;
+                } else {
+                    h.1 += 1;
+                }
+            }
+            EventKind::Lifecycle { kind, reason, .. } => {
+                let what = match kind {
+                    LifecycleKind::Start => "agent started",
+                    LifecycleKind::Stop => "agent stopped",
+                };
+                agent_lines
+                    .entry(day)
+                    .or_default()
+                    .push((e.at_ms, format!("{time}  {what} ({reason:?}) ({mark})")));
+            }
+            EventKind::DataGap {
+                dropped_events,
+                reason,
+                ..
+            } => agent_lines.entry(day).or_default().push((
+                e.at_ms,
+                format!("{time}  {dropped_events} recorded events were lost ({reason}); the collector is told ({mark})"),
+            )),
+        }
+    };
+    for r in spool.sent_between(from, to)? {
+        add(
+            &Event {
+                seq: r.seq,
+                at_ms: r.at_ms,
+                kind: r.kind,
+            },
+            true,
+        );
+    }
+    for e in spool.pending_between(from, to)? {
+        add(&e, false);
+    }
+    let mut dates: Vec<_> = by_day
+        .keys()
+        .chain(agent_lines.keys())
+        .chain(heartbeats.keys())
+        .copied()
+        .collect();
+    dates.sort();
+    dates.dedup();
+    if dates.is_empty() {
+        println!("Nothing recorded in this period.");
+    }
+    for date in dates {
+        println!("{} ({})", date, date.strftime("%A"));
+        for (a, day) in by_day.get_mut(&date).into_iter().flatten() {
+            println!("  account {a}:");
+            day.lines.sort();
+            for (_, l) in &day.lines {
+                println!("    {l}");
+            }
+            if !day.usage.is_empty() {
+                let parts: Vec<String> = day
+                    .usage
+                    .iter()
+                    .map(|(c, s)| format!("{c} {} min", (s + 30) / 60))
+                    .collect();
+                println!("    time in use by category: {}", parts.join(", "));
+            }
+        }
+        if let Some(lines) = agent_lines.get_mut(&date) {
+            lines.sort();
+            for (_, l) in lines.iter() {
+                println!("  {l}");
+            }
+        }
+        if let Some((sent, waiting)) = heartbeats.get(&date) {
+            println!("  heartbeats (\"this PC is on\"): {sent} sent, {waiting} waiting to send");
+        }
+        println!();
+    }
+    let s = spool.stats()?;
+    println!("Waiting to send now: {} events.", s.depth);
+    Ok(())
+}

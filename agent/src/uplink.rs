@@ -1,0 +1,189 @@
+//! The gRPC client: enrol, report batches, fetch the policy. Every call has a
+//! deadline; errors are sorted into what a retry can fix and what it cannot.
+
+use crate::event::Event;
+use crate::state::Enrolment;
+use kaoqin_proto::v1 as pb;
+use kaoqin_proto::v1::agent_service_client::AgentServiceClient;
+use kaoqin_proto::{AGENT_ID_HEADER, AUTHORIZATION_HEADER};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// How a failed call should be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    /// The collector refused the request as malformed; resending it unchanged
+    /// fails again. `seq` names the offending event when the collector said.
+    #[error("collector rejected the request: {message}")]
+    Rejected { seq: Option<u64>, message: String },
+    /// The key (or token) was not accepted: enrol again.
+    #[error("collector did not accept our credentials: {0}")]
+    Unauthenticated(String),
+    /// Unreachable, overloaded, timed out: retry after a pause.
+    #[error("collector unavailable: {0}")]
+    Retry(String),
+    /// The collector address is unusable.
+    #[error("collector address {url:?}: {message}")]
+    BadAddress { url: String, message: String },
+}
+
+impl From<tonic::Status> for UplinkError {
+    fn from(s: tonic::Status) -> Self {
+        use tonic::Code::*;
+        let message = s.message().to_owned();
+        match s.code() {
+            InvalidArgument | FailedPrecondition | OutOfRange | PermissionDenied => {
+                UplinkError::Rejected {
+                    seq: rejected_seq(&message),
+                    message,
+                }
+            }
+            Unauthenticated => UplinkError::Unauthenticated(message),
+            code => UplinkError::Retry(format!("{code:?}: {message}")),
+        }
+    }
+}
+
+/// The collector names a bad event as "event seq N: ...".
+fn rejected_seq(message: &str) -> Option<u64> {
+    let rest = message.strip_prefix("event seq ")?;
+    rest.split(':').next()?.trim().parse().ok()
+}
+
+/// A lazily connecting channel to `url` with the call deadline set.
+pub fn channel(url: &str, timeout: Duration) -> Result<Channel, UplinkError> {
+    let bad = |message: String| UplinkError::BadAddress {
+        url: url.to_owned(),
+        message,
+    };
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(bad("must start with http:// or https://".into()));
+    }
+    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(e.to_string()))?;
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(60))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .connect_lazy())
+}
+
+/// Exchanges an enrolment token for an identity.
+pub async fn enroll(
+    url: &str,
+    token: &str,
+    host: pb::HostFacts,
+    timeout: Duration,
+) -> Result<pb::EnrollResponse, UplinkError> {
+    let mut client = AgentServiceClient::new(channel(url, timeout)?);
+    let reply = client
+        .enroll(pb::EnrollRequest {
+            token: token.to_owned(),
+            host: Some(host),
+        })
+        .await?;
+    Ok(reply.into_inner())
+}
+
+/// An enrolled agent's connection to its collector.
+pub struct Uplink {
+    client: AgentServiceClient<Channel>,
+    enrolment: Enrolment,
+}
+
+impl Uplink {
+    pub fn new(enrolment: Enrolment, timeout: Duration) -> Result<Uplink, UplinkError> {
+        Ok(Uplink {
+            client: AgentServiceClient::new(channel(&enrolment.collector, timeout)?)
+                .max_decoding_message_size(4 * 1024 * 1024),
+            enrolment,
+        })
+    }
+
+    /// The identity calls are made as.
+    pub fn enrolment(&self) -> &Enrolment {
+        &self.enrolment
+    }
+
+    /// Replaces the identity (after enrolling again).
+    pub fn set_enrolment(&mut self, enrolment: Enrolment) {
+        self.enrolment = enrolment;
+    }
+
+    fn request<T>(&self, body: T) -> Result<tonic::Request<T>, UplinkError> {
+        let mut req = tonic::Request::new(body);
+        let md = req.metadata_mut();
+        let id =
+            self.enrolment.agent_id.parse().map_err(|_| {
+                UplinkError::Unauthenticated("agent id is not valid metadata".into())
+            })?;
+        let auth = format!("Bearer {}", self.enrolment.agent_key)
+            .parse()
+            .map_err(|_| UplinkError::Unauthenticated("agent key is not valid metadata".into()))?;
+        md.insert(AGENT_ID_HEADER, id);
+        md.insert(AUTHORIZATION_HEADER, auth);
+        Ok(req)
+    }
+
+    /// Sends one batch; the reply says up to which seq everything is stored.
+    pub async fn report(
+        &mut self,
+        events: &[Event],
+        sent_at_ms: i64,
+    ) -> Result<pb::ReportResponse, UplinkError> {
+        let req = self.request(pb::ReportRequest {
+            agent_id: self.enrolment.agent_id.clone(),
+            sent_at_ms,
+            events: events.iter().map(pb::Event::from).collect(),
+        })?;
+        Ok(self.client.report(req).await?.into_inner())
+    }
+
+    /// Fetches the collector's policy for this agent.
+    pub async fn policy(&mut self, known_version: u64) -> Result<pb::Policy, UplinkError> {
+        let req = self.request(pb::GetPolicyRequest { known_version })?;
+        Ok(self.client.get_policy(req).await?.into_inner())
+    }
+}
+
+/// The encoded size of an event on the wire, for batching by bytes.
+pub fn wire_size(e: &Event) -> usize {
+    use prost::Message;
+    pb::Event::from(e).encoded_len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_sort_into_retry_reject_and_reenrol() {
+        let e = UplinkError::from(tonic::Status::invalid_argument(
+            "event seq 42: usage.end_ms: bad",
+        ));
+        assert!(matches!(e, UplinkError::Rejected { seq: Some(42), .. }));
+        let e = UplinkError::from(tonic::Status::invalid_argument("batch has 9999 events"));
+        assert!(matches!(e, UplinkError::Rejected { seq: None, .. }));
+        assert!(matches!(
+            UplinkError::from(tonic::Status::unauthenticated("revoked")),
+            UplinkError::Unauthenticated(_)
+        ));
+        for s in [
+            tonic::Status::unavailable("x"),
+            tonic::Status::resource_exhausted("x"),
+            tonic::Status::deadline_exceeded("x"),
+            tonic::Status::internal("x"),
+        ] {
+            assert!(matches!(UplinkError::from(s), UplinkError::Retry(_)));
+        }
+    }
+
+    #[test]
+    fn addresses_must_be_urls() {
+        assert!(matches!(
+            channel("collector:50051", Duration::from_secs(1)),
+            Err(UplinkError::BadAddress { .. })
+        ));
+    }
+}
