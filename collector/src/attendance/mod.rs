@@ -1,0 +1,338 @@
+//! Attendance rules: calendar, schedules, exemptions and the verdict for one person on
+//! one day.
+//!
+//! This module is pure. It does no I/O, reads no clock, runs no SQL and spawns nothing:
+//! the signals, the staff record, the calendar, the schedules, the exemptions, the time
+//! zone and `now` all come in as arguments, and a [`DayVerdict`] comes out. A discipline
+//! officer acts on these verdicts, so they must be right, explainable (every verdict
+//! carries the evidence it was made from) and stable (the same set of signals gives the
+//! same verdict whatever their order or number of copies).
+//!
+//! # The attendance day
+//!
+//! Day D runs from D at the day boundary (default 04:00 local) to D+1 at the boundary.
+//! A presence period belongs to the day in which it *starts*, so a session running past
+//! midnight belongs to the day it started:
+//!
+//! ```text
+//!         D 04:00                                          D+1 04:00
+//!            |-------------------- attendance day D -----------|
+//!   D-1 ...==|   (a period that started on D-1 stays on D-1)    |
+//!                    08:41 logon ===== 12:02 lock               |
+//!                                 14:05 unlock ========== 00:40 logoff (belongs to D)
+//!            arrival = 08:41                departure = 00:40 (D+1)
+//! ```
+//!
+//! # Presence
+//!
+//! Presence starts at logon, unlock or idle end, and stops at lock, idle start or logoff,
+//! per PC and account; a usage interval with active seconds proves presence over it.
+//! Periods of all the person's PCs and accounts are merged. A period whose end was
+//! never reported ends at the last evidence for it (a heartbeat listing the account,
+//! the agent stopping), never later.
+//!
+//! ```text
+//!   pc-1 zhangsan  logon 08:41 ======= lock 10:02    unlock 10:15 ======= logoff 17:35
+//!   pc-2 zhangsan                 usage 09:50 ======== 10:20
+//!   presence       08:41 =============================== 10:20 ========== 17:35
+//!                  (10:02-10:15 is covered by the usage on pc-2, so no break)
+//! ```
+//!
+//! # Checkpoints, late and early minutes
+//!
+//! Minutes late count from the scheduled start once past the grace; early minutes
+//! likewise against the scheduled end. A checkpoint not yet due at `now` is `pending`,
+//! never late or early:
+//!
+//! ```text
+//!   08:30 start   08:35 end of grace
+//!     |-------------|
+//!     08:34 arrival -> on time, 0 min
+//!                        08:41 arrival -> late, 11 min (counted from 08:30)
+//! ```
+//!
+//! An exemption (leave, field work, business trip) that covers a checkpoint excuses it;
+//! one that covers only the start of a session moves the expected arrival to its end:
+//!
+//! ```text
+//!   08:30 ========== session 0 ========== 12:00
+//!   leave 08:30 --- 10:00                       arrival expected 10:00 (+ grace)
+//!   field 08:30 ------------------------- 12:00 arrival excused
+//! ```
+//!
+//! # Absent needs evidence
+//!
+//! A working day with no presence is `absent` only when every PC of the person is
+//! accounted for over the (non-exempt) office hours up to `now`: either its agent was
+//! alive (heartbeats no further apart than twice their interval) with none of the
+//! person's accounts logged on, or it was shut down cleanly and next started cleanly at
+//! boot with nothing missing in between. Otherwise the day is `unknown`:
+//!
+//! ```text
+//!   office      08:30 ================ 12:00      14:00 ================= 17:30
+//!   pc-1 hb     | | | | | | | | | | | | | | | | | | | | | | | | | | | | | | |   -> accounted
+//!   pc-2        shutdown (D-1 18:02) ....................... boot (D+1 08:10)   -> accounted
+//!   => absent
+//!   pc-1 hb     | | | | |          (crash)  | | | | | | | | | | | | | | | |    -> gap: unknown
+//! ```
+//!
+//! No signals for any of the person's accounts and no known PC: `unknown`. No data is
+//! not evidence of absence.
+//!
+//! # Non-work time
+//!
+//! Seconds of every category except `other` and `work`, counted only in office hours:
+//! not at lunch, not outside the sessions, not inside exemptions. A usage interval that
+//! straddles a session edge is split in proportion:
+//!
+//! ```text
+//!   session 0 ends 12:00
+//!   usage chat 11:55 ===|=== 12:05, 600 active s  ->  300 s counted
+//! ```
+
+pub mod calendar;
+mod interval;
+mod presence;
+pub mod schedule;
+pub mod signal;
+mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+pub use calendar::{Calendar, DayKind};
+pub use schedule::{
+    Flexible, Schedule, ScheduleConfigError, ScheduleError, ScheduleErrors, ScheduleSet,
+    ScheduleVersion, Season, Session,
+};
+pub use signal::{SessionKind, Signal, SignalKind, StartReason, StopReason, normalize};
+pub use verdict::{pcs_for, signal_window, verdict};
+
+/// A member of staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// The office's employee id.
+    pub employee_id: String,
+    /// Full name.
+    pub name: String,
+    /// Department; selects the schedule.
+    pub department: String,
+    /// OS account names that are this person (matched without regard to ASCII case).
+    pub accounts: Vec<String>,
+}
+
+/// Why someone is excused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExemptionKind {
+    /// Leave (annual, sick, personal...).
+    Leave,
+    /// Field work.
+    Field,
+    /// A business trip.
+    BusinessTrip,
+}
+
+impl ExemptionKind {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Leave => "leave",
+            Self::Field => "field",
+            Self::BusinessTrip => "business_trip",
+        }
+    }
+}
+
+/// An approved absence from the office over `[start, end)`: whole days or part of one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exemption {
+    /// Whose.
+    pub employee_id: String,
+    /// What kind.
+    pub kind: ExemptionKind,
+    /// Start.
+    pub start: Timestamp,
+    /// End.
+    pub end: Timestamp,
+    /// Free text from the approval.
+    pub note: String,
+}
+
+/// Office-wide settings of the rules.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The office's time zone; default Asia/Shanghai.
+    pub time_zone: TimeZone,
+    /// When one attendance day ends and the next begins; default 04:00.
+    pub day_boundary: Time,
+    /// A clock offset at least this large (milliseconds, either sign) becomes evidence.
+    pub large_offset_ms: i64,
+}
+
+impl Default for Settings {
+    /// Asia/Shanghai, 04:00, 60 s. If the system has no time zone database the zone is
+    /// the fixed offset +08:00, which is the same for Shanghai since 1991.
+    fn default() -> Self {
+        Settings {
+            time_zone: TimeZone::get("Asia/Shanghai")
+                .unwrap_or(TimeZone::fixed(jiff::tz::offset(8))),
+            day_boundary: jiff::civil::time(4, 0, 0, 0),
+            large_offset_ms: 60_000,
+        }
+    }
+}
+
+/// Everything a verdict depends on besides the person, the date and the signals.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Working days.
+    pub calendar: &'a Calendar,
+    /// Office hours in effect by department and date.
+    pub schedules: &'a ScheduleSet,
+    /// The person's exemptions (others' are ignored).
+    pub exemptions: &'a [Exemption],
+    /// Time zone, day boundary, thresholds.
+    pub settings: &'a Settings,
+    /// PCs on which the store has ever seen one of the person's accounts. PCs seen in
+    /// the signals themselves are added to these.
+    pub known_pcs: &'a [String],
+    /// The present instant: nothing after it is judged.
+    pub now: Timestamp,
+}
+
+/// What the day was for the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Present at some point of a working day.
+    Present,
+    /// Not present on a working day, and every PC of the person is accounted for.
+    Absent,
+    /// On leave for every checkpoint and not present.
+    Leave,
+    /// On field work or a business trip for every checkpoint and not present.
+    Field,
+    /// A public or office holiday.
+    Holiday,
+    /// A weekend day that is not a make-up working day.
+    Rest,
+    /// Not enough evidence either way, or not yet judgeable.
+    Unknown,
+}
+
+/// Arrival or departure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointKind {
+    /// At the start of a session.
+    Arrival,
+    /// At the end of a session.
+    Departure,
+}
+
+/// How a checkpoint went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Within the grace.
+    OnTime,
+    /// Arrived after the grace.
+    Late,
+    /// Left before the grace.
+    Early,
+    /// No presence in the session at all.
+    Missed,
+    /// Covered entirely by an exemption.
+    Excused,
+    /// Not yet due at `now`.
+    Pending,
+}
+
+/// One checked arrival or departure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointResult {
+    /// Index of the session in the day's schedule.
+    pub session: usize,
+    /// Arrival or departure.
+    pub kind: CheckpointKind,
+    /// The scheduled time.
+    pub scheduled: Time,
+    /// The instant judged against: the scheduled time, or the edge of an exemption that
+    /// covers part of the session.
+    pub expected: Timestamp,
+    /// The presence instant judged.
+    pub actual: Option<Timestamp>,
+    /// Minutes late or early (0 unless `Late` or `Early`).
+    pub minutes: u32,
+    /// How it went.
+    pub outcome: Outcome,
+    /// The exemption that excused all or part of it.
+    pub excused_by: Option<ExemptionKind>,
+}
+
+/// How much of the office day the person's PCs' agents were alive for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Office seconds up to `now`.
+    pub office_seconds: u64,
+    /// Of those, seconds at least one of the person's PCs had a live agent.
+    pub covered_seconds: u64,
+}
+
+/// One fact the verdict rests on, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    /// When.
+    pub at: Timestamp,
+    /// Which PC (`-` for facts not from a PC, such as exemptions).
+    pub pc: String,
+    /// What, in plain words with local times.
+    pub what: String,
+}
+
+/// The verdict for one person on one attendance day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayVerdict {
+    /// The person's employee id.
+    pub employee_id: String,
+    /// The person's name.
+    pub name: String,
+    /// The person's department.
+    pub department: String,
+    /// The attendance day.
+    pub date: Date,
+    /// The calendar's kind of the day.
+    pub day_kind: DayKind,
+    /// The verdict.
+    pub status: Status,
+    /// Whether the day was still running at `now` (more may change).
+    pub provisional: bool,
+    /// First presence of the day.
+    pub arrival: Option<Timestamp>,
+    /// Last presence of the day.
+    pub departure: Option<Timestamp>,
+    /// Sum of minutes late over the arrival checkpoints.
+    pub late_minutes: u32,
+    /// Sum of minutes early over the departure checkpoints.
+    pub early_minutes: u32,
+    /// Every checkpoint of the day.
+    pub checkpoints: Vec<CheckpointResult>,
+    /// Non-work seconds in office hours by category.
+    pub nonwork_seconds: BTreeMap<String, u64>,
+    /// Live-agent coverage of the office hours.
+    pub coverage: Coverage,
+    /// The facts behind the verdict, in time order.
+    pub evidence: Vec<EvidenceItem>,
+    /// The schedule version (and season) the day was judged under.
+    pub schedule_version: String,
+    /// Why the status is what it is, in one or two sentences.
+    pub policy_note: String,
+}

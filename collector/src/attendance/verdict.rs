@@ -1,0 +1,678 @@
+//! The day verdict: one person, one attendance day, everything as arguments.
+//!
+//! What must stay true: the verdict is a function of the *set* of signals (normalized
+//! first), of the context and of `now`; nothing after `now` is judged; a working day is
+//! `absent` only when every PC of the person is accounted for (see the module docs of
+//! `attendance`); every number is a count of whole seconds or minutes, never negative.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+
+use super::interval::{self, Iv, add_secs};
+use super::presence::{self, Piece, is_person_account};
+use super::schedule::Schedule;
+use super::signal::{Signal, SignalKind, normalize};
+use super::{
+    CheckpointKind, CheckpointResult, Context, Coverage, DayKind, DayVerdict, EvidenceItem,
+    Exemption, ExemptionKind, Outcome, Person, Settings, Status,
+};
+
+/// The instant of `time` on `date` in `tz` (the earlier one in a fold, the later edge of
+/// a gap).
+fn local(date: Date, time: Time, tz: &TimeZone) -> Timestamp {
+    tz.to_ambiguous_timestamp(date.to_datetime(time))
+        .compatible()
+        .unwrap_or(if date.year() < 0 {
+            Timestamp::MIN
+        } else {
+            Timestamp::MAX
+        })
+}
+
+/// The attendance day `[D boundary, D+1 boundary)` as instants.
+fn day_window(date: Date, settings: &Settings) -> Iv {
+    let tz = &settings.time_zone;
+    Iv::new(
+        local(date, settings.day_boundary, tz),
+        local(date.saturating_add(1.day()), settings.day_boundary, tz),
+    )
+}
+
+/// The span of signals a caller should pass for `date`: from the start of the previous
+/// attendance day to the end of the next one. Add, for each of the person's PCs, its
+/// last signal before this span and its first signal after it, so that a PC shut down
+/// over a long holiday can still be shown cleanly off.
+pub fn signal_window(date: Date, settings: &Settings) -> (Timestamp, Timestamp) {
+    let start = day_window(date.saturating_sub(1.day()), settings).start;
+    let end = day_window(date.saturating_add(1.day()), settings).end;
+    (start, end)
+}
+
+/// The PCs on which one of the person's accounts appears (a session event, a usage
+/// interval, or a heartbeat listing it).
+pub fn pcs_for(person: &Person, signals: &[Signal]) -> BTreeSet<String> {
+    signals
+        .iter()
+        .filter(|s| match &s.kind {
+            SignalKind::Session { account, .. } | SignalKind::Usage { account, .. } => {
+                is_person_account(person, account)
+            }
+            SignalKind::Heartbeat { accounts, .. } => {
+                accounts.iter().any(|a| is_person_account(person, a))
+            }
+            _ => false,
+        })
+        .map(|s| s.pc.clone())
+        .collect()
+}
+
+/// One session of the day as instants, with its rules.
+#[derive(Debug, Clone)]
+struct PlanSession {
+    start: Timestamp,
+    end: Timestamp,
+    sched_start: Time,
+    sched_end: Time,
+    late_grace: u32,
+    early_grace: u32,
+    check_arrival: bool,
+    check_departure: bool,
+}
+
+/// The day's sessions and a label for the schedule in effect.
+fn plan(
+    schedule: &Schedule,
+    date: Date,
+    tz: &TimeZone,
+    arrival: Option<Timestamp>,
+) -> (Vec<PlanSession>, String) {
+    match schedule {
+        Schedule::Fixed { .. } => {
+            let (sessions, season) = schedule.sessions_on(date).unwrap_or((&[], None));
+            let plan = sessions
+                .iter()
+                .map(|s| PlanSession {
+                    start: local(date, s.start, tz),
+                    end: local(date, s.end, tz),
+                    sched_start: s.start,
+                    sched_end: s.end,
+                    late_grace: s.late_grace_minutes,
+                    early_grace: s.early_grace_minutes,
+                    check_arrival: s.check_arrival,
+                    check_departure: s.check_departure,
+                })
+                .collect();
+            (
+                plan,
+                season.map(|s| format!("season {s}")).unwrap_or_default(),
+            )
+        }
+        Schedule::Flexible(f) => {
+            let band_start = local(date, f.band_start, tz);
+            let band_end = local(date, f.band_end, tz);
+            let core_start = local(date, f.core_start, tz);
+            let core_end = local(date, f.core_end, tz);
+            let from = arrival.map_or(core_start, |a| a.clamp(band_start, core_start));
+            let expected = add_secs(from, i64::from(f.required_minutes) * 60)
+                .max(core_end)
+                .min(band_end);
+            let sched_end = tz.to_datetime(expected).time();
+            let label = format!(
+                "flexible: core {}-{}, {} min from arrival, expected departure {}",
+                f.core_start,
+                f.core_end,
+                f.required_minutes,
+                sched_end.strftime("%H:%M")
+            );
+            let plan = vec![PlanSession {
+                start: core_start,
+                end: expected,
+                sched_start: f.core_start,
+                sched_end,
+                late_grace: f.late_grace_minutes,
+                early_grace: f.early_grace_minutes,
+                check_arrival: true,
+                check_departure: true,
+            }];
+            (plan, label)
+        }
+    }
+}
+
+/// Exemptions of the person as intervals with their kind.
+struct Exempt {
+    list: Vec<(Iv, ExemptionKind, String)>,
+    merged: Vec<Iv>,
+}
+
+impl Exempt {
+    fn new(person: &Person, exemptions: &[Exemption]) -> Exempt {
+        let mut list: Vec<(Iv, ExemptionKind, String)> = exemptions
+            .iter()
+            .filter(|e| e.employee_id == person.employee_id && e.start < e.end)
+            .map(|e| (Iv::new(e.start, e.end), e.kind, e.note.clone()))
+            .collect();
+        list.sort();
+        list.dedup();
+        let merged = interval::normalize(list.iter().map(|(iv, _, _)| *iv).collect());
+        Exempt { list, merged }
+    }
+
+    /// The kind covering `t` (edges included); leave first when several do.
+    fn kind_at(&self, t: Timestamp) -> Option<ExemptionKind> {
+        self.list
+            .iter()
+            .filter(|(iv, _, _)| iv.start <= t && t <= iv.end)
+            .map(|(_, k, _)| *k)
+            .min()
+    }
+}
+
+fn minutes_past(later: Timestamp, earlier: Timestamp, grace_minutes: u32) -> Option<u32> {
+    let secs = later.as_second() - earlier.as_second();
+    (secs > i64::from(grace_minutes) * 60).then(|| u32::try_from(secs / 60).unwrap_or(u32::MAX))
+}
+
+struct Judged {
+    checkpoints: Vec<CheckpointResult>,
+}
+
+/// Judge every checkpoint of the plan.
+fn judge(plan: &[PlanSession], blocks: &[Iv], exempt: &Exempt, now: Timestamp) -> Judged {
+    let arrival = blocks.first().map(|b| b.start);
+    let departure = blocks.iter().map(|b| b.end).max();
+    let mut checkpoints = Vec::new();
+    for (i, s) in plan.iter().enumerate() {
+        if s.check_arrival {
+            let (expected, fully, kind) = match interval::covers_instant(&exempt.merged, s.start) {
+                Some(x) if x.end >= s.end => (s.start, true, exempt.kind_at(s.start)),
+                Some(x) => (x.end, false, exempt.kind_at(s.start)),
+                None => (s.start, false, None),
+            };
+            let actual = if i == 0 {
+                arrival
+            } else {
+                let lo = plan[i - 1].end;
+                blocks
+                    .iter()
+                    .filter(|b| b.end >= lo && b.start < s.end)
+                    .map(|b| b.start.max(lo))
+                    .min()
+            };
+            let (outcome, minutes) = if fully {
+                (Outcome::Excused, 0)
+            } else {
+                match actual {
+                    Some(a) => match minutes_past(a, expected, s.late_grace) {
+                        Some(m) => (Outcome::Late, m),
+                        None => (Outcome::OnTime, 0),
+                    },
+                    None if now < add_secs(expected, i64::from(s.late_grace) * 60) => {
+                        (Outcome::Pending, 0)
+                    }
+                    None => (Outcome::Missed, 0),
+                }
+            };
+            checkpoints.push(CheckpointResult {
+                session: i,
+                kind: CheckpointKind::Arrival,
+                scheduled: s.sched_start,
+                expected,
+                actual,
+                minutes,
+                outcome,
+                excused_by: kind,
+            });
+        }
+        if s.check_departure {
+            let (expected, fully, kind) = match interval::covers_instant(&exempt.merged, s.end) {
+                Some(x) if x.start <= s.start => (s.end, true, exempt.kind_at(s.end)),
+                Some(x) => (x.start, false, exempt.kind_at(s.end)),
+                None => (s.end, false, None),
+            };
+            let actual = if i + 1 == plan.len() {
+                departure
+            } else {
+                let hi = plan[i + 1].start;
+                blocks
+                    .iter()
+                    .filter(|b| b.start <= hi && b.end >= s.start)
+                    .map(|b| b.end.min(hi))
+                    .max()
+            };
+            let (outcome, minutes) = if fully {
+                (Outcome::Excused, 0)
+            } else if now < expected {
+                (Outcome::Pending, 0)
+            } else {
+                match actual {
+                    Some(d) => match minutes_past(expected, d, s.early_grace) {
+                        Some(m) => (Outcome::Early, m),
+                        None => (Outcome::OnTime, 0),
+                    },
+                    None => (Outcome::Missed, 0),
+                }
+            };
+            checkpoints.push(CheckpointResult {
+                session: i,
+                kind: CheckpointKind::Departure,
+                scheduled: s.sched_end,
+                expected,
+                actual,
+                minutes,
+                outcome,
+                excused_by: kind,
+            });
+        }
+    }
+    Judged { checkpoints }
+}
+
+/// Non-work seconds by category inside `allowed` (normalized), split in proportion.
+fn nonwork(person: &Person, signals: &[Signal], allowed: &[Iv]) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for s in signals {
+        let SignalKind::Usage {
+            account,
+            start,
+            end,
+            category,
+            active_seconds,
+        } = &s.kind
+        else {
+            continue;
+        };
+        if !is_person_account(person, account)
+            || category == "other"
+            || category == "work"
+            || start > end
+        {
+            continue;
+        }
+        let len_ms = i128::from(end.as_millisecond() - start.as_millisecond());
+        let counted = if len_ms == 0 {
+            if allowed.iter().any(|iv| iv.contains(*start)) {
+                u64::from(*active_seconds)
+            } else {
+                0
+            }
+        } else {
+            let overlap: i64 = interval::intersect(&[Iv::new(*start, *end)], allowed)
+                .iter()
+                .map(|iv| iv.millis())
+                .sum();
+            let active = i128::from(*active_seconds).min((len_ms + 999) / 1000);
+            u64::try_from(active * i128::from(overlap) / len_ms).unwrap_or(0)
+        };
+        if counted > 0 {
+            *out.entry(category.clone()).or_default() += counted;
+        }
+    }
+    out
+}
+
+/// Plain-words evidence from the signals inside the day window.
+fn signal_evidence(
+    person: &Person,
+    signals: &[Signal],
+    pcs: &BTreeSet<String>,
+    window: Iv,
+    settings: &Settings,
+    fmt: &dyn Fn(Timestamp) -> String,
+) -> Vec<EvidenceItem> {
+    let mut out = Vec::new();
+    let mut push = |at: Timestamp, pc: &str, what: String| {
+        out.push(EvidenceItem {
+            at,
+            pc: pc.to_string(),
+            what,
+        })
+    };
+    for s in signals {
+        let mine = pcs.contains(&s.pc);
+        match &s.kind {
+            SignalKind::DataGap { from, to, dropped }
+                if mine && *from < window.end && *to >= window.start =>
+            {
+                push(
+                    s.at,
+                    &s.pc,
+                    format!(
+                        "data gap from {} to {}: {dropped} events dropped",
+                        fmt(*from),
+                        fmt(*to)
+                    ),
+                );
+            }
+            _ if !window.contains(s.at) => {}
+            SignalKind::Session { account, kind } if is_person_account(person, account) => {
+                push(s.at, &s.pc, format!("{account} {}", kind.describe()));
+            }
+            SignalKind::AgentStart {
+                reason,
+                previous_seen,
+            } if mine => {
+                let prev = previous_seen
+                    .map(|p| format!(" (previously alive until {})", fmt(p)))
+                    .unwrap_or_default();
+                push(s.at, &s.pc, format!("{}{prev}", reason.describe()));
+            }
+            SignalKind::AgentStop { reason } if mine => {
+                push(s.at, &s.pc, reason.describe().to_string())
+            }
+            SignalKind::ClockOffset { offset_ms }
+                if mine && offset_ms.unsigned_abs() >= settings.large_offset_ms.unsigned_abs() =>
+            {
+                let dir = if *offset_ms > 0 { "ahead" } else { "behind" };
+                push(
+                    s.at,
+                    &s.pc,
+                    format!(
+                        "PC clock was {}.{:03} s {dir} of the collector; its times were corrected",
+                        offset_ms.unsigned_abs() / 1000,
+                        offset_ms.unsigned_abs() % 1000
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The verdict for `person` on attendance day `date`.
+///
+/// `signals` are the stored events of the person's PCs around the day (see
+/// [`signal_window`]), in any order, possibly with duplicates; signals after
+/// `ctx.now` are ignored.
+pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_>) -> DayVerdict {
+    let settings = ctx.settings;
+    let tz = &settings.time_zone;
+    let now = ctx.now;
+    let fmt = |t: Timestamp| -> String {
+        let dt = tz.to_datetime(t);
+        if dt.date() == date {
+            dt.strftime("%H:%M:%S").to_string()
+        } else {
+            dt.strftime("%Y-%m-%d %H:%M:%S").to_string()
+        }
+    };
+    let signals: Vec<Signal> = normalize(signals)
+        .into_iter()
+        .filter(|s| s.at <= now)
+        .collect();
+    let window = day_window(date, settings);
+    let day_kind = ctx.calendar.day_kind(date);
+    let mut pcs = pcs_for(person, &signals);
+    pcs.extend(ctx.known_pcs.iter().cloned());
+    let exempt = Exempt::new(person, ctx.exemptions);
+
+    // Presence of the day: merged blocks that start inside the window.
+    let pieces = presence::presence_pieces(person, &signals, now);
+    let blocks: Vec<Iv> = presence::merge_blocks(&pieces)
+        .into_iter()
+        .filter(|b| window.contains(b.start) && b.start <= now)
+        .collect();
+    let arrival = blocks.first().map(|b| b.start);
+    let departure = blocks.iter().map(|b| b.end).max();
+
+    let mut evidence = signal_evidence(person, &signals, &pcs, window, settings, &fmt);
+    let origin = |pick: &dyn Fn(&Piece) -> bool| pieces.iter().filter(|p| pick(p)).min().cloned();
+    if let Some(a) = arrival
+        && let Some(p) = origin(&|p: &Piece| p.start == a)
+    {
+        evidence.push(EvidenceItem {
+            at: a,
+            pc: p.pc,
+            what: format!("arrival: first presence of the day ({})", p.what),
+        });
+    }
+    if let Some(d) = departure
+        && let Some(p) = origin(&|p: &Piece| p.end == d && window.contains(p.start))
+    {
+        let what = format!(
+            "departure: last presence of the day (from {}, {})",
+            fmt(p.start),
+            p.what
+        );
+        evidence.push(EvidenceItem {
+            at: d,
+            pc: p.pc,
+            what,
+        });
+    }
+    for (iv, kind, note) in &exempt.list {
+        if iv.start < window.end && iv.end > window.start {
+            let what = format!(
+                "{} from {} to {}: {note}",
+                kind.as_str(),
+                fmt(iv.start),
+                fmt(iv.end)
+            );
+            evidence.push(EvidenceItem {
+                at: iv.start.max(window.start),
+                pc: "-".into(),
+                what,
+            });
+        }
+    }
+
+    let (schedule, version) = ctx.schedules.schedule_for(&person.department, date);
+    let calendar_note = if ctx.calendar.covers(date.year()) {
+        String::new()
+    } else {
+        format!(
+            " The calendar has no official notice for {}: weekends rest, weekdays work.",
+            date.year()
+        )
+    };
+    let day_name = ctx
+        .calendar
+        .note(date)
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+
+    let mut v = DayVerdict {
+        employee_id: person.employee_id.clone(),
+        name: person.name.clone(),
+        department: person.department.clone(),
+        date,
+        day_kind,
+        status: Status::Unknown,
+        provisional: now < window.end,
+        arrival,
+        departure,
+        late_minutes: 0,
+        early_minutes: 0,
+        checkpoints: Vec::new(),
+        nonwork_seconds: BTreeMap::new(),
+        coverage: Coverage::default(),
+        evidence: Vec::new(),
+        schedule_version: version.to_string(),
+        policy_note: String::new(),
+    };
+
+    if !day_kind.is_working() {
+        v.status = if day_kind == DayKind::Holiday {
+            Status::Holiday
+        } else {
+            Status::Rest
+        };
+        let presence = if arrival.is_some() {
+            " Presence on it is recorded as evidence only."
+        } else {
+            ""
+        };
+        v.policy_note = format!(
+            "{}{day_name}: not a working day.{presence}{calendar_note}",
+            day_kind.as_str()
+        );
+        v.evidence = finish(evidence);
+        return v;
+    }
+
+    let (plan, label) = plan(schedule, date, tz, arrival);
+    if !label.is_empty() {
+        v.schedule_version = format!("{version} ({label})");
+    }
+    let office_all = interval::normalize(plan.iter().map(|s| Iv::new(s.start, s.end)).collect());
+    let office = interval::before(&office_all, now);
+    let office_free = interval::subtract(&office, &exempt.merged);
+
+    let judged = judge(&plan, &blocks, &exempt, now);
+    v.late_minutes = judged
+        .checkpoints
+        .iter()
+        .filter(|c| c.kind == CheckpointKind::Arrival)
+        .fold(0u32, |acc, c| acc.saturating_add(c.minutes));
+    v.early_minutes = judged
+        .checkpoints
+        .iter()
+        .filter(|c| c.kind == CheckpointKind::Departure)
+        .fold(0u32, |acc, c| acc.saturating_add(c.minutes));
+    v.nonwork_seconds = nonwork(person, &signals, &office_free);
+
+    let accounts: BTreeMap<&str, presence::PcAccount> = pcs
+        .iter()
+        .map(|pc| {
+            (
+                pc.as_str(),
+                presence::account_pc(person, pc, &signals, now, &fmt),
+            )
+        })
+        .collect();
+    let alive = interval::normalize(
+        accounts
+            .values()
+            .flat_map(|a| a.alive.iter().copied())
+            .collect(),
+    );
+    v.coverage = Coverage {
+        office_seconds: interval::total_seconds(&office),
+        covered_seconds: interval::total_seconds(&interval::intersect(&office, &alive)),
+    };
+
+    let checkpoints = &judged.checkpoints;
+    let fully_exempt = if checkpoints.is_empty() {
+        !office_all.is_empty() && interval::subtract(&office_all, &exempt.merged).is_empty()
+    } else {
+        checkpoints.iter().all(|c| c.outcome == Outcome::Excused)
+    };
+    let nothing_due = if checkpoints.is_empty() {
+        office_free.is_empty()
+    } else {
+        checkpoints
+            .iter()
+            .all(|c| matches!(c.outcome, Outcome::Pending | Outcome::Excused))
+    };
+
+    let hours = match (office_all.first(), office_all.last()) {
+        (Some(a), Some(b)) => format!("{}-{}", fmt(a.start), fmt(b.end)),
+        _ => "none".into(),
+    };
+    if now < window.start {
+        v.status = Status::Unknown;
+        v.policy_note = "The day has not started yet.".into();
+    } else if arrival.is_some() {
+        v.status = Status::Present;
+        v.policy_note = format!(
+            "Present: first presence {}, last {}; late {} min, early {} min.",
+            arrival.map(&fmt).unwrap_or_default(),
+            departure.map(&fmt).unwrap_or_default(),
+            v.late_minutes,
+            v.early_minutes
+        );
+    } else if fully_exempt {
+        // The kind covering most office time; leave first on a tie.
+        let mut by_kind: BTreeMap<ExemptionKind, u64> = BTreeMap::new();
+        for (iv, kind, _) in &exempt.list {
+            *by_kind.entry(*kind).or_default() +=
+                interval::total_seconds(&interval::intersect(&office_all, &[*iv]));
+        }
+        let kind = by_kind
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map_or(ExemptionKind::Leave, |(k, _)| *k);
+        v.status = if kind == ExemptionKind::Leave {
+            Status::Leave
+        } else {
+            Status::Field
+        };
+        v.policy_note = format!(
+            "Not present; every checkpoint is covered by an exemption ({}).",
+            kind.as_str()
+        );
+    } else if nothing_due {
+        v.status = Status::Unknown;
+        v.policy_note = "No presence yet, and no checkpoint is due yet.".into();
+    } else if pcs.is_empty() {
+        v.status = Status::Unknown;
+        v.policy_note =
+            "No presence, and no PC has ever reported one of this person's accounts: no data is not evidence of absence."
+                .into();
+    } else {
+        let mut missing = Vec::new();
+        for (pc, acc) in &accounts {
+            let gaps = interval::subtract(&office_free, &acc.accounted);
+            for g in &gaps {
+                let reasons: BTreeSet<&str> = acc
+                    .problems
+                    .iter()
+                    .filter(|(iv, _)| iv.start < g.end && iv.end > g.start)
+                    .map(|(_, r)| r.as_str())
+                    .collect();
+                let reasons = if reasons.is_empty() {
+                    "no evidence".to_string()
+                } else {
+                    reasons.into_iter().collect::<Vec<_>>().join("; ")
+                };
+                evidence.push(EvidenceItem {
+                    at: g.start,
+                    pc: pc.to_string(),
+                    what: format!(
+                        "not accounted for from {} to {}: {reasons}",
+                        fmt(g.start),
+                        fmt(g.end)
+                    ),
+                });
+            }
+            if gaps.is_empty() {
+                for off in interval::intersect(&acc.clean_off, &office_free) {
+                    evidence.push(EvidenceItem {
+                        at: off.start,
+                        pc: pc.to_string(),
+                        what: "switched off in office hours: clean shutdown, next start at system boot".into(),
+                    });
+                }
+            } else {
+                missing.push(*pc);
+            }
+        }
+        if missing.is_empty() {
+            v.status = Status::Absent;
+            v.policy_note = format!(
+                "Absent: no presence on a working day, and every PC of the person ({}) is accounted for over the office hours {hours} up to now.",
+                pcs.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        } else {
+            v.status = Status::Unknown;
+            v.policy_note = format!(
+                "No presence, but not every PC is accounted for over the office hours ({}): no data is not evidence of absence.",
+                missing.join(", ")
+            );
+        }
+    }
+    v.policy_note.push_str(&calendar_note);
+    v.checkpoints = judged.checkpoints;
+    v.evidence = finish(evidence);
+    v
+}
+
+fn finish(mut evidence: Vec<EvidenceItem>) -> Vec<EvidenceItem> {
+    evidence.sort();
+    evidence.dedup();
+    evidence
+}
