@@ -1,1 +1,211 @@
+//! Helpers for kaoqin's end-to-end tests: build the real binaries, start a
+//! collector on a loopback port, run agents against it, and wait for outcomes
+//! with bounded timeouts (never fixed sleeps).
 
+use anyhow::{Context, bail};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace's `target/debug` (or release) directory of the running test.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/e2e-xxxx -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary, built (once per test run) so it is never stale.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "kaoqin-collector",
+            "-p",
+            "kaoqin-agent",
+            "--bins",
+        ]);
+        if bin_dir().file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the binaries failed");
+    });
+    let path = bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// Runs a command to completion within `limit`, returning its output. Output
+/// is drained while the command runs, so a chatty command cannot block on a
+/// full pipe.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> anyhow::Result<Output> {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawn {desc}"))?;
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            bail!(
+                "{desc} did not finish within {limit:?}\nstderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: Command, limit: Duration) -> anyhow::Result<String> {
+    let desc = format!("{cmd:?}");
+    let out = run_bounded(cmd, limit)?;
+    if !out.status.success() {
+        bail!(
+            "{desc} failed ({})\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// A collector process on loopback, killed when dropped.
+pub struct Collector {
+    child: Child,
+    pub data_dir: PathBuf,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Collector {
+    /// Starts `kaoqin-collector serve` on `addr` (use port 0 for any) and waits
+    /// until it says where it listens.
+    pub fn start(data_dir: &Path, addr: &str) -> anyhow::Result<Collector> {
+        let mut child = Command::new(bin("kaoqin-collector"))
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .args(["--grpc", addr])
+            .env("KAOQIN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("collector stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(a) = line.strip_prefix("kaoqin-collector listening grpc=") {
+                    let _ = tx.send(a.trim().to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse()?,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("collector did not start listening within 30 s");
+            }
+        };
+        Ok(Collector {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            addr,
+        })
+    }
+
+    /// The URL agents use.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `kaoqin-collector token create`.
+    pub fn token(&self) -> anyhow::Result<String> {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args(["token", "create", "--data-dir"])
+            .arg(&self.data_dir);
+        Ok(run_ok(cmd, Duration::from_secs(30))?.trim().to_owned())
+    }
+
+    /// Stored events as JSON objects (`kaoqin-collector events`).
+    pub fn events(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args(["events", "--format", "jsonl", "--data-dir"])
+            .arg(&self.data_dir);
+        let out = run_ok(cmd, Duration::from_secs(30))?;
+        out.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("event line {l:?}")))
+            .collect()
+    }
+
+    /// Kills the process at once (SIGKILL).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `kaoqin-agent` command with its state dir set.
+pub fn agent(state_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("kaoqin-agent"));
+    cmd.args(args)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("KAOQIN_LOG", "warn");
+    cmd
+}
+
+/// A port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The scripted day used by the tests and the quick start.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}

@@ -1,0 +1,389 @@
+//! End to end: the real collector and agent binaries on loopback.
+
+use kaoqin_proto::v1 as pb;
+use kaoqin_tests::{Collector, agent, fixture, free_port, run_ok};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn usage_by_category(events: &[serde_json::Value]) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for e in events.iter().filter(|e| e["type"] == "usage") {
+        *m.entry(e["category"].as_str().unwrap().to_owned())
+            .or_default() += e["active_seconds"].as_u64().unwrap();
+    }
+    m
+}
+
+fn assert_exactly_once(events: &[serde_json::Value]) {
+    let keys: HashSet<(String, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["agent_id"].as_str().unwrap().to_owned(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(keys.len(), events.len(), "an (agent, seq) was stored twice");
+}
+
+#[test]
+fn a_replayed_day_arrives_once_with_categories_and_nothing_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
+    let token = collector.token().unwrap();
+    let state = dir.path().join("agent");
+    let url = collector.url();
+    let out = run_ok(
+        agent(&state, &["enroll", "--collector", &url, "--token", &token]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(out.contains("Enrolled"), "{out}");
+
+    let replay = format!("replay:{}", fixture("day.jsonl").display());
+    run_ok(agent(&state, &["run", "--probe", &replay, "--once"]), LIMIT).unwrap();
+
+    let events = collector.events().unwrap();
+    assert_exactly_once(&events);
+    let sessions: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "session")
+        .map(|e| {
+            (
+                e["at"].as_str().unwrap().to_owned(),
+                e["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("2026-11-24T00:41:00Z", "logon"),
+        ("2026-11-24T02:40:00Z", "idle_start"),
+        ("2026-11-24T02:55:00Z", "idle_end"),
+        ("2026-11-24T04:00:00Z", "lock"),
+        ("2026-11-24T05:58:00Z", "unlock"),
+        ("2026-11-24T09:20:00Z", "logoff"),
+    ];
+    assert_eq!(
+        sessions,
+        expect
+            .iter()
+            .map(|(a, k)| (a.to_string(), k.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["type"] != "session" || e["account"] == "zhangsan")
+    );
+
+    let usage = usage_by_category(&events);
+    let expected: BTreeMap<String, u64> = [
+        ("chat", 25 * 60),
+        ("media", 15 * 60),
+        ("nonwork_web", 10 * 60),
+        ("downloads", 10 * 60),
+        ("other", (49 + 45 + 40 + 192) * 60),
+    ]
+    .into_iter()
+    .map(|(c, s)| (c.to_owned(), s))
+    .collect();
+    assert_eq!(usage, expected);
+
+    let lifecycle: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "lifecycle")
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(lifecycle, ["start", "stop"]);
+    let heartbeats = events.iter().filter(|e| e["type"] == "heartbeat").count();
+    assert!(
+        (519..=522).contains(&heartbeats),
+        "{heartbeats} heartbeats over 8 h 39 min"
+    );
+
+    // Nothing that identifies a program, a document or a site leaves the PC.
+    let all = serde_json::to_string(&events).unwrap();
+    for secret in [
+        "WeChat",
+        "WINWORD",
+        "chrome",
+        "Thunder",
+        "淘宝",
+        ".docx",
+        "晴天",
+        "文件传输助手",
+    ] {
+        assert!(!all.contains(secret), "{secret:?} reached the collector");
+    }
+
+    // The person at the desk can see the same, in plain words, all sent.
+    let shown = run_ok(agent(&state, &["show", "--days", "100000"]), LIMIT).unwrap();
+    assert!(shown.contains("logged on"), "{shown}");
+    assert!(shown.contains("chat 25 min"), "{shown}");
+    assert!(!shown.contains("waiting to send)"), "{shown}");
+    assert!(shown.contains("Waiting to send now: 0 events."), "{shown}");
+    let status = run_ok(agent(&state, &["status"]), LIMIT).unwrap();
+    assert!(status.contains("spool: 0 events waiting"), "{status}");
+    assert!(
+        status.contains("collector: reachable, key accepted"),
+        "{status}"
+    );
+}
+
+#[test]
+fn an_agent_that_starts_offline_delivers_everything_when_the_collector_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let data = dir.path().join("collector");
+    let state = dir.path().join("agent");
+    {
+        let collector = Collector::start(&data, &addr).unwrap();
+        let token = collector.token().unwrap();
+        run_ok(
+            agent(
+                &state,
+                &["enroll", "--collector", &collector.url(), "--token", &token],
+            ),
+            LIMIT,
+        )
+        .unwrap();
+        collector.kill();
+    }
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "[uplink]\nbackoff_min_seconds = 1\nbackoff_max_seconds = 1\ncall_timeout_seconds = 2\n",
+    )
+    .unwrap();
+    let replay = format!("replay:{}", fixture("day.jsonl").display());
+    let config = config.to_str().unwrap();
+    let mut child = agent(
+        &state,
+        &["run", "--probe", &replay, "--once", "--config", config],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait until the agent has tried and failed at least once.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Delivery failed") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(LIMIT)
+        .expect("the agent reports that delivery failed");
+    let collector = Collector::start(&data, &addr).unwrap();
+    let deadline = std::time::Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "agent did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let events = collector.events().unwrap();
+    assert_exactly_once(&events);
+    assert_eq!(usage_by_category(&events).get("chat"), Some(&1500));
+}
+
+fn authed<T>(body: T, id: &str, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.metadata_mut()
+        .insert(kaoqin_proto::AGENT_ID_HEADER, id.parse().unwrap());
+    r.metadata_mut().insert(
+        kaoqin_proto::AUTHORIZATION_HEADER,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    r
+}
+
+fn unlock(seq: u64) -> pb::Event {
+    pb::Event {
+        seq,
+        at_ms: 1_795_000_000_000 + seq as i64,
+        kind: Some(pb::event::Kind::Session(pb::SessionEvent {
+            kind: pb::SessionKind::Unlock as i32,
+            account: "lisi".into(),
+        })),
+    }
+}
+
+#[tokio::test]
+async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&dir.path().join("c"), "127.0.0.1:0").unwrap();
+    let token = collector.token().unwrap();
+    let mut client = pb::agent_service_client::AgentServiceClient::connect(collector.url())
+        .await
+        .unwrap();
+    let host = pb::HostFacts {
+        machine_id: "m-1".into(),
+        hostname: "pc-1".into(),
+        ..Default::default()
+    };
+    let bad = client
+        .enroll(pb::EnrollRequest {
+            token: "kq1-forged".into(),
+            host: Some(host.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::Unauthenticated);
+    let e = client
+        .enroll(pb::EnrollRequest {
+            token: token.clone(),
+            host: Some(host.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let report = |events: Vec<pb::Event>| {
+        authed(
+            pb::ReportRequest {
+                agent_id: e.agent_id.clone(),
+                sent_at_ms: 1,
+                events,
+            },
+            &e.agent_id,
+            &e.agent_key,
+        )
+    };
+    let r = client
+        .report(report((1..=10).map(unlock).collect()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.acked_seq, 10);
+    assert!(
+        r.clock_offset_ms > 1_700_000_000_000,
+        "offset measured against sent_at"
+    );
+    let r = client
+        .report(report((1..=10).map(unlock).collect()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.acked_seq, 10, "a resend is acknowledged");
+    let r = client
+        .report(report((8..=15).map(unlock).collect()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.acked_seq, 15);
+
+    // A malformed event: InvalidArgument naming it; nothing of the batch stored.
+    let mut broken = unlock(17);
+    broken.kind = Some(pb::event::Kind::Usage(pb::UsageEvent {
+        account: "lisi".into(),
+        start_ms: 10,
+        end_ms: 5,
+        category: "chat".into(),
+        active_seconds: 1,
+        basis: pb::UsageBasis::Foreground as i32,
+    }));
+    let s = client
+        .report(report(vec![unlock(16), broken]))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    assert!(
+        s.message().contains("event seq 17: usage.end_ms"),
+        "{}",
+        s.message()
+    );
+    // Wrong key, and a batch for another agent's id.
+    let s = client
+        .report(authed(
+            pb::ReportRequest {
+                agent_id: e.agent_id.clone(),
+                sent_at_ms: 1,
+                events: vec![unlock(16)],
+            },
+            &e.agent_id,
+            "not-the-key",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::Unauthenticated);
+    let s = client
+        .report(authed(
+            pb::ReportRequest {
+                agent_id: "ag-someone-else".into(),
+                sent_at_ms: 1,
+                events: vec![unlock(16)],
+            },
+            &e.agent_id,
+            &e.agent_key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), tonic::Code::PermissionDenied);
+
+    // Re-enrolling the same machine keeps its id and tells it where seqs stand.
+    let again = client
+        .enroll(pb::EnrollRequest {
+            token,
+            host: Some(host),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.agent_id, e.agent_id);
+    assert_eq!(again.last_seq, 15);
+
+    // Standard tools: health checking and reflection.
+    let channel = tonic::transport::Channel::from_shared(collector.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "kaoqin.v1.AgentService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let msg = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection reply");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"kaoqin.v1.AgentService"), "{names:?}");
+
+    let events = collector.events().unwrap();
+    assert_eq!(events.len(), 15);
+    assert_exactly_once(&events);
+}
