@@ -20,7 +20,6 @@ use crate::spool::Spool;
 use crate::state::{Enrolment, SPOOL_FILE};
 use crate::uplink::{Uplink, UplinkError};
 use anyhow::Context;
-use backon::BackoffBuilder;
 use kaoqin_proto::v1 as pb;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -201,6 +200,7 @@ pub async fn run(
             spool.clone(),
             recorded.clone(),
             policy_rx,
+            replay_key(&opts.probe)?,
         );
         tokio::pin!(record);
         tokio::select! {
@@ -246,6 +246,20 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Identifies a replay script by its content, so the same script is recorded
+/// into a spool once.
+fn replay_key(probe: &ProbeChoice) -> anyhow::Result<Option<String>> {
+    use std::hash::{Hash, Hasher};
+    let ProbeChoice::Replay(path) = probe else {
+        return Ok(None);
+    };
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // SipHash with fixed keys: stable for a given build, which is all a spool needs.
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    Ok(Some(format!("replayed:{:016x}:{}", h.finish(), text.len())))
 }
 
 fn stop_event(reason: LifecycleReason) -> EventKind {
@@ -299,6 +313,7 @@ async fn record(
     spool: SharedSpool,
     recorded: Arc<Notify>,
     mut policy: watch::Receiver<Option<pb::Policy>>,
+    replay_key: Option<String>,
 ) -> anyhow::Result<()> {
     let append = |events: Vec<(i64, EventKind)>| -> anyhow::Result<()> {
         if !events.is_empty() {
@@ -315,25 +330,31 @@ async fn record(
     };
 
     if let (Some(start), Some(end)) = (probe.start_ms(), probe.end_ms()) {
-        // Replay: step through the script's span in virtual time.
+        // Replay: step through the script's span in virtual time, then record
+        // the whole day in one transaction, so that a run killed and started
+        // again records the script exactly once and only delivers the rest.
+        let key = replay_key.unwrap_or_default();
+        if lock(&spool).meta_get(&key)?.is_some() {
+            tracing::info!("This script was already recorded; delivering what is left of it.");
+            return Ok(());
+        }
         let step = i64::from(config.sampling.sample_seconds) * 1000;
-        append(vec![(start, lifecycle(LifecycleReason::Replay, None))])?;
+        let mut out = vec![(start, lifecycle(LifecycleReason::Replay, None))];
         let mut t = start;
         loop {
-            let mut out = Vec::new();
             for obs in probe.poll(t)? {
                 out.extend(recorder.observe(obs));
             }
             out.extend(recorder.tick(t));
-            append(out)?;
             if t >= end {
                 break;
             }
             t = (t + step).min(end);
         }
-        let mut out = recorder.finish(end);
+        out.extend(recorder.finish(end));
         out.push((end, stop_event(LifecycleReason::Replay)));
         append(out)?;
+        lock(&spool).meta_set(&key, &now_ms().to_string())?;
         return Ok(());
     }
 
@@ -413,14 +434,7 @@ async fn deliver_forever(
     once: bool,
 ) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(config.uplink.call_timeout_seconds);
-    let new_backoff = || {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(config.uplink.backoff_min_seconds))
-            .with_max_delay(Duration::from_secs(config.uplink.backoff_max_seconds))
-            .with_jitter()
-            .without_max_times()
-            .build()
-    };
+    let new_backoff = || crate::uplink::retry_schedule(&config.uplink);
     let mut backoff = new_backoff();
     let mut uplink: Option<Uplink> = None;
     let mut next_policy = tokio::time::Instant::now();

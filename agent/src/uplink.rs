@@ -147,6 +147,34 @@ impl Uplink {
     }
 }
 
+/// The waits between failed attempts: exponential from `backoff_min_seconds`,
+/// each with up to 100% random jitter so that a hundred agents cut off together
+/// do not come back together, and never longer than `backoff_max_seconds`.
+pub fn retry_schedule(
+    cfg: &crate::config::UplinkConfig,
+) -> impl Iterator<Item = Duration> + Send + use<> {
+    use backon::BackoffBuilder;
+    let min = Duration::from_secs(cfg.backoff_min_seconds.max(1));
+    let max = Duration::from_secs(cfg.backoff_max_seconds).max(min);
+    // Jitter adds up to the delay itself, so the exponential part stops at half
+    // the maximum. The seed must differ per agent (backon's default seed without
+    // its std feature is fixed, which would make every agent wait alike).
+    let mut seed = [0u8; 8];
+    if getrandom::fill(&mut seed).is_err() {
+        seed = (std::process::id() as u64 ^ jiff::Timestamp::now().as_nanosecond() as u64)
+            .to_le_bytes();
+    }
+    backon::ExponentialBuilder::default()
+        .with_jitter_seed(u64::from_le_bytes(seed))
+        .with_min_delay(min)
+        .with_max_delay((max / 2).max(min))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .map(move |d| d.min(max))
+}
+
 /// The encoded size of an event on the wire, for batching by bytes.
 pub fn wire_size(e: &Event) -> usize {
     use prost::Message;
@@ -177,6 +205,44 @@ mod tests {
         ] {
             assert!(matches!(UplinkError::from(s), UplinkError::Retry(_)));
         }
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_up_to_the_maximum() {
+        let cfg = crate::config::UplinkConfig {
+            backoff_min_seconds: 1,
+            backoff_max_seconds: 300,
+            ..Default::default()
+        };
+        let delays: Vec<Duration> = retry_schedule(&cfg).take(30).collect();
+        let s = |d: &Duration| d.as_secs_f64();
+        assert!((1.0..2.0).contains(&s(&delays[0])), "{delays:?}");
+        assert!((2.0..4.0).contains(&s(&delays[1])), "{delays:?}");
+        assert!((4.0..8.0).contains(&s(&delays[2])), "{delays:?}");
+        assert!(delays.iter().all(|d| s(d) <= 300.0), "{delays:?}");
+        assert!(delays[10..].iter().all(|d| s(d) >= 150.0), "{delays:?}");
+        // Two agents failing together wait differently.
+        let other: Vec<Duration> = retry_schedule(&cfg).take(30).collect();
+        assert_ne!(delays, other);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_loop_waits_out_its_schedule_in_virtual_time() {
+        let cfg = crate::config::UplinkConfig {
+            backoff_min_seconds: 2,
+            backoff_max_seconds: 60,
+            ..Default::default()
+        };
+        let start = tokio::time::Instant::now();
+        let mut waited = Duration::ZERO;
+        for d in retry_schedule(&cfg).take(8) {
+            tokio::time::sleep(d).await;
+            waited += d;
+        }
+        // 2+4+8+16+30+30+30+30 = 150 s at least, 300 s at most with jitter.
+        let elapsed = start.elapsed();
+        assert_eq!(elapsed.as_secs(), waited.as_secs());
+        assert!((150..=480).contains(&elapsed.as_secs()), "{elapsed:?}");
     }
 
     #[test]

@@ -387,3 +387,193 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
     assert_eq!(events.len(), 15);
     assert_exactly_once(&events);
 }
+
+/// The fixture day repeated over `days` consecutive days.
+fn multi_day_script(dir: &std::path::Path, days: i64) -> std::path::PathBuf {
+    let day = std::fs::read_to_string(fixture("day.jsonl")).unwrap();
+    let first: jiff::civil::Date = "2026-11-24".parse().unwrap();
+    let mut text = String::new();
+    for d in 0..days {
+        let date = first
+            .checked_add(jiff::Span::new().days(d))
+            .unwrap()
+            .to_string();
+        for line in day.lines().filter(|l| l.starts_with('{')) {
+            text.push_str(&line.replace("2026-11-24", &date));
+            text.push('\n');
+        }
+    }
+    let path = dir.join(format!("{days}-days.jsonl"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Stored events without what differs between two deliveries of the same
+/// recording (agent id, seq, receive time, offset), sorted.
+fn content(events: &[serde_json::Value]) -> Vec<String> {
+    let mut v: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            let m = e.as_object_mut().unwrap();
+            for k in [
+                "agent_id",
+                "seq",
+                "received_at",
+                "clock_offset_ms",
+                "corrected_at",
+            ] {
+                m.remove(k);
+            }
+            e.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Enrols a fresh agent state dir with `collector`; returns its config path
+/// (small batches and short backoff, so a run lasts long enough to be cut).
+fn enrolled_agent(
+    dir: &std::path::Path,
+    name: &str,
+    collector: &Collector,
+) -> (std::path::PathBuf, String) {
+    let state = dir.join(name);
+    let token = collector.token().unwrap();
+    let mut cmd = agent(
+        &state,
+        &["enroll", "--collector", &collector.url(), "--token", &token],
+    );
+    cmd.env("KAOQIN_MACHINE_ID", name);
+    run_ok(cmd, LIMIT).unwrap();
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        "[uplink]\nbatch_max_events = 20\nbackoff_min_seconds = 1\nbackoff_max_seconds = 1\ncall_timeout_seconds = 5\n",
+    )
+    .unwrap();
+    (state, config.to_str().unwrap().to_owned())
+}
+
+fn replay_cmd(
+    state: &std::path::Path,
+    script: &std::path::Path,
+    config: &str,
+) -> std::process::Command {
+    let replay = format!("replay:{}", script.display());
+    let mut cmd = agent(
+        state,
+        &["run", "--probe", &replay, "--once", "--config", config],
+    );
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
+/// Waits until the collector holds at least `n` events.
+fn wait_for_events(collector: &Collector, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let have = collector.events().unwrap().len();
+        if have >= n {
+            return have;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {have} events arrived"
+        );
+    }
+}
+
+fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "agent did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What an uninterrupted delivery of `script` stores.
+fn reference_run(dir: &std::path::Path, script: &std::path::Path) -> Vec<String> {
+    let collector = Collector::start(&dir.join("reference"), "127.0.0.1:0").unwrap();
+    let (state, config) = enrolled_agent(dir, "reference-agent", &collector);
+    run_ok(replay_cmd(&state, script, &config), LIMIT).unwrap();
+    let events = collector.events().unwrap();
+    assert_exactly_once(&events);
+    content(&events)
+}
+
+#[test]
+fn killing_the_collector_mid_delivery_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = multi_day_script(dir.path(), 10);
+    let expected = reference_run(dir.path(), &script);
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let data = dir.path().join("collector");
+    let collector = Collector::start(&data, &addr).unwrap();
+    let (state, config) = enrolled_agent(dir.path(), "pc", &collector);
+    let mut child = replay_cmd(&state, &script, &config).spawn().unwrap();
+    let seen = wait_for_events(&collector, 200);
+    collector.kill();
+    assert!(seen < expected.len(), "the collector was killed mid-way");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent was still delivering"
+    );
+    let collector = Collector::start(&data, &addr).unwrap();
+    assert!(wait_exit(&mut child).success());
+    let events = collector.events().unwrap();
+    assert_exactly_once(&events);
+    assert_eq!(content(&events), expected);
+}
+
+#[test]
+fn killing_the_agent_mid_delivery_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = multi_day_script(dir.path(), 10);
+    let expected = reference_run(dir.path(), &script);
+
+    let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
+    let (state, config) = enrolled_agent(dir.path(), "pc", &collector);
+    let mut child = replay_cmd(&state, &script, &config).spawn().unwrap();
+    let seen = wait_for_events(&collector, 200);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the agent was still delivering"
+    );
+    child.kill().unwrap(); // SIGKILL: no chance to record a stop
+    child.wait().unwrap();
+    assert!(seen < expected.len());
+    // Started again, the agent does not record the script twice; it delivers the rest.
+    let mut again = replay_cmd(&state, &script, &config).spawn().unwrap();
+    assert!(wait_exit(&mut again).success());
+    let events = collector.events().unwrap();
+    assert_exactly_once(&events);
+    assert_eq!(content(&events), expected);
+}
+
+#[test]
+fn an_agent_whose_key_is_rejected_enrols_again_and_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
+    let (state, config) = enrolled_agent(dir.path(), "pc", &collector);
+    // The same machine enrols again from elsewhere: the first key stops working.
+    let token = collector.token().unwrap();
+    let mut cmd = agent(
+        &dir.path().join("pc-again"),
+        &["enroll", "--collector", &collector.url(), "--token", &token],
+    );
+    cmd.env("KAOQIN_MACHINE_ID", "pc");
+    run_ok(cmd, LIMIT).unwrap();
+    let mut child = replay_cmd(&state, &fixture("day.jsonl"), &config)
+        .spawn()
+        .unwrap();
+    assert!(wait_exit(&mut child).success());
+    let events = collector.events().unwrap();
+    assert_exactly_once(&events);
+    assert_eq!(usage_by_category(&events).get("chat"), Some(&1500));
+}
