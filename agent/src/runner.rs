@@ -163,9 +163,14 @@ pub async fn run(
     let state_dir = opts.state_dir.clone();
     let spool: SharedSpool = Arc::new(Mutex::new(open_spool(&state_dir, &config)?));
     let caps = probe.capabilities();
-    for note in &caps.notes {
-        tracing::info!(note = %note, "Probe capability.");
-    }
+    tracing::info!(
+        sessions = caps.sessions,
+        lock = caps.lock,
+        idle = caps.idle,
+        foreground = caps.foreground,
+        processes = caps.processes,
+        "Agent starting; the probe can see these."
+    );
 
     let cached = load_cached_policy(&state_dir);
     let (classifier, sampling) = match &cached {
