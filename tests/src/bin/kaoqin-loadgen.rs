@@ -1,0 +1,283 @@
+//! kaoqin-loadgen: enrols N simulated agents against a collector and makes each
+//! send realistic traffic for a fixed time, then prints throughput and latency.
+//!
+//! ```text
+//! kaoqin-loadgen --collector URL --token T --agents N --interval SECS --batch N --duration SECS
+//! ```
+//!
+//! Each simulated agent keeps its own connection. With `--interval 0` every agent
+//! sends batches of `--batch` events as fast as they are acknowledged (a
+//! throughput test); otherwise every agent sends, once per interval at its own
+//! phase, a heartbeat and a batch of usage and session events, as an office PC
+//! would. The last line printed is
+//! `events/s: N  batches/s: N  p50_ms: N  p99_ms: N  errors: N`.
+
+use anyhow::Context;
+use clap::Parser;
+use kaoqin_proto::v1 as pb;
+use kaoqin_proto::v1::agent_service_client::AgentServiceClient;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kaoqin-loadgen",
+    version,
+    about = "Load generator for kaoqin-collector"
+)]
+struct Args {
+    /// The collector's gRPC URL.
+    #[arg(long)]
+    collector: String,
+    /// An enrolment token with enough uses for every simulated agent.
+    #[arg(long)]
+    token: String,
+    /// Number of simulated agents, each on its own connection.
+    #[arg(long, default_value_t = 10)]
+    agents: u32,
+    /// Seconds between one agent's reports; 0 sends as fast as acknowledged.
+    #[arg(long, default_value_t = 60)]
+    interval: u64,
+    /// Events per report.
+    #[arg(long, default_value_t = 10)]
+    batch: u32,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Enrolments in flight at once.
+    #[arg(long, default_value_t = 64)]
+    enroll_concurrency: usize,
+    /// A prefix for the simulated machine ids (default: unique per run).
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+struct Sim {
+    agent_id: String,
+    auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    client: AgentServiceClient<Channel>,
+    seq: u64,
+    account: String,
+}
+
+#[derive(Default)]
+struct Totals {
+    events: AtomicU64,
+    batches: AtomicU64,
+    errors: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn raise_fd_limit(want: u64) {
+    #[cfg(unix)]
+    {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, want, want);
+        let _ = rlimit::increase_nofile_limit(want);
+    }
+    #[cfg(not(unix))]
+    let _ = want;
+}
+
+fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+async fn enroll(url: &str, token: &str, machine: String, i: u32) -> anyhow::Result<Sim> {
+    let mut client = AgentServiceClient::new(channel(url)?);
+    let reply = client
+        .enroll(pb::EnrollRequest {
+            token: token.to_owned(),
+            host: Some(pb::HostFacts {
+                machine_id: machine.clone(),
+                hostname: machine,
+                os: "loadgen".into(),
+                os_version: String::new(),
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+            }),
+        })
+        .await?
+        .into_inner();
+    Ok(Sim {
+        auth: format!("Bearer {}", reply.agent_key).parse()?,
+        agent_id: reply.agent_id,
+        client,
+        seq: reply.last_seq,
+        account: format!("user{i:05}"),
+    })
+}
+
+impl Sim {
+    /// One report of `n` events: a heartbeat, usage intervals, now and then a
+    /// session event.
+    fn batch(&mut self, n: u32) -> Vec<pb::Event> {
+        use pb::event::Kind;
+        let now = now_ms();
+        (0..n)
+            .map(|k| {
+                self.seq += 1;
+                let kind = match (self.seq % 10, k) {
+                    (_, 0) => Kind::Heartbeat(pb::Heartbeat {
+                        interval_seconds: 60,
+                        accounts: vec![self.account.clone()],
+                    }),
+                    (3, _) => Kind::Session(pb::SessionEvent {
+                        kind: if self.seq % 20 == 3 {
+                            pb::SessionKind::Lock
+                        } else {
+                            pb::SessionKind::Unlock
+                        } as i32,
+                        account: self.account.clone(),
+                    }),
+                    (s, _) => Kind::Usage(pb::UsageEvent {
+                        account: self.account.clone(),
+                        start_ms: now - 300_000,
+                        end_ms: now,
+                        category: ["other", "chat", "other", "media", "other", "work"]
+                            [s as usize % 6]
+                            .into(),
+                        active_seconds: (self.seq % 300) as u32,
+                        basis: pb::UsageBasis::Foreground as i32,
+                    }),
+                };
+                pb::Event {
+                    seq: self.seq,
+                    at_ms: now,
+                    kind: Some(kind),
+                }
+            })
+            .collect()
+    }
+
+    async fn send(&mut self, n: u32) -> Result<(), tonic::Status> {
+        let events = self.batch(n);
+        let mut req = tonic::Request::new(pb::ReportRequest {
+            agent_id: self.agent_id.clone(),
+            sent_at_ms: now_ms(),
+            events,
+        });
+        req.metadata_mut().insert(
+            kaoqin_proto::AGENT_ID_HEADER,
+            self.agent_id
+                .parse()
+                .map_err(|_| tonic::Status::internal("id"))?,
+        );
+        req.metadata_mut()
+            .insert(kaoqin_proto::AUTHORIZATION_HEADER, self.auth.clone());
+        self.client.report(req).await.map(|_| ())
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.agents > 0 && args.batch > 0,
+        "--agents and --batch must be at least 1"
+    );
+    raise_fd_limit(u64::from(args.agents) * 2 + 1024);
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("lg{}", now_ms()));
+
+    let started = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.enroll_concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.agents {
+        let (url, token, sem) = (args.collector.clone(), args.token.clone(), sem.clone());
+        let machine = format!("{run_id}-{i}");
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            enroll(&url, &token, machine, i).await
+        });
+    }
+    let mut sims = Vec::with_capacity(args.agents as usize);
+    while let Some(r) = tasks.join_next().await {
+        sims.push(r?.context("enrol a simulated agent")?);
+    }
+    eprintln!(
+        "enrolled {} agents in {:.1} s",
+        sims.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let totals = Arc::new(Totals::default());
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let interval = Duration::from_secs(args.interval);
+    let n_agents = sims.len() as u32;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut sim) in sims.into_iter().enumerate() {
+        let totals = totals.clone();
+        let batch = args.batch;
+        tasks.spawn(async move {
+            let mut latencies: Vec<u32> = Vec::new();
+            if !interval.is_zero() {
+                // Spread the agents evenly over the interval.
+                let phase = interval.mul_f64(f64::from(i as u32) / f64::from(n_agents));
+                tokio::time::sleep(phase).await;
+            }
+            let mut next = Instant::now();
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                match sim.send(batch).await {
+                    Ok(()) => {
+                        latencies.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                        totals.events.fetch_add(u64::from(batch), Ordering::Relaxed);
+                        totals.batches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        totals.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if !interval.is_zero() {
+                    next += interval;
+                    if next > deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(next.into()).await;
+                }
+            }
+            latencies
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r?);
+    }
+    let secs = args.duration as f64;
+    all.sort_unstable();
+    let events = totals.events.load(Ordering::Relaxed);
+    let batches = totals.batches.load(Ordering::Relaxed);
+    eprintln!(
+        "sent {events} events in {batches} reports; max latency {:.2} ms",
+        all.last().map_or(0.0, |m| f64::from(*m) / 1000.0)
+    );
+    println!(
+        "events/s: {:.0}  batches/s: {:.0}  p50_ms: {:.2}  p99_ms: {:.2}  errors: {}",
+        events as f64 / secs,
+        batches as f64 / secs,
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
+        totals.errors.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
