@@ -55,6 +55,31 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The staff directory: who is who, and which OS accounts are theirs.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+    /// The working calendar: official holidays and make-up days plus overrides.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
+    /// Exemptions: leave, field work (外勤/公出) and business trips.
+    Leave {
+        #[command(subcommand)]
+        command: LeaveCommand,
+    },
+    /// Stored day verdicts.
+    Verdicts {
+        #[command(subcommand)]
+        command: VerdictsCommand,
+    },
+    /// Attendance reports from the stored verdicts.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Print stored raw events, one JSON object a line.
     Events {
         #[command(flatten)]
@@ -84,6 +109,314 @@ pub enum TokenCommand {
         #[arg(long, default_value = "")]
         note: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// Import (add or update by employee_id) people from a CSV file with the header
+    /// employee_id,name,department,os_accounts; accounts separated by ; or |. The
+    /// whole file is checked first: any problem and nothing is imported.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
+    /// List the directory as CSV: employee_id,name,department,os_accounts.
+    List {
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
+    /// OS accounts seen in events that belong to nobody: account,pcs,last_seen.
+    Unmapped {
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Print every day of a year with its kind (workday, rest, holiday,
+    /// makeup_workday), overrides from the config applied.
+    Show {
+        /// The year.
+        #[arg(long)]
+        year: i16,
+        /// csv (header `date,kind`) or json (an array of {date, kind, note}).
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+        /// Configuration file (for [[attendance.calendar_override]]).
+        #[arg(long, env = "KAOQIN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaveCommand {
+    /// Add one exemption. --from/--to take an RFC 3339 instant, a date-time in the
+    /// office's time zone (2026-11-24T08:30) or a date: `--from 2026-11-24 --to
+    /// 2026-11-24` is the whole day.
+    Add {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The employee id.
+        #[arg(long)]
+        employee: String,
+        /// leave, field or business_trip.
+        #[arg(long)]
+        kind: String,
+        /// Start (inclusive).
+        #[arg(long)]
+        from: String,
+        /// End (a bare date: the end of that day).
+        #[arg(long)]
+        to: String,
+        /// Free text from the approval.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Import exemptions from a CSV file with the header employee_id,kind,start,end,note;
+    /// all or nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
+    /// List exemptions as CSV: employee_id,kind,start,end,note.
+    List {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// Only this employee's.
+        #[arg(long)]
+        employee: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerdictsCommand {
+    /// Recompute and store the verdicts of everyone in the directory on every date of
+    /// the range (default: only the days marked dirty by new events or changes).
+    Recompute {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// First date (with --to).
+        #[arg(long, requires = "to")]
+        from: Option<jiff::civil::Date>,
+        /// Last date (with --from).
+        #[arg(long, requires = "from")]
+        to: Option<jiff::civil::Date>,
+        /// The present instant (tests and replays); default: the clock.
+        #[arg(long, hide = true)]
+        now: Option<jiff::Timestamp>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Every staff member's verdict on one date, from stored verdicts (missing or
+    /// stale ones are computed first). JSON is one array of day records with the
+    /// fields employee_id, name, department, date, status, arrival, departure (RFC
+    /// 3339 or null), late_minutes, early_minutes, nonwork_seconds, evidence,
+    /// coverage, schedule_version (see ARCHITECTURE.md).
+    Daily {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The attendance date.
+        #[arg(long)]
+        date: jiff::civil::Date,
+        /// Only this department.
+        #[arg(long)]
+        department: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::reports::daily::Format,
+        /// The present instant (tests and replays); default: the clock.
+        #[arg(long, hide = true)]
+        now: Option<jiff::Timestamp>,
+    },
+}
+
+/// Opens the store and the rules of a command's config and data dir.
+fn open_with_rules(
+    dirs: &DataDirArg,
+) -> anyhow::Result<(std::sync::Arc<SqliteStore>, crate::verdicts::Rules, Config)> {
+    let (config, data_dir) = dirs.resolve()?;
+    let rules = crate::verdicts::Rules::from_config(&config)?;
+    let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
+    Ok((store, rules, config))
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn run_staff(command: StaffCommand) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        StaffCommand::Import { file, dirs } => {
+            let people = crate::staff::read_staff_csv(&file)?;
+            let (store, _, _) = open_with_rules(&dirs)?;
+            let counts = store
+                .import_staff(&people, jiff::Timestamp::now().as_millisecond())
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            writeln!(
+                out,
+                "Imported {} people from {}: {} added, {} updated.",
+                people.len(),
+                file.display(),
+                counts.added,
+                counts.updated
+            )?;
+        }
+        StaffCommand::List { dirs } => {
+            let (store, _, _) = open_with_rules(&dirs)?;
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(crate::staff::HEADER)?;
+            for p in store.staff()? {
+                w.write_record([p.employee_id, p.name, p.department, p.accounts.join(";")])?;
+            }
+            w.flush()?;
+        }
+        StaffCommand::Unmapped { dirs } => {
+            let (store, _, _) = open_with_rules(&dirs)?;
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(["account", "pcs", "last_seen"])?;
+            for u in store.unmapped_accounts()? {
+                let pcs = u
+                    .pcs
+                    .iter()
+                    .map(|(id, host)| format!("{host} ({id})"))
+                    .collect::<Vec<_>>()
+                    .join(";");
+                w.write_record([u.account, pcs, rfc3339_ms(u.last_seen_ms)])?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}
+
+fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
+    let CalendarCommand::Show {
+        year,
+        format,
+        config,
+    } = command;
+    let config = match &config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let rules = crate::verdicts::Rules::from_config(&config)?;
+    if !rules.calendar.covers(year) {
+        eprintln!(
+            "warning: no official holiday notice is built in for {year} (2024-2026 are); \
+             only weekends and the office's overrides are shown"
+        );
+    }
+    let rows = rules.calendar.year_rows(year);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if format == "json" {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(d, k)| {
+                serde_json::json!({
+                    "date": d.to_string(),
+                    "kind": k.as_str(),
+                    "note": rules.calendar.note(*d),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "date,kind")?;
+        for (d, k) in rows {
+            writeln!(out, "{d},{k}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    match command {
+        LeaveCommand::Add {
+            dirs,
+            employee,
+            kind,
+            from,
+            to,
+            note,
+        } => {
+            let (store, rules, _) = open_with_rules(&dirs)?;
+            let e = crate::leave::exemption(
+                &employee,
+                &kind,
+                &from,
+                &to,
+                &note,
+                &rules.settings.time_zone,
+            )
+            .map_err(|list| {
+                let arg = |f: &str| match f {
+                    "employee_id" => "--employee",
+                    "start" => "--from",
+                    "end" => "--to",
+                    _ => "--kind",
+                };
+                anyhow::anyhow!(
+                    "{}",
+                    list.iter()
+                        .map(|(f, w)| format!("{}: {w}", arg(f)))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
+            store.add_exemptions(std::slice::from_ref(&e), &rules.settings, now_ms)?;
+            println!(
+                "Added {} for {} from {} to {}.",
+                e.kind.as_str(),
+                e.employee_id,
+                e.start,
+                e.end
+            );
+        }
+        LeaveCommand::Import { file, dirs } => {
+            let (store, rules, _) = open_with_rules(&dirs)?;
+            let list = crate::leave::read_leave_csv(&file, &rules.settings.time_zone)?;
+            store
+                .add_exemptions(&list, &rules.settings, now_ms)
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            println!(
+                "Imported {} exemptions from {}.",
+                list.len(),
+                file.display()
+            );
+        }
+        LeaveCommand::List { dirs, employee } => {
+            let (store, _, _) = open_with_rules(&dirs)?;
+            let stdout = std::io::stdout();
+            let mut w = csv::Writer::from_writer(stdout.lock());
+            w.write_record(crate::leave::HEADER)?;
+            for e in store.exemptions(employee.as_deref(), i64::MIN, i64::MAX)? {
+                w.write_record([
+                    e.employee_id,
+                    e.kind.as_str().to_owned(),
+                    e.start.to_string(),
+                    e.end.to_string(),
+                    e.note,
+                ])?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses a friendly duration such as `7d` or `12h` into milliseconds.
@@ -117,9 +450,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             let (config, data_dir) = dirs.resolve()?;
             let addr = grpc.unwrap_or(config.server.grpc);
+            let rules = crate::verdicts::Rules::from_config(&config)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
-                let store = SqliteStore::open(&data_dir)?;
+                let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
+                let every =
+                    std::time::Duration::from_secs(config.attendance.recompute_seconds.into());
+                let recompute = crate::verdicts::spawn_recompute(store.clone(), rules, every);
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
@@ -136,6 +473,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     crate::server::shutdown_signal(),
                 )
                 .await?;
+                recompute.abort();
                 tracing::info!("Collector stopped.");
                 anyhow::Ok(())
             })
@@ -155,6 +493,51 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let t =
                 store.create_token(ttl_ms, uses, &note, jiff::Timestamp::now().as_millisecond())?;
             println!("{}", t.token);
+            Ok(())
+        }
+        Command::Staff { command } => run_staff(command),
+        Command::Calendar { command } => run_calendar(command),
+        Command::Leave { command } => run_leave(command),
+        Command::Verdicts {
+            command:
+                VerdictsCommand::Recompute {
+                    dirs,
+                    from,
+                    to,
+                    now,
+                },
+        } => {
+            let (store, rules, _) = open_with_rules(&dirs)?;
+            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let n = match (from, to) {
+                (Some(from), Some(to)) => {
+                    crate::verdicts::recompute_range(&store, &rules, from, to, now)?
+                }
+                _ => crate::verdicts::recompute_dirty(&store, &rules, now)?,
+            };
+            println!("Recomputed {n} day verdicts.");
+            Ok(())
+        }
+        Command::Report {
+            command:
+                ReportCommand::Daily {
+                    dirs,
+                    date,
+                    department,
+                    format,
+                    now,
+                },
+        } => {
+            let (store, rules, _) = open_with_rules(&dirs)?;
+            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let mut verdicts = crate::verdicts::verdicts_for_date(&store, &rules, date, now)?;
+            if let Some(d) = &department {
+                verdicts.retain(|v| &v.department == d);
+            }
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            crate::reports::daily::render(&verdicts, format, &mut out)?;
+            out.flush()?;
             Ok(())
         }
         Command::Events {

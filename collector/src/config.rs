@@ -13,6 +13,113 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub server: ServerConfig,
     pub agents: AgentPolicy,
+    pub attendance: AttendanceConfig,
+}
+
+/// How attendance is judged (the time zone is `server.time_zone`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttendanceConfig {
+    /// When one attendance day ends and the next begins, local time ("04:00").
+    pub day_boundary: String,
+    /// A PC clock off by at least this many minutes is recorded as evidence.
+    pub large_offset_minutes: u32,
+    /// How often `serve` recomputes the verdicts of days with new events.
+    pub recompute_seconds: u32,
+    /// Schedules in a separate TOML file (the shape of `[attendance.schedules]`).
+    pub schedules_file: Option<PathBuf>,
+    /// Office and department schedules; none: the built-in default day.
+    pub schedules: Option<crate::attendance::ScheduleSet>,
+    /// The office's own calendar days (a closure day, an extra holiday).
+    pub calendar_override: Vec<CalendarOverride>,
+}
+
+impl Default for AttendanceConfig {
+    fn default() -> Self {
+        AttendanceConfig {
+            day_boundary: "04:00".into(),
+            large_offset_minutes: 1,
+            recompute_seconds: 60,
+            schedules_file: None,
+            schedules: None,
+            calendar_override: Vec::new(),
+        }
+    }
+}
+
+/// One office calendar day.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarOverride {
+    /// The date, as a TOML date (2026-12-31) or a string ("2026-12-31").
+    pub date: DateText,
+    /// `workday`, `rest`, `holiday` or `makeup_workday`.
+    pub kind: crate::attendance::DayKind,
+    /// Why (shown as the day's note).
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A date written as a TOML date or a string; checked by [`Config::parse`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum DateText {
+    Toml(toml::value::Datetime),
+    Str(String),
+}
+
+impl DateText {
+    /// The civil date it names.
+    pub fn date(&self) -> Result<jiff::civil::Date, String> {
+        let text = match self {
+            DateText::Toml(d) => d.to_string(),
+            DateText::Str(s) => s.clone(),
+        };
+        text.parse()
+            .map_err(|e| format!("{text:?} is not a date such as 2026-12-31: {e}"))
+    }
+}
+
+impl AttendanceConfig {
+    /// The day boundary as a time of day.
+    pub fn boundary(&self) -> Result<jiff::civil::Time, String> {
+        self.day_boundary
+            .parse::<jiff::civil::Time>()
+            .map_err(|e| format!("{:?}: {e}", self.day_boundary))
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        match self.boundary() {
+            Ok(t) if t <= jiff::civil::time(12, 0, 0, 0) => {}
+            Ok(_) => problems.push(format!(
+                "attendance.day_boundary = {:?}: must be between 00:00 and 12:00",
+                self.day_boundary
+            )),
+            Err(e) => problems.push(format!("attendance.day_boundary = {e}")),
+        }
+        if !(1..=1440).contains(&self.large_offset_minutes) {
+            problems.push(format!(
+                "attendance.large_offset_minutes = {}: must be between 1 and 1440",
+                self.large_offset_minutes
+            ));
+        }
+        if !(5..=86_400).contains(&self.recompute_seconds) {
+            problems.push(format!(
+                "attendance.recompute_seconds = {}: must be between 5 and 86400",
+                self.recompute_seconds
+            ));
+        }
+        if self.schedules.is_some() && self.schedules_file.is_some() {
+            problems.push(
+                "attendance.schedules and attendance.schedules_file: give one or the other".into(),
+            );
+        }
+        for (i, o) in self.calendar_override.iter().enumerate() {
+            if let Err(e) = o.date.date() {
+                problems.push(format!("attendance.calendar_override {}: date {e}", i + 1));
+            }
+        }
+    }
 }
 
 /// Where the collector listens and keeps its data.
@@ -162,6 +269,7 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut problems = Vec::new();
         config.agents.validate(&mut problems);
+        config.attendance.validate(&mut problems);
         if jiff::tz::TimeZone::get(&config.server.time_zone).is_err() {
             problems.push(format!(
                 "server.time_zone = {:?}: not a known IANA time zone",
@@ -202,6 +310,37 @@ mod tests {
             .join("\n");
         let c = Config::parse(&uncommented).unwrap();
         assert_eq!(c.agents.categories.len(), 2);
+        // So are the commented-out attendance settings.
+        let attendance: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("[attendance]"))
+            .filter_map(|l| {
+                let rest = l.strip_prefix("# ").unwrap_or(l);
+                let setting = rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                (rest.starts_with('[') || (setting && !rest.starts_with("schedules_file")))
+                    .then_some(rest)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&attendance).unwrap_or_else(|e| panic!("{e}\n{attendance}"));
+        assert_eq!(c.attendance.calendar_override.len(), 1);
+        let schedules = c.attendance.schedules.unwrap();
+        assert_ne!(schedules, crate::attendance::ScheduleSet::default());
+    }
+
+    #[test]
+    fn attendance_problems_are_named() {
+        let err = Config::parse(
+            "[attendance]\nday_boundary = \"13:00\"\nlarge_offset_minutes = 0\nschedules_file = \"s.toml\"\n[attendance.schedules]\n[[attendance.calendar_override]]\ndate = \"2026-02-30\"\nkind = \"holiday\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("attendance.day_boundary"), "{err}");
+        assert!(err.contains("attendance.large_offset_minutes"), "{err}");
+        assert!(err.contains("schedules_file"), "{err}");
+        assert!(err.contains("calendar_override 1"), "{err}");
     }
 
     #[test]

@@ -17,13 +17,25 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Every call is cut off after this long.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Serves gRPC (AgentService, health, reflection) on `listener` until `shutdown`
-/// completes, then finishes the calls in flight.
+/// Serves gRPC (AgentService, health, reflection) in plaintext on `listener`
+/// until `shutdown` completes, then finishes the calls in flight.
 pub async fn run<S: Store>(
     listener: TcpListener,
     store: Arc<S>,
     config: &Config,
     clock: Clock,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    run_with_tls(listener, store, config, clock, None, shutdown).await
+}
+
+/// As [`run`], over TLS when `tls` is given.
+pub async fn run_with_tls<S: Store>(
+    listener: TcpListener,
+    store: Arc<S>,
+    config: &Config,
+    clock: Clock,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let ingest = Ingest::new(store, &config.agents, clock);
@@ -38,7 +50,11 @@ pub async fn run<S: Store>(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .timeout(CALL_DEADLINE)
         .concurrency_limit_per_connection(64)
         .max_concurrent_streams(128)

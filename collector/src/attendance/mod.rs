@@ -336,3 +336,30 @@ pub struct DayVerdict {
     /// Why the status is what it is, in one or two sentences.
     pub policy_note: String,
 }
+
+/// The attendance day an instant belongs to: its local date, or the day before when
+/// the local time is before the day boundary (01:30 with the default 04:00 boundary
+/// belongs to the previous day).
+pub fn attendance_date(at: Timestamp, settings: &Settings) -> Date {
+    let dt = settings.time_zone.to_datetime(at);
+    if dt.time() < settings.day_boundary {
+        dt.date().yesterday().unwrap_or(dt.date())
+    } else {
+        dt.date()
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn instants_before_the_boundary_belong_to_the_previous_day() {
+        let s = Settings::default();
+        let d = |t: &str| attendance_date(t.parse().unwrap(), &s).to_string();
+        // 2026-11-25 01:30 +08:00 -> 2026-11-24; 04:00 -> 2026-11-25.
+        assert_eq!(d("2026-11-24T17:30:00Z"), "2026-11-24");
+        assert_eq!(d("2026-11-24T20:00:00Z"), "2026-11-25");
+        assert_eq!(d("2026-11-24T00:41:00Z"), "2026-11-24");
+    }
+}

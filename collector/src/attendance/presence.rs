@@ -83,10 +83,17 @@ pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestam
                     category,
                     active_seconds,
                 } if is_person_account(person, account) && *active_seconds > 0 && start <= end => {
-                    let end = (*end).min(now);
-                    if *start <= end {
+                    // The active seconds may lie anywhere in the interval, so it
+                    // proves presence no earlier than `end - active` and no later
+                    // than `start + active`: an interval 08:40-08:45 with 240 active
+                    // seconds is an arrival at 08:41, not 08:40.
+                    let active = i64::from(*active_seconds);
+                    let lo = (*start).max(interval::add_secs(*end, -active));
+                    let hi = (*end).min(interval::add_secs(*start, active)).max(lo);
+                    let end = hi.min(now);
+                    if lo <= end {
                         pieces.push(Piece {
-                            start: *start,
+                            start: lo,
                             end,
                             pc: pc.to_string(),
                             what: format!("{account} active use ({category})"),

@@ -797,9 +797,11 @@ fn clock_offsets_and_usage_presence_are_evidence() {
     assert!(!has_evidence(&v, "1.000 s"));
 
     // Active use alone proves presence (an account already logged on before the data).
+    // The 120 active seconds may all be at the end of the interval, so the arrival
+    // it proves is 08:37 - 2 min = 08:35, never the interval's start.
     let s = vec![usage("2026-03-16 08:32", "2026-03-16 08:37", "other", 120)];
     let v = fx.run(MON, &s);
-    assert_eq!(v.arrival, Some(t("2026-03-16 08:32")));
+    assert_eq!(v.arrival, Some(t("2026-03-16 08:35")));
     assert!(
         has_evidence(&v, "zhangsan active use (other)"),
         "{:#?}",

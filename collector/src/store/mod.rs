@@ -12,6 +12,7 @@
 //! - a failed write leaves nothing of the batch behind and is reported as
 //!   [`StoreError::Busy`] when retrying later can succeed (locked, disk full).
 
+pub mod directory;
 pub mod sqlite;
 
 use kaoqin_proto::event::Event;
@@ -37,6 +38,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Corrupt(String),
+    /// The request contradicts what is stored (an OS account already mapped to
+    /// someone else, an unknown employee).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Facts an agent tells about its host when it enrols.

@@ -14,9 +14,10 @@ use super::{
     AgentAuth, Batch, BatchOutcome, Enrolment, HostFacts, NewToken, Store, StoreError, StoredEvent,
     hash_secret, new_secret,
 };
+use crate::attendance::Settings;
 use kaoqin_proto::event::{Event, EventKind};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use tokio::sync::oneshot;
@@ -30,7 +31,10 @@ const GROUP_MAX_EVENTS: usize = 50_000;
 
 /// Schema changelog (PRAGMA user_version):
 /// 1. tokens, agents, batches, events.
-const MIGRATIONS: &[&str] = &[r#"
+/// 2. attendance: staff, staff_accounts, pc_accounts (which OS accounts each PC has
+///    seen, backfilled from events), exemptions, day_verdicts, dirty_days.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tokens (
     hash        TEXT PRIMARY KEY,
     created_ms  INTEGER NOT NULL,
@@ -79,9 +83,66 @@ CREATE TABLE events (
 ) WITHOUT ROWID;
 CREATE INDEX events_by_agent_time ON events(agent, at_ms);
 CREATE INDEX events_by_account_time ON events(account, at_ms) WHERE account IS NOT NULL;
-"#];
+"#,
+    r#"
+CREATE TABLE staff (
+    employee_id TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    department  TEXT NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+-- account is stored in ASCII lower case; one account belongs to at most one person.
+CREATE TABLE staff_accounts (
+    account     TEXT PRIMARY KEY,
+    employee_id TEXT NOT NULL REFERENCES staff(employee_id) ON DELETE CASCADE
+);
+CREATE INDEX staff_accounts_by_person ON staff_accounts(employee_id);
+-- Every OS account (lower case) a PC has reported, with corrected first/last instants.
+CREATE TABLE pc_accounts (
+    agent    INTEGER NOT NULL,
+    account  TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms  INTEGER NOT NULL,
+    PRIMARY KEY (agent, account)
+) WITHOUT ROWID;
+CREATE INDEX pc_accounts_by_account ON pc_accounts(account);
+INSERT INTO pc_accounts (agent, account, first_ms, last_ms)
+    SELECT agent, lower(account), min(at_ms + clock_offset_ms), max(at_ms + clock_offset_ms)
+    FROM events WHERE account IS NOT NULL GROUP BY agent, lower(account);
+CREATE TABLE exemptions (
+    id          INTEGER PRIMARY KEY,
+    employee_id TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    start_ms    INTEGER NOT NULL,
+    end_ms      INTEGER NOT NULL,
+    note        TEXT NOT NULL DEFAULT '',
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX exemptions_by_person ON exemptions(employee_id, start_ms);
+-- One verdict per person and attendance day; reports read these, never raw events.
+CREATE TABLE day_verdicts (
+    employee_id TEXT NOT NULL,
+    date        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    verdict     TEXT NOT NULL,
+    provisional INTEGER NOT NULL,
+    computed_ms INTEGER NOT NULL,
+    context_fp  TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (employee_id, date)
+) WITHOUT ROWID;
+CREATE INDEX day_verdicts_by_date ON day_verdicts(date);
+-- (account, attendance date) whose verdict may have changed; resolved to people when
+-- verdicts are recomputed.
+CREATE TABLE dirty_days (
+    account TEXT NOT NULL,
+    date    TEXT NOT NULL,
+    PRIMARY KEY (account, date)
+) WITHOUT ROWID;
+"#,
+];
 
-fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(crate) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| classify(path, e)
 }
 
@@ -157,6 +218,12 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the store in `data_dir`, creating the directory and the database.
     pub fn open(data_dir: &Path) -> Result<Arc<SqliteStore>, StoreError> {
+        SqliteStore::open_with(data_dir, &Settings::default())
+    }
+
+    /// Opens the store; `settings` (time zone, day boundary) decide which attendance
+    /// days a batch of events marks dirty.
+    pub fn open_with(data_dir: &Path, settings: &Settings) -> Result<Arc<SqliteStore>, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Io(std::io::Error::new(
                 e.kind(),
@@ -168,9 +235,10 @@ impl SqliteStore {
         let reader = open_connection(&path)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let writer_path = path.clone();
+        let days = settings.clone();
         let writer = std::thread::Builder::new()
             .name("kaoqin-writer".into())
-            .spawn(move || Writer::new(writer_conn, writer_path).run(rx))?;
+            .spawn(move || Writer::new(writer_conn, writer_path, days).run(rx))?;
         let store = SqliteStore {
             path,
             jobs: tx,
@@ -187,7 +255,7 @@ impl SqliteStore {
         &self.path
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave the connection inconsistent.
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -354,13 +422,14 @@ impl Store for SqliteStore {
 struct Writer {
     conn: Connection,
     path: PathBuf,
+    days: Settings,
 }
 
 type Replies = Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>>;
 
 impl Writer {
-    fn new(conn: Connection, path: PathBuf) -> Writer {
-        Writer { conn, path }
+    fn new(conn: Connection, path: PathBuf, days: Settings) -> Writer {
+        Writer { conn, path, days }
     }
 
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
@@ -386,6 +455,7 @@ impl Writer {
     /// job's failure does not fail the others. Answers are sent after COMMIT.
     fn commit_group(&mut self, group: Vec<Job>) {
         let path = self.path.clone();
+        let days = self.days.clone();
         let mut replies: Replies = Vec::with_capacity(group.len());
         let tx = match self
             .conn
@@ -403,7 +473,7 @@ impl Writer {
         for job in group {
             match job {
                 Job::Batch(batch, reply) => {
-                    let r = with_savepoint(&tx, &path, |sp| insert_batch(sp, &path, &batch));
+                    let r = with_savepoint(&tx, &path, |sp| insert_batch(sp, &path, &batch, &days));
                     replies.push(Box::new(move |commit_err| {
                         let _ = reply.send(match (r, commit_err) {
                             (Ok(_), Some(e)) => Err(busy_copy(e)),
@@ -474,7 +544,12 @@ fn with_savepoint<T>(
     }
 }
 
-fn insert_batch(conn: &Connection, path: &Path, b: &Batch) -> Result<BatchOutcome, StoreError> {
+fn insert_batch(
+    conn: &Connection,
+    path: &Path,
+    b: &Batch,
+    days: &Settings,
+) -> Result<BatchOutcome, StoreError> {
     let err = sql_err(path);
     let mut insert = conn
         .prepare_cached(
@@ -484,10 +559,14 @@ fn insert_batch(conn: &Connection, path: &Path, b: &Batch) -> Result<BatchOutcom
         .map_err(&err)?;
     let mut inserted = 0u64;
     let mut max_seq = 0u64;
+    // Accounts seen (lower case) with corrected first/last instants, and the
+    // attendance days the new events fall on.
+    let mut seen: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut dates: BTreeSet<jiff::civil::Date> = BTreeSet::new();
     for e in &b.events {
         let data = serde_json::to_string(&e.kind)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
-        inserted += insert
+        let n = insert
             .execute(params![
                 b.agent_num,
                 e.seq as i64,
@@ -499,8 +578,26 @@ fn insert_batch(conn: &Connection, path: &Path, b: &Batch) -> Result<BatchOutcom
                 data
             ])
             .map_err(&err)? as u64;
+        inserted += n;
         max_seq = max_seq.max(e.seq);
+        if n == 0 {
+            continue;
+        }
+        let at = e.at_ms.saturating_add(b.clock_offset_ms);
+        let accounts: Vec<&str> = match &e.kind {
+            EventKind::Heartbeat { accounts, .. } => accounts.iter().map(String::as_str).collect(),
+            k => k.account().into_iter().collect(),
+        };
+        for a in accounts {
+            let entry = seen.entry(a.to_ascii_lowercase()).or_insert((at, at));
+            entry.0 = entry.0.min(at);
+            entry.1 = entry.1.max(at);
+        }
+        if let Ok(t) = jiff::Timestamp::from_millisecond(at) {
+            dates.insert(crate::attendance::attendance_date(t, days));
+        }
     }
+    mark_dirty(conn, path, b.agent_num, &seen, &dates)?;
     let (first, last) = (
         b.events.first().map_or(0, |e| e.seq),
         b.events.last().map_or(0, |e| e.seq),
@@ -532,6 +629,43 @@ fn insert_batch(conn: &Connection, path: &Path, b: &Batch) -> Result<BatchOutcom
         acked_seq: acked as u64,
         inserted,
     })
+}
+
+/// Records which accounts the PC has seen and marks dirty every (account of this
+/// PC, day) the new events touch, and the day before each (a session that started
+/// the evening before runs into it).
+fn mark_dirty(
+    conn: &Connection,
+    path: &Path,
+    agent: i64,
+    seen: &BTreeMap<String, (i64, i64)>,
+    dates: &BTreeSet<jiff::civil::Date>,
+) -> Result<(), StoreError> {
+    let err = sql_err(path);
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO pc_accounts (agent, account, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (agent, account) DO UPDATE SET
+                first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)",
+        )
+        .map_err(&err)?;
+    for (account, (first, last)) in seen {
+        upsert
+            .execute(params![agent, account, first, last])
+            .map_err(&err)?;
+    }
+    let mut dirty = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO dirty_days (account, date)
+             SELECT account, ?2 FROM pc_accounts WHERE agent = ?1",
+        )
+        .map_err(&err)?;
+    let mut all: BTreeSet<jiff::civil::Date> = dates.clone();
+    all.extend(dates.iter().filter_map(|d| d.yesterday().ok()));
+    for d in all {
+        dirty.execute(params![agent, d.to_string()]).map_err(&err)?;
+    }
+    Ok(())
 }
 
 fn enroll(
@@ -765,6 +899,48 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, events(1..=12));
+    }
+
+    #[tokio::test]
+    async fn a_batch_marks_its_days_dirty_for_every_account_of_the_pc() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        // T0 = 2026-11-18T11:06:40Z = 19:06 in Shanghai: that day, and the one before.
+        store.store_batch(batch(num, events(1..=3))).await.unwrap();
+        let mut dirty = store.take_dirty().unwrap();
+        dirty.sort();
+        let d = |s: &str| s.parse::<jiff::civil::Date>().unwrap();
+        assert_eq!(
+            dirty,
+            [
+                ("zhangsan".to_owned(), d("2026-11-17")),
+                ("zhangsan".to_owned(), d("2026-11-18"))
+            ]
+        );
+        assert!(store.take_dirty().unwrap().is_empty(), "taken means gone");
+        // A resend marks nothing; a heartbeat of the PC marks its known accounts.
+        store.store_batch(batch(num, events(1..=3))).await.unwrap();
+        assert!(store.take_dirty().unwrap().is_empty());
+        let hb = Event {
+            seq: 4,
+            at_ms: T0 + 86_400_000,
+            kind: EventKind::Heartbeat {
+                interval_seconds: 60,
+                accounts: vec![],
+            },
+        };
+        store.store_batch(batch(num, vec![hb])).await.unwrap();
+        let dirty = store.take_dirty().unwrap();
+        assert!(
+            dirty.contains(&("zhangsan".to_owned(), d("2026-11-19"))),
+            "{dirty:?}"
+        );
+        let unmapped = store.unmapped_accounts().unwrap();
+        assert_eq!(unmapped.len(), 1);
+        assert_eq!(unmapped[0].pcs, [(e.agent_id.clone(), "pc-m1".to_owned())]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

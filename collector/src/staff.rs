@@ -1,0 +1,180 @@
+//! The staff directory file: `employee_id,name,department,os_accounts`, one person a
+//! line, OS accounts separated by `;` or `|`.
+//!
+//! What must stay true: a file is checked whole before anything is written, and every
+//! problem is reported with the file, the line and the field; an OS account (compared
+//! in ASCII lower case) belongs to one person only, and a clash names both lines.
+
+use crate::attendance::Person;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The header a staff file must have.
+pub const HEADER: [&str; 4] = ["employee_id", "name", "department", "os_accounts"];
+
+/// Every problem of a file, one a line.
+#[derive(Debug, thiserror::Error)]
+#[error("{} problem(s), nothing was imported:\n  {}", .0.len(), .0.join("\n  "))]
+pub struct FileErrors(pub Vec<String>);
+
+/// Opens a CSV reader over `path` that keeps every field as written.
+pub fn csv_reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .flexible(true)
+        .from_reader(file))
+}
+
+/// Checks that the header names `expected` (case-insensitive), in that order.
+pub fn check_header(
+    path: &Path,
+    rdr: &mut csv::Reader<std::fs::File>,
+    expected: &[&str],
+) -> anyhow::Result<()> {
+    let headers = rdr
+        .headers()
+        .map_err(|e| anyhow::anyhow!("{}: line 1: {e}", path.display()))?;
+    let got: Vec<String> = headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let got = got.iter().map(String::as_str).collect::<Vec<_>>();
+    anyhow::ensure!(
+        got == expected,
+        "{}: line 1: the header must be {:?}, found {:?}",
+        path.display(),
+        expected.join(","),
+        got.join(",")
+    );
+    Ok(())
+}
+
+/// Reads and checks a staff file.
+pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
+    let mut rdr = csv_reader(path)?;
+    check_header(path, &mut rdr, &HEADER)?;
+    let file = path.display().to_string();
+    let mut problems = Vec::new();
+    let mut people: Vec<(u64, Person)> = Vec::new();
+    let mut ids: BTreeMap<String, u64> = BTreeMap::new();
+    let mut owners: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                problems.push(format!("{file}: line {line}: {e}"));
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, |p| p.line());
+        let at = |field: &str, what: String| format!("{file}: line {line}: {field}: {what}");
+        if rec.len() != HEADER.len() {
+            problems.push(format!(
+                "{file}: line {line}: expected {} fields, found {}",
+                HEADER.len(),
+                rec.len()
+            ));
+            continue;
+        }
+        let id = rec[0].to_owned();
+        let name = rec[1].to_owned();
+        let department = rec[2].to_owned();
+        if id.is_empty() || id.len() > 64 || id.chars().any(char::is_whitespace) {
+            problems.push(at(
+                "employee_id",
+                format!("{id:?} must be 1 to 64 characters without spaces"),
+            ));
+        } else if let Some(first) = ids.insert(id.clone(), line) {
+            problems.push(at("employee_id", format!("{id} is also on line {first}")));
+        }
+        if name.is_empty() {
+            problems.push(at("name", "is empty".into()));
+        }
+        let mut accounts: Vec<String> = Vec::new();
+        for a in rec[3]
+            .split([';', '|'])
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            let lower = a.to_ascii_lowercase();
+            if lower.len() > 256 || lower.chars().any(|c| c.is_control() || c == ',') {
+                problems.push(at("os_accounts", format!("{a:?} is not an account name")));
+                continue;
+            }
+            if accounts.contains(&lower) {
+                continue;
+            }
+            match owners.get(&lower) {
+                Some((l, owner)) if owner != &id => problems.push(at(
+                    "os_accounts",
+                    format!("{a:?} is also given to {owner} on line {l}; an account belongs to one person"),
+                )),
+                _ => {
+                    owners.insert(lower.clone(), (line, id.clone()));
+                }
+            }
+            accounts.push(lower);
+        }
+        people.push((
+            line,
+            Person {
+                employee_id: id,
+                name,
+                department,
+                accounts,
+            },
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(FileErrors(problems).into());
+    }
+    Ok(people.into_iter().map(|(_, p)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> anyhow::Result<Vec<Person>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("staff.csv");
+        std::fs::write(&path, text).unwrap();
+        read_staff_csv(&path)
+    }
+
+    #[test]
+    fn accounts_split_on_semicolons_and_bars_in_lower_case() {
+        let p = read("employee_id,name,department,os_accounts\nE001,张三,办公室,ZhangSan; zs2|ZS3\nE002,李四,信息中心,\n")
+            .unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].accounts, ["zhangsan", "zs2", "zs3"]);
+        assert_eq!(p[0].name, "张三");
+        assert!(p[1].accounts.is_empty());
+    }
+
+    #[test]
+    fn every_problem_names_file_line_and_field() {
+        let err = read("employee_id,name,department,os_accounts\nE001,,办公室,zhangsan\nE002,李四,x,ZHANGSAN\nE001,王五,x,ww\nE003,x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("staff.csv: line 2: name: is empty"), "{err}");
+        assert!(
+            err.contains("line 3: os_accounts: \"ZHANGSAN\" is also given to E001 on line 2"),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 4: employee_id: E001 is also on line 2"),
+            "{err}"
+        );
+        assert!(err.contains("line 5: expected 4 fields"), "{err}");
+        assert!(err.contains("nothing was imported"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_header_is_refused() {
+        let err = read("id,name,dept,accounts\n").unwrap_err().to_string();
+        assert!(err.contains("line 1: the header must be"), "{err}");
+    }
+}

@@ -1,0 +1,528 @@
+//! The attendance side of the embedded store: the staff directory, exemptions, the
+//! accounts each PC has seen, and stored day verdicts with their dirty marks.
+//!
+//! What must stay true:
+//! - an import replaces nothing unless all of it is written (one transaction);
+//! - an OS account (compared in ASCII lower case) belongs to at most one person;
+//! - events of unmapped accounts are never deleted: they are listed by
+//!   [`SqliteStore::unmapped_accounts`] and counted once someone claims the account;
+//! - a (account, date) taken by [`SqliteStore::take_dirty`] is gone from the table,
+//!   so an event arriving during a recompute marks it again for the next round.
+
+use super::sqlite::{SqliteStore, sql_err};
+use super::{StoreError, StoredEvent};
+use crate::attendance::{Exemption, ExemptionKind, Person, Settings, attendance_date};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use kaoqin_proto::event::{Event, EventKind};
+use rusqlite::{OptionalExtension, params};
+use std::collections::BTreeMap;
+
+/// How an import changed the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportCounts {
+    /// People new to the directory.
+    pub added: usize,
+    /// People already there, now updated.
+    pub updated: usize,
+}
+
+/// An OS account seen in events that belongs to nobody in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmapped {
+    /// Lower-case account name.
+    pub account: String,
+    /// The PCs it was seen on: (agent id, hostname).
+    pub pcs: Vec<(String, String)>,
+    /// The last corrected instant it was seen.
+    pub last_seen_ms: i64,
+}
+
+/// A PC of a person: (internal agent number, agent id).
+pub type KnownPc = (i64, String);
+
+/// A stored verdict row, without its JSON decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVerdict {
+    pub employee_id: String,
+    pub date: Date,
+    pub status: String,
+    pub verdict_json: String,
+    pub provisional: bool,
+    pub computed_ms: i64,
+    pub context_fp: String,
+    pub fingerprint: String,
+}
+
+fn parse_kind(s: &str) -> Option<ExemptionKind> {
+    match s {
+        "leave" => Some(ExemptionKind::Leave),
+        "field" => Some(ExemptionKind::Field),
+        "business_trip" => Some(ExemptionKind::BusinessTrip),
+        _ => None,
+    }
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+impl SqliteStore {
+    /// Upserts `people` by employee id and sets their accounts, all or nothing. An
+    /// account already mapped to someone not in `people` is an error naming both.
+    pub fn import_staff(&self, people: &[Person], now_ms: i64) -> Result<ImportCounts, StoreError> {
+        let mut conn = self.reader();
+        let err = sql_err(self.path());
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let mut counts = ImportCounts::default();
+        for p in people {
+            let existed: bool = tx
+                .query_row(
+                    "SELECT count(*) > 0 FROM staff WHERE employee_id = ?1",
+                    [&p.employee_id],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            if existed {
+                counts.updated += 1;
+            } else {
+                counts.added += 1;
+            }
+            tx.execute(
+                "INSERT INTO staff (employee_id, name, department, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (employee_id) DO UPDATE SET name = excluded.name,
+                    department = excluded.department, updated_ms = excluded.updated_ms",
+                params![p.employee_id, p.name, p.department, now_ms],
+            )
+            .map_err(&err)?;
+            tx.execute(
+                "DELETE FROM staff_accounts WHERE employee_id = ?1",
+                [&p.employee_id],
+            )
+            .map_err(&err)?;
+        }
+        for p in people {
+            for a in &p.accounts {
+                let account = a.to_ascii_lowercase();
+                let owner: Option<String> = tx
+                    .query_row(
+                        "SELECT employee_id FROM staff_accounts WHERE account = ?1",
+                        [&account],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(&err)?;
+                if let Some(owner) = owner
+                    && owner != p.employee_id
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "OS account {account:?} of {} already belongs to {owner} in the directory",
+                        p.employee_id
+                    )));
+                }
+                tx.execute(
+                    "INSERT OR IGNORE INTO staff_accounts (account, employee_id) VALUES (?1, ?2)",
+                    params![account, p.employee_id],
+                )
+                .map_err(&err)?;
+            }
+            // Stored days of the person are judged again (accounts may have changed).
+            tx.execute(
+                "INSERT OR IGNORE INTO dirty_days (account, date)
+                 SELECT s.account, v.date FROM day_verdicts v
+                 JOIN staff_accounts s ON s.employee_id = v.employee_id
+                 WHERE v.employee_id = ?1",
+                [&p.employee_id],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        Ok(counts)
+    }
+
+    /// Everyone in the directory, by employee id, with their accounts (lower case).
+    pub fn staff(&self) -> Result<Vec<Person>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare(
+                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
+                 LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
+                 ORDER BY s.employee_id, a.account",
+            )
+            .map_err(&err)?;
+        let mut rows = stmt.query([]).map_err(&err)?;
+        let mut out: Vec<Person> = Vec::new();
+        while let Some(r) = rows.next().map_err(&err)? {
+            let id: String = r.get(0).map_err(&err)?;
+            let account: Option<String> = r.get(3).map_err(&err)?;
+            if out.last().is_none_or(|p| p.employee_id != id) {
+                out.push(Person {
+                    employee_id: id,
+                    name: r.get(1).map_err(&err)?,
+                    department: r.get(2).map_err(&err)?,
+                    accounts: Vec::new(),
+                });
+            }
+            if let (Some(a), Some(p)) = (account, out.last_mut()) {
+                p.accounts.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Accounts seen on PCs that belong to nobody in the directory.
+    pub fn unmapped_accounts(&self) -> Result<Vec<Unmapped>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare(
+                "SELECT p.account, a.id, a.hostname, p.last_ms FROM pc_accounts p
+                 JOIN agents a ON a.num = p.agent
+                 WHERE p.account NOT IN (SELECT account FROM staff_accounts)
+                 ORDER BY p.account, a.id",
+            )
+            .map_err(&err)?;
+        let mut rows = stmt.query([]).map_err(&err)?;
+        let mut out: Vec<Unmapped> = Vec::new();
+        while let Some(r) = rows.next().map_err(&err)? {
+            let account: String = r.get(0).map_err(&err)?;
+            let pc = (r.get(1).map_err(&err)?, r.get(2).map_err(&err)?);
+            let last: i64 = r.get(3).map_err(&err)?;
+            match out.last_mut() {
+                Some(u) if u.account == account => {
+                    u.pcs.push(pc);
+                    u.last_seen_ms = u.last_seen_ms.max(last);
+                }
+                _ => out.push(Unmapped {
+                    account,
+                    pcs: vec![pc],
+                    last_seen_ms: last,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The PCs on which any of `accounts` was ever seen.
+    pub fn known_pcs(&self, accounts: &[String]) -> Result<Vec<KnownPc>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT a.num, a.id FROM pc_accounts p JOIN agents a ON a.num = p.agent
+                 WHERE p.account = ?1",
+            )
+            .map_err(&err)?;
+        let mut out = BTreeMap::new();
+        for account in accounts {
+            let rows = stmt
+                .query_map([account.to_ascii_lowercase()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(&err)?;
+            for row in rows {
+                let (num, id) = row.map_err(&err)?;
+                out.insert(num, id);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Events of one PC with `from_ms <= at_ms < to_ms` (agent clock), in time order.
+    pub fn pc_events(
+        &self,
+        pc: &KnownPc,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.pc_query(
+            pc,
+            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM events
+             WHERE agent = ?1 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY at_ms, seq",
+            from_ms,
+            to_ms,
+        )
+    }
+
+    /// The last event of a PC before `ms` and its first at or after `ms2`.
+    pub fn pc_neighbours(
+        &self,
+        pc: &KnownPc,
+        ms: i64,
+        ms2: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = self.pc_query(
+            pc,
+            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM events
+             WHERE agent = ?1 AND at_ms < ?2 AND ?3 = ?3 ORDER BY at_ms DESC, seq DESC LIMIT 1",
+            ms,
+            0,
+        )?;
+        out.extend(self.pc_query(
+            pc,
+            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM events
+             WHERE agent = ?1 AND at_ms >= ?2 AND ?3 = ?3 ORDER BY at_ms, seq LIMIT 1",
+            ms2,
+            0,
+        )?);
+        Ok(out)
+    }
+
+    fn pc_query(
+        &self,
+        pc: &KnownPc,
+        sql: &str,
+        a: i64,
+        b: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
+        let mut rows = stmt.query(params![pc.0, a, b]).map_err(&err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(&err)? {
+            let seq: i64 = r.get(0).map_err(&err)?;
+            let data: String = r.get(4).map_err(&err)?;
+            let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
+                StoreError::Corrupt(format!("stored event {}/{seq} does not parse: {e}", pc.1))
+            })?;
+            out.push(StoredEvent {
+                agent_id: pc.1.clone(),
+                event: Event {
+                    seq: seq as u64,
+                    at_ms: r.get(1).map_err(&err)?,
+                    kind,
+                },
+                received_ms: r.get(3).map_err(&err)?,
+                clock_offset_ms: r.get(2).map_err(&err)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds exemptions, all or nothing, and marks the days they touch dirty for
+    /// the accounts of their people.
+    pub fn add_exemptions(
+        &self,
+        list: &[Exemption],
+        settings: &Settings,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.reader();
+        let err = sql_err(self.path());
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        for e in list {
+            let known: bool = tx
+                .query_row(
+                    "SELECT count(*) > 0 FROM staff WHERE employee_id = ?1",
+                    [&e.employee_id],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            if !known {
+                return Err(StoreError::Conflict(format!(
+                    "employee {} is not in the staff directory (import it with `staff import`)",
+                    e.employee_id
+                )));
+            }
+            tx.execute(
+                "INSERT INTO exemptions (employee_id, kind, start_ms, end_ms, note, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    e.employee_id,
+                    e.kind.as_str(),
+                    e.start.as_millisecond(),
+                    e.end.as_millisecond(),
+                    e.note,
+                    now_ms
+                ],
+            )
+            .map_err(&err)?;
+            let mut d = attendance_date(e.start, settings);
+            let last = attendance_date(e.end, settings);
+            while d <= last {
+                tx.execute(
+                    "INSERT OR IGNORE INTO dirty_days (account, date)
+                     SELECT account, ?2 FROM staff_accounts WHERE employee_id = ?1",
+                    params![e.employee_id, d.to_string()],
+                )
+                .map_err(&err)?;
+                match d.tomorrow() {
+                    Ok(n) => d = n,
+                    Err(_) => break,
+                }
+            }
+        }
+        tx.commit().map_err(&err)?;
+        Ok(())
+    }
+
+    /// Exemptions overlapping `[from_ms, to_ms)`, of one person or everyone.
+    pub fn exemptions(
+        &self,
+        employee_id: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Exemption>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT employee_id, kind, start_ms, end_ms, note FROM exemptions
+                 WHERE (?1 IS NULL OR employee_id = ?1) AND start_ms < ?3 AND end_ms > ?2
+                 ORDER BY employee_id, start_ms, id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![employee_id, from_ms, to_ms], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(&err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (employee_id, kind, start, end, note) = row.map_err(&err)?;
+            let kind = parse_kind(&kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown exemption kind {kind:?}")))?;
+            out.push(Exemption {
+                employee_id,
+                kind,
+                start: ts(start),
+                end: ts(end),
+                note,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes (removes and returns) every dirty (account, date).
+    pub fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError> {
+        let mut conn = self.reader();
+        let err = sql_err(self.path());
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let out = {
+            let mut stmt = tx
+                .prepare("DELETE FROM dirty_days RETURNING account, date")
+                .map_err(&err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(&err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (a, d) = row.map_err(&err)?;
+                if let Ok(d) = d.parse() {
+                    out.push((a, d));
+                }
+            }
+            out
+        };
+        tx.commit().map_err(&err)?;
+        Ok(out)
+    }
+
+    /// Marks (account, date) pairs dirty again (a recompute that failed).
+    pub fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached("INSERT OR IGNORE INTO dirty_days (account, date) VALUES (?1, ?2)")
+            .map_err(&err)?;
+        for (a, d) in days {
+            stmt.execute(params![a.to_ascii_lowercase(), d.to_string()])
+                .map_err(&err)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any of `accounts` is marked dirty on `date`.
+    pub fn is_dirty(&self, accounts: &[String], date: Date) -> Result<bool, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached("SELECT count(*) > 0 FROM dirty_days WHERE account = ?1 AND date = ?2")
+            .map_err(&err)?;
+        for a in accounts {
+            let hit: bool = stmt
+                .query_row(params![a.to_ascii_lowercase(), date.to_string()], |r| {
+                    r.get(0)
+                })
+                .map_err(&err)?;
+            if hit {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The stored verdicts of `date`, by employee id.
+    pub fn verdicts_on(&self, date: Date) -> Result<BTreeMap<String, StoredVerdict>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT employee_id, status, verdict, provisional, computed_ms, context_fp, fingerprint
+                 FROM day_verdicts WHERE date = ?1",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([date.to_string()], |r| {
+                Ok(StoredVerdict {
+                    employee_id: r.get(0)?,
+                    date,
+                    status: r.get(1)?,
+                    verdict_json: r.get(2)?,
+                    provisional: r.get(3)?,
+                    computed_ms: r.get(4)?,
+                    context_fp: r.get(5)?,
+                    fingerprint: r.get(6)?,
+                })
+            })
+            .map_err(&err)?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let v = row.map_err(&err)?;
+            out.insert(v.employee_id.clone(), v);
+        }
+        Ok(out)
+    }
+
+    /// Stores (replaces) one verdict.
+    pub fn put_verdict(&self, v: &StoredVerdict) -> Result<(), StoreError> {
+        let conn = self.reader();
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO day_verdicts
+                (employee_id, date, status, verdict, provisional, computed_ms, context_fp, fingerprint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                v.employee_id,
+                v.date.to_string(),
+                v.status,
+                v.verdict_json,
+                v.provisional,
+                v.computed_ms,
+                v.context_fp,
+                v.fingerprint
+            ])
+        })
+        .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+}

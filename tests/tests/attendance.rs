@@ -1,0 +1,367 @@
+//! Attendance end to end: the staff directory, a replayed day, stored verdicts and
+//! the daily report, with the real binaries.
+
+use kaoqin_tests::{Collector, agent, bin, fixture, run_bounded, run_ok};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+/// Well after 2026-11-24, so no verdict of that day is provisional.
+const NOW: &str = "2026-11-26T00:00:00Z";
+
+fn collector_cmd(data_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("KAOQIN_LOG", "warn");
+    cmd
+}
+
+/// Enrols an agent with its own machine identity and replays `script` on it.
+fn replay_on_pc(collector: &Collector, state: &Path, machine: &str, script: &str) {
+    let token = collector.token().unwrap();
+    let url = collector.url();
+    let mut enroll = agent(state, &["enroll", "--collector", &url, "--token", &token]);
+    enroll.env("KAOQIN_MACHINE_ID", machine);
+    run_ok(enroll, LIMIT).unwrap();
+    let replay = format!("replay:{}", fixture(script).display());
+    let mut run = agent(state, &["run", "--probe", &replay, "--once"]);
+    run.env("KAOQIN_MACHINE_ID", machine);
+    run_ok(run, LIMIT).unwrap();
+}
+
+fn daily(data_dir: &Path, date: &str) -> Vec<serde_json::Value> {
+    let out = run_ok(
+        collector_cmd(
+            data_dir,
+            &[
+                "report", "daily", "--date", date, "--format", "json", "--now", NOW,
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v.as_array().expect("a JSON array").clone()
+}
+
+fn of<'a>(rows: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["employee_id"] == id)
+        .unwrap_or_else(|| panic!("{id} missing from {rows:#?}"))
+}
+
+fn import_staff(data_dir: &Path) {
+    let staff = fixture("staff.csv");
+    let out = run_ok(
+        collector_cmd(data_dir, &["staff", "import", staff.to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(out.contains("3 added"), "{out}");
+}
+
+#[test]
+fn the_replayed_day_is_judged_with_the_documented_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    import_staff(&data);
+    replay_on_pc(
+        &collector,
+        &dir.path().join("pc1"),
+        "pc-1-machine",
+        "day.jsonl",
+    );
+
+    let rows = daily(&data, "2026-11-24");
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let e1 = of(&rows, "E001");
+    // The fixture day, office hours 08:30-12:00 and 14:00-17:30 (+08:00), 5 min grace:
+    // - logon 08:41 -> arrival 00:41Z, 11 minutes late (counted from 08:30);
+    // - logoff 17:20 -> departure 09:20Z, 10 minutes early (counted from 17:30);
+    // - chat (WeChat) 09:30-09:55 = 1500 s, media (QQMusic) 10:55-11:10 = 900 s,
+    //   nonwork_web (taobao) 11:10-11:20 = 600 s: all inside the morning session;
+    // - downloads (Thunder) 13:58-14:08: only 14:00-14:08 is office time = 480 s;
+    // - Word and et (spreadsheet) are neither non-work nor counted.
+    assert_eq!(e1["status"], "present", "{e1:#}");
+    assert_eq!(e1["name"], "张三");
+    assert_eq!(e1["department"], "办公室");
+    assert_eq!(e1["date"], "2026-11-24");
+    assert_eq!(e1["arrival"], "2026-11-24T00:41:00Z");
+    assert_eq!(e1["departure"], "2026-11-24T09:20:00Z");
+    assert_eq!(e1["late_minutes"], 11);
+    assert_eq!(e1["early_minutes"], 10);
+    assert_eq!(
+        e1["nonwork_seconds"],
+        serde_json::json!({"chat": 1500, "downloads": 480, "media": 900, "nonwork_web": 600}),
+        "{e1:#}"
+    );
+    assert!(!e1["evidence"].as_array().unwrap().is_empty());
+    assert!(e1["coverage"]["office_seconds"].as_u64().unwrap() > 0);
+    assert!(e1["schedule_version"].is_string());
+
+    // No PC was ever seen for E002 or E003: no data is not evidence of absence.
+    assert_eq!(of(&rows, "E002")["status"], "unknown");
+    assert_eq!(of(&rows, "E002")["arrival"], serde_json::Value::Null);
+
+    // --department filters; the other formats carry the same verdict.
+    let out = run_ok(
+        collector_cmd(
+            &data,
+            &[
+                "report",
+                "daily",
+                "--date",
+                "2026-11-24",
+                "--format",
+                "csv",
+                "--department",
+                "信息中心",
+                "--now",
+                NOW,
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("employee_id,name,department,date,status"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("E003,王五,信息中心,2026-11-24,unknown"),
+        "{out}"
+    );
+    drop(collector);
+}
+
+#[test]
+fn late_events_from_a_second_pc_change_the_stored_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    import_staff(&data);
+    replay_on_pc(
+        &collector,
+        &dir.path().join("pc1"),
+        "pc-1-machine",
+        "day.jsonl",
+    );
+    let before = daily(&data, "2026-11-24");
+    assert_eq!(of(&before, "E001")["late_minutes"], 11);
+
+    // Days later, a second PC of zhangsan delivers the same day: 08:25 to 17:40.
+    replay_on_pc(
+        &collector,
+        &dir.path().join("pc2"),
+        "pc-2-machine",
+        "day-pc2.jsonl",
+    );
+    let after = daily(&data, "2026-11-24");
+    let e1 = of(&after, "E001");
+    assert_eq!(e1["status"], "present");
+    assert_eq!(e1["arrival"], "2026-11-24T00:25:00Z", "{e1:#}");
+    assert_eq!(e1["departure"], "2026-11-24T09:40:00Z", "{e1:#}");
+    assert_eq!(e1["late_minutes"], 0);
+    assert_eq!(e1["early_minutes"], 0);
+
+    // The stored verdict itself changed: recomputing the dirty days finds nothing
+    // left, and a second report reads the same verdict back.
+    let out = run_ok(
+        collector_cmd(&data, &["verdicts", "recompute", "--now", NOW]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(out.contains("Recomputed"), "{out}");
+    assert_eq!(daily(&data, "2026-11-24"), after);
+
+    // Replaying the first PC again (duplicates) changes nothing.
+    replay_on_pc(
+        &collector,
+        &dir.path().join("pc1"),
+        "pc-1-machine",
+        "day.jsonl",
+    );
+    assert_eq!(daily(&data, "2026-11-24"), after);
+    drop(collector);
+}
+
+#[test]
+fn whole_day_leave_turns_an_unknown_day_into_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    std::fs::create_dir_all(&data).unwrap();
+    import_staff(&data);
+    assert_eq!(of(&daily(&data, "2026-11-24"), "E002")["status"], "unknown");
+
+    // Unknown employees and bad instants are refused with the argument named.
+    let mut bad = collector_cmd(
+        &data,
+        &[
+            "leave",
+            "add",
+            "--employee",
+            "E999",
+            "--kind",
+            "leave",
+            "--from",
+            "2026-11-24",
+            "--to",
+            "2026-11-24",
+        ],
+    );
+    let out = run_bounded(std::mem::replace(&mut bad, Command::new("true")), LIMIT).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("E999"));
+    let out = run_bounded(
+        collector_cmd(
+            &data,
+            &[
+                "leave",
+                "add",
+                "--employee",
+                "E002",
+                "--kind",
+                "leave",
+                "--from",
+                "soon",
+                "--to",
+                "2026-11-24",
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--from"),
+        "{out:?}"
+    );
+
+    run_ok(
+        collector_cmd(
+            &data,
+            &[
+                "leave",
+                "add",
+                "--employee",
+                "E002",
+                "--kind",
+                "leave",
+                "--from",
+                "2026-11-24",
+                "--to",
+                "2026-11-24",
+                "--note",
+                "年假",
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    let rows = daily(&data, "2026-11-24");
+    assert_eq!(of(&rows, "E002")["status"], "leave", "{rows:#?}");
+    assert_eq!(of(&rows, "E002")["late_minutes"], 0);
+    // The leave is listed, in UTC.
+    let out = run_ok(collector_cmd(&data, &["leave", "list"]), LIMIT).unwrap();
+    assert!(
+        out.contains("E002,leave,2026-11-23T16:00:00Z,2026-11-24T16:00:00Z,年假"),
+        "{out}"
+    );
+}
+
+#[test]
+fn staff_import_is_all_or_nothing_and_unmapped_accounts_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    // Events arrive before anyone is in the directory: stored, and listed as unmapped.
+    replay_on_pc(
+        &collector,
+        &dir.path().join("pc1"),
+        "pc-1-machine",
+        "day.jsonl",
+    );
+    let out = run_ok(collector_cmd(&data, &["staff", "unmapped"]), LIMIT).unwrap();
+    assert!(out.starts_with("account,pcs,last_seen\n"), "{out}");
+    assert!(out.contains("zhangsan,"), "{out}");
+
+    // A file with a clash is refused whole, naming both lines.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "employee_id,name,department,os_accounts\nE001,张三,办公室,zhangsan\nE002,李四,办公室,ZhangSan|lisi\n",
+    )
+    .unwrap();
+    let out = run_bounded(
+        collector_cmd(&data, &["staff", "import", bad.to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv: line 3: os_accounts"), "{err}");
+    assert!(err.contains("E001 on line 2"), "{err}");
+    let out = run_ok(collector_cmd(&data, &["staff", "list"]), LIMIT).unwrap();
+    assert_eq!(out.lines().count(), 1, "nothing imported: {out}");
+
+    // Import, then re-import with a change: updated in place, and zhangsan is mapped.
+    import_staff(&data);
+    let moved = dir.path().join("moved.csv");
+    std::fs::write(
+        &moved,
+        "employee_id,name,department,os_accounts\nE001,张三,信息中心,zhangsan;zs\n",
+    )
+    .unwrap();
+    let out = run_ok(
+        collector_cmd(&data, &["staff", "import", moved.to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(out.contains("0 added, 1 updated"), "{out}");
+    let out = run_ok(collector_cmd(&data, &["staff", "list"]), LIMIT).unwrap();
+    assert!(out.contains("E001,张三,信息中心,zhangsan;zs"), "{out}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let out = run_ok(collector_cmd(&data, &["staff", "unmapped"]), LIMIT).unwrap();
+    assert!(!out.contains("zhangsan"), "{out}");
+    // The department change reaches the stored verdict.
+    let rows = daily(&data, "2026-11-24");
+    assert_eq!(of(&rows, "E001")["department"], "信息中心");
+    assert_eq!(of(&rows, "E001")["status"], "present");
+    drop(collector);
+}
+
+#[test]
+fn calendar_show_prints_every_day_with_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        "[[attendance.calendar_override]]\ndate = 2026-12-31\nkind = \"holiday\"\nnote = \"closure\"\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args([
+        "calendar", "show", "--year", "2026", "--format", "csv", "--config",
+    ])
+    .arg(&config);
+    let out = run_ok(cmd, LIMIT).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "date,kind");
+    assert_eq!(lines.len(), 366);
+    assert!(lines.contains(&"2026-10-01,holiday"));
+    assert!(lines.contains(&"2026-10-10,makeup_workday"));
+    assert!(lines.contains(&"2026-12-31,holiday"), "override applied");
+    assert!(lines.contains(&"2026-12-30,workday"));
+
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args(["calendar", "show", "--year", "2030"]);
+    let out = run_bounded(cmd, LIMIT).unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 366);
+}
