@@ -50,7 +50,8 @@ pub enum Command {
         /// The enrolment token.
         #[arg(long, env = "KAOQIN_TOKEN")]
         token: String,
-        /// The collector's CA certificate (TLS).
+        /// The collector's CA certificate (its data dir's tls/ca.pem); the agent
+        /// pins it and talks only TLS from then on.
         #[arg(long)]
         ca: Option<PathBuf>,
         #[command(flatten)]
@@ -88,6 +89,21 @@ pub enum Command {
         #[arg(long)]
         account: Option<String>,
     },
+    /// Install, remove, start or stop the Windows service (Windows only).
+    Service {
+        #[command(subcommand)]
+        action: crate::service::ServiceAction,
+    },
+    /// Report this user session's idle time and foreground application to the
+    /// service (Windows only; the service starts it in each session).
+    SessionHelper {
+        /// Take one sample and exit.
+        #[arg(long)]
+        once: bool,
+        /// Print samples instead of sending them.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 fn init_logging() {
@@ -112,13 +128,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ca,
             common,
         } => {
-            if let Some(ca) = ca {
+            let ca_pem = match &ca {
+                Some(path) => {
+                    let pem = std::fs::read_to_string(path)
+                        .with_context(|| format!("--ca {}: cannot read", path.display()))?;
+                    anyhow::ensure!(
+                        pem.contains("-----BEGIN CERTIFICATE-----"),
+                        "--ca {}: not a PEM certificate (use the collector's tls/ca.pem)",
+                        path.display()
+                    );
+                    Some(pem)
+                }
+                None => None,
+            };
+            let (config, state_dir) = common.resolve()?;
+            if let Some(old) = Enrolment::load(&state_dir)?
+                && old.ca_pem.is_some()
+                && ca_pem.is_none()
+            {
                 anyhow::bail!(
-                    "--ca {}: TLS to the collector is not available in this build yet; use an http:// address on a trusted network",
-                    ca.display()
+                    "this agent was enrolled over TLS with a pinned CA; enrolling again needs --ca (it never falls back to plaintext)"
                 );
             }
-            let (config, state_dir) = common.resolve()?;
             let rt = tokio::runtime::Runtime::new()?;
             let machine_id = crate::state::machine_id(&state_dir)?;
             let reply = rt
@@ -127,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     &token,
                     crate::runner::host_facts(&machine_id),
                     Duration::from_secs(config.uplink.call_timeout_seconds),
+                    ca_pem.as_deref(),
                 ))
                 .with_context(|| format!("cannot enrol with {collector}"))?;
             let mut spool = crate::runner::open_spool(&state_dir, &config)?;
@@ -138,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 token,
                 machine_id,
                 enrolled_at_ms: now_ms(),
+                ca_pem,
             };
             let path = e.save(&state_dir)?;
             println!(
@@ -189,6 +222,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             account,
         } => show(common, days, account.as_deref()),
+        Command::Service { action } => crate::service::run(action),
+        Command::SessionHelper { once, print } => crate::service::session_helper(once, print),
     }
 }
 

@@ -13,6 +13,7 @@ pub use kaoqin_proto::event;
 pub mod probe;
 pub mod recorder;
 pub mod runner;
+pub mod service;
 pub mod spool;
 pub mod state;
 pub mod uplink;

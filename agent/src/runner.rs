@@ -302,7 +302,11 @@ fn start_reason(spool: &Spool, boot_ms: i64) -> anyhow::Result<(LifecycleReason,
 }
 
 /// True while the operating system is shutting down (systemd says "stopping").
+/// (Windows: the service was told so by the service control manager.)
 fn system_shutting_down() -> bool {
+    if crate::service::system_shutting_down() {
+        return true;
+    }
     std::process::Command::new("systemctl")
         .arg("is-system-running")
         .stderr(std::process::Stdio::null())
@@ -578,6 +582,7 @@ async fn reenroll(
         &old.token,
         host_facts(&old.machine_id),
         timeout,
+        old.ca_pem.as_deref(),
     )
     .await?;
     lock(spool).ensure_next_seq_above(reply.last_seq)?;

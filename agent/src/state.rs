@@ -21,6 +21,10 @@ pub struct Enrolment {
     pub token: String,
     pub machine_id: String,
     pub enrolled_at_ms: i64,
+    /// The collector's CA certificate (PEM), pinned at enrolment. Once an agent
+    /// has one it only ever talks TLS to a collector that CA vouches for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 impl Enrolment {
@@ -73,6 +77,9 @@ pub fn machine_id(state_dir: &Path) -> anyhow::Result<String> {
     {
         return Ok(id.trim().to_owned());
     }
+    if let Some(id) = platform::machine_id() {
+        return Ok(id);
+    }
     for p in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
         if let Ok(s) = std::fs::read_to_string(p) {
             let s = s.trim();
@@ -97,6 +104,19 @@ pub fn machine_id(state_dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
+/// Where the operating system keeps a machine identity of its own (Linux's
+/// files are read in [`machine_id`]).
+#[cfg(windows)]
+mod platform {
+    pub(super) use crate::probe::windows::machine_guid as machine_id;
+}
+#[cfg(not(windows))]
+mod platform {
+    pub(super) fn machine_id() -> Option<String> {
+        None
+    }
+}
+
 /// This machine's host name.
 pub fn hostname() -> String {
     sysinfo::System::host_name().unwrap_or_default()
@@ -117,8 +137,10 @@ mod tests {
             token: "kq1-t".into(),
             machine_id: "m".into(),
             enrolled_at_ms: 1,
+            ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
         };
         let path = e.save(dir.path()).unwrap();
+        assert!(path.exists());
         assert_eq!(Enrolment::load(dir.path()).unwrap(), Some(e));
         #[cfg(unix)]
         {

@@ -50,16 +50,34 @@ fn rejected_seq(message: &str) -> Option<u64> {
     rest.split(':').next()?.trim().parse().ok()
 }
 
-/// A lazily connecting channel to `url` with the call deadline set.
-pub fn channel(url: &str, timeout: Duration) -> Result<Channel, UplinkError> {
+/// A lazily connecting channel to `url` with the call deadline set. With a
+/// pinned CA (`ca_pem`) only `https://` is accepted and only a server certificate
+/// that CA signed is trusted; without one only `http://` is (a lab set-up).
+pub fn channel(url: &str, timeout: Duration, ca_pem: Option<&str>) -> Result<Channel, UplinkError> {
     let bad = |message: String| UplinkError::BadAddress {
         url: url.to_owned(),
         message,
     };
-    if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(bad("must start with http:// or https://".into()));
+    let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(e.to_string()))?;
+    match (url.split_once("://").map(|(s, _)| s), ca_pem) {
+        (Some("https"), Some(ca)) => {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
+        }
+        (Some("http"), Some(_)) => {
+            return Err(bad(
+                "this agent pins the collector's CA and never talks to it in plaintext; use https://".into(),
+            ));
+        }
+        (Some("https"), None) => {
+            return Err(bad(
+                "https:// needs the collector's CA certificate: enroll with --ca FILE".into(),
+            ));
+        }
+        (Some("http"), None) => {}
+        _ => return Err(bad("must start with http:// or https://".into())),
     }
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(e.to_string()))?;
     Ok(endpoint
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .timeout(timeout)
@@ -75,8 +93,9 @@ pub async fn enroll(
     token: &str,
     host: pb::HostFacts,
     timeout: Duration,
+    ca_pem: Option<&str>,
 ) -> Result<pb::EnrollResponse, UplinkError> {
-    let mut client = AgentServiceClient::new(channel(url, timeout)?);
+    let mut client = AgentServiceClient::new(channel(url, timeout, ca_pem)?);
     let reply = client
         .enroll(pb::EnrollRequest {
             token: token.to_owned(),
@@ -95,8 +114,12 @@ pub struct Uplink {
 impl Uplink {
     pub fn new(enrolment: Enrolment, timeout: Duration) -> Result<Uplink, UplinkError> {
         Ok(Uplink {
-            client: AgentServiceClient::new(channel(&enrolment.collector, timeout)?)
-                .max_decoding_message_size(4 * 1024 * 1024),
+            client: AgentServiceClient::new(channel(
+                &enrolment.collector,
+                timeout,
+                enrolment.ca_pem.as_deref(),
+            )?)
+            .max_decoding_message_size(4 * 1024 * 1024),
             enrolment,
         })
     }
@@ -245,11 +268,15 @@ mod tests {
         assert!((150..=480).contains(&elapsed.as_secs()), "{elapsed:?}");
     }
 
-    #[test]
-    fn addresses_must_be_urls() {
-        assert!(matches!(
-            channel("collector:50051", Duration::from_secs(1)),
-            Err(UplinkError::BadAddress { .. })
-        ));
+    #[tokio::test]
+    async fn addresses_must_be_urls_and_a_pinned_ca_forbids_plaintext() {
+        let t = Duration::from_secs(1);
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let refused =
+            |r: Result<Channel, UplinkError>| matches!(r, Err(UplinkError::BadAddress { .. }));
+        assert!(refused(channel("collector:50051", t, None)));
+        assert!(refused(channel("http://collector:50051", t, Some(pem))));
+        assert!(refused(channel("https://collector:50051", t, None)));
+        assert!(channel("http://collector:50051", t, None).is_ok());
     }
 }

@@ -16,10 +16,16 @@ pub mod linux;
 #[cfg(target_os = "linux")]
 #[path = "live_linux.rs"]
 mod platform;
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+#[path = "live_windows.rs"]
+mod platform;
+#[cfg(not(any(target_os = "linux", windows)))]
 #[path = "live_other.rs"]
 mod platform;
 pub mod replay;
+#[cfg(windows)]
+pub mod windows;
+pub mod wts;
 
 /// The live probe for this operating system, configured from `config`.
 pub fn live(config: &crate::config::Config) -> Result<Box<dyn Probe>, ProbeError> {
