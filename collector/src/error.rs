@@ -12,6 +12,9 @@ pub enum CollectorError {
     /// Authenticated, but not allowed to do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// This agent sends too often: it should slow down and retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// Temporarily unable (database busy, disk full): the agent should retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -26,6 +29,7 @@ impl From<crate::store::StoreError> for CollectorError {
         match e {
             StoreError::Busy(m) => CollectorError::Unavailable(m),
             StoreError::BadToken(m) => CollectorError::Unauthenticated(m),
+            StoreError::Invalid(m) => CollectorError::InvalidArgument(m),
             other => CollectorError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -37,6 +41,7 @@ impl From<CollectorError> for tonic::Status {
             CollectorError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
             CollectorError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
             CollectorError::PermissionDenied(m) => tonic::Status::permission_denied(m),
+            CollectorError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
             CollectorError::Unavailable(m) => tonic::Status::unavailable(m),
             CollectorError::Internal(e) => {
                 tracing::error!(

@@ -5,7 +5,13 @@
 //!   `acked_seq` never exceeds what is stored;
 //! - a request that fails validation stores nothing and is answered with
 //!   InvalidArgument naming the seq and field; a bad key gets Unauthenticated;
-//! - nothing a client sends can panic the server.
+//! - nothing a client sends can panic the server;
+//! - an event instant, corrected by the batch's measured clock offset, lies between
+//!   [`EARLIEST_MS`] and [`MAX_AHEAD_MS`] past the collector's clock; a usage
+//!   category is one of [`BUILT_IN_CATEGORIES`] or of the office's rules;
+//! - load is shed before it reaches the store: more than `max_reports_in_flight`
+//!   Reports at once get Unavailable, an agent above its rate gets
+//!   ResourceExhausted; both tell the agent to back off and retry.
 
 use crate::config::AgentPolicy;
 use crate::error::CollectorError;
@@ -13,11 +19,54 @@ use crate::store::{Batch, HostFacts, Store, hash_secret};
 use kaoqin_proto::event::Event;
 use kaoqin_proto::v1 as pb;
 use kaoqin_proto::{AGENT_ID_HEADER, AUTHORIZATION_HEADER};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
 
 /// The most events one Report may carry.
 pub const MAX_BATCH_EVENTS: usize = 5_000;
+/// How far past the collector's clock a corrected event instant may lie.
+pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+/// No event happened before 2020-01-01T00:00:00Z (kaoqin did not exist).
+pub const EARLIEST_MS: i64 = 1_577_836_800_000;
+/// Categories every office knows; the office's rules may add more.
+pub const BUILT_IN_CATEGORIES: [&str; 7] = [
+    "chat",
+    "games",
+    "media",
+    "downloads",
+    "nonwork_web",
+    "work",
+    "other",
+];
+
+/// A token bucket per agent: `rate` reports a second on average, `burst` at once.
+#[derive(Debug)]
+struct RateLimit {
+    rate_per_ms: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<i64, (f64, i64)>>,
+}
+
+impl RateLimit {
+    /// Takes one token from `agent`'s bucket; false if it is empty.
+    fn take(&self, agent: i64, now_ms: i64) -> bool {
+        if self.rate_per_ms <= 0.0 {
+            return true;
+        }
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = map.entry(agent).or_insert((self.burst, now_ms));
+        let elapsed = now_ms.saturating_sub(*last).max(0) as f64;
+        *tokens = (*tokens + elapsed * self.rate_per_ms).min(self.burst);
+        *last = now_ms.max(*last);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// The collector's clock, injectable so tests can set it.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -32,15 +81,79 @@ pub struct Ingest<S> {
     store: Arc<S>,
     policy: pb::Policy,
     clock: Clock,
+    categories: HashSet<String>,
+    rate: RateLimit,
+    in_flight: tokio::sync::Semaphore,
+    max_in_flight: u32,
 }
 
 impl<S: Store> Ingest<S> {
     pub fn new(store: Arc<S>, policy: &AgentPolicy, clock: Clock) -> Self {
+        let categories = BUILT_IN_CATEGORIES
+            .iter()
+            .map(|c| (*c).to_owned())
+            .chain(policy.categories.iter().map(|r| r.category.clone()))
+            .collect();
         Ingest {
             store,
             policy: policy.to_proto(),
             clock,
+            categories,
+            rate: RateLimit {
+                rate_per_ms: f64::from(policy.report_rate_per_second) / 1000.0,
+                burst: f64::from(policy.report_burst.max(1)),
+                buckets: Mutex::new(HashMap::new()),
+            },
+            in_flight: tokio::sync::Semaphore::new(policy.max_reports_in_flight as usize),
+            max_in_flight: policy.max_reports_in_flight,
         }
+    }
+
+    /// Refuses what no agent records: an instant (corrected by `offset_ms`) too far
+    /// ahead of `now_ms` or before 2020, a category nobody defined.
+    fn check_event(&self, e: &Event, offset_ms: i64, now_ms: i64) -> Result<(), CollectorError> {
+        use kaoqin_proto::event::EventKind;
+        let mut instants = vec![("at_ms", e.at_ms)];
+        if let EventKind::Usage {
+            start_ms,
+            end_ms,
+            category,
+            ..
+        } = &e.kind
+        {
+            instants.push(("start_ms", *start_ms));
+            instants.push(("end_ms", *end_ms));
+            if !self.categories.contains(category) {
+                return Err(CollectorError::InvalidArgument(format!(
+                    "event seq {}: category: {category:?} is not a known category (the built-in ones are {}, plus the office's own rules)",
+                    e.seq,
+                    BUILT_IN_CATEGORIES.join(", ")
+                )));
+            }
+        }
+        let show = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| format!("{ms} ms"))
+        };
+        for (field, ms) in instants {
+            let corrected = ms.saturating_add(offset_ms);
+            if corrected > now_ms.saturating_add(MAX_AHEAD_MS) {
+                return Err(CollectorError::InvalidArgument(format!(
+                    "event seq {}: {field}: {} (corrected by the measured clock offset of {offset_ms} ms) is more than 10 minutes ahead of the collector's clock",
+                    e.seq,
+                    show(corrected)
+                )));
+            }
+            if corrected < EARLIEST_MS {
+                return Err(CollectorError::InvalidArgument(format!(
+                    "event seq {}: {field}: {} (corrected by the measured clock offset of {offset_ms} ms) is before 2020-01-01",
+                    e.seq,
+                    show(corrected)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the agent id and key in the request metadata.
@@ -79,8 +192,20 @@ impl<S: Store> Ingest<S> {
         &self,
         req: Request<pb::ReportRequest>,
     ) -> Result<pb::ReportResponse, CollectorError> {
+        let _permit = self.in_flight.try_acquire().map_err(|_| {
+            CollectorError::Unavailable(format!(
+                "collector busy: {} reports in flight; retry later",
+                self.max_in_flight
+            ))
+        })?;
         let received_ms = (self.clock)();
         let auth = self.authenticate(&req)?;
+        if !self.rate.take(auth.num, received_ms) {
+            return Err(CollectorError::ResourceExhausted(format!(
+                "agent {} sends reports faster than the limit allows; slow down and retry",
+                auth.agent_id
+            )));
+        }
         let body = req.into_inner();
         if body.agent_id != auth.agent_id {
             return Err(CollectorError::PermissionDenied(format!(
@@ -94,6 +219,11 @@ impl<S: Store> Ingest<S> {
                 body.events.len()
             )));
         }
+        let clock_offset_ms = if body.sent_at_ms > 0 {
+            received_ms - body.sent_at_ms
+        } else {
+            0
+        };
         let mut events = Vec::with_capacity(body.events.len());
         let mut prev = 0u64;
         for wire in &body.events {
@@ -106,13 +236,9 @@ impl<S: Store> Ingest<S> {
                 )));
             }
             prev = e.seq;
+            self.check_event(&e, clock_offset_ms, received_ms)?;
             events.push(e);
         }
-        let clock_offset_ms = if body.sent_at_ms > 0 {
-            received_ms - body.sent_at_ms
-        } else {
-            0
-        };
         let outcome = self
             .store
             .store_batch(Batch {
@@ -209,5 +335,215 @@ impl<S: Store> pb::agent_service_server::AgentService for Ingest<S> {
     ) -> Result<Response<pb::Policy>, Status> {
         self.authenticate(&req)?;
         Ok(Response::new(self.policy.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AgentAuth, BatchOutcome, Enrolment, StoreError};
+    use pb::agent_service_server::AgentService;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    const T0: i64 = 1_795_000_000_000;
+    const KEY: &str = "key-1";
+
+    /// A store with one agent that counts batches and, when `gate` is set, holds
+    /// each batch until the gate opens.
+    #[derive(Default)]
+    struct FakeStore {
+        stored: Mutex<Vec<Batch>>,
+        gate: Option<tokio::sync::Semaphore>,
+        entered: tokio::sync::Notify,
+    }
+
+    impl Store for FakeStore {
+        async fn enroll(&self, _: &str, _: HostFacts, _: i64) -> Result<Enrolment, StoreError> {
+            Err(StoreError::BadToken("no".into()))
+        }
+        fn agent_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
+            Ok((agent_id == "ag-1").then(|| AgentAuth {
+                agent_id: "ag-1".into(),
+                num: 1,
+                key_hash: hash_secret(KEY),
+                revoked: false,
+            }))
+        }
+        async fn store_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
+            self.entered.notify_one();
+            if let Some(g) = &self.gate {
+                let _ = g
+                    .acquire()
+                    .await
+                    .map_err(|_| StoreError::Busy("closed".into()))?;
+            }
+            let acked_seq = batch.events.last().map_or(0, |e| e.seq);
+            self.stored.lock().unwrap().push(batch);
+            Ok(BatchOutcome {
+                acked_seq,
+                inserted: 0,
+            })
+        }
+    }
+
+    fn ingest(store: FakeStore, policy: AgentPolicy) -> (Arc<Ingest<FakeStore>>, Arc<AtomicI64>) {
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock_now = now.clone();
+        let clock: Clock = Arc::new(move || clock_now.load(Ordering::SeqCst));
+        (Arc::new(Ingest::new(Arc::new(store), &policy, clock)), now)
+    }
+
+    fn unlock(seq: u64, at_ms: i64) -> pb::Event {
+        pb::Event {
+            seq,
+            at_ms,
+            kind: Some(pb::event::Kind::Session(pb::SessionEvent {
+                kind: pb::SessionKind::Unlock as i32,
+                account: "lisi".into(),
+            })),
+        }
+    }
+
+    fn usage(seq: u64, category: &str) -> pb::Event {
+        pb::Event {
+            seq,
+            at_ms: T0,
+            kind: Some(pb::event::Kind::Usage(pb::UsageEvent {
+                account: "lisi".into(),
+                start_ms: T0 - 300_000,
+                end_ms: T0,
+                category: category.into(),
+                active_seconds: 60,
+                basis: pb::UsageBasis::Foreground as i32,
+            })),
+        }
+    }
+
+    fn report(sent_at_ms: i64, events: Vec<pb::Event>) -> Request<pb::ReportRequest> {
+        let mut r = Request::new(pb::ReportRequest {
+            agent_id: "ag-1".into(),
+            sent_at_ms,
+            events,
+        });
+        let md = r.metadata_mut();
+        md.insert(AGENT_ID_HEADER, "ag-1".parse().unwrap());
+        md.insert(
+            AUTHORIZATION_HEADER,
+            format!("Bearer {KEY}").parse().unwrap(),
+        );
+        r
+    }
+
+    #[tokio::test]
+    async fn hostile_instants_and_categories_are_refused_naming_seq_and_field() {
+        let mut policy = AgentPolicy::default();
+        policy.categories.push(crate::config::CategoryRule {
+            category: "stocks".into(),
+            process_patterns: vec!["tdx".into()],
+            title_patterns: vec![],
+        });
+        let (ingest, _) = ingest(FakeStore::default(), policy);
+        let cases: Vec<(i64, Vec<pb::Event>, &str)> = vec![
+            // 11 minutes ahead, agent clock right.
+            (
+                T0,
+                vec![unlock(1, T0), unlock(2, T0 + 11 * 60_000)],
+                "event seq 2: at_ms",
+            ),
+            // The agent's clock is 2 h behind: its "an hour ago" is an hour ago.
+            (T0 - 7_200_000, vec![unlock(1, T0 - 10_800_000)], ""),
+            // ... and its "now + 1 h" is an hour ahead: refused.
+            (
+                T0 - 7_200_000,
+                vec![unlock(1, T0 - 3_600_000)],
+                "event seq 1: at_ms",
+            ),
+            // The agent's clock is 2 h ahead: its "now" is 2 h in the future only
+            // if uncorrected.
+            (T0 + 7_200_000, vec![unlock(1, T0 + 7_200_000)], ""),
+            // Corrected, still 20 minutes ahead.
+            (
+                T0 + 7_200_000,
+                vec![unlock(1, T0 + 7_200_000 + 20 * 60_000)],
+                "event seq 1: at_ms",
+            ),
+            (T0, vec![unlock(7, EARLIEST_MS - 1)], "event seq 7: at_ms: "),
+            (T0, vec![unlock(1, EARLIEST_MS)], ""),
+            (T0, vec![usage(3, "casino")], "event seq 3: category"),
+            (T0, vec![usage(3, "stocks"), usage(4, "nonwork_web")], ""),
+        ];
+        for (i, (sent_at, events, want)) in cases.into_iter().enumerate() {
+            let before = ingest.store.stored.lock().unwrap().len();
+            let r = AgentService::report(&*ingest, report(sent_at, events)).await;
+            let after = ingest.store.stored.lock().unwrap().len();
+            if want.is_empty() {
+                assert!(r.is_ok(), "case {i}: {r:?}");
+                assert_eq!(after, before + 1, "case {i}");
+            } else {
+                let s = r.unwrap_err();
+                assert_eq!(s.code(), tonic::Code::InvalidArgument, "case {i}: {s:?}");
+                assert!(s.message().starts_with(want), "case {i}: {}", s.message());
+                assert_eq!(after, before, "case {i}: nothing of the batch is stored");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_agent_above_its_rate_is_told_to_slow_down() {
+        let policy = AgentPolicy {
+            report_rate_per_second: 2,
+            report_burst: 3,
+            ..AgentPolicy::default()
+        };
+        let (ingest, now) = ingest(FakeStore::default(), policy);
+        for seq in 1..=3 {
+            AgentService::report(&*ingest, report(T0, vec![unlock(seq, T0)]))
+                .await
+                .unwrap();
+        }
+        let s = AgentService::report(&*ingest, report(T0, vec![unlock(4, T0)]))
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+        assert_eq!(ingest.store.stored.lock().unwrap().len(), 3);
+        // Half a second later one more token has come in, and only one.
+        now.store(T0 + 500, Ordering::SeqCst);
+        AgentService::report(&*ingest, report(T0, vec![unlock(4, T0)]))
+            .await
+            .unwrap();
+        let s = AgentService::report(&*ingest, report(T0, vec![unlock(5, T0)]))
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+    }
+
+    #[tokio::test]
+    async fn reports_beyond_the_concurrency_limit_are_shed_as_unavailable() {
+        let store = FakeStore {
+            gate: Some(tokio::sync::Semaphore::new(0)),
+            ..FakeStore::default()
+        };
+        let policy = AgentPolicy {
+            max_reports_in_flight: 1,
+            ..AgentPolicy::default()
+        };
+        let (ingest, _) = ingest(store, policy);
+        let first = {
+            let ingest = ingest.clone();
+            tokio::spawn(async move {
+                AgentService::report(&*ingest, report(T0, vec![unlock(1, T0)])).await
+            })
+        };
+        ingest.store.entered.notified().await;
+        let s = AgentService::report(&*ingest, report(T0, vec![unlock(2, T0)]))
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+        ingest.store.gate.as_ref().unwrap().add_permits(10);
+        first.await.unwrap().unwrap();
+        // The permit came back with the answer.
+        AgentService::report(&*ingest, report(T0, vec![unlock(2, T0)]))
+            .await
+            .unwrap();
     }
 }

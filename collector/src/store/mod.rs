@@ -12,6 +12,7 @@
 //! - a failed write leaves nothing of the batch behind and is reported as
 //!   [`StoreError::Busy`] when retrying later can succeed (locked, disk full).
 
+pub mod admin;
 pub mod directory;
 pub mod sqlite;
 
@@ -28,6 +29,10 @@ pub enum StoreError {
     /// The enrolment token is unknown, expired, used up or revoked.
     #[error("{0}")]
     BadToken(String),
+    /// The batch contradicts what is stored (a seq that goes backwards); nothing
+    /// of it was stored and resending it unchanged fails again.
+    #[error("{0}")]
+    Invalid(String),
     #[error("database {path}: {source}")]
     Sqlite {
         path: String,
@@ -95,6 +100,35 @@ pub struct BatchOutcome {
     pub acked_seq: u64,
     /// How many events of the batch were new (the rest were resends).
     pub inserted: u64,
+}
+
+/// An enrolment token as `token list` shows it: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    /// The first 12 hex digits of the token's SHA-256.
+    pub hash_prefix: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    pub uses: u32,
+    pub max_uses: Option<u32>,
+    pub revoked_ms: Option<i64>,
+    pub note: String,
+}
+
+/// An enrolled agent as `agents list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AgentInfo {
+    pub id: String,
+    pub hostname: String,
+    pub os: String,
+    pub os_version: String,
+    pub agent_version: String,
+    pub enrolled_ms: i64,
+    pub last_seen_ms: Option<i64>,
+    pub max_seq: u64,
+    pub revoked_ms: Option<i64>,
+    /// The clock offset measured on its latest batch (collector minus agent).
+    pub last_clock_offset_ms: Option<i64>,
 }
 
 /// An enrolment token as created by `token create`.

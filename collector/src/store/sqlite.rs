@@ -33,6 +33,10 @@ const GROUP_MAX_EVENTS: usize = 50_000;
 /// 1. tokens, agents, batches, events.
 /// 2. attendance: staff, staff_accounts, pc_accounts (which OS accounts each PC has
 ///    seen, backfilled from events), exemptions, day_verdicts, dirty_days.
+/// 3. audit_log (hash-chained, see `crate::audit`) with triggers that refuse
+///    UPDATE and DELETE; index of batches by agent and id (latest clock offset).
+/// 4. people who read reports: users, user_departments, web_sessions, api_tokens;
+///    appeals and corrections of day verdicts (`crate::users`, `crate::reports::corrections`).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -140,7 +144,87 @@ CREATE TABLE dirty_days (
     PRIMARY KEY (account, date)
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE audit_log (
+    id        INTEGER PRIMARY KEY,
+    at_ms     INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    detail    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE INDEX batches_by_agent_id ON batches(agent, id);
+CREATE INDEX events_integrity ON events(kind, at_ms) WHERE kind IN ('lifecycle', 'data_gap');
+CREATE INDEX batches_by_offset ON batches(received_ms) WHERE abs(clock_offset_ms) >= 60000;
+"#,
+    r#"
+CREATE TABLE users (
+    id                   INTEGER PRIMARY KEY,
+    username             TEXT NOT NULL UNIQUE,
+    password_hash        TEXT NOT NULL,
+    role                 TEXT NOT NULL,
+    employee_id          TEXT,
+    must_change_password INTEGER NOT NULL,
+    created_ms           INTEGER NOT NULL,
+    disabled_ms          INTEGER
+);
+CREATE TABLE user_departments (
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    department TEXT NOT NULL,
+    PRIMARY KEY (user_id, department)
+) WITHOUT ROWID;
+CREATE TABLE web_sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE api_tokens (
+    hash       TEXT PRIMARY KEY,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,
+    note       TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+-- A staff member's request to change one day's verdict; state open|approved|rejected.
+CREATE TABLE appeals (
+    id               INTEGER PRIMARY KEY,
+    employee_id      TEXT NOT NULL,
+    date             TEXT NOT NULL,
+    requested_status TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    created_by       TEXT NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'open',
+    decided_by       TEXT,
+    decided_ms       INTEGER,
+    comment          TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX appeals_by_person ON appeals(employee_id, date);
+-- The latest correction of an (employee, date) overrides the computed status.
+CREATE TABLE corrections (
+    id          INTEGER PRIMARY KEY,
+    employee_id TEXT NOT NULL,
+    date        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    who         TEXT NOT NULL,
+    why         TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    appeal_id   INTEGER REFERENCES appeals(id)
+);
+CREATE INDEX corrections_by_person ON corrections(employee_id, date);
+"#,
 ];
+/// How long a cached agent identity is trusted before its key and revocation are
+/// read again from the database (`agents revoke` runs in another process).
+pub const AUTH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(crate) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| classify(path, e)
@@ -211,7 +295,7 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::SyncSender<Job>,
     reader: Mutex<Connection>,
-    auth: RwLock<HashMap<String, AgentAuth>>,
+    auth: RwLock<HashMap<String, (AgentAuth, std::time::Instant)>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -260,6 +344,37 @@ impl SqliteStore {
         self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Reads one agent's identity from the database into the cache.
+    fn reload_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
+        let found = self
+            .reader()
+            .prepare_cached(
+                "SELECT id, num, key_hash, revoked_ms IS NOT NULL FROM agents WHERE id = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_row([agent_id], |r| {
+                    Ok(AgentAuth {
+                        agent_id: r.get(0)?,
+                        num: r.get(1)?,
+                        key_hash: r.get(2)?,
+                        revoked: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(sql_err(&self.path))?;
+        let mut map = self.auth.write().unwrap_or_else(|p| p.into_inner());
+        match &found {
+            Some(a) => {
+                map.insert(a.agent_id.clone(), (a.clone(), std::time::Instant::now()));
+            }
+            None => {
+                map.remove(agent_id);
+            }
+        }
+        Ok(found)
+    }
+
     fn load_auth(&self) -> Result<(), StoreError> {
         let conn = self.reader();
         let err = sql_err(&self.path);
@@ -277,9 +392,10 @@ impl SqliteStore {
             })
             .map_err(&err)?;
         let mut map = self.auth.write().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
         for row in rows {
             let a = row.map_err(&err)?;
-            map.insert(a.agent_id.clone(), a);
+            map.insert(a.agent_id.clone(), (a, now));
         }
         Ok(())
     }
@@ -397,17 +513,24 @@ impl Store for SqliteStore {
         self.auth
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(auth.agent_id.clone(), auth);
+            .insert(auth.agent_id.clone(), (auth, std::time::Instant::now()));
         Ok(enrolment)
     }
 
+    /// From the cache while it is fresh ([`AUTH_RECHECK`]); otherwise, and for an
+    /// id the cache does not know, from the database, so a revocation or
+    /// enrolment made by another process is seen within a second.
     fn agent_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
-        Ok(self
+        if let Some((a, checked)) = self
             .auth
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(agent_id)
-            .cloned())
+            && checked.elapsed() < AUTH_RECHECK
+        {
+            return Ok(Some(a.clone()));
+        }
+        self.reload_auth(agent_id)
     }
 
     async fn store_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
@@ -559,6 +682,13 @@ fn insert_batch(
         .map_err(&err)?;
     let mut inserted = 0u64;
     let mut max_seq = 0u64;
+    // The highest seq stored before this batch: a new event at or below it is a
+    // seq going backwards (a resend of a stored one is not new).
+    let stored_max: i64 = conn
+        .prepare_cached("SELECT max_seq FROM agents WHERE num = ?1")
+        .map_err(&err)?
+        .query_row([b.agent_num], |r| r.get(0))
+        .map_err(&err)?;
     // Accounts seen (lower case) with corrected first/last instants, and the
     // attendance days the new events fall on.
     let mut seen: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -578,6 +708,12 @@ fn insert_batch(
                 data
             ])
             .map_err(&err)? as u64;
+        if n == 1 && e.seq as i64 <= stored_max {
+            return Err(StoreError::Invalid(format!(
+                "event seq {}: seq: goes backwards (this agent's events are stored up to seq {stored_max} and {} is not among them); nothing of the batch was stored",
+                e.seq, e.seq
+            )));
+        }
         inserted += n;
         max_seq = max_seq.max(e.seq);
         if n == 0 {
@@ -677,15 +813,17 @@ fn enroll(
 ) -> Result<(Enrolment, AgentAuth), StoreError> {
     let err = sql_err(path);
     let hash = hash_secret(token);
-    let row: Option<(i64, Option<i64>, i64, Option<i64>)> = conn
+    /// expires_ms, max_uses, uses, revoked_ms, created_ms
+    type TokenRow = (i64, Option<i64>, i64, Option<i64>, i64);
+    let row: Option<TokenRow> = conn
         .query_row(
-            "SELECT expires_ms, max_uses, uses, revoked_ms FROM tokens WHERE hash = ?1",
+            "SELECT expires_ms, max_uses, uses, revoked_ms, created_ms FROM tokens WHERE hash = ?1",
             [&hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()
         .map_err(&err)?;
-    let Some((expires_ms, max_uses, uses, revoked_ms)) = row else {
+    let Some((expires_ms, max_uses, uses, revoked_ms, created_ms)) = row else {
         return Err(StoreError::BadToken("unknown enrolment token".into()));
     };
     if revoked_ms.is_some() {
@@ -703,6 +841,26 @@ fn enroll(
     }
     if max_uses.is_some_and(|m| uses >= m) {
         return Err(StoreError::BadToken("enrolment token is used up".into()));
+    }
+    // A revoked machine comes back only with a token made after its revocation:
+    // the token it saved when it first enrolled must not undo the revocation.
+    let revoked: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT id, revoked_ms FROM agents WHERE machine_id = ?1 AND revoked_ms IS NOT NULL",
+            [&host.machine_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    if let Some((id, revoked_ms)) = revoked
+        && created_ms <= revoked_ms
+    {
+        return Err(StoreError::BadToken(format!(
+            "agent {id} of this machine was revoked at {}; enrol it with a token created after that",
+            jiff::Timestamp::from_millisecond(revoked_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| revoked_ms.to_string())
+        )));
     }
     conn.execute("UPDATE tokens SET uses = uses + 1 WHERE hash = ?1", [&hash])
         .map_err(&err)?;
@@ -902,6 +1060,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_seq_that_goes_backwards_is_refused_and_rolls_back_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        let mut gap = events(1..=6);
+        gap.remove(2); // seq 3 never arrives
+        store.store_batch(batch(num, gap)).await.unwrap();
+        // A resend of 5 and 6 with 3 in front and new 7, 8 behind: 3 is below the
+        // stored 6 and not stored, so the batch is refused whole.
+        let mut back = events(3..=8);
+        back.remove(1);
+        let err = store.store_batch(batch(num, back)).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.starts_with("event seq 3: seq: goes backwards")),
+            "{err:?}"
+        );
+        assert_eq!(store.count_events().unwrap(), (5, 5), "7 and 8 rolled back");
+        // Resends alone are fine, and so is going on above.
+        let ok = store.store_batch(batch(num, events(4..=8))).await.unwrap();
+        assert_eq!(
+            ok,
+            BatchOutcome {
+                acked_seq: 8,
+                inserted: 2
+            }
+        );
+    }
+
+    #[tokio::test]
     async fn a_batch_marks_its_days_dirty_for_every_account_of_the_pc() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
@@ -956,16 +1145,18 @@ mod tests {
                 .unwrap();
             nums.push(store.agent_auth(&e.agent_id).unwrap().unwrap().num);
         }
+        // Agents at once; each agent's batches one after another, as agents send.
         let mut tasks = tokio::task::JoinSet::new();
         for num in nums {
-            for chunk in 0..10u64 {
-                let store = store.clone();
-                tasks.spawn(async move {
+            let store = store.clone();
+            tasks.spawn(async move {
+                for chunk in 0..10u64 {
                     store
                         .store_batch(batch(num, events(chunk * 50 + 1..=chunk * 50 + 50)))
-                        .await
-                });
-            }
+                        .await?;
+                }
+                Ok::<_, StoreError>(())
+            });
         }
         while let Some(r) = tasks.join_next().await {
             r.unwrap().unwrap();

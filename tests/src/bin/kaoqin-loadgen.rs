@@ -244,6 +244,13 @@ async fn main() -> anyhow::Result<()> {
                         totals.events.fetch_add(u64::from(batch), Ordering::Relaxed);
                         totals.batches.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Told to slow down (the collector's per-agent rate limit):
+                    // back off as an agent does; not an error. Run the collector
+                    // with `[agents] report_rate_per_second = 0` to measure
+                    // unthrottled throughput.
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                     Err(_) => {
                         totals.errors.fetch_add(1, Ordering::Relaxed);
                     }

@@ -1,0 +1,304 @@
+//! What the officer's commands do to identities: list and revoke enrolment tokens
+//! and agents, and append to and read the audit log.
+//!
+//! What must stay true:
+//! - no listing ever shows a token or key, only a prefix of its hash;
+//! - every revocation is written with its audit record in one transaction;
+//! - revocation is seen by a running `serve` within [`super::sqlite::AUTH_RECHECK`].
+
+use super::sqlite::{SqliteStore, sql_err};
+use super::{AgentInfo, StoreError, TokenInfo, hash_secret};
+use crate::audit::{self, AuditEntry, AuditRecord, Verification};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// How many hex digits of a token's hash `token list` shows.
+pub const TOKEN_PREFIX_LEN: usize = 12;
+
+impl SqliteStore {
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the command connection.
+    fn write_tx<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.reader();
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql_err(self.path()))?;
+        let v = f(&tx)?;
+        tx.commit().map_err(sql_err(self.path()))?;
+        Ok(v)
+    }
+
+    /// Every enrolment token, newest first.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare(
+                "SELECT hash, created_ms, expires_ms, uses, max_uses, revoked_ms, note
+                 FROM tokens ORDER BY created_ms DESC, hash",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let hash: String = r.get(0)?;
+                Ok(TokenInfo {
+                    hash_prefix: hash[..TOKEN_PREFIX_LEN.min(hash.len())].to_owned(),
+                    created_ms: r.get(1)?,
+                    expires_ms: r.get(2)?,
+                    uses: r.get(3)?,
+                    max_uses: r.get(4)?,
+                    revoked_ms: r.get(5)?,
+                    note: r.get(6)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<Result<_, _>>().map_err(&err)
+    }
+
+    /// Revokes the one token whose hash starts with `prefix` (at least 6 hex
+    /// digits), or the token itself if given whole (`kq1-...`). Returns the hash
+    /// prefix. Revoking a revoked token is an error that says so.
+    pub fn revoke_token(
+        &self,
+        prefix: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let prefix = if prefix.starts_with("kq1-") {
+            hash_secret(prefix)
+        } else {
+            prefix.to_ascii_lowercase()
+        };
+        if prefix.len() < 6 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(StoreError::Conflict(format!(
+                "{prefix:?}: give at least 6 hex digits of the hash as `token list` shows it"
+            )));
+        }
+        let err = sql_err(self.path());
+        self.write_tx(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT hash, revoked_ms FROM tokens WHERE hash LIKE ?1 || '%'")
+                .map_err(&err)?;
+            let found: Vec<(String, Option<i64>)> = stmt
+                .query_map([&prefix], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(&err)?
+                .collect::<Result<_, _>>()
+                .map_err(&err)?;
+            let (hash, revoked) = match found.as_slice() {
+                [] => {
+                    return Err(StoreError::Conflict(format!(
+                        "no token's hash starts with {prefix}"
+                    )));
+                }
+                [one] => one.clone(),
+                _ => {
+                    return Err(StoreError::Conflict(format!(
+                        "{} tokens' hashes start with {prefix}; give more digits",
+                        found.len()
+                    )));
+                }
+            };
+            let short = hash[..TOKEN_PREFIX_LEN].to_owned();
+            if revoked.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "token {short} is already revoked"
+                )));
+            }
+            conn.execute(
+                "UPDATE tokens SET revoked_ms = ?2 WHERE hash = ?1",
+                params![hash, now_ms],
+            )
+            .map_err(&err)?;
+            audit::append(
+                conn,
+                &AuditEntry::new(
+                    now_ms,
+                    actor,
+                    "token.revoke",
+                    short.clone(),
+                    serde_json::json!({}),
+                ),
+            )?;
+            Ok(short)
+        })
+    }
+
+    /// Every enrolled agent with its latest measured clock offset, by id.
+    pub fn agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.id, a.hostname, a.os, a.os_version, a.agent_version, a.enrolled_ms,
+                        a.last_seen_ms, a.max_seq, a.revoked_ms,
+                        (SELECT b.clock_offset_ms FROM batches b WHERE b.agent = a.num
+                         ORDER BY b.id DESC LIMIT 1)
+                 FROM agents a ORDER BY a.id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AgentInfo {
+                    id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    os: r.get(2)?,
+                    os_version: r.get(3)?,
+                    agent_version: r.get(4)?,
+                    enrolled_ms: r.get(5)?,
+                    last_seen_ms: r.get(6)?,
+                    max_seq: r.get::<_, i64>(7)? as u64,
+                    revoked_ms: r.get(8)?,
+                    last_clock_offset_ms: r.get(9)?,
+                })
+            })
+            .map_err(&err)?;
+        rows.collect::<Result<_, _>>().map_err(&err)
+    }
+
+    /// Revokes an agent: its key stops working (a running `serve` notices within
+    /// a second) and its machine can enrol again only with a token created after
+    /// now. Its stored events stay.
+    pub fn revoke_agent(&self, agent_id: &str, actor: &str, now_ms: i64) -> Result<(), StoreError> {
+        let err = sql_err(self.path());
+        self.write_tx(|conn| {
+            let row: Option<(String, Option<i64>)> = conn
+                .query_row(
+                    "SELECT hostname, revoked_ms FROM agents WHERE id = ?1",
+                    [agent_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(&err)?;
+            let Some((hostname, revoked)) = row else {
+                return Err(StoreError::Conflict(format!("no agent {agent_id}")));
+            };
+            if revoked.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "agent {agent_id} is already revoked"
+                )));
+            }
+            conn.execute(
+                "UPDATE agents SET revoked_ms = ?2 WHERE id = ?1",
+                params![agent_id, now_ms],
+            )
+            .map_err(&err)?;
+            audit::append(
+                conn,
+                &AuditEntry::new(
+                    now_ms,
+                    actor,
+                    "agent.revoke",
+                    agent_id,
+                    serde_json::json!({ "hostname": hostname }),
+                ),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Appends to the audit log (see [`crate::audit`]); returns the record's id.
+    pub fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        audit::append(&self.reader(), entry)
+    }
+
+    /// The audit log, oldest first.
+    pub fn audit_list(&self) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::list(&self.reader())
+    }
+
+    /// Recomputes the audit log's hash chain.
+    pub fn audit_verify(&self) -> Result<Verification, StoreError> {
+        audit::verify(&self.reader())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{HostFacts, Store};
+
+    const T0: i64 = 1_795_000_000_000;
+
+    fn host(machine: &str) -> HostFacts {
+        HostFacts {
+            machine_id: machine.into(),
+            hostname: format!("pc-{machine}"),
+            os: "linux".into(),
+            ..HostFacts::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_list_without_secrets_and_revoke_by_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(60_000, Some(2), "rollout", T0).unwrap();
+        store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        let list = store.tokens().unwrap();
+        assert_eq!(list.len(), 1);
+        let info = &list[0];
+        assert_eq!((info.uses, info.max_uses), (1, Some(2)));
+        assert_eq!(info.note, "rollout");
+        assert!(hash_secret(&t.token).starts_with(&info.hash_prefix));
+        assert!(!format!("{list:?}").contains(&t.token[4..]));
+
+        assert!(store.revoke_token("abc", "t", T0).is_err(), "too short");
+        let short = store.revoke_token(&info.hash_prefix[..8], "t", T0).unwrap();
+        assert_eq!(short, info.hash_prefix);
+        assert!(store.tokens().unwrap()[0].revoked_ms.is_some());
+        let e = store.enroll(&t.token, host("m2"), T0).await.unwrap_err();
+        assert!(matches!(e, StoreError::BadToken(m) if m.contains("revoked")));
+        let log = store.audit_list().unwrap();
+        assert_eq!(log.last().unwrap().action, "token.revoke");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_agent_is_refused_and_needs_a_newer_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let old = store.create_token(86_400_000, None, "", T0).unwrap();
+        let e = store.enroll(&old.token, host("m1"), T0).await.unwrap();
+        assert!(!store.agent_auth(&e.agent_id).unwrap().unwrap().revoked);
+
+        // Revoked from another process, as `agents revoke` does while `serve` runs.
+        let cli = SqliteStore::open(dir.path()).unwrap();
+        cli.revoke_agent(&e.agent_id, "cli:test", T0 + 1000)
+            .unwrap();
+        assert!(
+            cli.revoke_agent(&e.agent_id, "cli:test", T0 + 1000)
+                .is_err()
+        );
+        let deadline = std::time::Instant::now()
+            + super::super::sqlite::AUTH_RECHECK
+            + std::time::Duration::from_secs(5);
+        while !store.agent_auth(&e.agent_id).unwrap().unwrap().revoked {
+            assert!(std::time::Instant::now() < deadline, "revocation not seen");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let agents = store.agents().unwrap();
+        assert_eq!(agents[0].revoked_ms, Some(T0 + 1000));
+
+        let err = store
+            .enroll(&old.token, host("m1"), T0 + 2000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::BadToken(m) if m.contains("revoked")),
+            "{err:?}"
+        );
+        // Another machine may still use the old token.
+        store
+            .enroll(&old.token, host("m2"), T0 + 2000)
+            .await
+            .unwrap();
+        let new = store.create_token(86_400_000, None, "", T0 + 3000).unwrap();
+        let again = store
+            .enroll(&new.token, host("m1"), T0 + 3000)
+            .await
+            .unwrap();
+        assert_eq!(again.agent_id, e.agent_id, "the machine keeps its id");
+        assert!(!store.agent_auth(&e.agent_id).unwrap().unwrap().revoked);
+        assert_eq!(store.audit_list().unwrap()[0].action, "agent.revoke");
+    }
+}
