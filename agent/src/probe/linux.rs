@@ -813,17 +813,18 @@ mod tests {
             return;
         };
         std::fs::write(&path, bytes).expect("write utmp");
-        let child = KillOnDrop(spawn_named_sleep(dir.path(), "WeChat"));
+        let name = format!("WeChat-test{}", std::process::id());
+        let child = KillOnDrop(spawn_named_sleep(dir.path(), &name));
         let mut probe = LinuxProbe::new(offline(path));
         let obs = probe.poll(T0 + HOUR).expect("poll");
         assert_time_ordered(&obs);
         let (basis, apps) = apps_of(&obs, &me).expect("apps of the logged-on account");
         assert_eq!(basis, AppsBasis::Running);
-        assert!(apps.iter().any(|a| a.name == "WeChat"), "{apps:?}");
+        assert!(apps.iter().any(|a| a.name == name), "{apps:?}");
         drop(child);
         let obs = probe.poll(T0 + HOUR + 15_000).expect("poll");
         let (_, apps) = apps_of(&obs, &me).expect("a change is reported");
-        assert!(!apps.iter().any(|a| a.name == "WeChat"));
+        assert!(!apps.iter().any(|a| a.name == name));
     }
 
     #[test]

@@ -339,24 +339,27 @@ pub(crate) mod tests {
     #[test]
     fn running_apps_of_the_current_user_include_a_renamed_sleep() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = KillOnDrop(spawn_named_sleep(dir.path(), "QQMusic"));
+        // A name no other process on this machine has (a benchmark may be
+        // running real-looking QQMusic processes beside the tests).
+        let name = format!("QQMusic-test{}", std::process::id());
+        let child = KillOnDrop(spawn_named_sleep(dir.path(), &name));
         let me = own_account();
         let mut procs = Procs::new().expect("procs");
         let accounts: BTreeSet<String> = [me.clone(), "nobody-here".to_owned()].into();
         let got = procs.running(&accounts, 1_000);
         let mine: Vec<&str> = got[&me].iter().map(|a| a.name.as_str()).collect();
-        assert!(mine.contains(&"QQMusic"), "{mine:?}");
+        assert!(mine.contains(&name.as_str()), "{mine:?}");
         assert!(!mine.contains(&"bash"));
         assert!(got[&me].iter().all(|a| a.title.is_none()));
         assert!(got["nobody-here"].is_empty());
         // Sorted and distinct.
         assert!(mine.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(app_name_of_pid(child.0.id()).as_deref(), Some("QQMusic"));
+        assert_eq!(
+            app_name_of_pid(child.0.id()).as_deref(),
+            Some(name.as_str())
+        );
         drop(child);
         let got = procs.running(&accounts, 2_000);
-        assert!(
-            !got[&me].iter().any(|a| a.name == "QQMusic"),
-            "gone once killed"
-        );
+        assert!(!got[&me].iter().any(|a| a.name == name), "gone once killed");
     }
 }
