@@ -27,7 +27,7 @@ pub struct DataDirArg {
 }
 
 impl DataDirArg {
-    fn resolve(&self) -> anyhow::Result<(Config, PathBuf)> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<(Config, PathBuf)> {
         let config = match &self.config {
             Some(p) => Config::load(p)?,
             None => Config::default(),
@@ -49,11 +49,35 @@ pub enum Command {
         /// gRPC listen address (overrides server.grpc).
         #[arg(long)]
         grpc: Option<SocketAddr>,
+        /// Serve without TLS if no certificate is in place (a lab; sets server.plaintext).
+        #[arg(long)]
+        plaintext: bool,
+        /// Also serve the web pages on this address (overrides server.http).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+    },
+    /// TLS for gRPC: a private CA and a server certificate signed by it.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
     },
     /// Enrolment tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Enrolled agents: list them, revoke one.
+    Agents {
+        #[command(subcommand)]
+        command: crate::admin::AgentsCommand,
+    },
+    /// What the officer must look at: agents stopped or crashed, data lost, clocks
+    /// off, agents silent or revoked.
+    Integrity(crate::admin::IntegrityArgs),
+    /// The hash-chained audit log: list it, verify it.
+    Audit {
+        #[command(subcommand)]
+        command: crate::admin::AuditCommand,
     },
     /// The staff directory: who is who, and which OS accounts are theirs.
     Staff {
@@ -80,6 +104,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Accounts of the people who read reports (web pages, API tokens).
+    User {
+        #[command(subcommand)]
+        command: crate::users::UserCommand,
+    },
     /// Print stored raw events, one JSON object a line.
     Events {
         #[command(flatten)]
@@ -90,6 +119,22 @@ pub enum Command {
         /// Output format.
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Create the CA (once) and a server certificate for the names agents use;
+    /// prints the path of the CA certificate to give `kaoqin-agent enroll --ca`.
+    Init {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// A DNS name or IP address of the collector, as agents reach it (repeat).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// How long the server certificate is valid, in days.
+        #[arg(long, default_value_t = 825)]
+        days: i64,
     },
 }
 
@@ -108,6 +153,22 @@ pub enum TokenCommand {
         /// A note for the record (which rollout it is for).
         #[arg(long, default_value = "")]
         note: String,
+    },
+    /// List tokens: hash prefix, created, expires, uses/max, revoked, note (never
+    /// the token itself).
+    List {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::admin::ListFormat,
+    },
+    /// Revoke a token by the start of its hash (as `token list` shows it) or by the
+    /// token itself; agents already enrolled with it keep working.
+    Revoke {
+        /// At least 6 hex digits of the hash.
+        prefix: String,
+        #[command(flatten)]
+        dirs: DataDirArg,
     },
 }
 
@@ -228,13 +289,20 @@ pub enum ReportCommand {
         /// Only this department.
         #[arg(long)]
         department: Option<String>,
-        /// Output format.
+        /// Output format (xlsx needs --out unless stdout is redirected).
         #[arg(long, value_enum, default_value = "table")]
         format: crate::reports::daily::Format,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// The present instant (tests and replays); default: the clock.
         #[arg(long, hide = true)]
         now: Option<jiff::Timestamp>,
     },
+    /// Totals per staff member or department over a period: days present, late and
+    /// early counts and minutes, absences, unknown days, non-work minutes by
+    /// category, coverage (corrections applied).
+    Summary(crate::reports::summary::SummaryArgs),
 }
 
 /// Opens the store and the rules of a command's config and data dir.
@@ -263,6 +331,12 @@ fn run_staff(command: StaffCommand) -> anyhow::Result<()> {
             let counts = store
                 .import_staff(&people, jiff::Timestamp::now().as_millisecond())
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            crate::admin::record(
+                &store,
+                "staff.import",
+                &file.display().to_string(),
+                serde_json::json!({ "people": people.len(), "added": counts.added, "updated": counts.updated }),
+            )?;
             writeln!(
                 out,
                 "Imported {} people from {}: {} added, {} updated.",
@@ -379,6 +453,12 @@ fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
                 )
             })?;
             store.add_exemptions(std::slice::from_ref(&e), &rules.settings, now_ms)?;
+            crate::admin::record(
+                &store,
+                "leave.add",
+                &e.employee_id,
+                serde_json::json!({ "kind": e.kind.as_str(), "start": e.start.to_string(), "end": e.end.to_string(), "note": e.note }),
+            )?;
             println!(
                 "Added {} for {} from {} to {}.",
                 e.kind.as_str(),
@@ -393,6 +473,12 @@ fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
             store
                 .add_exemptions(&list, &rules.settings, now_ms)
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            crate::admin::record(
+                &store,
+                "leave.import",
+                &file.display().to_string(),
+                serde_json::json!({ "exemptions": list.len() }),
+            )?;
             println!(
                 "Imported {} exemptions from {}.",
                 list.len(),
@@ -446,34 +532,82 @@ fn init_logging() {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { dirs, grpc } => {
+        Command::Tls {
+            command: TlsCommand::Init { dirs, names, days },
+        } => {
+            let (_, data_dir) = dirs.resolve()?;
+            let files = crate::tls::init(&data_dir, &names, days)?;
+            eprintln!(
+                "Server certificate for {} in {}; restart `serve` to use it.",
+                names.join(", "),
+                files.server_cert.display()
+            );
+            println!("{}", files.ca_cert.display());
+            Ok(())
+        }
+        Command::Serve {
+            dirs,
+            grpc,
+            plaintext,
+            http,
+        } => {
             init_logging();
             let (config, data_dir) = dirs.resolve()?;
             let addr = grpc.unwrap_or(config.server.grpc);
+            let tls = crate::tls::server_config(&data_dir)?;
+            if tls.is_none() && !(plaintext || config.server.plaintext) {
+                anyhow::bail!(
+                    "no TLS certificate in {}: run `kaoqin-collector tls init --name HOST` first, or pass --plaintext for a lab",
+                    data_dir.join(crate::tls::TLS_DIR).display()
+                );
+            }
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let rules = crate::verdicts::Rules::from_config(&config)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
                 let every =
                     std::time::Duration::from_secs(config.attendance.recompute_seconds.into());
+                let web_rules = rules.clone();
                 let recompute = crate::verdicts::spawn_recompute(store.clone(), rules, every);
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
-                tracing::info!(grpc = %local, data_dir = %data_dir.display(), "Collector serving.");
+                tracing::info!(grpc = %local, %scheme, data_dir = %data_dir.display(), "Collector serving.");
+                if scheme == "http" {
+                    tracing::warn!("Serving gRPC in plaintext: for a lab only.");
+                }
                 // Scripts and tests read the bound address from this line.
-                println!("kaoqin-collector listening grpc={local}");
+                println!("kaoqin-collector listening grpc={local} scheme={scheme}");
                 std::io::stdout().flush()?;
-                crate::server::run(
+                let web = match http.or(config.server.http) {
+                    Some(addr) => {
+                        let l = tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("cannot listen on {addr} (http)"))?;
+                        let local = l.local_addr()?;
+                        tracing::info!(http = %local, "Web pages serving.");
+                        println!("kaoqin-collector listening http={local}");
+                        std::io::stdout().flush()?;
+                        let app = crate::web::App::new(store.clone(), web_rules);
+                        Some(tokio::spawn(crate::web::run(l, app, crate::server::shutdown_signal())))
+                    }
+                    None => None,
+                };
+                crate::server::run_with_tls(
                     listener,
                     store,
                     &config,
                     crate::ingest::system_clock(),
+                    tls,
                     crate::server::shutdown_signal(),
                 )
                 .await?;
                 recompute.abort();
+                if let Some(web) = web {
+                    web.abort();
+                }
                 tracing::info!("Collector stopped.");
                 anyhow::Ok(())
             })
@@ -492,8 +626,46 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let store = SqliteStore::open(&data_dir)?;
             let t =
                 store.create_token(ttl_ms, uses, &note, jiff::Timestamp::now().as_millisecond())?;
+            crate::admin::record(
+                &store,
+                "token.create",
+                &crate::store::hash_secret(&t.token)[..crate::store::admin::TOKEN_PREFIX_LEN],
+                serde_json::json!({ "ttl": ttl, "max_uses": uses, "note": note, "expires_ms": t.expires_ms }),
+            )?;
             println!("{}", t.token);
             Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::List { dirs, format },
+        } => {
+            let (_, data_dir) = dirs.resolve()?;
+            crate::admin::token_list(&*SqliteStore::open(&data_dir)?, format)
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { prefix, dirs },
+        } => {
+            let (_, data_dir) = dirs.resolve()?;
+            crate::admin::token_revoke(&*SqliteStore::open(&data_dir)?, &prefix)
+        }
+        Command::Agents { command } => {
+            let dirs = match &command {
+                crate::admin::AgentsCommand::List { dirs, .. }
+                | crate::admin::AgentsCommand::Revoke { dirs, .. } => dirs.clone(),
+            };
+            let (_, data_dir) = dirs.resolve()?;
+            crate::admin::agents(&*SqliteStore::open(&data_dir)?, command)
+        }
+        Command::Integrity(args) => {
+            let (store, _, config) = open_with_rules(&args.dirs)?;
+            crate::admin::integrity(&store, &config, &args)
+        }
+        Command::Audit { command } => {
+            let dirs = match &command {
+                crate::admin::AuditCommand::List { dirs, .. }
+                | crate::admin::AuditCommand::Verify { dirs } => dirs.clone(),
+            };
+            let (_, data_dir) = dirs.resolve()?;
+            crate::admin::audit(&*SqliteStore::open(&data_dir)?, command)
         }
         Command::Staff { command } => run_staff(command),
         Command::Calendar { command } => run_calendar(command),
@@ -515,6 +687,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => crate::verdicts::recompute_dirty(&store, &rules, now)?,
             };
+            crate::admin::record(
+                &store,
+                "verdicts.recompute",
+                &match (from, to) {
+                    (Some(f), Some(t)) => format!("{f}..{t}"),
+                    _ => "dirty days".into(),
+                },
+                serde_json::json!({ "verdicts": n, "now": now.to_string() }),
+            )?;
             println!("Recomputed {n} day verdicts.");
             Ok(())
         }
@@ -525,21 +706,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     date,
                     department,
                     format,
+                    out,
                     now,
                 },
-        } => {
-            let (store, rules, _) = open_with_rules(&dirs)?;
-            let now = now.unwrap_or_else(jiff::Timestamp::now);
-            let mut verdicts = crate::verdicts::verdicts_for_date(&store, &rules, date, now)?;
-            if let Some(d) = &department {
-                verdicts.retain(|v| &v.department == d);
-            }
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            crate::reports::daily::render(&verdicts, format, &mut out)?;
-            out.flush()?;
-            Ok(())
-        }
+        } => crate::reports::daily::run_cli(
+            &dirs,
+            date,
+            department.as_deref(),
+            format,
+            out.as_deref(),
+            now,
+        ),
+        Command::Report {
+            command: ReportCommand::Summary(args),
+        } => crate::reports::summary::run_cli(args),
+        Command::User { command } => crate::users::run_cli(command),
         Command::Events {
             dirs,
             agent,

@@ -132,6 +132,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The office's time zone (IANA name).
     pub time_zone: String,
+    /// Serve gRPC without TLS when no certificate is in place. For a lab only:
+    /// enrolment tokens and agent keys then cross the network in the clear.
+    pub plaintext: bool,
+    /// Address of the web pages (officer dashboard, staff self-service); none:
+    /// no web pages unless `serve --http` is given.
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +146,8 @@ impl Default for ServerConfig {
             grpc: SocketAddr::from(([0, 0, 0, 0], 50051)),
             data_dir: PathBuf::from("kaoqin-data"),
             time_zone: "Asia/Shanghai".into(),
+            plaintext: false,
+            http: None,
         }
     }
 }
@@ -167,6 +175,14 @@ pub struct AgentPolicy {
     /// built-in rules.
     #[serde(rename = "category")]
     pub categories: Vec<CategoryRule>,
+    /// Reports one agent may send per second on average (0: no limit); more are
+    /// answered ResourceExhausted. Not sent to agents.
+    pub report_rate_per_second: u32,
+    /// Reports one agent may send at once above the average rate.
+    pub report_burst: u32,
+    /// Reports the collector handles at once, all agents together; more are
+    /// answered Unavailable so agents back off. Not sent to agents.
+    pub max_reports_in_flight: u32,
 }
 
 impl Default for AgentPolicy {
@@ -177,6 +193,9 @@ impl Default for AgentPolicy {
             usage_interval_seconds: 300,
             idle_threshold_seconds: 300,
             categories: Vec::new(),
+            report_rate_per_second: 100,
+            report_burst: 200,
+            max_reports_in_flight: 256,
         }
     }
 }
@@ -231,6 +250,18 @@ impl AgentPolicy {
             if !(lo..=hi).contains(&v) {
                 problems.push(format!("{name} = {v}: must be between {lo} and {hi}"));
             }
+        }
+        if self.report_rate_per_second > 0 && !(1..=100_000).contains(&self.report_burst) {
+            problems.push(format!(
+                "agents.report_burst = {}: must be between 1 and 100000",
+                self.report_burst
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_reports_in_flight) {
+            problems.push(format!(
+                "agents.max_reports_in_flight = {}: must be between 1 and 100000",
+                self.max_reports_in_flight
+            ));
         }
         for (i, r) in self.categories.iter().enumerate() {
             let ok = r.category.len() <= 32

@@ -1,15 +1,20 @@
 //! kaoqin-collector: enrols agents, ingests their events exactly once, stores
 //! them, and judges attendance from them.
 
+pub mod admin;
 pub mod attendance;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod integrity;
 pub mod leave;
 pub mod reports;
 pub mod server;
 pub mod staff;
 pub mod store;
 pub mod tls;
+pub mod users;
 pub mod verdicts;
+pub mod web;

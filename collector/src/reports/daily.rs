@@ -4,9 +4,12 @@
 //! `employee_id`, `name`, `department`, `date`, `status`, `arrival`, `departure`
 //! (RFC 3339 or null), `late_minutes`, `early_minutes`, `nonwork_seconds` (category ->
 //! seconds), `evidence`, plus `coverage`, `schedule_version`, `day_kind`,
-//! `provisional`, `checkpoints` and `policy_note`. CSV and the table carry the
-//! scalar columns with non-work time as `category=seconds` pairs.
+//! `provisional`, `checkpoints` and `policy_note`, and `correction` (null, or who
+//! corrected the status, why and from what). CSV and the table carry the scalar
+//! columns with non-work time as `category=seconds` pairs and a last `corrected`
+//! column; XLSX has typed cells (dates, local times, numbers).
 
+use super::corrections::ReportDay;
 use crate::attendance::DayVerdict;
 use std::io::Write;
 
@@ -19,9 +22,11 @@ pub enum Format {
     Csv,
     /// Aligned columns for a terminal.
     Table,
+    /// An Excel workbook (needs --out unless stdout is redirected).
+    Xlsx,
 }
 
-const COLUMNS: [&str; 11] = [
+const COLUMNS: [&str; 12] = [
     "employee_id",
     "name",
     "department",
@@ -33,9 +38,11 @@ const COLUMNS: [&str; 11] = [
     "early_minutes",
     "nonwork_seconds",
     "coverage_percent",
+    "corrected",
 ];
 
-fn row(v: &DayVerdict) -> [String; 11] {
+fn row(d: &ReportDay) -> [String; 12] {
+    let v = &d.verdict;
     let t = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
     let nonwork = v
         .nonwork_seconds
@@ -62,12 +69,72 @@ fn row(v: &DayVerdict) -> [String; 11] {
         v.early_minutes.to_string(),
         nonwork,
         coverage,
+        d.correction
+            .as_ref()
+            .map(|c| format!("{}: {}", c.who, c.why))
+            .unwrap_or_default(),
     ]
 }
 
-/// Writes `verdicts` in `format`.
+fn xlsx(days: &[ReportDay], tz: &jiff::tz::TimeZone) -> anyhow::Result<Vec<u8>> {
+    use super::xlsx::{Cell, Sheet};
+    let mut header: Vec<String> = COLUMNS[..9].iter().map(|c| c.to_string()).collect();
+    header.extend(
+        super::summary::CATEGORIES
+            .iter()
+            .map(|k| format!("{k}_minutes")),
+    );
+    header.extend(["coverage_percent".to_string(), "corrected".to_string()]);
+    let mut sheet = Sheet::new("daily", &header);
+    for d in days {
+        let v = &d.verdict;
+        let local = |t: Option<jiff::Timestamp>| match t {
+            Some(t) => Cell::DateTime(tz.to_datetime(t)),
+            None => Cell::Empty,
+        };
+        let r = row(d);
+        let mut cells = vec![
+            Cell::Text(v.employee_id.clone()),
+            Cell::Text(v.name.clone()),
+            Cell::Text(v.department.clone()),
+            Cell::Date(v.date),
+            Cell::Text(r[4].clone()),
+            local(v.arrival),
+            local(v.departure),
+            Cell::Number(v.late_minutes.into()),
+            Cell::Number(v.early_minutes.into()),
+        ];
+        cells.extend(
+            super::summary::CATEGORIES.iter().map(|k| {
+                Cell::Number((v.nonwork_seconds.get(*k).copied().unwrap_or(0) / 60) as f64)
+            }),
+        );
+        cells.push(match r[10].parse::<f64>() {
+            Ok(n) => Cell::Number(n),
+            Err(_) => Cell::Empty,
+        });
+        cells.push(Cell::Text(r[11].clone()));
+        sheet.row(cells);
+    }
+    sheet.into_bytes()
+}
+
+/// Writes uncorrected `verdicts` in `format` (times in UTC in XLSX).
 pub fn render(verdicts: &[DayVerdict], format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+    let days = super::corrections::apply(verdicts.to_vec(), &Default::default());
+    render_days(&days, format, &jiff::tz::TimeZone::UTC, out)
+}
+
+/// Writes `days` in `format`; XLSX shows times in `tz`.
+pub fn render_days(
+    days: &[ReportDay],
+    format: Format,
+    tz: &jiff::tz::TimeZone,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let verdicts = days;
     match format {
+        Format::Xlsx => out.write_all(&xlsx(days, tz)?)?,
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, verdicts)?;
             out.write_all(b"\n")?;
@@ -81,7 +148,7 @@ pub fn render(verdicts: &[DayVerdict], format: Format, out: &mut dyn Write) -> a
             w.flush()?;
         }
         Format::Table => {
-            let rows: Vec<[String; 11]> = verdicts.iter().map(row).collect();
+            let rows: Vec<[String; 12]> = verdicts.iter().map(row).collect();
             let mut widths = COLUMNS.map(|c| c.chars().count());
             for r in &rows {
                 for (w, c) in widths.iter_mut().zip(r) {
@@ -104,5 +171,32 @@ pub fn render(verdicts: &[DayVerdict], format: Format, out: &mut dyn Write) -> a
             }
         }
     }
+    Ok(())
+}
+
+/// Runs `report daily`: everyone's verdict on `date` (corrections applied), written
+/// to `out_file` or stdout, and the export recorded in the audit log.
+pub fn run_cli(
+    dirs: &crate::cli::DataDirArg,
+    date: jiff::civil::Date,
+    department: Option<&str>,
+    format: Format,
+    out_file: Option<&std::path::Path>,
+    now: Option<jiff::Timestamp>,
+) -> anyhow::Result<()> {
+    let (store, rules) = super::open(dirs)?;
+    let now = now.unwrap_or_else(jiff::Timestamp::now);
+    let mut verdicts = crate::verdicts::verdicts_for_date(&store, &rules, date, now)?;
+    if let Some(d) = department {
+        verdicts.retain(|v| v.department == d);
+    }
+    let days = super::corrections::apply(verdicts, &store.corrections(date, date)?);
+    super::write_output(out_file, format == Format::Xlsx, |out| {
+        render_days(&days, format, &rules.settings.time_zone, out)
+    })?;
+    super::audit_export(
+        &store,
+        &format!("report daily --date {date} --format {format:?}"),
+    );
     Ok(())
 }

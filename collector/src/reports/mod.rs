@@ -1,4 +1,102 @@
-//! Reports built from stored verdicts (never from raw events): renderers for the
-//! CLI now; the gRPC ReportService, XLSX and the web pages come later.
+//! Reports built from stored verdicts (never from raw events), with corrections
+//! applied: the daily and period reports, their renderers (table, CSV, JSON, XLSX),
+//! and the appeals and corrections that change what they show.
 
+pub mod corrections;
 pub mod daily;
+pub mod summary;
+pub mod xlsx;
+
+use crate::store::sqlite::SqliteStore;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens the store and the rules of a report command's `--config` and `--data-dir`.
+pub fn open(
+    dirs: &crate::cli::DataDirArg,
+) -> anyhow::Result<(Arc<SqliteStore>, crate::verdicts::Rules)> {
+    let config = match &dirs.config {
+        Some(p) => crate::config::Config::load(p)?,
+        None => crate::config::Config::default(),
+    };
+    let dir = dirs
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.server.data_dir.clone());
+    let rules = crate::verdicts::Rules::from_config(&config)?;
+    let store = SqliteStore::open_with(&dir, &rules.settings)?;
+    Ok((store, rules))
+}
+
+/// Writes through `f` to `out_file`, or to stdout; a binary format needs a file
+/// unless stdout is not a terminal.
+pub fn write_output(
+    out_file: Option<&Path>,
+    binary: bool,
+    f: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    match out_file {
+        Some(path) => {
+            let mut buf = Vec::new();
+            f(&mut buf)?;
+            std::fs::write(path, buf)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            anyhow::ensure!(
+                !binary || !stdout.is_terminal(),
+                "xlsx is binary: give --out FILE"
+            );
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            f(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Aligned columns for a terminal.
+pub fn write_table(
+    header: &[String],
+    rows: &[Vec<String>],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|c| c.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    writeln!(out, "{}", line(header))?;
+    for r in rows {
+        writeln!(out, "{}", line(r))?;
+    }
+    Ok(())
+}
+
+/// Records a CLI export in the audit log (the OS user is the actor); a failure
+/// is logged, not fatal, since the report was already written.
+pub fn audit_export(store: &SqliteStore, what: &str) {
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".into())
+    );
+    if let Err(e) = crate::web::audit::record(store, &actor, "report.export", "", what) {
+        eprintln!("warning: the export was not recorded in the audit log: {e:#}");
+    }
+}

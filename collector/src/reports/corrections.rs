@@ -1,0 +1,330 @@
+//! Appeals of day verdicts and the corrections they lead to.
+//!
+//! What must stay true:
+//! - a computed verdict is never edited: a correction is a separate row (who, why,
+//!   when), and [`apply`] overlays the latest correction of a day on its verdict, so
+//!   every report shows the corrected status and that it was corrected;
+//! - only an approved appeal (or an officer's direct correction) writes a
+//!   correction; a rejected appeal changes nothing but its own state;
+//! - a correction to anything but `present` clears the day's late and early minutes;
+//!   a correction to `present` clears them too (the appeal said the day was fine).
+
+use crate::attendance::{DayVerdict, EvidenceItem, Status};
+use crate::store::StoreError;
+use crate::store::sqlite::{SqliteStore, sql_err};
+use jiff::civil::Date;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One correction of one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Correction {
+    pub employee_id: String,
+    pub date: Date,
+    /// The status that replaces the computed one.
+    pub status: Status,
+    /// The computed status it replaced (filled by [`apply`]).
+    pub original: Option<Status>,
+    /// Username of who decided.
+    pub who: String,
+    pub why: String,
+    pub at_ms: i64,
+}
+
+/// An appeal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Appeal {
+    pub id: i64,
+    pub employee_id: String,
+    pub date: Date,
+    pub requested_status: Status,
+    pub reason: String,
+    pub created_by: String,
+    pub created_ms: i64,
+    /// open, approved or rejected.
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    pub comment: String,
+}
+
+/// The statuses an appeal may ask for.
+pub const APPEALABLE: [Status; 3] = [Status::Present, Status::Leave, Status::Field];
+
+/// A status's stored name.
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Present => "present",
+        Status::Absent => "absent",
+        Status::Leave => "leave",
+        Status::Field => "field",
+        Status::Holiday => "holiday",
+        Status::Rest => "rest",
+        Status::Unknown => "unknown",
+    }
+}
+
+/// Parses a stored status name.
+pub fn parse_status(s: &str) -> Option<Status> {
+    [
+        Status::Present,
+        Status::Absent,
+        Status::Leave,
+        Status::Field,
+        Status::Holiday,
+        Status::Rest,
+        Status::Unknown,
+    ]
+    .into_iter()
+    .find(|x| status_name(*x) == s)
+}
+
+fn appeal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Appeal> {
+    let date: String = r.get(2)?;
+    let status: String = r.get(3)?;
+    Ok(Appeal {
+        id: r.get(0)?,
+        employee_id: r.get(1)?,
+        date: date.parse().unwrap_or_default(),
+        requested_status: parse_status(&status).unwrap_or(Status::Unknown),
+        reason: r.get(4)?,
+        created_by: r.get(5)?,
+        created_ms: r.get(6)?,
+        state: r.get(7)?,
+        decided_by: r.get(8)?,
+        decided_ms: r.get(9)?,
+        comment: r.get(10)?,
+    })
+}
+
+const APPEAL_COLUMNS: &str = "id, employee_id, date, requested_status, reason, created_by, created_ms, state, decided_by, decided_ms, comment";
+
+impl SqliteStore {
+    /// Files an appeal; an open appeal of the same day is an error.
+    pub fn add_appeal(
+        &self,
+        employee_id: &str,
+        date: Date,
+        requested: Status,
+        reason: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 2000 {
+            return Err(StoreError::Invalid(
+                "an appeal needs a reason of at most 2000 characters".into(),
+            ));
+        }
+        if !APPEALABLE.contains(&requested) {
+            return Err(StoreError::Invalid(format!(
+                "an appeal may ask for present, leave or field, not {}",
+                status_name(requested)
+            )));
+        }
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let open: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM appeals WHERE employee_id = ?1 AND date = ?2 AND state = 'open')",
+                params![employee_id, date.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        if open {
+            return Err(StoreError::Conflict(format!(
+                "{date} already has an open appeal"
+            )));
+        }
+        conn.execute(
+            "INSERT INTO appeals (employee_id, date, requested_status, reason, created_by, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![employee_id, date.to_string(), status_name(requested), reason, by, now_ms],
+        )
+        .map_err(&err)?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// One appeal.
+    pub fn appeal(&self, id: i64) -> Result<Option<Appeal>, StoreError> {
+        self.reader()
+            .query_row(
+                &format!("SELECT {APPEAL_COLUMNS} FROM appeals WHERE id = ?1"),
+                [id],
+                appeal_row,
+            )
+            .optional()
+            .map_err(sql_err(self.path()))
+    }
+
+    /// Appeals, newest first: of one person, or of everyone; only open ones if asked.
+    pub fn appeals(
+        &self,
+        employee_id: Option<&str>,
+        only_open: bool,
+    ) -> Result<Vec<Appeal>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {APPEAL_COLUMNS} FROM appeals
+                 WHERE (?1 IS NULL OR employee_id = ?1) AND (?2 = 0 OR state = 'open')
+                 ORDER BY id DESC LIMIT 500"
+            ))
+            .map_err(&err)?;
+        stmt.query_map(params![employee_id, only_open], appeal_row)
+            .map_err(&err)?
+            .collect::<Result<_, _>>()
+            .map_err(&err)
+    }
+
+    /// Decides an open appeal; approving writes a correction to the requested status.
+    pub fn decide_appeal(
+        &self,
+        id: i64,
+        approve: bool,
+        comment: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Appeal, StoreError> {
+        let mut conn = self.reader();
+        let err = sql_err(self.path());
+        let tx = conn.transaction().map_err(&err)?;
+        let a = tx
+            .query_row(
+                &format!("SELECT {APPEAL_COLUMNS} FROM appeals WHERE id = ?1"),
+                [id],
+                appeal_row,
+            )
+            .optional()
+            .map_err(&err)?
+            .ok_or_else(|| StoreError::Invalid(format!("no appeal {id}")))?;
+        if a.state != "open" {
+            return Err(StoreError::Conflict(format!(
+                "appeal {id} was already {}",
+                a.state
+            )));
+        }
+        let state = if approve { "approved" } else { "rejected" };
+        tx.execute(
+            "UPDATE appeals SET state = ?1, decided_by = ?2, decided_ms = ?3, comment = ?4 WHERE id = ?5",
+            params![state, by, now_ms, comment.trim(), id],
+        )
+        .map_err(&err)?;
+        if approve {
+            let why = if comment.trim().is_empty() {
+                a.reason.clone()
+            } else {
+                format!("{} — {}", a.reason, comment.trim())
+            };
+            tx.execute(
+                "INSERT INTO corrections (employee_id, date, status, who, why, created_ms, appeal_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    a.employee_id,
+                    a.date.to_string(),
+                    status_name(a.requested_status),
+                    by,
+                    why,
+                    now_ms,
+                    id
+                ],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        drop(conn);
+        Ok(self.appeal(id)?.unwrap_or(a))
+    }
+
+    /// The latest correction of every corrected day in `from..=to`, by (employee, date).
+    pub fn corrections(
+        &self,
+        from: Date,
+        to: Date,
+    ) -> Result<BTreeMap<(String, Date), Correction>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT employee_id, date, status, who, why, created_ms FROM corrections
+                 WHERE date >= ?1 AND date <= ?2 ORDER BY id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map(params![from.to_string(), to.to_string()], |r| {
+                let date: String = r.get(1)?;
+                let status: String = r.get(2)?;
+                Ok(Correction {
+                    employee_id: r.get(0)?,
+                    date: date.parse().unwrap_or_default(),
+                    status: parse_status(&status).unwrap_or(Status::Unknown),
+                    original: None,
+                    who: r.get(3)?,
+                    why: r.get(4)?,
+                    at_ms: r.get(5)?,
+                })
+            })
+            .map_err(&err)?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let c = row.map_err(&err)?;
+            out.insert((c.employee_id.clone(), c.date), c);
+        }
+        Ok(out)
+    }
+}
+
+/// A verdict as reports show it: corrected if a correction exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportDay {
+    #[serde(flatten)]
+    pub verdict: DayVerdict,
+    /// The correction in force, if any (`verdict.status` is already the corrected one).
+    pub correction: Option<Correction>,
+}
+
+/// Overlays `corrections` on `verdicts` (see the module doc).
+pub fn apply(
+    verdicts: Vec<DayVerdict>,
+    corrections: &BTreeMap<(String, Date), Correction>,
+) -> Vec<ReportDay> {
+    verdicts
+        .into_iter()
+        .map(|mut v| {
+            let correction = corrections.get(&(v.employee_id.clone(), v.date)).map(|c| {
+                let mut c = c.clone();
+                c.original = Some(v.status);
+                v.status = c.status;
+                v.late_minutes = 0;
+                v.early_minutes = 0;
+                v.policy_note = format!(
+                    "Corrected from {} to {} by {}: {}. {}",
+                    status_name(c.original.unwrap_or(Status::Unknown)),
+                    status_name(c.status),
+                    c.who,
+                    c.why,
+                    v.policy_note
+                );
+                if let Ok(at) = jiff::Timestamp::from_millisecond(c.at_ms) {
+                    v.evidence.push(EvidenceItem {
+                        at,
+                        pc: "-".into(),
+                        what: format!(
+                            "corrected to {} by {}: {}",
+                            status_name(c.status),
+                            c.who,
+                            c.why
+                        ),
+                    });
+                }
+                c
+            });
+            ReportDay {
+                verdict: v,
+                correction,
+            }
+        })
+        .collect()
+}

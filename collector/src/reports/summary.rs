@@ -1,0 +1,509 @@
+//! The period summary: per staff member or per department, over `from..=to`, from
+//! stored (and corrected) verdicts. Used by `report summary`, the officer's web page
+//! and its exports.
+//!
+//! What a row counts (only days that are working days for the person count as
+//! workdays; corrected statuses count as corrected):
+//!
+//! ```text
+//! workdays       days whose status is not holiday or rest
+//! present_days   status present
+//! late_count     present days with late_minutes > 0, and late_minutes their sum
+//! early_count    present days with early_minutes > 0, and early_minutes their sum
+//! absent_days    status absent;  leave_days / field_days likewise
+//! unknown_days   status unknown (not enough evidence either way)
+//! nonwork        seconds by category over all days
+//! coverage       covered_seconds / office_seconds over all days
+//! ```
+
+use super::corrections::ReportDay;
+use crate::attendance::Status;
+use crate::store::sqlite::SqliteStore;
+use crate::verdicts::Rules;
+use jiff::ToSpan;
+use jiff::civil::Date;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// How rows are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum By {
+    /// One row per staff member.
+    #[default]
+    Staff,
+    /// One row per department.
+    Department,
+}
+
+/// One summary row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SummaryRow {
+    /// Employee id (by staff) or department name (by department).
+    pub key: String,
+    pub name: String,
+    pub department: String,
+    /// How many people the row covers.
+    pub people: u32,
+    pub workdays: u32,
+    pub present_days: u32,
+    pub late_count: u32,
+    pub late_minutes: u32,
+    pub early_count: u32,
+    pub early_minutes: u32,
+    pub absent_days: u32,
+    pub leave_days: u32,
+    pub field_days: u32,
+    pub unknown_days: u32,
+    pub corrected_days: u32,
+    pub nonwork_seconds: BTreeMap<String, u64>,
+    pub office_seconds: u64,
+    pub covered_seconds: u64,
+}
+
+impl SummaryRow {
+    /// Live-agent coverage in percent (None without office time).
+    pub fn coverage_percent(&self) -> Option<u64> {
+        (self.covered_seconds * 100).checked_div(self.office_seconds)
+    }
+
+    /// All non-work minutes.
+    pub fn nonwork_minutes(&self) -> u64 {
+        self.nonwork_seconds.values().sum::<u64>() / 60
+    }
+
+    fn add(&mut self, d: &ReportDay) {
+        let v = &d.verdict;
+        if !matches!(v.status, Status::Holiday | Status::Rest) {
+            self.workdays += 1;
+        }
+        match v.status {
+            Status::Present => {
+                self.present_days += 1;
+                if v.late_minutes > 0 {
+                    self.late_count += 1;
+                    self.late_minutes += v.late_minutes;
+                }
+                if v.early_minutes > 0 {
+                    self.early_count += 1;
+                    self.early_minutes += v.early_minutes;
+                }
+            }
+            Status::Absent => self.absent_days += 1,
+            Status::Leave => self.leave_days += 1,
+            Status::Field => self.field_days += 1,
+            Status::Unknown => self.unknown_days += 1,
+            Status::Holiday | Status::Rest => {}
+        }
+        if d.correction.is_some() {
+            self.corrected_days += 1;
+        }
+        for (k, s) in &v.nonwork_seconds {
+            *self.nonwork_seconds.entry(k.clone()).or_default() += s;
+        }
+        self.office_seconds += v.coverage.office_seconds;
+        self.covered_seconds += v.coverage.covered_seconds;
+    }
+}
+
+/// Aggregates `days` into rows, in key order.
+pub fn summarize(days: &[ReportDay], by: By) -> Vec<SummaryRow> {
+    let mut rows: BTreeMap<String, SummaryRow> = BTreeMap::new();
+    let mut people: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for d in days {
+        let v = &d.verdict;
+        let key = match by {
+            By::Staff => v.employee_id.clone(),
+            By::Department => v.department.clone(),
+        };
+        let row = rows.entry(key.clone()).or_insert_with(|| SummaryRow {
+            key: key.clone(),
+            name: match by {
+                By::Staff => v.name.clone(),
+                By::Department => v.department.clone(),
+            },
+            department: v.department.clone(),
+            ..SummaryRow::default()
+        });
+        row.add(d);
+        people.entry(key).or_default().insert(v.employee_id.clone());
+    }
+    rows.into_iter()
+        .map(|(k, mut r)| {
+            r.people = people.get(&k).map_or(0, |p| p.len() as u32);
+            r
+        })
+        .collect()
+}
+
+/// Sorts rows by a column name (`late_minutes`, `absent_days`, ...; `-` first for
+/// descending). Unknown names leave the key order.
+pub fn sort_rows(rows: &mut [SummaryRow], by: &str) {
+    let (desc, col) = match by.strip_prefix('-') {
+        Some(c) => (true, c),
+        None => (false, by),
+    };
+    let key = |r: &SummaryRow| -> Option<u64> {
+        Some(match col {
+            "workdays" => r.workdays.into(),
+            "present_days" => r.present_days.into(),
+            "late_count" => r.late_count.into(),
+            "late_minutes" => r.late_minutes.into(),
+            "early_count" => r.early_count.into(),
+            "early_minutes" => r.early_minutes.into(),
+            "absent_days" => r.absent_days.into(),
+            "unknown_days" => r.unknown_days.into(),
+            "nonwork_minutes" => r.nonwork_minutes(),
+            "coverage" => r.coverage_percent().unwrap_or(0),
+            _ => return None,
+        })
+    };
+    if col == "name" {
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+    } else if key(&SummaryRow::default()).is_some() {
+        rows.sort_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.key.cmp(&b.key)));
+    } else {
+        return;
+    }
+    if desc {
+        rows.reverse();
+    }
+}
+
+/// Non-work categories in display order (then any office-specific ones).
+pub const CATEGORIES: [&str; 5] = ["chat", "games", "media", "downloads", "nonwork_web"];
+
+/// Every verdict of everyone on every date of `from..=to` with corrections applied,
+/// by date then employee id. At most 366 days.
+pub fn load_days(
+    store: &SqliteStore,
+    rules: &Rules,
+    from: Date,
+    to: Date,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Vec<ReportDay>> {
+    anyhow::ensure!(from <= to, "from {from} is after to {to}");
+    anyhow::ensure!(
+        from.until(to)?.get_days() <= 366,
+        "a period of at most 366 days"
+    );
+    let mut all = Vec::new();
+    let mut d = from;
+    while d <= to {
+        all.extend(crate::verdicts::verdicts_for_date(store, rules, d, now)?);
+        d = d.saturating_add(1.day());
+    }
+    Ok(super::corrections::apply(
+        all,
+        &store.corrections(from, to)?,
+    ))
+}
+
+/// Output formats of `report summary` (and `report daily`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Xlsx,
+}
+
+fn columns() -> Vec<String> {
+    let mut c: Vec<String> = [
+        "key",
+        "name",
+        "department",
+        "people",
+        "workdays",
+        "present_days",
+        "late_count",
+        "late_minutes",
+        "early_count",
+        "early_minutes",
+        "absent_days",
+        "leave_days",
+        "field_days",
+        "unknown_days",
+        "corrected_days",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    c.extend(CATEGORIES.iter().map(|k| format!("{k}_minutes")));
+    c.push("nonwork_minutes".into());
+    c.push("coverage_percent".into());
+    c
+}
+
+/// A row as numbers after the three text columns.
+fn numbers(r: &SummaryRow) -> Vec<Option<u64>> {
+    let mut n: Vec<Option<u64>> = [
+        r.people,
+        r.workdays,
+        r.present_days,
+        r.late_count,
+        r.late_minutes,
+        r.early_count,
+        r.early_minutes,
+        r.absent_days,
+        r.leave_days,
+        r.field_days,
+        r.unknown_days,
+        r.corrected_days,
+    ]
+    .map(|x| Some(u64::from(x)))
+    .to_vec();
+    n.extend(
+        CATEGORIES
+            .iter()
+            .map(|k| Some(r.nonwork_seconds.get(*k).copied().unwrap_or(0) / 60)),
+    );
+    n.push(Some(r.nonwork_minutes()));
+    n.push(r.coverage_percent());
+    n
+}
+
+/// Writes rows in `format`.
+pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+    let cols = columns();
+    let text = |r: &SummaryRow| -> Vec<String> {
+        let mut t = vec![r.key.clone(), r.name.clone(), r.department.clone()];
+        t.extend(
+            numbers(r)
+                .into_iter()
+                .map(|n| n.map(|n| n.to_string()).unwrap_or_default()),
+        );
+        t
+    };
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, rows)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(&cols)?;
+            for r in rows {
+                w.write_record(text(r))?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            let body: Vec<Vec<String>> = rows.iter().map(text).collect();
+            super::write_table(&cols, &body, out)?;
+        }
+        Format::Xlsx => {
+            let mut sheet = super::xlsx::Sheet::new("summary", &cols);
+            for r in rows {
+                let mut cells = vec![
+                    super::xlsx::Cell::Text(r.key.clone()),
+                    super::xlsx::Cell::Text(r.name.clone()),
+                    super::xlsx::Cell::Text(r.department.clone()),
+                ];
+                cells.extend(numbers(r).into_iter().map(|n| match n {
+                    Some(n) => super::xlsx::Cell::Number(n as f64),
+                    None => super::xlsx::Cell::Empty,
+                }));
+                sheet.row(cells);
+            }
+            out.write_all(&sheet.into_bytes()?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Weekly totals for the trend chart: (Monday of the week, late minutes, non-work
+/// minutes), in week order.
+pub fn weekly(days: &[ReportDay]) -> Vec<(Date, u64, u64)> {
+    let mut weeks: BTreeMap<Date, (u64, u64)> = BTreeMap::new();
+    for d in days {
+        let v = &d.verdict;
+        let monday = v
+            .date
+            .checked_sub(i64::from(v.date.weekday().to_monday_zero_offset()).days())
+            .unwrap_or(v.date);
+        let w = weeks.entry(monday).or_default();
+        if v.status == Status::Present {
+            w.0 += u64::from(v.late_minutes);
+        }
+        w.1 += v.nonwork_seconds.values().sum::<u64>() / 60;
+    }
+    weeks.into_iter().map(|(d, (l, n))| (d, l, n)).collect()
+}
+
+/// `report summary` arguments.
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub dirs: crate::cli::DataDirArg,
+    /// First date.
+    #[arg(long)]
+    pub from: Date,
+    /// Last date (inclusive).
+    #[arg(long)]
+    pub to: Date,
+    /// One row per staff member or per department.
+    #[arg(long, value_enum, default_value = "staff")]
+    pub by: By,
+    /// Only this department.
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Output format (xlsx needs --out).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// The present instant (tests and replays); default: the clock.
+    #[arg(long, hide = true)]
+    pub now: Option<jiff::Timestamp>,
+}
+
+/// Runs `report summary`.
+pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
+    let (store, rules) = super::open(&args.dirs)?;
+    let now = args.now.unwrap_or_else(jiff::Timestamp::now);
+    let mut days = load_days(&store, &rules, args.from, args.to, now)?;
+    if let Some(d) = &args.department {
+        days.retain(|x| &x.verdict.department == d);
+    }
+    let rows = summarize(&days, args.by);
+    super::write_output(args.out.as_deref(), args.format == Format::Xlsx, |out| {
+        render(&rows, args.format, out)
+    })?;
+    super::audit_export(
+        &store,
+        &format!(
+            "report summary --from {} --to {} --by {:?} --format {:?}",
+            args.from, args.to, args.by, args.format
+        ),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attendance::{Coverage, DayKind, DayVerdict};
+    use crate::reports::corrections::{Correction, apply};
+
+    fn day(id: &str, dept: &str, date: &str, status: Status, late: u32, chat: u64) -> DayVerdict {
+        DayVerdict {
+            employee_id: id.into(),
+            name: format!("name-{id}"),
+            department: dept.into(),
+            date: date.parse().unwrap(),
+            day_kind: DayKind::Workday,
+            status,
+            provisional: false,
+            arrival: None,
+            departure: None,
+            late_minutes: late,
+            early_minutes: if late > 0 { 3 } else { 0 },
+            checkpoints: Vec::new(),
+            nonwork_seconds: if chat > 0 {
+                [("chat".to_string(), chat)].into()
+            } else {
+                BTreeMap::new()
+            },
+            coverage: Coverage {
+                office_seconds: 100,
+                covered_seconds: 50,
+            },
+            evidence: Vec::new(),
+            schedule_version: "v".into(),
+            policy_note: String::new(),
+        }
+    }
+
+    #[test]
+    fn summary_counts_days_minutes_and_corrections() {
+        let verdicts = vec![
+            day("E001", "A", "2026-11-23", Status::Present, 11, 600),
+            day("E001", "A", "2026-11-24", Status::Present, 0, 120),
+            day("E001", "A", "2026-11-25", Status::Absent, 0, 0),
+            day("E001", "A", "2026-11-28", Status::Rest, 0, 0),
+            day("E002", "A", "2026-11-23", Status::Unknown, 0, 0),
+            day("E002", "A", "2026-11-24", Status::Present, 5, 0),
+            day("E003", "B", "2026-11-24", Status::Leave, 0, 0),
+        ];
+        // E002's late day is corrected to field work.
+        let mut corr = BTreeMap::new();
+        corr.insert(
+            ("E002".to_string(), "2026-11-24".parse().unwrap()),
+            Correction {
+                employee_id: "E002".into(),
+                date: "2026-11-24".parse().unwrap(),
+                status: Status::Field,
+                original: None,
+                who: "officer".into(),
+                why: "meeting".into(),
+                at_ms: 0,
+            },
+        );
+        let days = apply(verdicts, &corr);
+        let rows = summarize(&days, By::Staff);
+        assert_eq!(rows.len(), 3);
+        let e1 = &rows[0];
+        assert_eq!(e1.key, "E001");
+        assert_eq!(e1.workdays, 3);
+        assert_eq!(e1.present_days, 2);
+        assert_eq!((e1.late_count, e1.late_minutes), (1, 11));
+        assert_eq!((e1.early_count, e1.early_minutes), (1, 3));
+        assert_eq!(e1.absent_days, 1);
+        assert_eq!(e1.nonwork_seconds["chat"], 720);
+        assert_eq!(e1.nonwork_minutes(), 12);
+        assert_eq!(e1.coverage_percent(), Some(50));
+        let e2 = &rows[1];
+        assert_eq!(e2.present_days, 0);
+        assert_eq!((e2.late_count, e2.late_minutes), (0, 0));
+        assert_eq!(
+            (e2.field_days, e2.unknown_days, e2.corrected_days),
+            (1, 1, 1)
+        );
+
+        let by_dept = summarize(&days, By::Department);
+        assert_eq!(by_dept.len(), 2);
+        assert_eq!(by_dept[0].key, "A");
+        assert_eq!(by_dept[0].people, 2);
+        assert_eq!(by_dept[0].workdays, 5);
+        assert_eq!(by_dept[0].late_minutes, 11);
+        assert_eq!(by_dept[1].leave_days, 1);
+
+        let mut sorted = rows.clone();
+        sort_rows(&mut sorted, "-late_minutes");
+        assert_eq!(sorted[0].key, "E001");
+        sort_rows(&mut sorted, "unknown_days");
+        assert_eq!(sorted[2].key, "E002");
+
+        let weeks = weekly(&days);
+        assert_eq!(weeks.len(), 1);
+        assert_eq!(weeks[0].0.to_string(), "2026-11-23");
+        assert_eq!(weeks[0].1, 11);
+        assert_eq!(weeks[0].2, 12);
+    }
+
+    #[test]
+    fn every_format_renders() {
+        let days = apply(
+            vec![day("E001", "A", "2026-11-23", Status::Present, 11, 600)],
+            &BTreeMap::new(),
+        );
+        let rows = summarize(&days, By::Staff);
+        for f in [Format::Table, Format::Csv, Format::Json, Format::Xlsx] {
+            let mut out = Vec::new();
+            render(&rows, f, &mut out).unwrap();
+            assert!(!out.is_empty(), "{f:?}");
+        }
+        let mut csv = Vec::new();
+        render(&rows, Format::Csv, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        assert!(
+            csv.starts_with("key,name,department,people,workdays"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("E001,name-E001,A,1,1,1,1,11,1,3,0,0,0,0,0,10,0,0,0,0,10,50"),
+            "{csv}"
+        );
+    }
+}

@@ -1,0 +1,727 @@
+//! Accounts of the people who read kaoqin's output, their web sessions and API
+//! tokens, and the one access rule every page, API call and export goes through.
+//!
+//! What must stay true:
+//! - passwords are kept only as argon2 PHC strings; session and API tokens only as
+//!   SHA-256 hashes (the plain token is shown once, when made);
+//! - [`can`] is the only place that decides who may see or do what: staff see only
+//!   their own record, a department head their department(s), an officer all
+//!   departments or the ones assigned, an admin everything;
+//! - a new account's password is one-time: `must_change_password` is set until the
+//!   person chooses their own.
+
+use crate::store::sqlite::{SqliteStore, sql_err};
+use crate::store::{StoreError, hash_secret, new_secret};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+/// How long a web session lasts without logging in again.
+pub const SESSION_TTL_MS: i64 = 12 * 3_600_000;
+/// Shortest password a person may choose.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// What someone is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, including accounts and the audit log.
+    Admin,
+    /// Reports of all departments, or of the assigned ones; decides appeals.
+    Officer,
+    /// Reports of their own department(s).
+    DeptHead,
+    /// Their own record only.
+    Staff,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Officer => "officer",
+            Role::DeptHead => "dept_head",
+            Role::Staff => "staff",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "officer" => Role::Officer,
+            "dept_head" => Role::DeptHead,
+            "staff" => Role::Staff,
+            _ => return None,
+        })
+    }
+}
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    /// The staff member this account is (staff; optional for the others).
+    pub employee_id: Option<String>,
+    /// Scope of an officer (empty: all) or a department head.
+    pub departments: Vec<String>,
+    pub must_change_password: bool,
+}
+
+/// What someone wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// See attendance records (pages, API).
+    View,
+    /// Download a report file.
+    Export,
+    /// Approve or reject appeals, which corrects verdicts.
+    Decide,
+    /// Appeal a day of one's own record.
+    Appeal,
+    /// See collector-wide facts: unmapped accounts, silent agents.
+    Operate,
+    /// Manage accounts and read the audit log.
+    Administer,
+}
+
+/// Whose record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// One staff member.
+    Person {
+        employee_id: &'a str,
+        department: &'a str,
+    },
+    /// A whole department.
+    Department(&'a str),
+    /// Everyone (every department).
+    All,
+    /// Nobody's record (collector-wide facts, accounts).
+    System,
+}
+
+/// The one access rule (see the module doc).
+pub fn can(user: &User, action: Action, target: Target<'_>) -> bool {
+    let in_scope = |dept: &str| user.departments.iter().any(|d| d == dept);
+    let own = |id: &str| user.employee_id.as_deref() == Some(id);
+    match user.role {
+        Role::Admin => {
+            action != Action::Appeal
+                || matches!(target, Target::Person { employee_id, .. } if own(employee_id))
+        }
+        Role::Officer => {
+            let all = user.departments.is_empty();
+            match action {
+                Action::View | Action::Export | Action::Decide => match target {
+                    Target::Person { department, .. } | Target::Department(department) => {
+                        all || in_scope(department)
+                    }
+                    Target::All => all,
+                    Target::System => false,
+                },
+                Action::Appeal => {
+                    matches!(target, Target::Person { employee_id, .. } if own(employee_id))
+                }
+                Action::Operate => true,
+                Action::Administer => false,
+            }
+        }
+        Role::DeptHead => match action {
+            Action::View | Action::Export => match target {
+                Target::Person { department, .. } | Target::Department(department) => {
+                    in_scope(department)
+                }
+                _ => false,
+            },
+            Action::Appeal => {
+                matches!(target, Target::Person { employee_id, .. } if own(employee_id))
+            }
+            _ => false,
+        },
+        Role::Staff => match (action, target) {
+            (Action::View | Action::Appeal, Target::Person { employee_id, .. }) => own(employee_id),
+            _ => false,
+        },
+    }
+}
+
+/// Whether `user` may see records of `department` (lists and summaries filter by it).
+pub fn sees_department(user: &User, department: &str) -> bool {
+    can(user, Action::View, Target::Department(department))
+}
+
+/// A one-time password: 12 characters from an alphabet without look-alikes.
+pub fn one_time_password() -> Result<String, StoreError> {
+    const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz23456789A";
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Io(std::io::Error::other(format!("random source: {e}"))))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 32)] as char)
+        .collect())
+}
+
+/// The argon2 PHC string of `password` with a fresh salt.
+pub fn hash_password(password: &str) -> Result<String, StoreError> {
+    use argon2::PasswordHasher;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt)
+        .map_err(|e| StoreError::Io(std::io::Error::other(format!("random source: {e}"))))?;
+    let salt = password_hash::SaltString::encode_b64(&salt)
+        .map_err(|e| StoreError::Io(std::io::Error::other(format!("salt: {e}"))))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Io(std::io::Error::other(format!("argon2: {e}"))))
+}
+
+/// Whether `password` matches the PHC string `stored`.
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    use argon2::PasswordVerifier;
+    password_hash::PasswordHash::new(stored).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// Checks a username: 1-64 characters of letters, digits, `.`, `_`, `-`.
+pub fn check_username(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(format!("username {name:?}: 1 to 64 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(format!(
+            "username {name:?}: letters, digits, '.', '_' and '-' only"
+        ));
+    }
+    Ok(())
+}
+
+/// A new account to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub role: Role,
+    pub employee_id: Option<String>,
+    pub departments: Vec<String>,
+}
+
+const USER_COLUMNS: &str = "id, username, role, employee_id, must_change_password";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(2)?;
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Staff),
+        employee_id: r.get(3)?,
+        departments: Vec::new(),
+        must_change_password: r.get(4)?,
+    })
+}
+
+impl SqliteStore {
+    /// Creates an account with a one-time password, which is returned.
+    pub fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
+        check_username(&new.username).map_err(StoreError::Invalid)?;
+        if new.role == Role::Staff && new.employee_id.is_none() {
+            return Err(StoreError::Invalid(
+                "a staff account needs --employee".into(),
+            ));
+        }
+        if new.role == Role::DeptHead && new.departments.is_empty() {
+            return Err(StoreError::Invalid(
+                "a dept_head account needs --department".into(),
+            ));
+        }
+        let password = one_time_password()?;
+        let hash = hash_password(&password)?;
+        let mut conn = self.reader();
+        let err = sql_err(self.path());
+        let tx = conn.transaction().map_err(&err)?;
+        if let Some(id) = &new.employee_id {
+            let known: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM staff WHERE employee_id = ?1)",
+                    [id],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            if !known {
+                return Err(StoreError::Invalid(format!(
+                    "employee {id:?} is not in the staff directory"
+                )));
+            }
+        }
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
+                [&new.username],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        if exists {
+            return Err(StoreError::Invalid(format!(
+                "username {:?} is taken",
+                new.username
+            )));
+        }
+        tx.execute(
+            "INSERT INTO users (username, password_hash, role, employee_id, must_change_password, created_ms)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+            params![new.username, hash, new.role.as_str(), new.employee_id, now_ms],
+        )
+        .map_err(&err)?;
+        let id = tx.last_insert_rowid();
+        for d in &new.departments {
+            tx.execute(
+                "INSERT OR IGNORE INTO user_departments (user_id, department) VALUES (?1, ?2)",
+                params![id, d],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        Ok(password)
+    }
+
+    fn with_departments(&self, mut user: User) -> Result<User, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT department FROM user_departments WHERE user_id = ?1 ORDER BY department",
+            )
+            .map_err(&err)?;
+        user.departments = stmt
+            .query_map([user.id], |r| r.get(0))
+            .map_err(&err)?
+            .collect::<Result<_, _>>()
+            .map_err(&err)?;
+        Ok(user)
+    }
+
+    /// The account named `username`, if any.
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let u = self
+            .reader()
+            .query_row(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE username = ?1 AND disabled_ms IS NULL"
+                ),
+                [username],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        u.map(|u| self.with_departments(u)).transpose()
+    }
+
+    /// Every account, by username.
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        let list: Vec<User> = {
+            let conn = self.reader();
+            let err = sql_err(self.path());
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+                ))
+                .map_err(&err)?;
+            stmt.query_map([], user_row)
+                .map_err(&err)?
+                .collect::<Result<_, _>>()
+                .map_err(&err)?
+        };
+        list.into_iter().map(|u| self.with_departments(u)).collect()
+    }
+
+    /// The account if `password` is right; `None` for an unknown user or a wrong
+    /// password alike.
+    pub fn check_login(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .reader()
+            .query_row(
+                "SELECT id, password_hash FROM users WHERE username = ?1 AND disabled_ms IS NULL",
+                [username],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        match row {
+            Some((_, hash)) if verify_password(password, &hash) => self.user_by_name(username),
+            Some(_) => Ok(None),
+            None => {
+                // Spend the same time as a wrong password, so timing shows nothing.
+                let _ = verify_password(password, DUMMY_HASH);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sets a person's own password and clears the one-time flag.
+    pub fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(StoreError::Invalid(format!(
+                "a password needs at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        let hash = hash_password(password)?;
+        self.reader()
+            .execute(
+                "UPDATE users SET password_hash = ?1, must_change_password = 0 WHERE id = ?2",
+                params![hash, user_id],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+
+    /// Starts a web session; returns the token for the cookie.
+    pub fn create_session(&self, user_id: i64, now_ms: i64) -> Result<String, StoreError> {
+        let token = new_secret()?;
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        conn.execute("DELETE FROM web_sessions WHERE expires_ms <= ?1", [now_ms])
+            .map_err(&err)?;
+        conn.execute(
+            "INSERT INTO web_sessions (token_hash, user_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![hash_secret(&token), user_id, now_ms, now_ms + SESSION_TTL_MS],
+        )
+        .map_err(&err)?;
+        Ok(token)
+    }
+
+    /// The account of a live session token.
+    pub fn session_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+        let u = self
+            .reader()
+            .query_row(
+                "SELECT u.id, u.username, u.role, u.employee_id, u.must_change_password
+                 FROM web_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND u.disabled_ms IS NULL",
+                params![hash_secret(token), now_ms],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        u.map(|u| self.with_departments(u)).transpose()
+    }
+
+    /// Ends a session (logout).
+    pub fn end_session(&self, token: &str) -> Result<(), StoreError> {
+        self.reader()
+            .execute(
+                "DELETE FROM web_sessions WHERE token_hash = ?1",
+                [hash_secret(token)],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+
+    /// Ends every session of an account (after a password change, but the current).
+    pub fn end_sessions_of(&self, user_id: i64, except: Option<&str>) -> Result<(), StoreError> {
+        self.reader()
+            .execute(
+                "DELETE FROM web_sessions WHERE user_id = ?1 AND token_hash != ?2",
+                params![user_id, except.map(hash_secret).unwrap_or_default()],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+
+    /// Creates an API token for `username`, valid for `ttl_ms`; returns it (shown once).
+    pub fn create_api_token(
+        &self,
+        username: &str,
+        ttl_ms: i64,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let user = self
+            .user_by_name(username)?
+            .ok_or_else(|| StoreError::Invalid(format!("no account {username:?}")))?;
+        let token = format!("kqu1-{}", new_secret()?);
+        self.reader()
+            .execute(
+                "INSERT INTO api_tokens (hash, user_id, created_ms, expires_ms, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash_secret(&token), user.id, now_ms, now_ms.saturating_add(ttl_ms), note],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(token)
+    }
+
+    /// The account of a live API token.
+    pub fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+        let u = self
+            .reader()
+            .query_row(
+                "SELECT u.id, u.username, u.role, u.employee_id, u.must_change_password
+                 FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.hash = ?1 AND t.expires_ms > ?2 AND t.revoked_ms IS NULL
+                   AND u.disabled_ms IS NULL",
+                params![hash_secret(token), now_ms],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        u.map(|u| self.with_departments(u)).transpose()
+    }
+}
+
+/// An argon2 hash of a random password, verified against for unknown usernames.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$Mz9gDvGx0nQ3m2xg4mH2pX2JUS7xGZb6Jw9y0cNQm4w";
+
+/// `kaoqin-collector user ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create an account and print its one-time password alone on stdout.
+    Add {
+        #[command(flatten)]
+        dirs: crate::cli::DataDirArg,
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// admin, officer, dept-head or staff.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The staff member this account is (required for staff).
+        #[arg(long)]
+        employee: Option<String>,
+        /// A department in scope (repeat; officer: none means all).
+        #[arg(long = "department")]
+        departments: Vec<String>,
+    },
+    /// Create a staff account (username = employee id) for every staff member who
+    /// has none; prints CSV `username,employee_id,password` with one-time passwords.
+    CreateForStaff {
+        #[command(flatten)]
+        dirs: crate::cli::DataDirArg,
+    },
+    /// List accounts as CSV: username,role,employee_id,departments,must_change_password.
+    List {
+        #[command(flatten)]
+        dirs: crate::cli::DataDirArg,
+    },
+    /// API tokens for scripts.
+    Token {
+        #[command(subcommand)]
+        command: UserTokenCommand,
+    },
+}
+
+/// `kaoqin-collector user token ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum UserTokenCommand {
+    /// Create an API token acting as `--username`; prints it alone on stdout.
+    Create {
+        #[command(flatten)]
+        dirs: crate::cli::DataDirArg,
+        #[arg(long)]
+        username: String,
+        /// How long it is valid: 30m, 12h, 90d, ...
+        #[arg(long, default_value = "90d")]
+        ttl: String,
+        /// A note for the record.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+fn open(dirs: &crate::cli::DataDirArg) -> anyhow::Result<std::sync::Arc<SqliteStore>> {
+    let config = match &dirs.config {
+        Some(p) => crate::config::Config::load(p)?,
+        None => crate::config::Config::default(),
+    };
+    let dir = dirs
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.server.data_dir.clone());
+    Ok(SqliteStore::open(&dir)?)
+}
+
+/// Runs `kaoqin-collector user ...`.
+pub fn run_cli(command: UserCommand) -> anyhow::Result<()> {
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    match command {
+        UserCommand::Add {
+            dirs,
+            username,
+            role,
+            employee,
+            departments,
+        } => {
+            let store = open(&dirs)?;
+            let password = store.add_user(
+                &NewUser {
+                    username: username.clone(),
+                    role,
+                    employee_id: employee,
+                    departments,
+                },
+                now_ms,
+            )?;
+            eprintln!(
+                "Created {} account {username}; the password below must be changed at first login.",
+                role.as_str()
+            );
+            println!("{password}");
+        }
+        UserCommand::CreateForStaff { dirs } => {
+            let store = open(&dirs)?;
+            let taken: std::collections::BTreeSet<String> = store
+                .users()?
+                .into_iter()
+                .flat_map(|u| [Some(u.username), u.employee_id])
+                .flatten()
+                .collect();
+            let stdout = std::io::stdout();
+            let mut w = csv::Writer::from_writer(stdout.lock());
+            w.write_record(["username", "employee_id", "password"])?;
+            let mut n = 0;
+            for p in store.staff()? {
+                if taken.contains(&p.employee_id) {
+                    continue;
+                }
+                let password = store.add_user(
+                    &NewUser {
+                        username: p.employee_id.clone(),
+                        role: Role::Staff,
+                        employee_id: Some(p.employee_id.clone()),
+                        departments: Vec::new(),
+                    },
+                    now_ms,
+                )?;
+                w.write_record([&p.employee_id, &p.employee_id, &password])?;
+                n += 1;
+            }
+            w.flush()?;
+            eprintln!("Created {n} staff accounts; hand each person their one-time password.");
+        }
+        UserCommand::List { dirs } => {
+            let store = open(&dirs)?;
+            let stdout = std::io::stdout();
+            let mut w = csv::Writer::from_writer(stdout.lock());
+            w.write_record([
+                "username",
+                "role",
+                "employee_id",
+                "departments",
+                "must_change_password",
+            ])?;
+            for u in store.users()? {
+                w.write_record([
+                    u.username,
+                    u.role.as_str().to_owned(),
+                    u.employee_id.unwrap_or_default(),
+                    u.departments.join(";"),
+                    u.must_change_password.to_string(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        UserCommand::Token {
+            command:
+                UserTokenCommand::Create {
+                    dirs,
+                    username,
+                    ttl,
+                    note,
+                },
+        } => {
+            let ttl_ms = crate::cli::parse_ttl_ms(&ttl)?;
+            let store = open(&dirs)?;
+            println!(
+                "{}",
+                store.create_api_token(&username, ttl_ms, &note, now_ms)?
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role, employee: Option<&str>, departments: &[&str]) -> User {
+        User {
+            id: 1,
+            username: "u".into(),
+            role,
+            employee_id: employee.map(str::to_owned),
+            departments: departments.iter().map(|d| d.to_string()).collect(),
+            must_change_password: false,
+        }
+    }
+
+    #[test]
+    fn the_access_rule_by_role() {
+        let me = Target::Person {
+            employee_id: "E001",
+            department: "办公室",
+        };
+        let other = Target::Person {
+            employee_id: "E002",
+            department: "办公室",
+        };
+        let elsewhere = Target::Person {
+            employee_id: "E003",
+            department: "信息中心",
+        };
+        let staff = user(Role::Staff, Some("E001"), &[]);
+        assert!(can(&staff, Action::View, me));
+        assert!(can(&staff, Action::Appeal, me));
+        for t in [
+            other,
+            elsewhere,
+            Target::All,
+            Target::Department("办公室"),
+            Target::System,
+        ] {
+            assert!(!can(&staff, Action::View, t), "{t:?}");
+            assert!(!can(&staff, Action::Export, t), "{t:?}");
+        }
+        assert!(!can(&staff, Action::Decide, me));
+
+        let head = user(Role::DeptHead, Some("E002"), &["办公室"]);
+        assert!(can(&head, Action::View, me));
+        assert!(can(&head, Action::Export, Target::Department("办公室")));
+        assert!(!can(&head, Action::View, elsewhere));
+        assert!(!can(&head, Action::View, Target::All));
+        assert!(!can(&head, Action::Decide, me));
+
+        let officer = user(Role::Officer, None, &[]);
+        for t in [me, other, elsewhere, Target::All] {
+            assert!(can(&officer, Action::View, t));
+            assert!(can(&officer, Action::Decide, t));
+        }
+        assert!(!can(&officer, Action::Administer, Target::System));
+        assert!(can(&officer, Action::Operate, Target::System));
+        let scoped = user(Role::Officer, None, &["信息中心"]);
+        assert!(can(&scoped, Action::View, elsewhere));
+        assert!(!can(&scoped, Action::View, me));
+        assert!(!can(&scoped, Action::View, Target::All));
+
+        let admin = user(Role::Admin, None, &[]);
+        assert!(can(&admin, Action::Administer, Target::System));
+        assert!(can(&admin, Action::View, elsewhere));
+        assert!(!can(&admin, Action::Appeal, elsewhere));
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+        let p = one_time_password().unwrap();
+        assert_eq!(p.len(), 12);
+    }
+}

@@ -1,0 +1,222 @@
+//! The pages' words in Chinese (the default) and English. A page picks the
+//! language from `?lang=` (remembered in a cookie) or the cookie.
+
+use std::collections::BTreeMap;
+
+/// A page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    /// Parses `zh` or `en`.
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "zh" | "zh-CN" => Some(Lang::Zh),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The code used in cookies and `lang` attributes.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// (key, Chinese, English).
+const MESSAGES: &[(&str, &str, &str)] = &[
+    ("app", "考勤", "Attendance"),
+    ("login", "登录", "Log in"),
+    ("logout", "退出", "Log out"),
+    ("username", "用户名", "Username"),
+    ("password", "密码", "Password"),
+    (
+        "bad_login",
+        "用户名或密码不正确。",
+        "Wrong username or password.",
+    ),
+    ("change_password", "修改密码", "Change password"),
+    (
+        "must_change",
+        "首次登录请先设置自己的密码。",
+        "Please choose your own password before you continue.",
+    ),
+    ("current_password", "当前密码", "Current password"),
+    (
+        "new_password",
+        "新密码（至少 8 位）",
+        "New password (at least 8 characters)",
+    ),
+    ("confirm_password", "再次输入新密码", "New password again"),
+    (
+        "mismatch",
+        "两次输入的新密码不一致。",
+        "The two new passwords differ.",
+    ),
+    ("save", "保存", "Save"),
+    ("summary", "部门汇总", "Summary"),
+    ("my_attendance", "我的考勤", "My attendance"),
+    ("my_pc", "我的电脑上报了什么", "What my PC reports"),
+    ("appeals", "申诉", "Appeals"),
+    (
+        "system",
+        "未对应账号与失联电脑",
+        "Unmapped accounts and silent PCs",
+    ),
+    ("audit", "审计日志", "Audit log"),
+    ("from", "开始日期", "From"),
+    ("to", "结束日期", "To"),
+    ("department", "部门", "Department"),
+    ("all_departments", "全部部门", "All departments"),
+    ("by_staff", "按人员", "By person"),
+    ("by_department", "按部门", "By department"),
+    ("show", "查询", "Show"),
+    ("export", "导出", "Export"),
+    ("employee_id", "工号", "Employee id"),
+    ("name", "姓名", "Name"),
+    ("people", "人数", "People"),
+    ("workdays", "工作日", "Workdays"),
+    ("present_days", "出勤天数", "Days present"),
+    ("late", "迟到", "Late"),
+    ("early", "早退", "Left early"),
+    ("times", "次", "times"),
+    ("minutes", "分钟", "min"),
+    ("absent_days", "缺勤", "Absent"),
+    ("leave_days", "请假", "Leave"),
+    ("field_days", "外勤", "Field"),
+    ("unknown_days", "无法判定", "Unknown"),
+    ("nonwork", "非工作用时（分钟）", "Non-work time (min)"),
+    ("coverage", "监测覆盖率", "Coverage"),
+    ("corrected", "已更正", "Corrected"),
+    (
+        "trend",
+        "每周趋势：迟到与非工作用时（分钟）",
+        "Weekly trend: lateness and non-work time (minutes)",
+    ),
+    ("week_of", "周起始", "Week of"),
+    ("late_minutes", "迟到分钟", "Late minutes"),
+    ("nonwork_minutes", "非工作分钟", "Non-work minutes"),
+    ("month", "月份", "Month"),
+    ("prev_month", "上月", "Previous month"),
+    ("next_month", "下月", "Next month"),
+    ("mon", "一", "Mon"),
+    ("tue", "二", "Tue"),
+    ("wed", "三", "Wed"),
+    ("thu", "四", "Thu"),
+    ("fri", "五", "Fri"),
+    ("sat", "六", "Sat"),
+    ("sun", "日", "Sun"),
+    ("day_detail", "当日详情", "The day in detail"),
+    ("arrival", "到岗", "Arrival"),
+    ("departure", "离岗", "Departure"),
+    ("evidence", "依据（时间线）", "Evidence (timeline)"),
+    ("time", "时间", "Time"),
+    ("pc", "电脑", "PC"),
+    ("what", "事件", "What"),
+    ("policy_note", "判定说明", "Why"),
+    ("appeal_day", "对这一天提出申诉", "Appeal this day"),
+    ("requested_status", "应为", "Should be"),
+    ("reason", "理由", "Reason"),
+    ("submit", "提交", "Submit"),
+    (
+        "appeal_filed",
+        "申诉已提交，等待审核。",
+        "Your appeal was filed and awaits a decision.",
+    ),
+    ("state", "状态", "State"),
+    ("state_open", "待处理", "Open"),
+    ("state_approved", "已批准", "Approved"),
+    ("state_rejected", "已驳回", "Rejected"),
+    ("comment", "意见", "Comment"),
+    ("approve", "批准", "Approve"),
+    ("reject", "驳回", "Reject"),
+    ("decided_by", "处理人", "Decided by"),
+    ("open_appeals", "待处理的申诉", "Open appeals"),
+    ("decided_appeals", "已处理的申诉", "Decided appeals"),
+    ("my_appeals", "我的申诉", "My appeals"),
+    ("none", "无", "None"),
+    ("date", "日期", "Date"),
+    ("status", "结果", "Status"),
+    (
+        "unmapped",
+        "未对应到人员的系统账号",
+        "OS accounts that belong to nobody",
+    ),
+    ("account", "账号", "Account"),
+    ("pcs", "电脑", "PCs"),
+    ("last_seen", "最后出现", "Last seen"),
+    (
+        "silent",
+        "已失联的电脑（超过 30 分钟无心跳）",
+        "PCs whose agent is silent (no heartbeat for 30 minutes)",
+    ),
+    ("hostname", "主机名", "Hostname"),
+    ("agent_id", "客户端 ID", "Agent id"),
+    ("never", "从未", "never"),
+    ("actor", "操作人", "Actor"),
+    ("action", "操作", "Action"),
+    ("subject", "对象", "Subject"),
+    ("detail", "详情", "Detail"),
+    (
+        "forbidden",
+        "无权查看或操作。",
+        "You may not see or do this.",
+    ),
+    ("not_found", "找不到。", "Not found."),
+    ("bad_request", "请求有误", "Bad request"),
+    (
+        "error",
+        "出错了，请稍后再试。",
+        "Something went wrong; please try again later.",
+    ),
+    (
+        "pc_intro",
+        "您的电脑只上报以下信息：登录、注销、锁屏、解锁、空闲的时间，以及办公时间内各类非工作软件的使用分钟数。不上报窗口标题、网址、按键、截图、文件名或程序名。",
+        "Your PC reports only this: when you log on, log off, lock, unlock and go idle, and how many minutes of office time go to each kind of non-work application. Never window titles, web addresses, keystrokes, screenshots, file names or program names.",
+    ),
+    ("pc_day_none", "没有非工作用时", "no non-work time"),
+    ("status_present", "出勤", "Present"),
+    ("status_absent", "缺勤", "Absent"),
+    ("status_leave", "请假", "Leave"),
+    ("status_field", "外勤", "Field work"),
+    ("status_holiday", "节假日", "Holiday"),
+    ("status_rest", "休息日", "Rest day"),
+    ("status_unknown", "无法判定", "Unknown"),
+    ("cat_chat", "聊天软件", "Chat"),
+    ("cat_games", "游戏", "Games"),
+    ("cat_media", "音乐视频", "Music and video"),
+    ("cat_downloads", "下载工具", "Downloads"),
+    ("cat_nonwork_web", "非工作网站", "Non-work websites"),
+    ("lang_switch", "English", "中文"),
+];
+
+/// The messages of `lang` by key.
+pub fn table(lang: Lang) -> BTreeMap<&'static str, &'static str> {
+    MESSAGES
+        .iter()
+        .map(|(k, zh, en)| (*k, if lang == Lang::Zh { *zh } else { *en }))
+        .collect()
+}
+
+/// One message (the key itself if missing).
+pub fn t(lang: Lang, key: &str) -> String {
+    MESSAGES
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, zh, en)| if lang == Lang::Zh { *zh } else { *en })
+        .unwrap_or(key)
+        .to_owned()
+}
+
+/// A category in plain words (an office's own category as it is named).
+pub fn category(lang: Lang, cat: &str) -> String {
+    let key = format!("cat_{cat}");
+    let s = t(lang, &key);
+    if s == key { cat.to_owned() } else { s }
+}

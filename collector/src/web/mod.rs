@@ -1,0 +1,348 @@
+//! The HTTP pages (`serve --http`): the officer's dashboard, staff self-service
+//! with appeals, exports and a small JSON API, rendered on the server from the
+//! templates in `collector/templates/` (embedded in the binary; no CDN, fonts or
+//! scripts from elsewhere).
+//!
+//! What must stay true:
+//! - every handler that shows or changes a record asks [`crate::users::can`]
+//!   before it reads anything, and answers 403 otherwise, whatever the URL or
+//!   parameter (a person's id in the path is checked, never trusted);
+//! - a view of someone else's record, every export, appeal decision and
+//!   correction is written to the audit log ([`audit::record`]);
+//! - the session cookie is HttpOnly and SameSite=Strict, and only its hash is
+//!   stored; a one-time password must be changed before any other page opens.
+
+pub mod audit;
+pub mod i18n;
+mod pages;
+pub mod svg;
+
+use crate::store::sqlite::SqliteStore;
+use crate::users::User;
+use crate::verdicts::Rules;
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use i18n::Lang;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "kq_session";
+/// The language cookie's name.
+pub const LANG_COOKIE: &str = "kq_lang";
+/// An agent without a heartbeat for this long is listed as silent.
+pub const SILENT_AFTER_MS: i64 = 30 * 60_000;
+
+/// What the handlers share.
+pub struct App {
+    pub store: Arc<SqliteStore>,
+    pub rules: Rules,
+    env: minijinja::Environment<'static>,
+}
+
+fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    for (name, text) in [
+        ("base.html", include_str!("../../templates/base.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        (
+            "password.html",
+            include_str!("../../templates/password.html"),
+        ),
+        ("summary.html", include_str!("../../templates/summary.html")),
+        ("person.html", include_str!("../../templates/person.html")),
+        ("pc.html", include_str!("../../templates/pc.html")),
+        ("appeals.html", include_str!("../../templates/appeals.html")),
+        ("system.html", include_str!("../../templates/system.html")),
+        ("audit.html", include_str!("../../templates/audit.html")),
+        ("error.html", include_str!("../../templates/error.html")),
+    ] {
+        // The templates are part of the binary; a broken one fails the unit tests.
+        if let Err(e) = env.add_template(name, text) {
+            tracing::error!(template = name, error = %e, "A page template does not parse.");
+        }
+    }
+    env
+}
+
+/// The stylesheet, served at `/static/style.css`.
+pub const STYLE_CSS: &str = include_str!("../../templates/style.css");
+
+impl App {
+    /// The shared state of the pages.
+    pub fn new(store: Arc<SqliteStore>, rules: Rules) -> Arc<App> {
+        Arc::new(App {
+            store,
+            rules,
+            env: templates(),
+        })
+    }
+
+    fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, WebError> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| WebError::Internal(anyhow::anyhow!("template {name}: {e:#}")))
+    }
+}
+
+/// The router of every page, export and API call.
+pub fn router(app: Arc<App>) -> axum::Router {
+    pages::routes().with_state(app)
+}
+
+/// Serves the pages on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum WebError {
+    /// No (live) session: go to the login page (pages) or 401 (API).
+    Login,
+    /// A one-time password must be changed first.
+    ChangePassword,
+    /// Not allowed.
+    Forbidden,
+    NotFound,
+    BadRequest(String),
+    Internal(anyhow::Error),
+}
+
+impl From<crate::store::StoreError> for WebError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Invalid(m) | StoreError::Conflict(m) => WebError::BadRequest(m),
+            other => WebError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for WebError {
+    fn from(e: anyhow::Error) -> Self {
+        WebError::Internal(e)
+    }
+}
+
+/// Who is asking, in which language.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub user: Option<User>,
+    pub lang: Lang,
+    /// `?lang=` was given: remember it in the cookie.
+    pub set_lang: bool,
+    /// The session token of the request (to keep it on a password change).
+    pub session: Option<String>,
+    /// Asked through the JSON API (errors as JSON).
+    pub api: bool,
+    pub path: String,
+}
+
+impl Ctx {
+    /// The user, or the reason to stop.
+    pub fn user(&self) -> Result<&User, WebError> {
+        let u = self.user.as_ref().ok_or(WebError::Login)?;
+        if u.must_change_password && !self.api {
+            return Err(WebError::ChangePassword);
+        }
+        Ok(u)
+    }
+}
+
+/// A cookie's value from the request headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query.and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    })
+}
+
+impl FromRequestParts<Arc<App>> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Ctx, Self::Rejection> {
+        let path = parts.uri.path().to_owned();
+        let api = path.starts_with("/api/");
+        let from_query = query_param(parts.uri.query(), "lang").and_then(|l| Lang::parse(&l));
+        let lang = from_query
+            .or_else(|| cookie(&parts.headers, LANG_COOKIE).and_then(Lang::parse))
+            .unwrap_or(Lang::Zh);
+        let now = jiff::Timestamp::now().as_millisecond();
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let session = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned);
+        let store = app.store.clone();
+        let (token, sess) = (bearer.clone(), session.clone());
+        let user = tokio::task::spawn_blocking(move || {
+            let by_token = match &token {
+                Some(t) => store.api_token_user(t, now).ok().flatten(),
+                None => None,
+            };
+            by_token.or_else(|| match &sess {
+                Some(s) if token.is_none() => store.session_user(s, now).ok().flatten(),
+                _ => None,
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        Ok(Ctx {
+            user,
+            lang,
+            set_lang: from_query.is_some(),
+            session,
+            api: api || bearer.is_some(),
+            path,
+        })
+    }
+}
+
+/// A rendered page with the cookies it sets.
+pub struct Page {
+    status: StatusCode,
+    body: String,
+    cookies: Vec<String>,
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            self.body,
+        )
+            .into_response();
+        for c in self.cookies {
+            if let Ok(v) = c.parse() {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        security_headers(r.headers_mut());
+        r
+    }
+}
+
+fn security_headers(h: &mut HeaderMap) {
+    for (k, v) in [
+        (
+            "content-security-policy",
+            "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        if let Ok(v) = v.parse() {
+            h.insert(k, v);
+        }
+    }
+}
+
+fn redirect(to: &str, cookies: Vec<String>) -> Response {
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response();
+    for c in cookies {
+        if let Ok(v) = c.parse() {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+/// A Set-Cookie value for the language.
+fn lang_cookie(lang: Lang) -> String {
+    format!(
+        "{LANG_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=31536000",
+        lang.code()
+    )
+}
+
+/// Renders an error for a page or the API.
+fn error_response(app: &App, ctx: &Ctx, e: WebError) -> Response {
+    let (status, key, detail) = match e {
+        WebError::Login if ctx.api => (StatusCode::UNAUTHORIZED, "login", String::new()),
+        WebError::Login => {
+            return redirect("/login", Vec::new());
+        }
+        WebError::ChangePassword => return redirect("/password", Vec::new()),
+        WebError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", String::new()),
+        WebError::NotFound => (StatusCode::NOT_FOUND, "not_found", String::new()),
+        WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+        WebError::Internal(e) => {
+            tracing::warn!(path = %ctx.path, error = format!("{e:#}"), "A page failed.");
+            (StatusCode::INTERNAL_SERVER_ERROR, "error", String::new())
+        }
+    };
+    let message = i18n::t(ctx.lang, key);
+    if ctx.api {
+        let body = serde_json::json!({"error": message, "detail": detail});
+        return (status, axum::Json(body)).into_response();
+    }
+    let html = app
+        .render(
+            "error.html",
+            pages::base_ctx(
+                ctx,
+                minijinja::context! { message => message, detail => detail },
+            ),
+        )
+        .unwrap_or_else(|_| message.clone());
+    Page {
+        status,
+        body: html,
+        cookies: Vec::new(),
+    }
+    .into_response()
+}
+
+/// Runs a page's blocking work off the async threads and turns its result into
+/// a response.
+async fn blocking(
+    app: Arc<App>,
+    ctx: Ctx,
+    f: impl FnOnce(&App, &Ctx) -> Result<Response, WebError> + Send + 'static,
+) -> Response {
+    let (a, c) = (app.clone(), ctx.clone());
+    let r = tokio::task::spawn_blocking(move || f(&a, &c))
+        .await
+        .unwrap_or_else(|e| Err(WebError::Internal(anyhow::anyhow!("page task: {e}"))));
+    match r {
+        Ok(mut resp) => {
+            if ctx.set_lang
+                && let Ok(v) = lang_cookie(ctx.lang).parse()
+            {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(e) => error_response(&app, &ctx, e),
+    }
+}

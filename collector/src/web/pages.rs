@@ -1,0 +1,1047 @@
+//! The handlers: one function per page, each asking [`can`] first.
+
+use super::i18n::{self, Lang};
+use super::{App, Ctx, Page, SESSION_COOKIE, WebError, audit, blocking, redirect};
+use crate::attendance::{DayVerdict, Person, Status};
+use crate::reports::corrections::{self, ReportDay, status_name};
+use crate::reports::summary::{self, By, SummaryRow};
+use crate::users::{Action, Role, Target, User, can};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::ToSpan;
+use jiff::civil::Date;
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::sync::Arc;
+
+type St = State<Arc<App>>;
+
+pub(super) fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/password", get(password_page).post(password))
+        .route("/summary", get(summary_page))
+        .route("/export/summary", get(summary_export))
+        .route("/me", get(me))
+        .route("/person/{id}", get(person_page))
+        .route("/person/{id}/pc", get(pc_page))
+        .route("/appeals", get(appeals_page).post(file_appeal))
+        .route("/appeals/{id}", post(decide_appeal))
+        .route("/system", get(system_page))
+        .route("/audit", get(audit_page))
+        .route("/api/v1/summary", get(api_summary))
+        .route("/api/v1/person/{id}/days", get(api_person_days))
+        .route("/static/style.css", get(style))
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        super::STYLE_CSS,
+    )
+        .into_response()
+}
+
+fn role_name(lang: Lang, r: Role) -> &'static str {
+    match (lang, r) {
+        (Lang::Zh, Role::Admin) => "管理员",
+        (Lang::Zh, Role::Officer) => "考勤专员",
+        (Lang::Zh, Role::DeptHead) => "部门负责人",
+        (Lang::Zh, Role::Staff) => "职工",
+        (Lang::En, Role::Admin) => "admin",
+        (Lang::En, Role::Officer) => "officer",
+        (Lang::En, Role::DeptHead) => "department head",
+        (Lang::En, Role::Staff) => "staff",
+    }
+}
+
+/// The context every page gets: words, the user and the menu.
+pub(super) fn base_ctx(ctx: &Ctx, extra: Value) -> Value {
+    let t = i18n::table(ctx.lang);
+    let mut nav: Vec<(String, &str)> = Vec::new();
+    if let Some(u) = ctx.user.as_ref().filter(|u| !u.must_change_password) {
+        if u.role != Role::Staff {
+            nav.push(("/summary".into(), t["summary"]));
+        }
+        if u.employee_id.is_some() {
+            nav.push(("/me".into(), t["my_attendance"]));
+            if let Some(id) = &u.employee_id {
+                nav.push((format!("/person/{id}/pc"), t["my_pc"]));
+            }
+        }
+        nav.push(("/appeals".into(), t["appeals"]));
+        if can(u, Action::Operate, Target::System) {
+            nav.push(("/system".into(), t["system"]));
+        }
+        if can(u, Action::Administer, Target::System) {
+            nav.push(("/audit".into(), t["audit"]));
+        }
+    }
+    let other = if ctx.lang == Lang::Zh { "en" } else { "zh" };
+    context! {
+        t => t,
+        lang => ctx.lang.code(),
+        lang_other => other,
+        path => ctx.path,
+        user => ctx.user.as_ref().map(|u| context! {
+            username => u.username,
+            role => role_name(ctx.lang, u.role),
+        }),
+        nav => nav,
+        ..extra
+    }
+}
+
+fn page(app: &App, ctx: &Ctx, name: &str, extra: Value) -> Result<Response, WebError> {
+    Ok(Page {
+        status: StatusCode::OK,
+        body: app.render(name, base_ctx(ctx, extra))?,
+        cookies: Vec::new(),
+    }
+    .into_response())
+}
+
+fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+fn today(app: &App) -> Date {
+    app.rules.settings.time_zone.to_datetime(now()).date()
+}
+
+fn status_label(lang: Lang, s: Status) -> String {
+    i18n::t(lang, &format!("status_{}", status_name(s)))
+}
+
+fn local_hm(app: &App, t: Option<jiff::Timestamp>) -> String {
+    t.map(|t| {
+        app.rules
+            .settings
+            .time_zone
+            .to_datetime(t)
+            .strftime("%H:%M")
+            .to_string()
+    })
+    .unwrap_or_else(|| "—".into())
+}
+
+/// The person with `id`, checked against `action` for `user`: 403 before 404, so
+/// a staff member learns nothing about ids that are not theirs.
+fn person_for(app: &App, user: &User, id: &str, action: Action) -> Result<Person, WebError> {
+    let person = app.store.staff()?.into_iter().find(|p| p.employee_id == id);
+    let department = person.as_ref().map_or("", |p| p.department.as_str());
+    if !can(
+        user,
+        action,
+        Target::Person {
+            employee_id: id,
+            department,
+        },
+    ) {
+        return Err(WebError::Forbidden);
+    }
+    person.ok_or(WebError::NotFound)
+}
+
+/// Audits a view of someone else's record.
+fn audit_view(app: &App, user: &User, employee_id: &str, what: &str) -> Result<(), WebError> {
+    if user.employee_id.as_deref() != Some(employee_id) {
+        audit::record(&app.store, &user.username, "record.view", employee_id, what)?;
+    }
+    Ok(())
+}
+
+/// One person's verdicts on `from..=to`, corrections applied. A stored verdict is
+/// used while it is final and its day is not dirty; otherwise it is recomputed.
+fn person_days(app: &App, p: &Person, from: Date, to: Date) -> Result<Vec<ReportDay>, WebError> {
+    let mut out = Vec::new();
+    let mut d = from;
+    let now = now();
+    while d <= to {
+        let stored = app.store.verdicts_on(d)?.remove(&p.employee_id);
+        let v: DayVerdict = match stored {
+            Some(s) if !s.provisional && !app.store.is_dirty(&p.accounts, d)? => {
+                serde_json::from_str(&s.verdict_json).map_err(anyhow::Error::from)?
+            }
+            _ => crate::verdicts::recompute(&app.store, &app.rules, p, d, now)?,
+        };
+        out.push(v);
+        d = d.saturating_add(1.day());
+    }
+    Ok(corrections::apply(out, &app.store.corrections(from, to)?))
+}
+
+fn parse_month(app: &App, month: Option<&str>) -> Result<(Date, Date), WebError> {
+    let first = match month {
+        Some(m) => format!("{m}-01")
+            .parse::<Date>()
+            .map_err(|_| WebError::BadRequest(format!("month {m:?}: use YYYY-MM")))?,
+        None => today(app).first_of_month(),
+    };
+    Ok((first, first.last_of_month()))
+}
+
+// ---------------------------------------------------------------- login
+
+async fn home(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, |_, ctx| {
+        let u = ctx.user()?;
+        Ok(if u.role == Role::Staff {
+            redirect("/me", Vec::new())
+        } else {
+            redirect("/summary", Vec::new())
+        })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+}
+
+async fn login_page(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, |app, ctx| {
+        page(app, ctx, "login.html", context! {})
+    })
+    .await
+}
+
+async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let Some(user) = app.store.check_login(f.username.trim(), &f.password)? else {
+            tracing::info!(username = %f.username, "Failed login.");
+            return Ok(Page {
+                status: StatusCode::UNAUTHORIZED,
+                body: app.render(
+                    "login.html",
+                    base_ctx(ctx, context! { error => true, username => f.username }),
+                )?,
+                cookies: Vec::new(),
+            }
+            .into_response());
+        };
+        let token = app.store.create_session(user.id, now().as_millisecond())?;
+        let cookie = format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+            crate::users::SESSION_TTL_MS / 1000
+        );
+        let to = if user.must_change_password {
+            "/password"
+        } else {
+            "/"
+        };
+        Ok(redirect(to, vec![cookie]))
+    })
+    .await
+}
+
+async fn logout(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, |app, ctx| {
+        if let Some(s) = &ctx.session {
+            app.store.end_session(s)?;
+        }
+        Ok(redirect(
+            "/login",
+            vec![format!(
+                "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            )],
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct PasswordForm {
+    current: String,
+    new: String,
+    confirm: String,
+}
+
+async fn password_page(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, |app, ctx| {
+        let u = ctx.user.as_ref().ok_or(WebError::Login)?;
+        page(
+            app,
+            ctx,
+            "password.html",
+            context! { forced => u.must_change_password },
+        )
+    })
+    .await
+}
+
+async fn password(State(app): St, ctx: Ctx, Form(f): Form<PasswordForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user.as_ref().ok_or(WebError::Login)?;
+        let fail = |key: &str, detail: String| -> Result<Response, WebError> {
+            Ok(Page {
+                status: StatusCode::BAD_REQUEST,
+                body: app.render(
+                    "password.html",
+                    base_ctx(
+                        ctx,
+                        context! { forced => u.must_change_password, error => i18n::t(ctx.lang, key), detail => detail },
+                    ),
+                )?,
+                cookies: Vec::new(),
+            }
+            .into_response())
+        };
+        if app.store.check_login(&u.username, &f.current)?.is_none() {
+            return fail("bad_login", String::new());
+        }
+        if f.new != f.confirm {
+            return fail("mismatch", String::new());
+        }
+        if f.new == f.current {
+            return fail("bad_request", "the new password must differ".into());
+        }
+        if let Err(e) = app.store.set_password(u.id, &f.new) {
+            return fail("bad_request", e.to_string());
+        }
+        app.store.end_sessions_of(u.id, ctx.session.as_deref())?;
+        audit::record(&app.store, &u.username, "user.password", &u.username, "")?;
+        Ok(redirect("/", Vec::new()))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- summary
+
+#[derive(Debug, Deserialize, Default, Clone)]
+struct SummaryQuery {
+    from: Option<Date>,
+    to: Option<Date>,
+    department: Option<String>,
+    by: Option<String>,
+    sort: Option<String>,
+    format: Option<String>,
+}
+
+struct SummaryData {
+    from: Date,
+    to: Date,
+    by: By,
+    department: Option<String>,
+    rows: Vec<SummaryRow>,
+    days: Vec<ReportDay>,
+    departments: Vec<String>,
+}
+
+/// The summary a user may see: checks the department (or all) against `action`.
+fn summary_data(
+    app: &App,
+    user: &User,
+    q: &SummaryQuery,
+    action: Action,
+) -> Result<SummaryData, WebError> {
+    let department = q.department.clone().filter(|d| !d.is_empty());
+    let allowed = match &department {
+        Some(d) => can(user, action, Target::Department(d)),
+        // Without a department: all of them for those who may, else their scope.
+        None => {
+            user.role != Role::Staff
+                && (can(user, action, Target::All) || !user.departments.is_empty())
+        }
+    };
+    if !allowed {
+        return Err(WebError::Forbidden);
+    }
+    let t = today(app);
+    let from = q.from.unwrap_or_else(|| t.first_of_month());
+    let to = q.to.unwrap_or(t);
+    if from > to || from.until(to).map_err(anyhow::Error::from)?.get_days() > 366 {
+        return Err(WebError::BadRequest(
+            "from must not be after to, and the period at most 366 days".into(),
+        ));
+    }
+    let by = match q.by.as_deref() {
+        Some("department") => By::Department,
+        _ => By::Staff,
+    };
+    let staff = app.store.staff()?;
+    let mut departments: Vec<String> = staff
+        .iter()
+        .map(|p| p.department.clone())
+        .filter(|d| can(user, action, Target::Department(d)))
+        .collect();
+    departments.sort();
+    departments.dedup();
+    let mut days = summary::load_days(&app.store, &app.rules, from, to, now())?;
+    days.retain(|d| {
+        let v = &d.verdict;
+        department.as_ref().is_none_or(|x| &v.department == x)
+            && can(
+                user,
+                action,
+                Target::Person {
+                    employee_id: &v.employee_id,
+                    department: &v.department,
+                },
+            )
+    });
+    let mut rows = summary::summarize(&days, by);
+    if let Some(s) = &q.sort {
+        summary::sort_rows(&mut rows, s);
+    }
+    Ok(SummaryData {
+        from,
+        to,
+        by,
+        department,
+        rows,
+        days,
+        departments,
+    })
+}
+
+fn query_string(q: &SummaryQuery, d: &SummaryData) -> String {
+    let mut s = format!("from={}&to={}", d.from, d.to);
+    if let Some(dep) = &d.department {
+        s.push_str(&format!("&department={}", urlencode(dep)));
+    }
+    if d.by == By::Department {
+        s.push_str("&by=department");
+    }
+    if let Some(sort) = &q.sort {
+        s.push_str(&format!("&sort={}", urlencode(sort)));
+    }
+    s
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn summary_page(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let d = summary_data(app, u, &q, Action::View)?;
+        audit::record(
+            &app.store,
+            &u.username,
+            "summary.view",
+            d.department.as_deref().unwrap_or("*"),
+            &format!("{}..{}", d.from, d.to),
+        )?;
+        let lang = ctx.lang;
+        let rows: Vec<Value> = d
+            .rows
+            .iter()
+            .map(|r| {
+                let cats: Vec<Value> = summary::CATEGORIES
+                    .iter()
+                    .map(|c| Value::from(r.nonwork_seconds.get(*c).copied().unwrap_or(0) / 60))
+                    .collect();
+                context! {
+                    key => r.key, name => r.name, department => r.department,
+                    people => r.people, workdays => r.workdays, present_days => r.present_days,
+                    late_count => r.late_count, late_minutes => r.late_minutes,
+                    early_count => r.early_count, early_minutes => r.early_minutes,
+                    absent_days => r.absent_days, leave_days => r.leave_days,
+                    field_days => r.field_days, unknown_days => r.unknown_days,
+                    corrected_days => r.corrected_days,
+                    nonwork_minutes => r.nonwork_minutes(), categories => cats,
+                    coverage => r.coverage_percent().map(|p| format!("{p}%")).unwrap_or_else(|| "—".into()),
+                    link => (d.by == By::Staff).then(|| format!("/person/{}?month={}", r.key, &d.from.to_string()[..7])),
+                }
+            })
+            .collect();
+        let cat_names: Vec<String> = summary::CATEGORIES
+            .iter()
+            .map(|c| i18n::category(lang, c))
+            .collect();
+        let weeks = summary::weekly(&d.days);
+        let chart = super::svg::trend(
+            &weeks,
+            &i18n::t(lang, "late_minutes"),
+            &i18n::t(lang, "nonwork_minutes"),
+        );
+        let qs = query_string(&q, &d);
+        let base_qs = {
+            let mut s = format!("from={}&to={}", d.from, d.to);
+            if let Some(dep) = &d.department {
+                s.push_str(&format!("&department={}", urlencode(dep)));
+            }
+            if d.by == By::Department {
+                s.push_str("&by=department");
+            }
+            s
+        };
+        page(
+            app,
+            ctx,
+            "summary.html",
+            context! {
+                from => d.from.to_string(), to => d.to.to_string(),
+                department => d.department, departments => d.departments,
+                by_department => d.by == By::Department,
+                rows => rows, categories => cat_names,
+                chart => Value::from_safe_string(chart),
+                qs => qs, base_qs => base_qs, sort => q.sort,
+            },
+        )
+    })
+    .await
+}
+
+async fn summary_export(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let d = summary_data(app, u, &q, Action::Export)?;
+        let (format, mime, ext) = match q.format.as_deref() {
+            Some("xlsx") => (
+                summary::Format::Xlsx,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                "xlsx",
+            ),
+            Some("json") => (summary::Format::Json, "application/json", "json"),
+            _ => (summary::Format::Csv, "text/csv; charset=utf-8", "csv"),
+        };
+        let mut body = Vec::new();
+        summary::render(&d.rows, format, &mut body)?;
+        audit::record(
+            &app.store,
+            &u.username,
+            "report.export",
+            d.department.as_deref().unwrap_or("*"),
+            &format!("summary {}..{} {ext}", d.from, d.to),
+        )?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, mime.to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"kaoqin-summary-{}-{}.{ext}\"",
+                        d.from, d.to
+                    ),
+                ),
+            ],
+            body,
+        )
+            .into_response())
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- a person's month
+
+#[derive(Debug, Deserialize, Default)]
+struct MonthQuery {
+    month: Option<String>,
+    day: Option<Date>,
+    filed: Option<String>,
+}
+
+async fn me(State(app): St, ctx: Ctx, Query(q): Query<MonthQuery>) -> Response {
+    blocking(app, ctx, move |_, ctx| {
+        let u = ctx.user()?;
+        let id = u.employee_id.as_ref().ok_or(WebError::NotFound)?;
+        let mut to = format!("/person/{}", urlencode(id));
+        if let Some(m) = &q.month {
+            to.push_str(&format!("?month={}", urlencode(m)));
+        }
+        Ok(redirect(&to, Vec::new()))
+    })
+    .await
+}
+
+fn day_cell(app: &App, lang: Lang, d: &ReportDay, base: &str) -> Value {
+    let v = &d.verdict;
+    let nonwork: u64 = v.nonwork_seconds.values().sum::<u64>() / 60;
+    context! {
+        date => v.date.to_string(),
+        day => v.date.day(),
+        status => status_name(v.status),
+        label => status_label(lang, v.status),
+        late => v.late_minutes,
+        early => v.early_minutes,
+        nonwork => nonwork,
+        arrival => local_hm(app, v.arrival),
+        departure => local_hm(app, v.departure),
+        corrected => d.correction.is_some(),
+        provisional => v.provisional,
+        link => format!("{base}&day={}", v.date),
+    }
+}
+
+async fn person_page(
+    State(app): St,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(q): Query<MonthQuery>,
+) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let p = person_for(app, u, &id, Action::View)?;
+        let (first, last) = parse_month(app, q.month.as_deref())?;
+        let month = first.strftime("%Y-%m").to_string();
+        audit_view(app, u, &p.employee_id, &format!("month {month}"))?;
+        let days = person_days(app, &p, first, last)?;
+        let lang = ctx.lang;
+        let base = format!("/person/{}?month={month}", urlencode(&p.employee_id));
+        // Monday-first weeks; empty cells before the first day.
+        let lead = first.weekday().to_monday_zero_offset() as usize;
+        let mut cells: Vec<Value> = vec![Value::from(()); lead];
+        cells.extend(days.iter().map(|d| day_cell(app, lang, d, &base)));
+        while !cells.len().is_multiple_of(7) {
+            cells.push(Value::from(()));
+        }
+        let weeks: Vec<Vec<Value>> = cells.chunks(7).map(<[Value]>::to_vec).collect();
+        let selected = q
+            .day
+            .and_then(|d| days.iter().find(|x| x.verdict.date == d))
+            .map(|d| {
+                let v = &d.verdict;
+                let tz = &app.rules.settings.time_zone;
+                let evidence: Vec<Value> = v
+                    .evidence
+                    .iter()
+                    .map(|e| {
+                        context! {
+                            time => tz.to_datetime(e.at).strftime("%H:%M").to_string(),
+                            pc => e.pc, what => e.what,
+                        }
+                    })
+                    .collect();
+                let nonwork: Vec<Value> = v
+                    .nonwork_seconds
+                    .iter()
+                    .map(|(c, s)| context! { name => i18n::category(lang, c), minutes => s / 60 })
+                    .collect();
+                context! {
+                    cell => day_cell(app, lang, d, &base),
+                    evidence => evidence,
+                    nonwork => nonwork,
+                    policy_note => v.policy_note,
+                    correction => d.correction.as_ref().map(|c| context! {
+                        who => c.who, why => c.why,
+                        original => c.original.map(|s| status_label(lang, s)),
+                    }),
+                }
+            });
+        let can_appeal = can(
+            u,
+            Action::Appeal,
+            Target::Person {
+                employee_id: &p.employee_id,
+                department: &p.department,
+            },
+        );
+        let appeals: Vec<Value> = app
+            .store
+            .appeals(Some(&p.employee_id), false)?
+            .iter()
+            .map(|a| appeal_value(lang, a))
+            .collect();
+        let appealable: Vec<(&str, String)> = corrections::APPEALABLE
+            .iter()
+            .map(|s| (status_name(*s), status_label(lang, *s)))
+            .collect();
+        let totals = summary::summarize(&days, By::Staff);
+        let prev = first.saturating_sub(1.day()).strftime("%Y-%m").to_string();
+        let next = last.saturating_add(1.day()).strftime("%Y-%m").to_string();
+        page(
+            app,
+            ctx,
+            "person.html",
+            context! {
+                person => context! { id => p.employee_id, name => p.name, department => p.department },
+                month => month, prev => prev, next => next,
+                weeks => weeks, selected => selected,
+                can_appeal => can_appeal, appealable => appealable,
+                appeals => appeals, filed => q.filed.is_some(),
+                total => totals.first().map(|r| context! {
+                    present_days => r.present_days, late_count => r.late_count,
+                    late_minutes => r.late_minutes, early_count => r.early_count,
+                    early_minutes => r.early_minutes, absent_days => r.absent_days,
+                    unknown_days => r.unknown_days, nonwork_minutes => r.nonwork_minutes(),
+                }),
+            },
+        )
+    })
+    .await
+}
+
+async fn pc_page(
+    State(app): St,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(q): Query<MonthQuery>,
+) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let p = person_for(app, u, &id, Action::View)?;
+        let (first, last) = parse_month(app, q.month.as_deref())?;
+        let month = first.strftime("%Y-%m").to_string();
+        audit_view(app, u, &p.employee_id, &format!("pc {month}"))?;
+        let lang = ctx.lang;
+        let days = person_days(app, &p, first, last.min(today(app)).max(first))?;
+        let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+        let rows: Vec<Value> = days
+            .iter()
+            .filter(|d| !matches!(d.verdict.status, Status::Rest | Status::Holiday) || !d.verdict.nonwork_seconds.is_empty())
+            .map(|d| {
+                let v = &d.verdict;
+                for (c, s) in &v.nonwork_seconds {
+                    *totals.entry(c.clone()).or_default() += s;
+                }
+                let words: Vec<String> = v
+                    .nonwork_seconds
+                    .iter()
+                    .map(|(c, s)| {
+                        if lang == Lang::Zh {
+                            format!("{} {} 分钟", i18n::category(lang, c), s / 60)
+                        } else {
+                            format!("{} {} min", i18n::category(lang, c), s / 60)
+                        }
+                    })
+                    .collect();
+                context! {
+                    date => v.date.to_string(),
+                    arrival => local_hm(app, v.arrival),
+                    departure => local_hm(app, v.departure),
+                    words => if words.is_empty() { i18n::t(lang, "pc_day_none") } else { words.join("，") },
+                }
+            })
+            .collect();
+        let totals: Vec<Value> = totals
+            .iter()
+            .map(|(c, s)| context! { name => i18n::category(lang, c), minutes => s / 60 })
+            .collect();
+        page(
+            app,
+            ctx,
+            "pc.html",
+            context! {
+                person => context! { id => p.employee_id, name => p.name },
+                month => month, rows => rows, totals => totals,
+            },
+        )
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- appeals
+
+fn appeal_value(lang: Lang, a: &corrections::Appeal) -> Value {
+    context! {
+        id => a.id, employee_id => a.employee_id, date => a.date.to_string(),
+        requested => status_label(lang, a.requested_status),
+        reason => a.reason, state => a.state,
+        state_label => i18n::t(lang, &format!("state_{}", a.state)),
+        decided_by => a.decided_by, comment => a.comment,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AppealForm {
+    employee_id: String,
+    date: Date,
+    requested_status: String,
+    reason: String,
+}
+
+async fn file_appeal(State(app): St, ctx: Ctx, Form(f): Form<AppealForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let p = person_for(app, u, &f.employee_id, Action::Appeal)?;
+        let status = corrections::parse_status(&f.requested_status)
+            .ok_or_else(|| WebError::BadRequest("requested_status".into()))?;
+        let id = app.store.add_appeal(
+            &p.employee_id,
+            f.date,
+            status,
+            &f.reason,
+            &u.username,
+            now().as_millisecond(),
+        )?;
+        audit::record(
+            &app.store,
+            &u.username,
+            "appeal.file",
+            &p.employee_id,
+            &format!("appeal {id} for {} asks {}", f.date, f.requested_status),
+        )?;
+        Ok(redirect(
+            &format!(
+                "/person/{}?month={}&day={}&filed=1",
+                urlencode(&p.employee_id),
+                &f.date.to_string()[..7],
+                f.date
+            ),
+            Vec::new(),
+        ))
+    })
+    .await
+}
+
+async fn appeals_page(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let lang = ctx.lang;
+        let staff = app.store.staff()?;
+        let dept_of = |id: &str| {
+            staff
+                .iter()
+                .find(|p| p.employee_id == id)
+                .map(|p| (p.name.clone(), p.department.clone()))
+                .unwrap_or_default()
+        };
+        let decider = matches!(u.role, Role::Officer | Role::Admin);
+        let visible = |a: &corrections::Appeal| {
+            let (_, dept) = dept_of(&a.employee_id);
+            let t = Target::Person {
+                employee_id: &a.employee_id,
+                department: &dept,
+            };
+            if decider {
+                can(u, Action::Decide, t)
+            } else {
+                can(u, Action::View, t)
+            }
+        };
+        let all = app.store.appeals(None, false)?;
+        let with_names = |a: &corrections::Appeal| {
+            let (name, dept) = dept_of(&a.employee_id);
+            context! { name => name, department => dept, ..appeal_value(lang, a) }
+        };
+        let open: Vec<Value> = all
+            .iter()
+            .filter(|a| a.state == "open" && visible(a))
+            .map(with_names)
+            .collect();
+        let decided: Vec<Value> = all
+            .iter()
+            .filter(|a| a.state != "open" && visible(a))
+            .take(100)
+            .map(with_names)
+            .collect();
+        page(
+            app,
+            ctx,
+            "appeals.html",
+            context! { open => open, decided => decided, decider => decider },
+        )
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct DecideForm {
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn decide_appeal(
+    State(app): St,
+    ctx: Ctx,
+    Path(id): Path<i64>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let a = app.store.appeal(id)?.ok_or(WebError::NotFound)?;
+        let dept = app
+            .store
+            .staff()?
+            .into_iter()
+            .find(|p| p.employee_id == a.employee_id)
+            .map(|p| p.department)
+            .unwrap_or_default();
+        if !can(
+            u,
+            Action::Decide,
+            Target::Person {
+                employee_id: &a.employee_id,
+                department: &dept,
+            },
+        ) {
+            return Err(WebError::Forbidden);
+        }
+        let approve = match f.decision.as_str() {
+            "approve" => true,
+            "reject" => false,
+            _ => return Err(WebError::BadRequest("decision: approve or reject".into())),
+        };
+        let a = app.store.decide_appeal(
+            id,
+            approve,
+            &f.comment,
+            &u.username,
+            now().as_millisecond(),
+        )?;
+        audit::record(
+            &app.store,
+            &u.username,
+            if approve {
+                "appeal.approve"
+            } else {
+                "appeal.reject"
+            },
+            &a.employee_id,
+            &format!("appeal {id} for {}: {}", a.date, f.comment.trim()),
+        )?;
+        if approve {
+            audit::record(
+                &app.store,
+                &u.username,
+                "verdict.correct",
+                &a.employee_id,
+                &format!("{} -> {}", a.date, status_name(a.requested_status)),
+            )?;
+        }
+        Ok(redirect("/appeals", Vec::new()))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- operations
+
+async fn system_page(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        if !can(u, Action::Operate, Target::System) {
+            return Err(WebError::Forbidden);
+        }
+        let tz = &app.rules.settings.time_zone;
+        let when = |ms: Option<i64>| {
+            ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map(|t| tz.to_datetime(t).strftime("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| i18n::t(ctx.lang, "never"))
+        };
+        let unmapped: Vec<Value> = app
+            .store
+            .unmapped_accounts()?
+            .iter()
+            .map(|x| {
+                context! {
+                    account => x.account,
+                    pcs => x.pcs.iter().map(|(id, host)| format!("{host} ({id})")).collect::<Vec<_>>().join(", "),
+                    last_seen => when(Some(x.last_seen_ms)),
+                }
+            })
+            .collect();
+        let silent: Vec<Value> = silent_agents(app, now().as_millisecond())?
+            .into_iter()
+            .map(|(id, host, last)| context! { id => id, hostname => host, last_seen => when(last) })
+            .collect();
+        page(
+            app,
+            ctx,
+            "system.html",
+            context! { unmapped => unmapped, silent => silent },
+        )
+    })
+    .await
+}
+
+/// Enrolled, unrevoked agents not heard from for [`super::SILENT_AFTER_MS`].
+fn silent_agents(app: &App, now_ms: i64) -> Result<Vec<(String, String, Option<i64>)>, WebError> {
+    let conn = app.store.reader();
+    let err = crate::store::sqlite::sql_err(app.store.path());
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, hostname, last_seen_ms FROM agents
+             WHERE revoked_ms IS NULL AND (last_seen_ms IS NULL OR last_seen_ms < ?1)
+             ORDER BY last_seen_ms",
+        )
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map([now_ms - super::SILENT_AFTER_MS], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(&err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(&err)?;
+    Ok(rows)
+}
+
+async fn audit_page(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        if !can(u, Action::Administer, Target::System) {
+            return Err(WebError::Forbidden);
+        }
+        let entries = audit::recent(&app.store, 500)?;
+        let tz = &app.rules.settings.time_zone;
+        let rows: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                context! {
+                    at => jiff::Timestamp::from_millisecond(e.at_ms).map(|t| tz.to_datetime(t).strftime("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                    actor => e.actor, action => e.action, subject => e.subject, detail => e.detail,
+                }
+            })
+            .collect();
+        page(app, ctx, "audit.html", context! { rows => rows })
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- JSON API
+
+async fn api_summary(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let d = summary_data(app, u, &q, Action::Export)?;
+        audit::record(
+            &app.store,
+            &u.username,
+            "report.export",
+            d.department.as_deref().unwrap_or("*"),
+            &format!("api summary {}..{}", d.from, d.to),
+        )?;
+        Ok(axum::Json(&d.rows).into_response())
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct RangeQuery {
+    from: Date,
+    to: Date,
+}
+
+async fn api_person_days(
+    State(app): St,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        let p = person_for(app, u, &id, Action::View)?;
+        if q.from > q.to || q.from.until(q.to).map_err(anyhow::Error::from)?.get_days() > 366 {
+            return Err(WebError::BadRequest("from..to: at most 366 days".into()));
+        }
+        audit_view(
+            app,
+            u,
+            &p.employee_id,
+            &format!("api days {}..{}", q.from, q.to),
+        )?;
+        let days = person_days(app, &p, q.from, q.to)?;
+        Ok(axum::Json(&days).into_response())
+    })
+    .await
+}

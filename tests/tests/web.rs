@@ -1,0 +1,1068 @@
+//! The web pages end to end: a real collector with `serve --http`, a replayed day,
+//! accounts for every role, and plain HTTP requests (a tiny HTTP/1.1 client below)
+//! checking what each role sees, what it is refused, appeals and corrections, the
+//! audit trail, API tokens and the report exports.
+
+use kaoqin_tests::{agent, bin, fixture, run_ok};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(120);
+/// November 2026 holds the replayed day (Tuesday 2026-11-24).
+const MONTH: &str = "2026-11";
+
+// ------------------------------------------------------------------ helpers
+
+/// A collector serving gRPC (plaintext) and the web pages, killed when dropped.
+struct WebCollector {
+    child: Child,
+    data_dir: PathBuf,
+    grpc: SocketAddr,
+    http: SocketAddr,
+}
+
+impl WebCollector {
+    /// `serve --plaintext --grpc 127.0.0.1:0 --http 127.0.0.1:0`, waiting (bounded)
+    /// for both `listening` lines.
+    fn start(data_dir: &Path) -> WebCollector {
+        let mut child = Command::new(bin("kaoqin-collector"))
+            .args([
+                "serve",
+                "--plaintext",
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("KAOQIN_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("kaoqin-collector listening ") {
+                    let _ = tx.send(rest.to_owned());
+                }
+            }
+        });
+        let (mut grpc, mut http) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while grpc.is_none() || http.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("collector did not start within 30 s");
+            let first = line.split_whitespace().next().unwrap_or_default();
+            if let Some(a) = first.strip_prefix("grpc=") {
+                grpc = Some(a.parse().unwrap());
+            } else if let Some(a) = first.strip_prefix("http=") {
+                http = Some(a.parse().unwrap());
+            }
+        }
+        WebCollector {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            grpc: grpc.unwrap(),
+            http: http.unwrap(),
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("KAOQIN_LOG", "warn");
+        run_ok(cmd, LIMIT).unwrap()
+    }
+}
+
+impl Drop for WebCollector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP response.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection) that keeps cookies.
+struct Browser {
+    addr: SocketAddr,
+    cookies: BTreeMap<String, String>,
+    bearer: Option<String>,
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Browser {
+    fn new(addr: SocketAddr) -> Browser {
+        Browser {
+            addr,
+            cookies: BTreeMap::new(),
+            bearer: None,
+        }
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: Option<String>) -> Resp {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req.push_str(&format!("Cookie: {}\r\n", c.join("; ")));
+        }
+        if let Some(t) = &self.bearer {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        let body = body.unwrap_or_default();
+        if method == "POST" {
+            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        s.write_all(req.as_bytes()).unwrap();
+        let raw = read_response(&mut s);
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a header block");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut body = raw[split + 4..].to_vec();
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .expect("a status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        if headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+        {
+            body = dechunk(&body);
+        }
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let pair = v.split(';').next().unwrap_or_default();
+                if let Some((name, value)) = pair.split_once('=') {
+                    if value.is_empty() {
+                        self.cookies.remove(name);
+                    } else {
+                        self.cookies.insert(name.to_owned(), value.to_owned());
+                    }
+                }
+            }
+        }
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        self.request("GET", path, None)
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
+        self.request("POST", path, Some(form_encode(form)))
+    }
+
+    /// Logs in through the form; returns the redirect target.
+    fn login(&mut self, user: &str, password: &str) -> String {
+        let r = self.post("/login", &[("username", user), ("password", password)]);
+        assert_eq!(r.status, 303, "login {user}: {}", r.text());
+        r.header("location").unwrap_or_default().to_owned()
+    }
+
+    /// Logs in with a one-time password and chooses `new` as forced.
+    fn first_login(&mut self, user: &str, one_time: &str, new: &str) {
+        assert_eq!(self.login(user, one_time), "/password");
+        // Nothing else opens before the password is changed.
+        let r = self.get(&format!("/summary?from={MONTH}-01&to={MONTH}-30"));
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location"), Some("/password"));
+        let r = self.post(
+            "/password",
+            &[("current", one_time), ("new", new), ("confirm", new)],
+        );
+        assert_eq!(r.status, 303, "{}", r.text());
+    }
+}
+
+/// Reads one response: to the end of its Content-Length, or to the end of the
+/// connection (chromedriver may keep it open).
+fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|len| raw.len() >= split + 4 + len) {
+                break;
+            }
+        }
+    }
+    raw
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..eol])
+                .split(';')
+                .next()
+                .unwrap_or("0")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}
+
+/// Enrols an agent and replays `script` on it (as the attendance tests do).
+fn replay_on_pc(c: &WebCollector, state: &Path, machine: &str, script: &str) {
+    let token = c.cli(&["token", "create"]).trim().to_owned();
+    let url = format!("http://{}", c.grpc);
+    let mut enroll = agent(state, &["enroll", "--collector", &url, "--token", &token]);
+    enroll.env("KAOQIN_MACHINE_ID", machine);
+    run_ok(enroll, LIMIT).unwrap();
+    let replay = format!("replay:{}", fixture(script).display());
+    let mut run = agent(state, &["run", "--probe", &replay, "--once"]);
+    run.env("KAOQIN_MACHINE_ID", machine);
+    run_ok(run, LIMIT).unwrap();
+}
+
+/// The one-time passwords printed by `user create-for-staff`, by username.
+fn staff_passwords(csv: &str) -> BTreeMap<String, String> {
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("username,employee_id,password"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
+
+/// A collector with the fixture staff, the replayed day of E001 (张三) and an
+/// account of every role, each past its first login.
+struct World {
+    _dir: tempfile::TempDir,
+    c: WebCollector,
+    officer: Browser,
+    head: Browser,
+    staff1: Browser,
+    staff3: Browser,
+    admin: Browser,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let c = WebCollector::start(&data);
+    let staff_csv = fixture("staff.csv");
+    c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
+    replay_on_pc(&c, &dir.path().join("pc1"), "pc-1-machine", "day.jsonl");
+
+    let officer_pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
+    let head_pw = c.cli(&[
+        "user",
+        "add",
+        "--username",
+        "head",
+        "--role",
+        "dept-head",
+        "--department",
+        "办公室",
+        "--employee",
+        "E002",
+    ]);
+    let admin_pw = c.cli(&["user", "add", "--username", "root", "--role", "admin"]);
+    let staff = staff_passwords(&c.cli(&["user", "create-for-staff"]));
+    // E002 already has an account (the department head's).
+    assert_eq!(
+        staff.keys().collect::<Vec<_>>(),
+        ["E001", "E003"],
+        "{staff:?}"
+    );
+    // Run again: nobody gets a second account.
+    assert_eq!(
+        staff_passwords(&c.cli(&["user", "create-for-staff"])).len(),
+        0
+    );
+
+    let mut officer = Browser::new(c.http);
+    officer.first_login("officer", officer_pw.trim(), "officer-pass-1");
+    let mut head = Browser::new(c.http);
+    head.first_login("head", head_pw.trim(), "head-pass-1");
+    let mut admin = Browser::new(c.http);
+    admin.first_login("root", admin_pw.trim(), "root-pass-1");
+    let mut staff1 = Browser::new(c.http);
+    staff1.first_login("E001", &staff["E001"], "zhangsan-pass");
+    let mut staff3 = Browser::new(c.http);
+    staff3.first_login("E003", &staff["E003"], "wangwu-pass1");
+    World {
+        _dir: dir,
+        c,
+        officer,
+        head,
+        staff1,
+        staff3,
+        admin,
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+#[test]
+fn roles_see_what_they_may_and_appeals_correct_verdicts() {
+    let mut w = world();
+
+    // --- officer: the summary, sortable, with the replayed day's numbers.
+    let period = "from=2026-11-23&to=2026-11-27";
+    let r = w.officer.get(&format!("/summary?{period}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(
+        page.contains("张三") && page.contains("李四") && page.contains("王五"),
+        "{page}"
+    );
+    // E001: 11 minutes late once, 10 minutes early once.
+    assert!(page.contains("1 次 / 11 分钟"), "{page}");
+    assert!(page.contains("1 次 / 10 分钟"), "{page}");
+    assert!(page.contains("<svg"), "the trend chart is inline SVG");
+    assert!(
+        !page.contains("http://") || !page.contains("<script"),
+        "no external resources"
+    );
+    let sorted = w
+        .officer
+        .get(&format!("/summary?{period}&sort=-late_minutes"))
+        .text();
+    let pos = |s: &str, n: &str| s.find(n).unwrap_or(usize::MAX);
+    assert!(
+        pos(&sorted, "张三") < pos(&sorted, "李四"),
+        "sorted by lateness"
+    );
+    let by_dept = w
+        .officer
+        .get(&format!("/summary?{period}&by=department"))
+        .text();
+    assert!(by_dept.contains("办公室") && by_dept.contains("信息中心"));
+    // English on request, remembered by cookie.
+    let en = w.officer.get(&format!("/summary?{period}&lang=en")).text();
+    assert!(en.contains("Summary") && en.contains("Late"), "{en}");
+    assert!(
+        w.officer
+            .get(&format!("/summary?{period}"))
+            .text()
+            .contains("Summary")
+    );
+    w.officer.get("/summary?lang=zh");
+
+    // One person's month with the day's evidence timeline.
+    let r = w
+        .officer
+        .get(&format!("/person/E001?month={MONTH}&day=2026-11-24"));
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(page.contains("08:41"), "arrival in local time: {page}");
+    assert!(page.contains("17:20"), "departure: {page}");
+    assert!(
+        page.contains("聊天软件 25"),
+        "chat minutes in plain words: {page}"
+    );
+    assert!(page.contains("class=\"timeline\""));
+    // Exports.
+    let x = w
+        .officer
+        .get(&format!("/export/summary?{period}&format=xlsx"));
+    assert_eq!(x.status, 200);
+    assert!(x.body.starts_with(b"PK"), "an xlsx (zip) file");
+    let csv = w
+        .officer
+        .get(&format!("/export/summary?{period}&format=csv"))
+        .text();
+    assert!(csv.starts_with("key,name,department"), "{csv}");
+    assert_eq!(w.officer.get("/system").status, 200);
+    assert_eq!(
+        w.officer.get("/audit").status,
+        403,
+        "only admins read the audit log"
+    );
+
+    // --- staff: own month and PC report; everyone else's is 403 whatever the URL.
+    let r = w
+        .staff1
+        .get(&format!("/person/E001?month={MONTH}&day=2026-11-24"));
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("08:41"));
+    assert_eq!(w.staff1.get("/me").header("location"), Some("/person/E001"));
+    let pc = w.staff1.get(&format!("/person/E001/pc?month={MONTH}"));
+    assert_eq!(pc.status, 200);
+    assert!(pc.text().contains("聊天软件 25 分钟"), "{}", pc.text());
+    for path in [
+        format!("/person/E002?month={MONTH}"),
+        format!("/person/E003?month={MONTH}&day=2026-11-24"),
+        "/person/e001".to_string(),
+        "/person/NOBODY".to_string(),
+        format!("/person/E002/pc?month={MONTH}"),
+        format!("/summary?{period}"),
+        format!("/summary?{period}&department=办公室"),
+        format!("/export/summary?{period}&format=csv"),
+        "/api/v1/person/E002/days?from=2026-11-24&to=2026-11-24".to_string(),
+        format!("/api/v1/summary?{period}"),
+        "/system".to_string(),
+        "/audit".to_string(),
+    ] {
+        let r = w
+            .staff1
+            .get(&path.replace("办公室", "%E5%8A%9E%E5%85%AC%E5%AE%A4"));
+        assert_eq!(r.status, 403, "staff E001 asked for {path}: {}", r.text());
+    }
+    // Appealing someone else's day is refused too.
+    let r = w.staff1.post(
+        "/appeals",
+        &[
+            ("employee_id", "E002"),
+            ("date", "2026-11-24"),
+            ("requested_status", "present"),
+            ("reason", "x"),
+        ],
+    );
+    assert_eq!(r.status, 403);
+
+    // --- department head: own department only, and no decisions.
+    assert_eq!(
+        w.head
+            .get(&format!(
+                "/summary?{period}&department=%E5%8A%9E%E5%85%AC%E5%AE%A4"
+            ))
+            .status,
+        200
+    );
+    let r = w.head.get(&format!("/summary?{period}"));
+    assert_eq!(r.status, 200, "their scope: {}", r.text());
+    assert!(!r.text().contains("王五"), "another department leaked");
+    assert_eq!(
+        w.head.get(&format!("/person/E001?month={MONTH}")).status,
+        200
+    );
+    assert_eq!(
+        w.head.get(&format!("/person/E003?month={MONTH}")).status,
+        403
+    );
+    assert_eq!(
+        w.head
+            .get(&format!(
+                "/summary?{period}&department=%E4%BF%A1%E6%81%AF%E4%B8%AD%E5%BF%83"
+            ))
+            .status,
+        403
+    );
+
+    // --- appeals: E001 appeals the 24th (late) and the 23rd; one approved, one rejected.
+    for (date, reason) in [("2026-11-24", "在会议室开会"), ("2026-11-23", "忘记开机")] {
+        let r = w.staff1.post(
+            "/appeals",
+            &[
+                ("employee_id", "E001"),
+                ("date", date),
+                ("requested_status", "field"),
+                ("reason", reason),
+            ],
+        );
+        assert_eq!(r.status, 303, "{}", r.text());
+    }
+    let open = w.officer.get("/appeals").text();
+    assert!(
+        open.contains("在会议室开会") && open.contains("忘记开机"),
+        "{open}"
+    );
+    assert_eq!(
+        w.head.post("/appeals/1", &[("decision", "approve")]).status,
+        403
+    );
+    assert_eq!(
+        w.staff1
+            .post("/appeals/1", &[("decision", "approve")])
+            .status,
+        403
+    );
+    let r = w.officer.post(
+        "/appeals/1",
+        &[("decision", "approve"), ("comment", "核实属实")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = w.officer.post(
+        "/appeals/2",
+        &[("decision", "reject"), ("comment", "无记录")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        w.officer
+            .post("/appeals/2", &[("decision", "approve")])
+            .status,
+        400,
+        "decided once"
+    );
+    // The staff member sees both outcomes; the 24th is now field work, corrected.
+    let mine = w
+        .staff1
+        .get(&format!("/person/E001?month={MONTH}&day=2026-11-24"))
+        .text();
+    assert!(mine.contains("已批准") && mine.contains("已驳回"), "{mine}");
+    assert!(mine.contains("核实属实") && mine.contains("无记录"));
+    assert!(mine.contains("已更正"), "{mine}");
+    // Reports show the corrected status and that it was corrected.
+    let daily = w.c.cli(&[
+        "report",
+        "daily",
+        "--date",
+        "2026-11-24",
+        "--format",
+        "csv",
+        "--department",
+        "办公室",
+    ]);
+    let e1 = daily.lines().find(|l| l.starts_with("E001")).unwrap();
+    assert!(
+        e1.contains(",field,") && e1.contains("officer: 在会议室开会"),
+        "{daily}"
+    );
+    let summary = w
+        .officer
+        .get(&format!("/export/summary?{period}&format=json"))
+        .text();
+    let rows: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let e1 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "E001")
+        .unwrap();
+    assert_eq!(e1["field_days"], 1, "{e1}");
+    assert_eq!(e1["corrected_days"], 1);
+    assert_eq!(
+        e1["late_minutes"], 0,
+        "the corrected day no longer counts as late"
+    );
+
+    // --- staff of another department cannot see E001 either.
+    assert_eq!(
+        w.staff3.get(&format!("/person/E001?month={MONTH}")).status,
+        403
+    );
+    assert_eq!(
+        w.staff3.get(&format!("/person/E003?month={MONTH}")).status,
+        200
+    );
+
+    // --- API tokens act as their user, with the same rule.
+    let officer_token =
+        w.c.cli(&["user", "token", "create", "--username", "officer"]);
+    let mut api = Browser::new(w.c.http);
+    api.bearer = Some(officer_token.trim().to_owned());
+    let r = api.get(&format!("/api/v1/summary?{period}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let staff_token = w.c.cli(&["user", "token", "create", "--username", "E001"]);
+    api.bearer = Some(staff_token.trim().to_owned());
+    assert_eq!(
+        api.get("/api/v1/person/E001/days?from=2026-11-24&to=2026-11-24")
+            .status,
+        200
+    );
+    let r = api.get("/api/v1/person/E002/days?from=2026-11-24&to=2026-11-24");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("error"));
+    api.bearer = Some("kqu1-wrong".into());
+    assert_eq!(api.get(&format!("/api/v1/summary?{period}")).status, 401);
+
+    // --- the audit trail, read by the admin.
+    let audit = w.admin.get("/audit");
+    assert_eq!(audit.status, 200);
+    let log = audit.text();
+    for action in [
+        "record.view",
+        "summary.view",
+        "report.export",
+        "appeal.file",
+        "appeal.approve",
+        "appeal.reject",
+        "verdict.correct",
+    ] {
+        assert!(log.contains(action), "{action} missing from the audit log");
+    }
+    assert!(log.contains("web:officer"));
+
+    // --- logout ends the session.
+    let r = w.staff1.post("/logout", &[]);
+    assert_eq!(r.status, 303);
+    assert_eq!(w.staff1.get("/me").header("location"), Some("/login"));
+}
+
+#[test]
+fn logins_fail_closed_and_serve_without_http_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let c = WebCollector::start(&data);
+    let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
+    let mut b = Browser::new(c.http);
+    let r = b.post("/login", &[("username", "officer"), ("password", "wrong")]);
+    assert_eq!(r.status, 401);
+    let r = b.post("/login", &[("username", "nobody"), ("password", pw.trim())]);
+    assert_eq!(r.status, 401);
+    assert!(b.cookies.is_empty());
+    assert_eq!(b.get("/summary").header("location"), Some("/login"));
+    // The cookie is HttpOnly and SameSite=Strict.
+    let r = b.post(
+        "/login",
+        &[("username", "officer"), ("password", pw.trim())],
+    );
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // A too-short new password is refused and the one-time password stays.
+    let r = b.post(
+        "/password",
+        &[
+            ("current", pw.trim()),
+            ("new", "short"),
+            ("confirm", "short"),
+        ],
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(b.get("/summary").header("location"), Some("/password"));
+    let login = b.get("/login?lang=en").text();
+    assert!(login.contains("Log in"));
+    assert!(!login.contains("<script"), "no scripts");
+    let css = b.get("/static/style.css");
+    assert_eq!(css.status, 200);
+    assert!(!css.text().contains("@import") && !css.text().contains("url("));
+    drop(c);
+
+    // Without --http: only the gRPC line, as before.
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args([
+        "serve",
+        "--plaintext",
+        "--grpc",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(&data)
+    .env("KAOQIN_LOG", "error")
+    .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("kaoqin-collector listening grpc="),
+        "{line}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn report_summary_and_daily_export_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let c = WebCollector::start(&data);
+    let staff_csv = fixture("staff.csv");
+    c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
+    replay_on_pc(&c, &dir.path().join("pc1"), "pc-1-machine", "day.jsonl");
+    let now = "2026-11-28T00:00:00Z";
+    let summary = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "summary",
+            "--from",
+            "2026-11-23",
+            "--to",
+            "2026-11-27",
+            "--now",
+            now,
+        ];
+        args.extend_from_slice(extra);
+        c.cli(&args)
+    };
+    let json: serde_json::Value = serde_json::from_str(&summary(&["--format", "json"])).unwrap();
+    let e1 = &json[0];
+    assert_eq!(e1["key"], "E001");
+    assert_eq!(e1["workdays"], 5);
+    assert_eq!(e1["present_days"], 1);
+    assert_eq!(e1["late_minutes"], 11);
+    assert_eq!(e1["early_minutes"], 10);
+    assert_eq!(e1["nonwork_seconds"]["chat"], 1500);
+    let csv = summary(&["--format", "csv", "--by", "department"]);
+    assert!(csv.lines().count() == 3, "{csv}");
+    let table = summary(&[]);
+    assert!(table.starts_with("key"), "{table}");
+    let out = dir.path().join("summary.xlsx");
+    summary(&["--format", "xlsx", "--out", out.to_str().unwrap()]);
+    assert!(std::fs::read(&out).unwrap().starts_with(b"PK"));
+    let daily = dir.path().join("daily.xlsx");
+    c.cli(&[
+        "report",
+        "daily",
+        "--date",
+        "2026-11-24",
+        "--format",
+        "xlsx",
+        "--out",
+        daily.to_str().unwrap(),
+        "--now",
+        now,
+    ]);
+    assert!(std::fs::read(&daily).unwrap().starts_with(b"PK"));
+}
+
+// ------------------------------------------------------------------ headless Chromium
+
+/// A WebDriver session of headless Chromium driven through chromedriver's plain
+/// HTTP+JSON protocol (no extra crates).
+struct Driver {
+    child: Child,
+    http: Browser,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT: &str = "element-6066-";
+
+impl Driver {
+    fn start() -> Option<Driver> {
+        let which = Command::new("sh")
+            .args(["-c", "command -v chromedriver"])
+            .output()
+            .ok()?;
+        if !which.status.success() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "chromedriver (Debian chromium-driver) is missing: .ci/packages installs it"
+            );
+            eprintln!("skipping the browser test: no chromedriver");
+            return None;
+        }
+        let port = kaoqin_tests::free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut http = Browser::new(SocketAddr::from(([127, 0, 0, 1], port)));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(http.addr).is_ok() && http.get("/status").status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-background-networking", "--no-first-run",
+                         format!("--user-data-dir={}", profile.path().display()),
+                         "--window-size=1280,900"],
+            }
+        }}});
+        let r = http.json("POST", "/session", &caps);
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_owned();
+        Some(Driver {
+            child,
+            http,
+            session,
+            _profile: profile,
+        })
+    }
+
+    fn cmd(&mut self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let p = format!("/session/{}{path}", self.session);
+        let r = self.http.json(method, &p, &body);
+        assert!(r["value"].get("error").is_none(), "{method} {path}: {r}");
+        r["value"].clone()
+    }
+
+    fn open(&mut self, url: &str) {
+        self.cmd("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    fn find(&mut self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        // The W3C element key ("element-6066-...") or the legacy "ELEMENT".
+        v.as_object()
+            .and_then(|o| {
+                o.iter()
+                    .find(|(k, _)| k.starts_with(ELEMENT) || *k == "ELEMENT")
+            })
+            .and_then(|(_, id)| id.as_str())
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    fn type_into(&mut self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    }
+
+    fn click(&mut self, css: &str) {
+        let e = self.find(css);
+        self.cmd(
+            "POST",
+            &format!("/element/{e}/click"),
+            serde_json::json!({}),
+        );
+    }
+
+    fn text(&mut self) -> String {
+        let e = self.find("body");
+        self.cmd(
+            "GET",
+            &format!("/element/{e}/text"),
+            serde_json::Value::Null,
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Saves a PNG of the window.
+    fn screenshot(&mut self, path: &Path) {
+        let b64 = self.cmd("GET", "/screenshot", serde_json::Value::Null);
+        std::fs::write(path, base64_decode(b64.as_str().unwrap())).unwrap();
+    }
+
+    fn login(&mut self, base: &str, user: &str, password: &str) {
+        self.open(&format!("{base}/login"));
+        self.type_into("input[name=username]", user);
+        self.type_into("input[name=password]", password);
+        self.click("#login");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let p = format!("/session/{}", self.session);
+        let _ = self.http.request("DELETE", &p, None);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    fn json(&mut self, method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let body = if body.is_null() {
+            None
+        } else {
+            Some(body.to_string())
+        };
+        let r = self.request_typed(method, path, body, "application/json");
+        serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn request_typed(&mut self, method: &str, path: &str, body: Option<String>, ty: &str) -> Resp {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let body = body.unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {ty}\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let raw = read_response(&mut s);
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut body = raw[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        Resp {
+            status: head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0),
+            headers: Vec::new(),
+            body,
+        }
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits: Vec<u32> = s.bytes().filter_map(val).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().fold(0u32, |acc, d| (acc << 6) | d) << (6 * (4 - chunk.len()));
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    out
+}
+
+/// Logs in through the real form in headless Chromium as an officer and as a
+/// staff member, opens their main pages and checks what they show. With
+/// KAOQIN_SCREENSHOTS=1 the screenshots are written to docs/screenshots/.
+#[test]
+fn headless_chromium_shows_the_main_pages() {
+    let mut w = world();
+    let Some(mut d) = Driver::start() else {
+        return;
+    };
+    let shots = if std::env::var_os("KAOQIN_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    } else {
+        w._dir.path().join("shots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+    // An appeal so the officer's appeal list has something to show.
+    w.staff1.post(
+        "/appeals",
+        &[
+            ("employee_id", "E001"),
+            ("date", "2026-11-24"),
+            ("requested_status", "field"),
+            ("reason", "上午在区政府开会"),
+        ],
+    );
+    let base = format!("http://{}", w.c.http);
+    d.login(&base, "officer", "officer-pass-1");
+    d.open(&format!("{base}/summary?from=2026-11-01&to=2026-11-30"));
+    let text = d.text();
+    assert!(text.contains("部门汇总") && text.contains("张三"), "{text}");
+    assert!(text.contains("1 次 / 11 分钟"), "{text}");
+    d.screenshot(&shots.join("officer-summary.png"));
+    d.open(&format!("{base}/person/E001?month={MONTH}&day=2026-11-24"));
+    let text = d.text();
+    assert!(
+        text.contains("08:41") && text.contains("聊天软件"),
+        "{text}"
+    );
+    d.screenshot(&shots.join("officer-person-month.png"));
+    d.open(&format!("{base}/appeals"));
+    assert!(d.text().contains("上午在区政府开会"));
+    d.screenshot(&shots.join("officer-appeals.png"));
+    d.click("form.inline button");
+
+    d.login(&base, "E001", "zhangsan-pass");
+    d.open(&format!("{base}/person/E001?month={MONTH}&day=2026-11-24"));
+    let text = d.text();
+    assert!(
+        text.contains("张三") && text.contains("对这一天提出申诉"),
+        "{text}"
+    );
+    d.screenshot(&shots.join("staff-my-month.png"));
+    d.open(&format!("{base}/person/E001/pc?month={MONTH}"));
+    assert!(d.text().contains("聊天软件 25 分钟"));
+    d.screenshot(&shots.join("staff-my-pc.png"));
+    // The staff member cannot open another person's month in the browser either.
+    d.open(&format!("{base}/person/E003?month={MONTH}"));
+    assert!(d.text().contains("无权查看"));
+}
