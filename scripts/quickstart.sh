@@ -16,6 +16,9 @@ echo "==> building (release)"
 cargo build --release --quiet -p kaoqin-collector -p kaoqin-agent
 bin=$PWD/target/release
 
+echo "==> TLS: a private CA and a certificate for ${addr%:*}"
+ca=$("$bin/kaoqin-collector" tls init --data-dir "$demo/collector" --name "${addr%:*}" --name localhost 2>/dev/null)
+
 echo "==> starting the collector on $addr (data in $demo/collector)"
 "$bin/kaoqin-collector" serve --data-dir "$demo/collector" --grpc "$addr" \
   >"$demo/collector.out" 2>"$demo/collector.log" &
@@ -37,19 +40,19 @@ token=$("$bin/kaoqin-collector" token create --data-dir "$demo/collector" --ttl 
 
 echo "==> a simulated PC plays a scripted day (tests/fixtures/day.jsonl)"
 KAOQIN_MACHINE_ID=demo-replay-pc "$bin/kaoqin-agent" enroll \
-  --collector "http://$addr" --token "$token" --state-dir "$demo/replay-pc" >/dev/null
+  --collector "https://$addr" --ca "$ca" --token "$token" --state-dir "$demo/replay-pc" >/dev/null
 KAOQIN_LOG=warn "$bin/kaoqin-agent" run --state-dir "$demo/replay-pc" \
   --probe "replay:$PWD/tests/fixtures/day.jsonl" --once
 
 echo "==> this PC's agent enrols and starts observing this machine"
-"$bin/kaoqin-agent" enroll --collector "http://$addr" --token "$token" --state-dir "$demo/this-pc"
+"$bin/kaoqin-agent" enroll --collector "https://$addr" --ca "$ca" --token "$token" --state-dir "$demo/this-pc"
 "$bin/kaoqin-agent" run --state-dir "$demo/this-pc" 2>"$demo/agent.log" &
 agent=$!
 
 cat <<INFO
 
 kaoqin is running.
-  collector     gRPC $addr, database $demo/collector/kaoqin.db, log $demo/collector.log
+  collector     gRPC over TLS on $addr (CA: $ca), database $demo/collector/kaoqin.db, log $demo/collector.log
   this PC       state $demo/this-pc, log $demo/agent.log
 
 Where to look (in another terminal):

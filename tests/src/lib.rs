@@ -109,17 +109,52 @@ pub struct Collector {
     child: Child,
     pub data_dir: PathBuf,
     pub addr: std::net::SocketAddr,
+    /// The CA certificate agents pin, when serving TLS.
+    pub ca: Option<PathBuf>,
 }
 
 impl Collector {
-    /// Starts `kaoqin-collector serve` on `addr` (use port 0 for any) and waits
-    /// until it says where it listens.
+    /// Starts `kaoqin-collector serve --plaintext` on `addr` (use port 0 for
+    /// any) and waits until it says where it listens.
     pub fn start(data_dir: &Path, addr: &str) -> anyhow::Result<Collector> {
-        let mut child = Command::new(bin("kaoqin-collector"))
-            .args(["serve", "--data-dir"])
+        Collector::spawn(data_dir, addr, None)
+    }
+
+    /// As [`Collector::start`], over TLS with a certificate for 127.0.0.1 and
+    /// localhost made by `tls init` (kept if the data dir already has one).
+    pub fn start_tls(data_dir: &Path, addr: &str) -> anyhow::Result<Collector> {
+        let ca = data_dir.join("tls").join("ca.pem");
+        if !data_dir.join("tls").join("server.pem").exists() {
+            let mut cmd = Command::new(bin("kaoqin-collector"));
+            cmd.args([
+                "tls",
+                "init",
+                "--name",
+                "127.0.0.1",
+                "--name",
+                "localhost",
+                "--data-dir",
+            ])
+            .arg(data_dir);
+            let printed = run_ok(cmd, Duration::from_secs(30))?;
+            anyhow::ensure!(
+                Path::new(printed.trim()) == ca,
+                "tls init printed {printed:?}"
+            );
+        }
+        Collector::spawn(data_dir, addr, Some(ca))
+    }
+
+    fn spawn(data_dir: &Path, addr: &str, ca: Option<PathBuf>) -> anyhow::Result<Collector> {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args(["serve", "--data-dir"])
             .arg(data_dir)
-            .args(["--grpc", addr])
-            .env("KAOQIN_LOG", "warn")
+            .args(["--grpc", addr]);
+        if ca.is_none() {
+            cmd.arg("--plaintext");
+        }
+        let mut child = cmd
+            .env("KAOQIN_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -129,7 +164,8 @@ impl Collector {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(a) = line.strip_prefix("kaoqin-collector listening grpc=") {
-                    let _ = tx.send(a.trim().to_owned());
+                    let addr = a.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_owned());
                 }
             }
         });
@@ -144,12 +180,14 @@ impl Collector {
             child,
             data_dir: data_dir.to_path_buf(),
             addr,
+            ca,
         })
     }
 
     /// The URL agents use.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// `kaoqin-collector token create`.

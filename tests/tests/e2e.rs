@@ -32,18 +32,55 @@ fn assert_exactly_once(events: &[serde_json::Value]) {
 }
 
 #[test]
-fn a_replayed_day_arrives_once_with_categories_and_nothing_private() {
+fn a_replayed_day_arrives_once_over_tls_with_categories_and_nothing_private() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
+    let collector = Collector::start_tls(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
     let token = collector.token().unwrap();
     let state = dir.path().join("agent");
     let url = collector.url();
-    let out = run_ok(
+    assert!(url.starts_with("https://"));
+    let ca = collector.ca.clone().unwrap();
+    let ca = ca.to_str().unwrap();
+    // Without the CA an https:// collector is refused; with it, enrolment works.
+    let out = kaoqin_tests::run_bounded(
         agent(&state, &["enroll", "--collector", &url, "--token", &token]),
         LIMIT,
     )
     .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ca"));
+    let out = run_ok(
+        agent(
+            &state,
+            &["enroll", "--collector", &url, "--token", &token, "--ca", ca],
+        ),
+        LIMIT,
+    )
+    .unwrap();
     assert!(out.contains("Enrolled"), "{out}");
+    // Once it pins a CA the agent never goes back to plaintext.
+    let plain = format!("http://{}", collector.addr);
+    let out = kaoqin_tests::run_bounded(
+        agent(
+            &state,
+            &[
+                "enroll",
+                "--collector",
+                &plain,
+                "--token",
+                &token,
+                "--ca",
+                ca,
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("plaintext"),
+        "{out:?}"
+    );
 
     let replay = format!("replay:{}", fixture("day.jsonl").display());
     run_ok(agent(&state, &["run", "--probe", &replay, "--once"]), LIMIT).unwrap();
@@ -132,6 +169,21 @@ fn a_replayed_day_arrives_once_with_categories_and_nothing_private() {
     assert!(
         status.contains("collector: reachable, key accepted"),
         "{status}"
+    );
+}
+
+#[test]
+fn the_collector_will_not_serve_plaintext_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(kaoqin_tests::bin("kaoqin-collector"));
+    cmd.args(["serve", "--grpc", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path());
+    let out = kaoqin_tests::run_bounded(cmd, LIMIT).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls init") && err.contains("--plaintext"),
+        "{err}"
     );
 }
 
@@ -254,7 +306,7 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
         authed(
             pb::ReportRequest {
                 agent_id: e.agent_id.clone(),
-                sent_at_ms: 1,
+                sent_at_ms: 1_795_000_000_000,
                 events,
             },
             &e.agent_id,
@@ -267,8 +319,11 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
         .unwrap()
         .into_inner();
     assert_eq!(r.acked_seq, 10);
+    // The test's "agent clock" said 2026-11-18T07:06:40Z when it sent: the
+    // collector measures how far that is from its own clock.
+    let expected = jiff::Timestamp::now().as_millisecond() - 1_795_000_000_000;
     assert!(
-        r.clock_offset_ms > 1_700_000_000_000,
+        (r.clock_offset_ms - expected).abs() < 60_000,
         "offset measured against sent_at"
     );
     let r = client
@@ -309,7 +364,7 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
         .report(authed(
             pb::ReportRequest {
                 agent_id: e.agent_id.clone(),
-                sent_at_ms: 1,
+                sent_at_ms: 1_795_000_000_000,
                 events: vec![unlock(16)],
             },
             &e.agent_id,
@@ -322,7 +377,7 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
         .report(authed(
             pb::ReportRequest {
                 agent_id: "ag-someone-else".into(),
-                sent_at_ms: 1,
+                sent_at_ms: 1_795_000_000_000,
                 events: vec![unlock(16)],
             },
             &e.agent_id,
@@ -391,7 +446,8 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
 /// The fixture day repeated over `days` consecutive days.
 fn multi_day_script(dir: &std::path::Path, days: i64) -> std::path::PathBuf {
     let day = std::fs::read_to_string(fixture("day.jsonl")).unwrap();
-    let first: jiff::civil::Date = "2026-11-24".parse().unwrap();
+    // Days safely in the past: the collector refuses instants in the future.
+    let first: jiff::civil::Date = "2025-11-24".parse().unwrap();
     let mut text = String::new();
     for d in 0..days {
         let date = first

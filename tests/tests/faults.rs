@@ -1,0 +1,303 @@
+//! Faults an office network and its PCs produce: a PC clock two hours off, a
+//! collector whose disk fills up. Each test ends on its own within bounded time.
+
+use kaoqin_proto::v1 as pb;
+use kaoqin_tests::{Collector, bin, fixture, run_ok};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+const HOUR_MS: i64 = 3_600_000;
+
+fn collector_cmd(data_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("KAOQIN_LOG", "error");
+    cmd
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn ms(rfc3339: &str) -> i64 {
+    rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+struct Sim {
+    client: pb::agent_service_client::AgentServiceClient<tonic::transport::Channel>,
+    id: String,
+    key: String,
+    seq: u64,
+}
+
+impl Sim {
+    async fn enroll(collector: &Collector, machine: &str) -> Sim {
+        let mut client = pb::agent_service_client::AgentServiceClient::connect(collector.url())
+            .await
+            .unwrap();
+        let e = client
+            .enroll(pb::EnrollRequest {
+                token: collector.token().unwrap(),
+                host: Some(pb::HostFacts {
+                    machine_id: machine.into(),
+                    hostname: machine.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        Sim {
+            client,
+            id: e.agent_id,
+            key: e.agent_key,
+            seq: e.last_seq,
+        }
+    }
+
+    /// Sends events stamped by a clock `skew_ms` off the true time.
+    async fn send(
+        &mut self,
+        events: Vec<(i64, pb::event::Kind)>,
+        skew_ms: i64,
+    ) -> Result<pb::ReportResponse, tonic::Status> {
+        let events = events
+            .into_iter()
+            .map(|(at, kind)| {
+                self.seq += 1;
+                pb::Event {
+                    seq: self.seq,
+                    at_ms: at + skew_ms,
+                    kind: Some(kind),
+                }
+            })
+            .collect();
+        let mut req = tonic::Request::new(pb::ReportRequest {
+            agent_id: self.id.clone(),
+            sent_at_ms: now_ms() + skew_ms,
+            events,
+        });
+        req.metadata_mut()
+            .insert(kaoqin_proto::AGENT_ID_HEADER, self.id.parse().unwrap());
+        req.metadata_mut().insert(
+            kaoqin_proto::AUTHORIZATION_HEADER,
+            format!("Bearer {}", self.key).parse().unwrap(),
+        );
+        self.client.report(req).await.map(|r| r.into_inner())
+    }
+}
+
+fn session(kind: pb::SessionKind, account: &str) -> pb::event::Kind {
+    pb::event::Kind::Session(pb::SessionEvent {
+        kind: kind as i32,
+        account: account.into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pc_clock_two_hours_slow_is_measured_and_corrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    let staff = fixture("staff.csv");
+    run_ok(
+        collector_cmd(&data, &["staff", "import", staff.to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+
+    // The PC's clock is two hours behind: its 06:41 is really 08:41.
+    let mut pc = Sim::enroll(&collector, "slow-clock-pc").await;
+    let skew = -2 * HOUR_MS;
+    let reply = pc
+        .send(
+            vec![
+                (
+                    ms("2026-11-24T00:41:00Z"),
+                    session(pb::SessionKind::Logon, "zhangsan"),
+                ),
+                (
+                    ms("2026-11-24T09:35:00Z"),
+                    session(pb::SessionKind::Logoff, "zhangsan"),
+                ),
+            ],
+            skew,
+        )
+        .await
+        .unwrap();
+    let measured = reply.clock_offset_ms;
+    assert!(
+        (2 * HOUR_MS - 5_000..=2 * HOUR_MS + 5_000).contains(&measured),
+        "offset measured as {measured} ms"
+    );
+    let events = collector.events().unwrap();
+    assert!(events.iter().all(|e| {
+        let off = e["clock_offset_ms"].as_i64().unwrap();
+        (off - measured).abs() < 5_000
+    }));
+    assert_eq!(
+        events[0]["at"], "2026-11-23T22:41:00Z",
+        "stored as the PC said"
+    );
+
+    let out = run_ok(
+        collector_cmd(
+            &data,
+            &[
+                "report",
+                "daily",
+                "--date",
+                "2026-11-24",
+                "--format",
+                "json",
+                "--now",
+                "2026-11-26T00:00:00Z",
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let e001 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["employee_id"] == "E001")
+        .unwrap();
+    assert_eq!(e001["status"], "present", "{e001:#}");
+    // Corrected: within seconds of the true 08:41 local, not 06:41.
+    let arrival = ms(e001["arrival"].as_str().unwrap());
+    assert!(
+        (arrival - ms("2026-11-24T00:41:00Z")).abs() < 5_000,
+        "{e001:#}"
+    );
+    assert!(e001["late_minutes"].as_u64().unwrap() >= 10, "{e001:#}");
+    let evidence = e001["evidence"].to_string();
+    assert!(
+        evidence.contains("offset") || evidence.contains("clock"),
+        "{evidence}"
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn mount_tmpfs(dir: &Path, size: &str, remount: bool) -> bool {
+    let mut cmd = Command::new("mount");
+    cmd.args(["-t", "tmpfs", "-o"]);
+    cmd.arg(if remount {
+        format!("remount,size={size}")
+    } else {
+        format!("size={size}")
+    });
+    cmd.arg("tmpfs").arg(dir);
+    cmd.status().map(|s| s.success()).unwrap_or(false)
+}
+
+struct Unmount<'a>(&'a Path);
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gets_retryable_errors_and_loses_nothing_acknowledged() {
+    if !is_root() && std::env::var_os("KAOQIN_SKIP_ROOT_TESTS").is_some() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("small");
+    std::fs::create_dir_all(&data).unwrap();
+    assert!(
+        mount_tmpfs(&data, "3m", false),
+        "mounting a tmpfs needs root (CI runs as root; set KAOQIN_SKIP_ROOT_TESTS=1 elsewhere)"
+    );
+    let _unmount = Unmount(&data);
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    let mut pc = Sim::enroll(&collector, "disk-full-pc").await;
+
+    let usage = |i: i64| {
+        pb::event::Kind::Usage(pb::UsageEvent {
+            account: format!("user-with-a-long-name-{i:08}"),
+            start_ms: now_ms() - 300_000,
+            end_ms: now_ms(),
+            category: "other".into(),
+            active_seconds: 100,
+            basis: pb::UsageBasis::Foreground as i32,
+        })
+    };
+    // Fill the disk: send until the collector says it cannot store.
+    let mut acked = 0u64;
+    let mut refusal = None;
+    for round in 0..2_000i64 {
+        let batch = (0..200)
+            .map(|i| (now_ms(), usage(round * 200 + i)))
+            .collect();
+        match pc.send(batch, 0).await {
+            Ok(r) => acked = r.acked_seq,
+            Err(s) => {
+                refusal = Some(s);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("a 3 MiB disk fills up");
+    assert!(
+        matches!(
+            refusal.code(),
+            tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+        ),
+        "a full disk is retryable, got {refusal:?}"
+    );
+    // The seqs of the refused batch are not stored; resend them later.
+    pc.seq = acked;
+
+    // The collector is still up and answers health checks.
+    let channel = tonic::transport::Channel::from_shared(collector.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+
+    // Space returns: the same agent carries on, nothing acknowledged was lost.
+    assert!(mount_tmpfs(&data, "64m", true));
+    let deadline = std::time::Instant::now() + LIMIT;
+    let last = loop {
+        let batch = (0..50).map(|i| (now_ms(), usage(1_000_000 + i))).collect();
+        let before = pc.seq;
+        match pc.send(batch, 0).await {
+            Ok(r) => break r.acked_seq,
+            Err(s) => {
+                pc.seq = before;
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still refusing: {s:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(last, acked + 50);
+    // Every acknowledged seq is there, once; nothing of the refused batch is.
+    let events = collector.events().unwrap();
+    let stored: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(stored, (1..=last).collect::<Vec<_>>());
+}
