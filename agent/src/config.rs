@@ -91,6 +91,8 @@ pub struct ProbeConfig {
     pub x11: bool,
     /// Try to find the foreground application; otherwise running applications.
     pub foreground: bool,
+    /// The utmp file listing who is logged on (default /var/run/utmp).
+    pub utmp: Option<PathBuf>,
 }
 
 impl Default for ProbeConfig {
@@ -99,6 +101,7 @@ impl Default for ProbeConfig {
             dbus: true,
             x11: true,
             foreground: true,
+            utmp: None,
         }
     }
 }
