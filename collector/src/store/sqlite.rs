@@ -281,7 +281,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 enum Job {
-    Batch(Batch, oneshot::Sender<Result<BatchOutcome, StoreError>>),
+    /// A batch with each event's stored JSON, encoded by the caller so that the
+    /// one writer thread spends its time on SQLite only.
+    Batch(Batch, Vec<String>, oneshot::Sender<Result<BatchOutcome, StoreError>>),
     Enroll {
         token: String,
         host: HostFacts,
@@ -535,7 +537,13 @@ impl Store for SqliteStore {
 
     async fn store_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Batch(batch, reply))?;
+        let encoded = batch
+            .events
+            .iter()
+            .map(|e| serde_json::to_string(&e.kind))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+        self.submit(Job::Batch(batch, encoded, reply))?;
         rx.await
             .map_err(|_| StoreError::Busy("writer has stopped".into()))?
     }
@@ -562,7 +570,7 @@ impl Writer {
             while events < GROUP_MAX_EVENTS {
                 match jobs.try_recv() {
                     Ok(job) => {
-                        if let Job::Batch(b, _) = &job {
+                        if let Job::Batch(b, _, _) = &job {
                             events += b.events.len();
                         }
                         group.push(job);
@@ -595,8 +603,10 @@ impl Writer {
         };
         for job in group {
             match job {
-                Job::Batch(batch, reply) => {
-                    let r = with_savepoint(&tx, &path, |sp| insert_batch(sp, &path, &batch, &days));
+                Job::Batch(batch, encoded, reply) => {
+                    let r = with_savepoint(&tx, &path, |sp| {
+                        insert_batch(sp, &path, &batch, &encoded, &days)
+                    });
                     replies.push(Box::new(move |commit_err| {
                         let _ = reply.send(match (r, commit_err) {
                             (Ok(_), Some(e)) => Err(busy_copy(e)),
@@ -638,7 +648,7 @@ fn busy_copy(e: &StoreError) -> StoreError {
 
 fn fail(job: Job, e: &StoreError) {
     match job {
-        Job::Batch(_, reply) => {
+        Job::Batch(_, _, reply) => {
             let _ = reply.send(Err(busy_copy(e)));
         }
         Job::Enroll { reply, .. } => {
@@ -671,6 +681,7 @@ fn insert_batch(
     conn: &Connection,
     path: &Path,
     b: &Batch,
+    encoded: &[String],
     days: &Settings,
 ) -> Result<BatchOutcome, StoreError> {
     let err = sql_err(path);
@@ -693,9 +704,7 @@ fn insert_batch(
     // attendance days the new events fall on.
     let mut seen: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut dates: BTreeSet<jiff::civil::Date> = BTreeSet::new();
-    for e in &b.events {
-        let data = serde_json::to_string(&e.kind)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+    for (e, data) in b.events.iter().zip(encoded) {
         let n = insert
             .execute(params![
                 b.agent_num,

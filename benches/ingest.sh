@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Ingest throughput and latency of a release collector on loopback, driven by
+# kaoqin-loadgen. Runs each scenario RUNS times (default 3) on a fresh database
+# and prints every run's summary line; BENCHMARKS.md quotes the medians.
+#
+#   benches/ingest.sh batched|single|fleet [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario=${1:?batched, single or fleet}
+runs=${2:-3}
+cargo build --release --quiet -p kaoqin-collector -p kaoqin-tests --bin kaoqin-collector --bin kaoqin-loadgen
+bin=$PWD/target/release
+for run in $(seq 1 "$runs"); do
+  work=$(mktemp -d)
+  # Measure the collector unthrottled: the per-agent rate limit is a safety
+  # net for real fleets, not part of the ingest path being measured.
+  printf '[agents]\nreport_rate_per_second = 0\nmax_reports_in_flight = 100000\n' >"$work/c.toml"
+  "$bin/kaoqin-collector" serve --plaintext --config "$work/c.toml" --data-dir "$work/c" \
+    --grpc 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+  collector=$!
+  for _ in $(seq 1 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
+  url="http://$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$work/out")"
+  token=$("$bin/kaoqin-collector" token create --data-dir "$work/c")
+  case $scenario in
+    batched) args=(--agents 8 --interval 0 --batch 500 --duration 20) ;;
+    single)  args=(--agents 64 --interval 0 --batch 1 --duration 20) ;;
+    fleet)   args=(--agents 20000 --interval 60 --batch 10 --duration 120 --enroll-concurrency 256) ;;
+    *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+  esac
+  line=$("$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${args[@]}" 2>"$work/lg.err" | tail -1)
+  rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$collector/status")
+  echo "$scenario run $run: $line  collector_peak_rss_mib: $rss"
+  kill "$collector"; wait "$collector" 2>/dev/null || true
+  rm -rf "$work"
+done
