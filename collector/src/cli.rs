@@ -520,6 +520,20 @@ pub fn parse_ttl_ms(text: &str) -> anyhow::Result<i64> {
     Ok(ms as i64)
 }
 
+/// Every agent keeps a connection open: let the collector hold as many files as
+/// the system allows (the soft limit is often 1024).
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        // Root may raise the hard limit too; others get the soft limit raised to it.
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 1 << 20, 1 << 20);
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(n) => tracing::debug!(open_files = n, "Open file limit."),
+            Err(e) => tracing::warn!(error = %e, "Cannot raise the open file limit."),
+        }
+    }
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KAOQIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -554,6 +568,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             let (config, data_dir) = dirs.resolve()?;
             let addr = grpc.unwrap_or(config.server.grpc);
+            raise_open_file_limit();
             let tls = crate::tls::server_config(&data_dir)?;
             if tls.is_none() && !(plaintext || config.server.plaintext) {
                 anyhow::bail!(
