@@ -11,7 +11,11 @@ pub(super) fn live(config: &Config) -> Result<Box<dyn Probe>, ProbeError> {
         use_dbus: config.probe.dbus,
         use_x11: config.probe.x11,
         foreground: config.probe.foreground,
-        utmp_path: config.probe.utmp.clone().unwrap_or(defaults.utmp_path.clone()),
+        utmp_path: config
+            .probe
+            .utmp
+            .clone()
+            .unwrap_or(defaults.utmp_path.clone()),
         ..defaults
     })))
 }

@@ -283,7 +283,11 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 enum Job {
     /// A batch with each event's stored JSON, encoded by the caller so that the
     /// one writer thread spends its time on SQLite only.
-    Batch(Batch, Vec<String>, oneshot::Sender<Result<BatchOutcome, StoreError>>),
+    Batch(
+        Batch,
+        Vec<String>,
+        oneshot::Sender<Result<BatchOutcome, StoreError>>,
+    ),
     Enroll {
         token: String,
         host: HostFacts,
