@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 demo=${KAOQIN_DEMO_DIR:-$PWD/kaoqin-demo}
 addr=${KAOQIN_DEMO_GRPC:-127.0.0.1:50051}
+http=${KAOQIN_DEMO_HTTP:-127.0.0.1:8080}
 mkdir -p "$demo"
 
 echo "==> building (release)"
@@ -20,7 +21,7 @@ echo "==> TLS: a private CA and a certificate for ${addr%:*}"
 ca=$("$bin/kaoqin-collector" tls init --data-dir "$demo/collector" --name "${addr%:*}" --name localhost 2>/dev/null)
 
 echo "==> starting the collector on $addr (data in $demo/collector)"
-"$bin/kaoqin-collector" serve --data-dir "$demo/collector" --grpc "$addr" \
+"$bin/kaoqin-collector" serve --data-dir "$demo/collector" --grpc "$addr" --http "$http" \
   >"$demo/collector.out" 2>"$demo/collector.log" &
 collector=$!
 agent=""
@@ -37,6 +38,8 @@ for _ in $(seq 1 100); do
 done
 
 token=$("$bin/kaoqin-collector" token create --data-dir "$demo/collector" --ttl 1d)
+"$bin/kaoqin-collector" staff import tests/fixtures/staff.csv --data-dir "$demo/collector" >/dev/null
+password=$("$bin/kaoqin-collector" user add --username officer --role officer --data-dir "$demo/collector" 2>/dev/null || true)
 
 echo "==> a simulated PC plays a scripted day (tests/fixtures/day.jsonl)"
 KAOQIN_MACHINE_ID=demo-replay-pc "$bin/kaoqin-agent" enroll \
@@ -54,9 +57,12 @@ cat <<INFO
 kaoqin is running.
   collector     gRPC over TLS on $addr (CA: $ca), database $demo/collector/kaoqin.db, log $demo/collector.log
   this PC       state $demo/this-pc, log $demo/agent.log
+  web pages     http://$http/  (user "officer", one-time password: ${password:-already set in an earlier run})
+                the scripted day is 2026-11-24: http://$http/person/E001?month=2026-11&day=24
 
 Where to look (in another terminal):
   $bin/kaoqin-collector events --data-dir $demo/collector      # every stored event, one JSON a line
+  $bin/kaoqin-collector report daily --date 2026-11-24 --data-dir $demo/collector   # the verdicts
   $bin/kaoqin-agent show   --state-dir $demo/replay-pc         # what the simulated PC recorded and sent
   $bin/kaoqin-agent show   --state-dir $demo/this-pc           # what this PC reports, in plain words
   $bin/kaoqin-agent status --state-dir $demo/this-pc           # spool depth, collector reachable
