@@ -563,25 +563,49 @@ fn reference_run(dir: &std::path::Path, script: &std::path::Path) -> Vec<String>
 }
 
 #[test]
-fn killing_the_collector_mid_delivery_loses_and_doubles_nothing() {
+fn killing_the_collector_at_random_points_while_agents_send_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let script = multi_day_script(dir.path(), 10);
-    let expected = reference_run(dir.path(), &script);
+    let one = reference_run(dir.path(), &script);
+    const AGENTS: usize = 3;
+    // Every agent replays the same script: the store must hold it AGENTS times.
+    let mut expected: Vec<String> = one
+        .iter()
+        .flat_map(|e| std::iter::repeat_n(e.clone(), AGENTS))
+        .collect();
+    expected.sort();
+
+    // Two kill points, different on every run; printed so a failure can be replayed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    let total = expected.len();
+    let first = 100 + nanos % (total / 4);
+    let second = first + 100 + (nanos / 7) % (total / 4);
+    eprintln!("killing the collector after {first} and {second} of {total} events");
 
     let addr = format!("127.0.0.1:{}", free_port());
     let data = dir.path().join("collector");
-    let collector = Collector::start(&data, &addr).unwrap();
-    let (state, config) = enrolled_agent(dir.path(), "pc", &collector);
-    let mut child = replay_cmd(&state, &script, &config).spawn().unwrap();
-    let seen = wait_for_events(&collector, 200);
-    collector.kill();
-    assert!(seen < expected.len(), "the collector was killed mid-way");
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the agent was still delivering"
-    );
-    let collector = Collector::start(&data, &addr).unwrap();
-    assert!(wait_exit(&mut child).success());
+    let mut collector = Collector::start(&data, &addr).unwrap();
+    let mut children: Vec<_> = (0..AGENTS)
+        .map(|i| {
+            let (state, config) = enrolled_agent(dir.path(), &format!("pc{i}"), &collector);
+            replay_cmd(&state, &script, &config).spawn().unwrap()
+        })
+        .collect();
+    for point in [first, second] {
+        let seen = wait_for_events(&collector, point);
+        collector.kill();
+        assert!(
+            seen < total,
+            "the collector was killed mid-way ({seen} of {total})"
+        );
+        collector = Collector::start(&data, &addr).unwrap();
+    }
+    for child in &mut children {
+        assert!(wait_exit(child).success());
+    }
     let events = collector.events().unwrap();
     assert_exactly_once(&events);
     assert_eq!(content(&events), expected);
