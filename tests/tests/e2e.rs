@@ -657,3 +657,35 @@ fn an_agent_whose_key_is_rejected_enrols_again_and_delivers() {
     assert_exactly_once(&events);
     assert_eq!(usage_by_category(&events).get("chat"), Some(&1500));
 }
+
+#[test]
+fn an_agent_killed_again_and_again_reopens_its_spool_and_delivers_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = multi_day_script(dir.path(), 3);
+    let expected = reference_run(dir.path(), &script);
+    let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
+    let (state, config) = enrolled_agent(dir.path(), "pc", &collector);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    // Fault injection: SIGKILL after a varying delay, landing before, during or
+    // after the spool write, or in the middle of delivery.
+    for round in 0..12u64 {
+        let delay = Duration::from_millis((seed / (round + 1)) % 400);
+        let mut child = replay_cmd(&state, &script, &config).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    // Finally a run that is left alone: it must open the spool and finish.
+    let mut last = replay_cmd(&state, &script, &config).spawn().unwrap();
+    assert!(wait_exit(&mut last).success(), "seed {seed}");
+    let events = collector.events().unwrap();
+    assert_exactly_once(&events);
+    assert_eq!(content(&events), expected, "seed {seed}");
+    // Delivery in seq order is enforced by the collector itself, which refuses a
+    // seq below one it holds unless it is a resend: an agent that sent out of
+    // order would never have finished above.
+}");
+}
