@@ -687,5 +687,4 @@ fn an_agent_killed_again_and_again_reopens_its_spool_and_delivers_everything_onc
     // Delivery in seq order is enforced by the collector itself, which refuses a
     // seq below one it holds unless it is a resend: an agent that sent out of
     // order would never have finished above.
-}");
 }
