@@ -41,9 +41,21 @@ const COLUMNS: [&str; 12] = [
     "corrected",
 ];
 
-fn row(d: &ReportDay) -> [String; 12] {
+/// One report line. Instants are shown in the office's time zone: as `HH:MM`
+/// in the table (the date has its own column), as RFC 3339 with the offset in CSV.
+fn row(d: &ReportDay, tz: &jiff::tz::TimeZone, short: bool) -> [String; 12] {
     let v = &d.verdict;
-    let t = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
+    let t = |t: Option<jiff::Timestamp>| {
+        t.map(|t| {
+            let z = t.to_zoned_datetime(tz.clone());
+            if short {
+                z.strftime("%H:%M").to_string()
+            } else {
+                z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+            }
+        })
+        .unwrap_or_default()
+    };
     let nonwork = v
         .nonwork_seconds
         .iter()
@@ -92,7 +104,7 @@ fn xlsx(days: &[ReportDay], tz: &jiff::tz::TimeZone) -> anyhow::Result<Vec<u8>> 
             Some(t) => Cell::DateTime(tz.to_datetime(t)),
             None => Cell::Empty,
         };
-        let r = row(d);
+        let r = row(d, tz, false);
         let mut cells = vec![
             Cell::Text(v.employee_id.clone()),
             Cell::Text(v.name.clone()),
@@ -125,7 +137,7 @@ pub fn render(verdicts: &[DayVerdict], format: Format, out: &mut dyn Write) -> a
     render_days(&days, format, &jiff::tz::TimeZone::UTC, out)
 }
 
-/// Writes `days` in `format`; XLSX shows times in `tz`.
+/// Writes `days` in `format`, with instants in `tz` (JSON keeps UTC RFC 3339).
 pub fn render_days(
     days: &[ReportDay],
     format: Format,
@@ -143,12 +155,12 @@ pub fn render_days(
             let mut w = csv::Writer::from_writer(out);
             w.write_record(COLUMNS)?;
             for v in verdicts {
-                w.write_record(row(v))?;
+                w.write_record(row(v, tz, false))?;
             }
             w.flush()?;
         }
         Format::Table => {
-            let rows: Vec<[String; 12]> = verdicts.iter().map(row).collect();
+            let rows: Vec<[String; 12]> = verdicts.iter().map(|v| row(v, tz, true)).collect();
             let mut widths = COLUMNS.map(|c| c.chars().count());
             for r in &rows {
                 for (w, c) in widths.iter_mut().zip(r) {
@@ -199,4 +211,56 @@ pub fn run_cli(
         &format!("report daily --date {date} --format {format:?}"),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attendance::{Coverage, DayKind, Status};
+
+    fn verdict() -> DayVerdict {
+        DayVerdict {
+            employee_id: "E001".into(),
+            name: "张三".into(),
+            department: "办公室".into(),
+            date: "2026-11-24".parse().unwrap(),
+            day_kind: DayKind::Workday,
+            status: Status::Present,
+            provisional: false,
+            arrival: Some("2026-11-24T00:41:00Z".parse().unwrap()),
+            departure: Some("2026-11-24T09:20:00Z".parse().unwrap()),
+            late_minutes: 11,
+            early_minutes: 10,
+            checkpoints: Vec::new(),
+            nonwork_seconds: [("chat".to_string(), 1500)].into(),
+            coverage: Coverage {
+                office_seconds: 100,
+                covered_seconds: 95,
+            },
+            evidence: Vec::new(),
+            schedule_version: "v".into(),
+            policy_note: String::new(),
+        }
+    }
+
+    fn rendered(format: Format) -> String {
+        let days = super::super::corrections::apply(vec![verdict()], &Default::default());
+        let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+        let mut out = Vec::new();
+        render_days(&days, format, &tz, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn table_and_csv_show_office_time_and_json_keeps_utc() {
+        let table = rendered(Format::Table);
+        assert!(
+            table.contains("08:41") && table.contains("17:20"),
+            "{table}"
+        );
+        let csv = rendered(Format::Csv);
+        assert!(csv.contains("2026-11-24T08:41:00+08:00"), "{csv}");
+        let json = rendered(Format::Json);
+        assert!(json.contains("2026-11-24T00:41:00Z"), "{json}");
+    }
 }
