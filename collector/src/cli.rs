@@ -584,6 +584,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let every =
                     std::time::Duration::from_secs(config.attendance.recompute_seconds.into());
                 let web_rules = rules.clone();
+                let reports = crate::report_service::ReportApi::new(store.clone(), rules.clone());
                 let recompute = crate::verdicts::spawn_recompute(store.clone(), rules, every);
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
@@ -616,6 +617,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     &config,
                     crate::ingest::system_clock(),
                     tls,
+                    Some(reports),
                     crate::server::shutdown_signal(),
                 )
                 .await?;

@@ -26,16 +26,18 @@ pub async fn run<S: Store>(
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    run_with_tls(listener, store, config, clock, None, shutdown).await
+    run_with_tls(listener, store, config, clock, None, None, shutdown).await
 }
 
-/// As [`run`], over TLS when `tls` is given.
+/// As [`run`], over TLS when `tls` is given, and with the ReportService for
+/// scripts when `reports` is given.
 pub async fn run_with_tls<S: Store>(
     listener: TcpListener,
     store: Arc<S>,
     config: &Config,
     clock: Clock,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    reports: Option<crate::report_service::ReportApi>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let ingest = Ingest::new(store, &config.agents, clock);
@@ -45,6 +47,11 @@ pub async fn run_with_tls<S: Store>(
     health
         .set_serving::<pb::agent_service_server::AgentServiceServer<Ingest<S>>>()
         .await;
+    if reports.is_some() {
+        health
+            .set_serving::<pb::report_service_server::ReportServiceServer<crate::report_service::ReportApi>>()
+            .await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -63,6 +70,10 @@ pub async fn run_with_tls<S: Store>(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(agent_service)
+        .add_optional_service(reports.map(|r| {
+            pb::report_service_server::ReportServiceServer::new(r)
+                .max_decoding_message_size(64 * 1024)
+        }))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
