@@ -931,6 +931,20 @@ impl Driver {
         self.type_into("input[name=username]", user);
         self.type_into("input[name=password]", password);
         self.click("#login");
+        // The click may return before the form's navigation has finished (and
+        // before the new session cookie is set): wait until the browser has left
+        // the login page, within a bound.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let url = self.cmd("GET", "/url", serde_json::Value::Null);
+            if !url.as_str().unwrap_or_default().contains("/login") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still on the login page: {url}"
+            );
+        }
     }
 }
 

@@ -160,27 +160,10 @@ pub fn render_days(
             w.flush()?;
         }
         Format::Table => {
-            let rows: Vec<[String; 12]> = verdicts.iter().map(|v| row(v, tz, true)).collect();
-            let mut widths = COLUMNS.map(|c| c.chars().count());
-            for r in &rows {
-                for (w, c) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-            let line = |cells: Vec<&str>| {
-                cells
-                    .iter()
-                    .zip(widths)
-                    .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-                    .collect::<Vec<_>>()
-                    .join("  ")
-                    .trim_end()
-                    .to_owned()
-            };
-            writeln!(out, "{}", line(COLUMNS.to_vec()))?;
-            for r in &rows {
-                writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
-            }
+            let header: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+            let rows: Vec<Vec<String>> =
+                verdicts.iter().map(|v| row(v, tz, true).to_vec()).collect();
+            super::write_table(&header, &rows, out)?;
         }
     }
     Ok(())

@@ -58,23 +58,25 @@ pub fn write_output(
     Ok(())
 }
 
-/// Aligned columns for a terminal.
+/// Aligned columns for a terminal. Widths are display columns, so names in
+/// Chinese (two columns a character) line up.
 pub fn write_table(
     header: &[String],
     rows: &[Vec<String>],
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|c| c.chars().count()).collect();
+    use unicode_width::UnicodeWidthStr;
+    let mut widths: Vec<usize> = header.iter().map(|c| c.width()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+            *w = (*w).max(c.width());
         }
     }
     let line = |cells: &[String]| {
         cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w.saturating_sub(c.width()))))
             .collect::<Vec<_>>()
             .join("  ")
             .trim_end()
