@@ -108,32 +108,16 @@ impl Default for ProbeConfig {
 
 impl SamplingConfig {
     fn validate(&self, problems: &mut Vec<String>) {
-        let ranges = [
-            (
-                "sampling.heartbeat_seconds",
+        kaoqin_proto::limits::check_intervals(
+            "sampling",
+            [
                 self.heartbeat_seconds,
-                10,
-                3600,
-            ),
-            ("sampling.sample_seconds", self.sample_seconds, 1, 600),
-            (
-                "sampling.usage_interval_seconds",
+                self.sample_seconds,
                 self.usage_interval_seconds,
-                60,
-                3600,
-            ),
-            (
-                "sampling.idle_threshold_seconds",
                 self.idle_threshold_seconds,
-                30,
-                7200,
-            ),
-        ];
-        for (name, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                problems.push(format!("{name} = {v}: must be between {lo} and {hi}"));
-            }
-        }
+            ],
+            problems,
+        );
     }
 }
 

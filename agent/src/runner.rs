@@ -116,20 +116,29 @@ pub fn apply_policy(
                 .collect(),
         )?
     };
-    let pick = |v: u32, lo: u32, hi: u32, dflt: u32| if (lo..=hi).contains(&v) { v } else { dflt };
+    use kaoqin_proto::limits;
+    let pick = |v: u32, range: std::ops::RangeInclusive<u32>, dflt: u32| {
+        if range.contains(&v) { v } else { dflt }
+    };
     let sampling = SamplingConfig {
-        heartbeat_seconds: pick(policy.heartbeat_seconds, 10, 3600, base.heartbeat_seconds),
-        sample_seconds: pick(policy.sample_seconds, 1, 600, base.sample_seconds),
+        heartbeat_seconds: pick(
+            policy.heartbeat_seconds,
+            limits::HEARTBEAT_SECONDS,
+            base.heartbeat_seconds,
+        ),
+        sample_seconds: pick(
+            policy.sample_seconds,
+            limits::SAMPLE_SECONDS,
+            base.sample_seconds,
+        ),
         usage_interval_seconds: pick(
             policy.usage_interval_seconds,
-            60,
-            3600,
+            limits::USAGE_INTERVAL_SECONDS,
             base.usage_interval_seconds,
         ),
         idle_threshold_seconds: pick(
             policy.idle_threshold_seconds,
-            30,
-            7200,
+            limits::IDLE_THRESHOLD_SECONDS,
             base.idle_threshold_seconds,
         ),
     };

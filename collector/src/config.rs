@@ -230,27 +230,16 @@ impl AgentPolicy {
     }
 
     fn validate(&self, problems: &mut Vec<String>) {
-        let ranges = [
-            ("agents.heartbeat_seconds", self.heartbeat_seconds, 10, 3600),
-            ("agents.sample_seconds", self.sample_seconds, 1, 600),
-            (
-                "agents.usage_interval_seconds",
+        kaoqin_proto::limits::check_intervals(
+            "agents",
+            [
+                self.heartbeat_seconds,
+                self.sample_seconds,
                 self.usage_interval_seconds,
-                60,
-                3600,
-            ),
-            (
-                "agents.idle_threshold_seconds",
                 self.idle_threshold_seconds,
-                30,
-                7200,
-            ),
-        ];
-        for (name, v, lo, hi) in ranges {
-            if !(lo..=hi).contains(&v) {
-                problems.push(format!("{name} = {v}: must be between {lo} and {hi}"));
-            }
-        }
+            ],
+            problems,
+        );
         if self.report_rate_per_second > 0 && !(1..=100_000).contains(&self.report_burst) {
             problems.push(format!(
                 "agents.report_burst = {}: must be between 1 and 100000",

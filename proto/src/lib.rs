@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub mod event;
+pub mod limits;
 
 /// Generated messages and services of `kaoqin.v1`.
 #[allow(unreachable_pub, clippy::all)]
