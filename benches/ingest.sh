@@ -15,7 +15,7 @@ for run in $(seq 1 "$runs"); do
   work=$(mktemp -d)
   # Measure the collector unthrottled: the per-agent rate limit is a safety
   # net for real fleets, not part of the ingest path being measured.
-  printf '[agents]\nreport_rate_per_second = 0\nmax_reports_in_flight = 100000\n' >"$work/c.toml"
+  printf '[agents]\nreport_rate_per_second = 0\nenroll_rate_per_minute = 0\nmax_reports_in_flight = 100000\n' >"$work/c.toml"
   "$bin/kaoqin-collector" serve --plaintext --config "$work/c.toml" --data-dir "$work/c" \
     --grpc 127.0.0.1:0 >"$work/out" 2>"$work/err" &
   collector=$!

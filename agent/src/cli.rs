@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How many times `enroll` asks again when the collector says it is busy.
+const ENROLL_RETRIES: usize = 6;
+
 /// kaoqin agent: records sessions and application categories on this PC and
 /// delivers them to the attendance collector.
 #[derive(Debug, Parser)]
@@ -152,15 +155,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let rt = tokio::runtime::Runtime::new()?;
             let machine_id = crate::state::machine_id(&state_dir)?;
-            let reply = rt
-                .block_on(crate::uplink::enroll(
+            let host = crate::runner::host_facts(&machine_id);
+            let timeout = Duration::from_secs(config.uplink.call_timeout_seconds);
+            // A collector that asks us to slow down (many PCs enrolling at once from
+            // one address) is asked again a few times, with the agent's jittered backoff.
+            let mut pauses = crate::uplink::retry_schedule(&config.uplink).take(ENROLL_RETRIES);
+            let reply = loop {
+                let attempt = rt.block_on(crate::uplink::enroll(
                     &collector,
                     &token,
-                    crate::runner::host_facts(&machine_id),
-                    Duration::from_secs(config.uplink.call_timeout_seconds),
+                    host.clone(),
+                    timeout,
                     ca_pem.as_deref(),
-                ))
-                .with_context(|| format!("cannot enrol with {collector}"))?;
+                ));
+                match (attempt, pauses.next()) {
+                    (Err(crate::uplink::UplinkError::Busy(m)), Some(pause)) => {
+                        eprintln!("Collector busy ({m}); asking again in {pause:.0?}.");
+                        std::thread::sleep(pause);
+                    }
+                    (attempt, _) => {
+                        break attempt.with_context(|| format!("cannot enrol with {collector}"))?;
+                    }
+                }
+            };
             let mut spool = crate::runner::open_spool(&state_dir, &config)?;
             spool.ensure_next_seq_above(reply.last_seq)?;
             let e = Enrolment {

@@ -22,6 +22,9 @@ pub enum UplinkError {
     /// Unreachable, overloaded, timed out: retry after a pause.
     #[error("collector unavailable: {0}")]
     Retry(String),
+    /// The collector is up but asked us to slow down (ResourceExhausted).
+    #[error("collector busy: {0}")]
+    Busy(String),
     /// The collector address is unusable.
     #[error("collector address {url:?}: {message}")]
     BadAddress { url: String, message: String },
@@ -39,6 +42,7 @@ impl From<tonic::Status> for UplinkError {
                 }
             }
             Unauthenticated => UplinkError::Unauthenticated(message),
+            ResourceExhausted => UplinkError::Busy(message),
             code => UplinkError::Retry(format!("{code:?}: {message}")),
         }
     }
@@ -220,9 +224,12 @@ mod tests {
             UplinkError::from(tonic::Status::unauthenticated("revoked")),
             UplinkError::Unauthenticated(_)
         ));
+        assert!(matches!(
+            UplinkError::from(tonic::Status::resource_exhausted("slow down")),
+            UplinkError::Busy(_)
+        ));
         for s in [
             tonic::Status::unavailable("x"),
-            tonic::Status::resource_exhausted("x"),
             tonic::Status::deadline_exceeded("x"),
             tonic::Status::internal("x"),
         ] {

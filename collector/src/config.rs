@@ -183,6 +183,11 @@ pub struct AgentPolicy {
     /// Reports the collector handles at once, all agents together; more are
     /// answered Unavailable so agents back off. Not sent to agents.
     pub max_reports_in_flight: u32,
+    /// Enrolments one source address may make per minute on average (0: no
+    /// limit); more are answered ResourceExhausted. Not sent to agents.
+    pub enroll_rate_per_minute: u32,
+    /// Enrolments one source address may make at once above the average rate.
+    pub enroll_burst: u32,
 }
 
 impl Default for AgentPolicy {
@@ -196,6 +201,8 @@ impl Default for AgentPolicy {
             report_rate_per_second: 100,
             report_burst: 200,
             max_reports_in_flight: 256,
+            enroll_rate_per_minute: 60,
+            enroll_burst: 20,
         }
     }
 }
@@ -244,6 +251,12 @@ impl AgentPolicy {
             problems.push(format!(
                 "agents.report_burst = {}: must be between 1 and 100000",
                 self.report_burst
+            ));
+        }
+        if self.enroll_rate_per_minute > 0 && !(1..=100_000).contains(&self.enroll_burst) {
+            problems.push(format!(
+                "agents.enroll_burst = {}: must be between 1 and 100000",
+                self.enroll_burst
             ));
         }
         if !(1..=100_000).contains(&self.max_reports_in_flight) {

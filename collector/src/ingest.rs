@@ -40,22 +40,40 @@ pub const BUILT_IN_CATEGORIES: [&str; 7] = [
     "other",
 ];
 
-/// A token bucket per agent: `rate` reports a second on average, `burst` at once.
+/// A token bucket per key (an agent, a source address): `rate` requests a second on
+/// average, `burst` at once. Buckets that have filled up again are forgotten when
+/// the map reaches `max_keys`, so a stream of new keys cannot grow it without bound.
 #[derive(Debug)]
-struct RateLimit {
+struct RateLimit<K> {
     rate_per_ms: f64,
     burst: f64,
-    buckets: Mutex<HashMap<i64, (f64, i64)>>,
+    max_keys: usize,
+    buckets: Mutex<HashMap<K, (f64, i64)>>,
 }
 
-impl RateLimit {
-    /// Takes one token from `agent`'s bucket; false if it is empty.
-    fn take(&self, agent: i64, now_ms: i64) -> bool {
+impl<K: std::hash::Hash + Eq> RateLimit<K> {
+    fn new(rate_per_second: f64, burst: u32) -> Self {
+        RateLimit {
+            rate_per_ms: rate_per_second / 1000.0,
+            burst: f64::from(burst.max(1)),
+            max_keys: 100_000,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token from `key`'s bucket; false if it is empty.
+    fn take(&self, key: K, now_ms: i64) -> bool {
         if self.rate_per_ms <= 0.0 {
             return true;
         }
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = map.entry(agent).or_insert((self.burst, now_ms));
+        if map.len() >= self.max_keys {
+            let (rate, burst) = (self.rate_per_ms, self.burst);
+            map.retain(|_, (tokens, last)| {
+                *tokens + now_ms.saturating_sub(*last).max(0) as f64 * rate < burst
+            });
+        }
+        let (tokens, last) = map.entry(key).or_insert((self.burst, now_ms));
         let elapsed = now_ms.saturating_sub(*last).max(0) as f64;
         *tokens = (*tokens + elapsed * self.rate_per_ms).min(self.burst);
         *last = now_ms.max(*last);
@@ -82,7 +100,8 @@ pub struct Ingest<S> {
     policy: pb::Policy,
     clock: Clock,
     categories: HashSet<String>,
-    rate: RateLimit,
+    rate: RateLimit<i64>,
+    enroll_rate: RateLimit<Option<std::net::IpAddr>>,
     in_flight: tokio::sync::Semaphore,
     max_in_flight: u32,
 }
@@ -99,11 +118,14 @@ impl<S: Store> Ingest<S> {
             policy: policy.to_proto(),
             clock,
             categories,
-            rate: RateLimit {
-                rate_per_ms: f64::from(policy.report_rate_per_second) / 1000.0,
-                burst: f64::from(policy.report_burst.max(1)),
-                buckets: Mutex::new(HashMap::new()),
-            },
+            rate: RateLimit::new(
+                f64::from(policy.report_rate_per_second),
+                policy.report_burst,
+            ),
+            enroll_rate: RateLimit::new(
+                f64::from(policy.enroll_rate_per_minute) / 60.0,
+                policy.enroll_burst,
+            ),
             in_flight: tokio::sync::Semaphore::new(policy.max_reports_in_flight as usize),
             max_in_flight: policy.max_reports_in_flight,
         }
@@ -257,7 +279,17 @@ impl<S: Store> Ingest<S> {
         })
     }
 
-    async fn enroll(&self, req: pb::EnrollRequest) -> Result<pb::EnrollResponse, CollectorError> {
+    async fn enroll(
+        &self,
+        req: pb::EnrollRequest,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<pb::EnrollResponse, CollectorError> {
+        if !self.enroll_rate.take(peer, (self.clock)()) {
+            return Err(CollectorError::ResourceExhausted(format!(
+                "too many enrolments from {}; retry in a minute",
+                peer.map_or_else(|| "this address".to_owned(), |p| p.to_string())
+            )));
+        }
         let host = req
             .host
             .ok_or_else(|| CollectorError::InvalidArgument("host: is not set".into()))?;
@@ -305,7 +337,16 @@ impl<S: Store> pb::agent_service_server::AgentService for Ingest<S> {
         &self,
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
-        Ok(Response::new(Ingest::enroll(self, req.into_inner()).await?))
+        let peer = req.remote_addr().map(|a| a.ip());
+        match Ingest::enroll(self, req.into_inner(), peer).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e) => {
+                if !matches!(e, CollectorError::Internal(_)) {
+                    tracing::info!(?peer, error = %e, "Refused an enrolment.");
+                }
+                Err(e.into())
+            }
+        }
     }
 
     async fn report(
@@ -515,6 +556,65 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+    }
+
+    #[tokio::test]
+    async fn enrolments_are_limited_per_source_address() {
+        let policy = AgentPolicy {
+            enroll_rate_per_minute: 60,
+            enroll_burst: 2,
+            ..AgentPolicy::default()
+        };
+        let (ingest, now) = ingest(FakeStore::default(), policy);
+        let (a, b) = (Some([10, 0, 0, 1].into()), Some([10, 0, 0, 2].into()));
+        let req = || pb::EnrollRequest {
+            token: "t".into(),
+            host: Some(pb::HostFacts {
+                machine_id: "m".into(),
+                ..Default::default()
+            }),
+        };
+        let code =
+            |r: Result<pb::EnrollResponse, CollectorError>| Status::from(r.unwrap_err()).code();
+        // The fake store refuses every token: two answers from it, then the limit.
+        for _ in 0..2 {
+            assert_eq!(
+                code(ingest.enroll(req(), a).await),
+                tonic::Code::Unauthenticated
+            );
+        }
+        assert_eq!(
+            code(ingest.enroll(req(), a).await),
+            tonic::Code::ResourceExhausted
+        );
+        assert_eq!(
+            code(ingest.enroll(req(), b).await),
+            tonic::Code::Unauthenticated
+        );
+        now.store(T0 + 1_000, Ordering::SeqCst);
+        assert_eq!(
+            code(ingest.enroll(req(), a).await),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            code(ingest.enroll(req(), a).await),
+            tonic::Code::ResourceExhausted
+        );
+    }
+
+    #[test]
+    fn rate_limit_forgets_full_buckets_when_it_holds_too_many_keys() {
+        let mut limit = RateLimit::new(1.0, 1);
+        limit.max_keys = 2;
+        assert!(limit.take(1, 0));
+        assert!(limit.take(2, 0));
+        // Both buckets are empty: nothing can be forgotten yet.
+        assert!(limit.take(3, 0));
+        assert_eq!(limit.buckets.lock().unwrap().len(), 3);
+        // A second later they are full again and are dropped before key 4 is added.
+        assert!(limit.take(4, 1_000));
+        assert_eq!(limit.buckets.lock().unwrap().len(), 1);
+        assert!(!limit.take(4, 1_000), "key 4's own bucket still counts");
     }
 
     #[tokio::test]

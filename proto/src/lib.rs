@@ -8,6 +8,7 @@
 //! Protobuf types stop at the edge: the agent and the collector convert them into
 //! their own domain types in one place each.
 
+pub mod codec;
 pub mod convert;
 pub mod event;
 pub mod limits;
@@ -16,6 +17,8 @@ pub mod limits;
 #[allow(unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("kaoqin.v1");
+    // The servers, generated apart so they use [`crate::codec::StrictCodec`].
+    include!(concat!(env!("OUT_DIR"), "/servers/kaoqin.v1.rs"));
 
     /// The encoded `FileDescriptorSet`, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kaoqin_descriptor");

@@ -117,7 +117,20 @@ impl Collector {
     /// Starts `kaoqin-collector serve --plaintext` on `addr` (use port 0 for
     /// any) and waits until it says where it listens.
     pub fn start(data_dir: &Path, addr: &str) -> anyhow::Result<Collector> {
-        Collector::spawn(data_dir, addr, None)
+        Collector::spawn(data_dir, addr, None, None)
+    }
+
+    /// As [`Collector::start`], with `config` (TOML) written to
+    /// `data_dir/collector.toml` and passed with `--config`.
+    pub fn start_configured(
+        data_dir: &Path,
+        addr: &str,
+        config: &str,
+    ) -> anyhow::Result<Collector> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("collector.toml");
+        std::fs::write(&path, config)?;
+        Collector::spawn(data_dir, addr, None, Some(&path))
     }
 
     /// As [`Collector::start`], over TLS with a certificate for 127.0.0.1 and
@@ -142,14 +155,22 @@ impl Collector {
                 "tls init printed {printed:?}"
             );
         }
-        Collector::spawn(data_dir, addr, Some(ca))
+        Collector::spawn(data_dir, addr, Some(ca), None)
     }
 
-    fn spawn(data_dir: &Path, addr: &str, ca: Option<PathBuf>) -> anyhow::Result<Collector> {
+    fn spawn(
+        data_dir: &Path,
+        addr: &str,
+        ca: Option<PathBuf>,
+        config: Option<&Path>,
+    ) -> anyhow::Result<Collector> {
         let mut cmd = Command::new(bin("kaoqin-collector"));
         cmd.args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc", addr]);
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
         if ca.is_none() {
             cmd.arg("--plaintext");
         }
@@ -209,6 +230,11 @@ impl Collector {
             .collect()
     }
 
+    /// The collector's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL).
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -231,6 +257,15 @@ pub fn agent(state_dir: &Path, args: &[&str]) -> Command {
         .arg(state_dir)
         .env("KAOQIN_LOG", "warn");
     cmd
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS`, `VmHWM`), if the process exists.
+pub fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// A port on loopback that was free a moment ago.

@@ -9,7 +9,7 @@
 //!   wrong key, revoked agent ................. Unauthenticated
 //!   above the agent's request rate ........... ResourceExhausted
 //!   too many Reports in flight ............... Unavailable (unit test in ingest.rs)
-//!   bytes that are not a protobuf message .... Internal (tonic's answer to a decode error)
+//!   bytes that are not a protobuf message .... InvalidArgument (the servers' StrictCodec)
 //!   a message over the size limit ............ OutOfRange (tonic)
 
 use kaoqin_proto::v1 as pb;
@@ -259,12 +259,12 @@ async fn hostile_input_is_refused_while_good_agents_deliver_exactly_once() {
         (
             "wire type 7",
             "\0\0\0\0\x02\x0f\x01",
-            Some(tonic::Code::Internal),
+            Some(tonic::Code::InvalidArgument),
         ),
         (
             "length past the end",
             "\0\0\0\0\x03\x0a\x7f\x41",
-            Some(tonic::Code::Internal),
+            Some(tonic::Code::InvalidArgument),
         ),
         ("truncated frame", "\0\0\0\0\x10abc", None),
     ] {
@@ -276,6 +276,11 @@ async fn hostile_input_is_refused_while_good_agents_deliver_exactly_once() {
         let s = raw.report(authed(body, &me.id, &me.key)).await.unwrap_err();
         if let Some(code) = code {
             assert_eq!(s.code(), code, "{what}: {s:?}");
+            assert!(
+                s.message().contains("not a valid protobuf message"),
+                "{what}: {}",
+                s.message()
+            );
         }
         eprintln!("{what}: {:?} {}", s.code(), s.message());
     }
