@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 /// The events the agent records (shared with the collector).
 pub use kaoqin_proto::event;

@@ -274,6 +274,16 @@ impl Recorder {
         out
     }
 
+    /// Carries on after the PC's clock was set by `jump_ms`, at `now_ms` on the new
+    /// clock. Call [`Recorder::finish`] with the old clock's time first: what was
+    /// accounted before stays on the clock it was measured with.
+    pub fn rebase(&mut self, jump_ms: i64, now_ms: i64) {
+        let iv = self.interval_ms();
+        self.clock = Some(now_ms);
+        self.interval_start = Some(now_ms.div_euclid(iv) * iv);
+        self.next_heartbeat = self.next_heartbeat.map(|n| n.saturating_add(jump_ms));
+    }
+
     /// Closes the current, partial usage interval at `now_ms` (the agent stops).
     pub fn finish(&mut self, now_ms: i64) -> Vec<Recorded> {
         let mut out = Vec::new();
@@ -382,6 +392,43 @@ mod tests {
                 (T + 9 * MIN, SessionKind::Unlock)
             ]
         );
+    }
+
+    #[test]
+    fn after_the_clock_is_set_back_time_is_still_accounted_and_heartbeats_go_on() {
+        const DAY: i64 = 1_440 * MIN;
+        let mut r = rec();
+        let mut out = drive(
+            &mut r,
+            vec![session(T, SessionKind::Logon), fg(T, "WeChat.exe")],
+            T + 7 * MIN,
+        );
+        // The runner's sequence: close on the old clock, carry on on the new one,
+        // which is a day behind.
+        let now = T + 7 * MIN - DAY;
+        out.extend(r.finish(now + DAY));
+        r.rebase(-DAY, now);
+        let before = out.len();
+        for i in 1..=40 {
+            out.extend(r.tick(now + i * 15_000));
+        }
+        let after = &out[before..];
+        assert!(
+            after
+                .iter()
+                .all(|(at, _)| (now..=now + 10 * MIN).contains(at)),
+            "everything after is stamped on the new clock: {after:?}"
+        );
+        assert_eq!(
+            usage(after).get("chat"),
+            Some(&(3 * 60 + 5 * 60)),
+            "3 minutes to the first 5-minute boundary, then a whole interval: {after:?}"
+        );
+        let heartbeats = after
+            .iter()
+            .filter(|(_, e)| matches!(e, EventKind::Heartbeat { .. }))
+            .count();
+        assert_eq!(heartbeats, 10, "one a minute, not after a day: {after:?}");
     }
 
     #[test]

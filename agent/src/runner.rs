@@ -389,6 +389,7 @@ async fn record(
     let mut sample = Duration::from_secs(u64::from(recorder_sample_seconds(config, &policy)));
     let mut ticker = tokio::time::interval(sample);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clock_watch = crate::clock::ClockWatch::default();
     loop {
         ticker.tick().await;
         if policy.has_changed().unwrap_or(false)
@@ -411,6 +412,17 @@ async fn record(
             }
         }
         let now = now_ms();
+        if let Some(jump) = crate::clock::uptime_ms().and_then(|up| clock_watch.observe(now, up)) {
+            // What was accounted so far is closed on the old clock; the spool
+            // remembers the jump so those events are sent with the correction.
+            tracing::warn!(
+                jump_ms = jump,
+                "The PC's clock was set; events recorded before are sent with the difference."
+            );
+            append(recorder.finish(now - jump))?;
+            lock(&spool).record_clock_jump(jump)?;
+            recorder.rebase(jump, now);
+        }
         let (returned, observations) = tokio::task::spawn_blocking(move || {
             let r = probe.poll(now);
             (probe, r)
@@ -533,11 +545,21 @@ async fn deliver_pending(
         let batch = lock(spool)
             .peek(*batch_limit, config.uplink.batch_max_bytes)
             .map_err(spool_err)?;
-        let Some(last) = batch.last() else {
+        let Some(first) = batch.first() else {
             return Ok(());
         };
-        let last_seq = last.seq;
-        match uplink.report(&batch, now_ms()).await {
+        // Events stamped before the PC's clock was set go in batches of their own,
+        // sent with the send time on the clock they were stamped with.
+        let (correction, before) = lock(spool).clock_correction(first.seq).map_err(spool_err)?;
+        let batch: Vec<_> = match before {
+            Some(before) => batch.into_iter().take_while(|e| e.seq < before).collect(),
+            None => batch,
+        };
+        let last_seq = batch.last().map_or(0, |e| e.seq);
+        match uplink
+            .report(&batch, now_ms().saturating_sub(correction))
+            .await
+        {
             Ok(reply) => {
                 lock(spool)
                     .ack(reply.acked_seq.min(last_seq), now_ms())
@@ -557,8 +579,10 @@ async fn deliver_pending(
                     tracing::error!(seq = head, reason = %message, "Collector rejected an event; dropping it.");
                     let mut s = lock(spool);
                     s.ack(head, now_ms()).map_err(spool_err)?;
+                    // Stamped now: the rejected instant itself may be what the
+                    // collector refused, and the gap must not be refused in turn.
                     s.append(&[(
-                        batch[0].at_ms,
+                        now_ms(),
                         EventKind::DataGap {
                             dropped_events: 1,
                             from_ms: batch[0].at_ms,

@@ -57,6 +57,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, params}
 
 use crate::event::{Event, EventKind};
 
+/// Meta key of the clock jumps that waiting events precede: `[[seq, jump_ms], ...]`.
+const CLOCK_JUMPS_KEY: &str = "clock_jumps";
+
 /// Schema changelog (`PRAGMA user_version`):
 ///
 /// - 0: empty file.
@@ -838,6 +841,49 @@ impl Spool {
         )
     }
 
+    /// The PC's clock was just set by `jump_ms` (see `crate::clock`): every event
+    /// waiting now was stamped under the old clock. Remembers where the jump fell,
+    /// for [`Spool::clock_correction`]; forgets jumps that no waiting event
+    /// precedes any more.
+    pub fn record_clock_jump(&mut self, jump_ms: i64) -> Result<(), SpoolError> {
+        let oldest: Option<i64> = self
+            .conn
+            .query_row("SELECT min(seq) FROM events", [], |r| r.get(0))
+            .map_err(self.db("clock jump"))?;
+        let Some(oldest) = oldest.and_then(|o| u64::try_from(o).ok()) else {
+            return self.meta_set(CLOCK_JUMPS_KEY, "[]");
+        };
+        let mut jumps = self.clock_jumps()?;
+        jumps.retain(|&(before, _)| before > oldest);
+        jumps.push((self.next_seq.get(), jump_ms));
+        let text = serde_json::to_string(&jumps).unwrap_or_else(|_| "[]".into());
+        self.meta_set(CLOCK_JUMPS_KEY, &text)
+    }
+
+    /// For a batch starting at `first_seq`: how far the clock has been set since
+    /// that event was stamped (the sum of the jumps after it, to be taken off the
+    /// batch's send time), and the first seq stamped after the next of those jumps
+    /// (the batch must end before it, so one correction fits all its events).
+    pub fn clock_correction(&self, first_seq: u64) -> Result<(i64, Option<u64>), SpoolError> {
+        let later = self
+            .clock_jumps()?
+            .into_iter()
+            .filter(|&(before, _)| before > first_seq);
+        Ok(later.fold((0i64, None), |(sum, end), (before, jump)| {
+            (
+                sum.saturating_add(jump),
+                Some(end.map_or(before, |e: u64| e.min(before))),
+            )
+        }))
+    }
+
+    fn clock_jumps(&self) -> Result<Vec<(u64, i64)>, SpoolError> {
+        Ok(self
+            .meta_get(CLOCK_JUMPS_KEY)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
     /// The collector has stored every seq <= upto. Deletes them, copies them into
     /// the `sent` log with acked_at_ms (kept `sent_retention_days`, default 35,
     /// pruned here), and remembers last_acked_seq. Returns how many were deleted.
@@ -1436,6 +1482,36 @@ mod tests {
             } if r == reason => Some(*dropped_events),
             _ => None,
         }
+    }
+
+    #[test]
+    fn clock_jumps_give_each_waiting_event_the_correction_since_it_was_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(&dir.path().join("spool.db"), Spool::DEFAULT_MAX_BYTES);
+        // Nothing waiting: a jump concerns no event.
+        s.record_clock_jump(-5_000_000).unwrap();
+        assert_eq!(s.clock_correction(1).unwrap(), (0, None));
+        s.append(&[(T0, session("a")), (T0 + 1, session("a"))])
+            .unwrap();
+        s.record_clock_jump(-86_400_000).unwrap();
+        s.append(&[(T0 + 2, session("a"))]).unwrap();
+        s.record_clock_jump(7_200_000).unwrap();
+        s.append(&[(T0 + 3, session("a"))]).unwrap();
+        // Seqs 1-2 saw both jumps and their batch ends before seq 3; seq 3 saw the
+        // second; seq 4 none.
+        assert_eq!(s.clock_correction(1).unwrap(), (-79_200_000, Some(3)));
+        assert_eq!(s.clock_correction(2).unwrap(), (-79_200_000, Some(3)));
+        assert_eq!(s.clock_correction(3).unwrap(), (7_200_000, Some(4)));
+        assert_eq!(s.clock_correction(4).unwrap(), (0, None));
+        // Kept across a reopen; forgotten once no waiting event precedes them.
+        drop(s);
+        let mut s = open(&dir.path().join("spool.db"), Spool::DEFAULT_MAX_BYTES);
+        assert_eq!(s.clock_correction(1).unwrap(), (-79_200_000, Some(3)));
+        s.ack(3, T0).unwrap();
+        s.record_clock_jump(1_000_000).unwrap();
+        s.append(&[(T0 + 4, session("a"))]).unwrap();
+        assert_eq!(s.clock_jumps().unwrap(), vec![(5, 1_000_000)]);
+        assert_eq!(s.clock_correction(4).unwrap(), (1_000_000, Some(5)));
     }
 
     #[test]

@@ -301,3 +301,102 @@ async fn a_full_disk_gets_retryable_errors_and_loses_nothing_acknowledged() {
     let stored: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(stored, (1..=last).collect::<Vec<_>>());
 }
+
+/// A PC whose clock ran a day ahead records two events, then the clock is set
+/// right and one more is recorded, all before anything is sent. Returns the stored
+/// events and the three seqs.
+fn clock_set_back(noticed: bool) -> (Vec<serde_json::Value>, Vec<u64>, i64) {
+    use kaoqin_agent::event::{EventKind, SessionKind};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    let token = collector.token().unwrap();
+    let state = dir.path().join("pc");
+    let mut enroll = kaoqin_tests::agent(
+        &state,
+        &["enroll", "--collector", &collector.url(), "--token", &token],
+    );
+    enroll.env("KAOQIN_MACHINE_ID", "clock-set-back");
+    run_ok(enroll, LIMIT).unwrap();
+
+    let config = kaoqin_agent::config::Config::default();
+    let session = |kind| EventKind::Session {
+        kind,
+        account: "zhangsan".into(),
+    };
+    let now = now_ms();
+    let seqs = {
+        let mut spool = kaoqin_agent::runner::open_spool(&state, &config).unwrap();
+        // Stamped a day ahead: the clock said tomorrow.
+        let mut seqs = spool
+            .append(&[
+                (now + DAY_MS - 60_000, session(SessionKind::Unlock)),
+                (now + DAY_MS - 30_000, session(SessionKind::Lock)),
+            ])
+            .unwrap();
+        if noticed {
+            spool.record_clock_jump(-DAY_MS).unwrap();
+        }
+        seqs.extend(
+            spool
+                .append(&[(now, session(SessionKind::Unlock))])
+                .unwrap(),
+        );
+        seqs
+    };
+    let day = fixture("day.jsonl");
+    let probe = format!("replay:{}", day.display());
+    run_ok(
+        kaoqin_tests::agent(&state, &["run", "--once", "--probe", &probe]),
+        LIMIT,
+    )
+    .unwrap();
+    (collector.events().unwrap(), seqs, now)
+}
+
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The agent noticed the jump (`Spool::record_clock_jump`, as its live loop does),
+/// so the collector receives those events with the offset of the clock they were
+/// stamped with: nothing is refused, and the corrected instants are the true ones.
+#[test]
+fn events_stamped_before_the_clock_was_set_back_are_delivered_corrected() {
+    let (events, seqs, now) = clock_set_back(true);
+    let sessions: Vec<&serde_json::Value> = seqs
+        .iter()
+        .filter_map(|&seq| events.iter().find(|e| e["seq"].as_u64() == Some(seq)))
+        .collect();
+    assert_eq!(sessions.len(), 3, "{sessions:#?}");
+    for (e, offset) in sessions.iter().zip([-DAY_MS, -DAY_MS, 0]) {
+        let measured = e["clock_offset_ms"].as_i64().unwrap();
+        assert!((measured - offset).abs() < 30_000, "{e:#}");
+        let corrected = ms(e["corrected_at"].as_str().unwrap());
+        assert!(
+            (now - 120_000..now + 60_000).contains(&corrected),
+            "corrected to the true time: {e:#}"
+        );
+    }
+    assert!(
+        !events.iter().any(|e| e["type"] == "data_gap"),
+        "nothing refused and dropped"
+    );
+}
+
+/// Unnoticed (the clock was set while the agent was stopped), the events are
+/// refused as being in the future: the agent drops each one, says so with a data
+/// gap the collector accepts, and delivers the rest.
+#[test]
+fn events_refused_as_in_the_future_become_a_visible_gap_and_the_rest_arrives() {
+    let (events, seqs, _) = clock_set_back(false);
+    let stored: Vec<u64> = seqs
+        .iter()
+        .copied()
+        .filter(|&seq| events.iter().any(|e| e["seq"].as_u64() == Some(seq)))
+        .collect();
+    assert_eq!(stored, [seqs[2]], "only the event after the clock was set");
+    let gaps = events
+        .iter()
+        .filter(|e| e["type"] == "data_gap" && e["reason"] == "rejected_by_collector")
+        .count();
+    assert_eq!(gaps, 2, "one gap for each refused event");
+}
