@@ -137,14 +137,18 @@ impl pb::report_service_server::ReportService for ReportApi {
                 )
                 .map_err(internal)?;
             }
-            let days = crate::reports::summary::load_days(store, rules, from, to, now())
-                .map_err(internal)?;
+            let days = crate::reports::summary::load_days(
+                store,
+                rules,
+                from,
+                to,
+                Some(&person),
+                crate::verdicts::Detail::Full,
+                now(),
+            )
+            .map_err(internal)?;
             Ok(pb::DayRecords {
-                days: days
-                    .iter()
-                    .filter(|d| d.verdict.employee_id == person.employee_id)
-                    .map(record)
-                    .collect(),
+                days: days.iter().map(record).collect(),
             })
         })
         .await
@@ -165,8 +169,16 @@ impl pb::report_service_server::ReportService for ReportApi {
                     user.username, body.department
                 )));
             }
-            let days = crate::reports::summary::load_days(store, rules, day, day, now())
-                .map_err(internal)?;
+            let days = crate::reports::summary::load_days(
+                store,
+                rules,
+                day,
+                day,
+                None,
+                crate::verdicts::Detail::Full,
+                now(),
+            )
+            .map_err(internal)?;
             let visible: Vec<&ReportDay> = days
                 .iter()
                 .filter(|d| body.department.is_empty() || d.verdict.department == body.department)

@@ -20,7 +20,7 @@ use crate::attendance::{
 };
 use crate::config::Config;
 use crate::store::StoredEvent;
-use crate::store::directory::StoredVerdict;
+use crate::store::directory::{JudgedDay, StoredVerdict};
 use crate::store::sqlite::SqliteStore;
 use anyhow::Context as _;
 use jiff::civil::Date;
@@ -315,14 +315,14 @@ fn context_fp(rules: &Rules, person: &Person, exemptions: &[Exemption]) -> Strin
     ))
 }
 
-/// Judges one person-day from the store and stores the verdict.
-pub fn recompute(
+/// Judges one person-day from the store, without storing the verdict.
+pub fn judge(
     store: &SqliteStore,
     rules: &Rules,
     person: &Person,
     date: Date,
     now: Timestamp,
-) -> anyhow::Result<DayVerdict> {
+) -> anyhow::Result<JudgedDay> {
     let exemptions = exemptions_for(store, person, date, &rules.settings)?;
     let (signals, known_pcs) = load_signals(store, person, date, &rules.settings)?;
     let ctx = Context {
@@ -333,27 +333,59 @@ pub fn recompute(
         known_pcs: &known_pcs,
         now,
     };
-    let v = attendance::verdict(person, date, &signals, &ctx);
-    let cfp = context_fp(rules, person, &exemptions);
+    let verdict = attendance::verdict(person, date, &signals, &ctx);
+    let context_fp = context_fp(rules, person, &exemptions);
     let normalized = attendance::normalize(&signals);
     let fingerprint = sha(&format!(
-        "{cfp}|{}",
+        "{context_fp}|{}",
         serde_json::to_string(&normalized).unwrap_or_default()
     ));
-    store.put_verdict(&StoredVerdict {
-        employee_id: person.employee_id.clone(),
-        date,
-        status: serde_json::to_value(v.status)?
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        verdict_json: serde_json::to_string(&v)?,
-        provisional: v.provisional,
+    Ok(JudgedDay {
+        verdict,
         computed_ms: now.as_millisecond(),
-        context_fp: cfp,
+        context_fp,
         fingerprint,
-    })?;
-    Ok(v)
+    })
+}
+
+/// Judges one person-day from the store and stores the verdict.
+pub fn recompute(
+    store: &SqliteStore,
+    rules: &Rules,
+    person: &Person,
+    date: Date,
+    now: Timestamp,
+) -> anyhow::Result<DayVerdict> {
+    let j = judge(store, rules, person, date, now)?;
+    store.put_verdicts(std::slice::from_ref(&j))?;
+    Ok(j.verdict)
+}
+
+/// Verdicts judged but not yet stored, written in one transaction per
+/// [`Pending::LIMIT`] (one fsync for many person-days, not one each).
+struct Pending<'a> {
+    store: &'a SqliteStore,
+    days: Vec<JudgedDay>,
+}
+
+impl Pending<'_> {
+    const LIMIT: usize = 1_000;
+
+    fn push(&mut self, j: JudgedDay) -> anyhow::Result<()> {
+        self.days.push(j);
+        if self.days.len() >= Self::LIMIT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.days.is_empty() {
+            self.store.put_verdicts(&self.days)?;
+            self.days.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Recomputes every person-day marked dirty; returns how many were judged. Days of
@@ -380,23 +412,24 @@ pub fn recompute_dirty(
     }
     let by_id: BTreeMap<&str, &Person> =
         staff.iter().map(|p| (p.employee_id.as_str(), p)).collect();
-    for (i, (id, date)) in todo.iter().enumerate() {
-        if let Err(e) = recompute(store, rules, by_id[id], *date, now) {
-            // Put the marks back so the next round tries again.
-            let rest: Vec<(String, Date)> = dirty
-                .iter()
-                .filter(|(a, d)| {
-                    owner.get(a.as_str()).is_some_and(|p| {
-                        todo.iter()
-                            .skip(i)
-                            .any(|(tid, td)| *tid == p.employee_id && td == d)
-                    })
-                })
-                .cloned()
-                .collect();
-            store.mark_dirty(&rest)?;
-            return Err(e);
-        }
+    let mut pending = Pending {
+        store,
+        days: Vec::new(),
+    };
+    let judged = todo
+        .iter()
+        .try_for_each(|(id, date)| pending.push(judge(store, rules, by_id[id], *date, now)?))
+        .and_then(|()| pending.flush());
+    if let Err(e) = judged {
+        // Put the marks back so the next round tries again (days already stored
+        // are judged once more, which changes nothing).
+        let back: Vec<(String, Date)> = dirty
+            .iter()
+            .filter(|(a, _)| owner.contains_key(a.as_str()))
+            .cloned()
+            .collect();
+        store.mark_dirty(&back)?;
+        return Err(e);
     }
     Ok(todo.len())
 }
@@ -411,16 +444,65 @@ pub fn recompute_range(
 ) -> anyhow::Result<usize> {
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let staff = store.staff()?;
+    let mut pending = Pending {
+        store,
+        days: Vec::new(),
+    };
     let mut n = 0;
     let mut d = from;
     while d <= to {
         for p in &staff {
-            recompute(store, rules, p, d, now)?;
+            pending.push(judge(store, rules, p, d, now)?)?;
             n += 1;
         }
         d = d.saturating_add(1.day());
     }
+    pending.flush()?;
     Ok(n)
+}
+
+/// How much of each verdict a read needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Everything, evidence and checkpoints included (a person's days, the daily
+    /// report).
+    Full,
+    /// The figures summaries add up, from `day_verdicts` alone: `checkpoints`,
+    /// `evidence`, `schedule_version` and `policy_note` are left empty, and the
+    /// name and department are the directory's.
+    Headline,
+}
+
+/// The verdict a stored row stands for, with `detail`: the whole verdict from its
+/// JSON, or the headline figures with the person's current name and department.
+fn stored_verdict(s: StoredVerdict, person: &Person, detail: Detail) -> anyhow::Result<DayVerdict> {
+    if let (Detail::Full, Some(json)) = (detail, &s.verdict_json) {
+        return serde_json::from_str(json).with_context(|| {
+            format!(
+                "stored verdict of {} on {} does not parse",
+                s.employee_id, s.date
+            )
+        });
+    }
+    Ok(DayVerdict {
+        employee_id: s.employee_id,
+        name: person.name.clone(),
+        department: person.department.clone(),
+        date: s.date,
+        day_kind: s.day_kind,
+        status: s.status,
+        provisional: s.provisional,
+        arrival: s.arrival,
+        departure: s.departure,
+        late_minutes: s.late_minutes,
+        early_minutes: s.early_minutes,
+        checkpoints: Vec::new(),
+        nonwork_seconds: s.nonwork_seconds,
+        coverage: s.coverage,
+        evidence: Vec::new(),
+        schedule_version: String::new(),
+        policy_note: String::new(),
+    })
 }
 
 /// The verdicts of everyone in the directory on `date`, recomputing the missing
@@ -431,28 +513,105 @@ pub fn verdicts_for_date(
     date: Date,
     now: Timestamp,
 ) -> anyhow::Result<Vec<DayVerdict>> {
-    let staff = store.staff()?;
-    let stored = store.verdicts_on(date)?;
-    let mut out = Vec::with_capacity(staff.len());
-    for p in &staff {
-        let fresh = match stored.get(&p.employee_id) {
-            Some(s) if !s.provisional => {
-                let ex = exemptions_for(store, p, date, &rules.settings)?;
-                s.context_fp == context_fp(rules, p, &ex) && !store.is_dirty(&p.accounts, date)?
-            }
-            _ => false,
-        };
-        let v = match (fresh, stored.get(&p.employee_id)) {
-            (true, Some(s)) => serde_json::from_str(&s.verdict_json).with_context(|| {
-                format!(
-                    "stored verdict of {} on {date} does not parse",
-                    p.employee_id
-                )
-            })?,
-            _ => recompute(store, rules, p, date, now)?,
-        };
-        out.push(v);
+    verdicts_between(store, rules, date, date, None, Detail::Full, now)
+}
+
+/// The verdicts on `from..=to` of `person` (or everyone in the directory), by date
+/// and then employee id, recomputing the missing and stale ones first.
+///
+/// The read is a handful of queries whatever the period: the stored verdicts, the
+/// dirty marks and the exemptions of the whole period at once. A verdict is fresh
+/// when it is final, none of the person's accounts is dirty that day, and its
+/// context fingerprint matches; the fingerprint is computed once per person for
+/// the days without exemptions, which are nearly all of them.
+pub fn verdicts_between(
+    store: &SqliteStore,
+    rules: &Rules,
+    from: Date,
+    to: Date,
+    person: Option<&Person>,
+    detail: Detail,
+    now: Timestamp,
+) -> anyhow::Result<Vec<DayVerdict>> {
+    anyhow::ensure!(from <= to, "from {from} is after to {to}");
+    let staff = match person {
+        Some(p) => vec![p.clone()],
+        None => store.staff()?,
+    };
+    let only = person.map(|p| p.employee_id.as_str());
+    // In (date, employee id) order, as the loops below walk them.
+    let mut stored = store
+        .verdicts_between(from, to, only, detail == Detail::Full)?
+        .into_iter()
+        .peekable();
+    let dirty = store.dirty_between(from, to)?;
+    let settings = &rules.settings;
+    let mut dates = Vec::new();
+    let mut d = from;
+    while d <= to {
+        dates.push((d, signal_window(d, settings)));
+        d = d.saturating_add(1.day());
     }
+    let (window_from, window_to) = (dates[0].1.0, dates[dates.len() - 1].1.1);
+    let mut exemptions: BTreeMap<String, Vec<Exemption>> = BTreeMap::new();
+    for e in store.exemptions(
+        only,
+        window_from.as_millisecond(),
+        window_to.as_millisecond(),
+    )? {
+        exemptions.entry(e.employee_id.clone()).or_default().push(e);
+    }
+    let no_exemptions: Vec<Exemption> = Vec::new();
+    let mut pending = Pending {
+        store,
+        days: Vec::new(),
+    };
+    let mut out = Vec::with_capacity(staff.len() * dates.len());
+    let mut bare_fp: Vec<Option<String>> = vec![None; staff.len()];
+    for (date, (w_from, w_to)) in &dates {
+        for (i, p) in staff.iter().enumerate() {
+            // Rows of people no longer in the directory are passed over.
+            while stored
+                .next_if(|s| (s.date, s.employee_id.as_str()) < (*date, p.employee_id.as_str()))
+                .is_some()
+            {}
+            let row = stored.next_if(|s| s.date == *date && s.employee_id == p.employee_id);
+            let fresh = match &row {
+                Some(s) if !s.provisional => {
+                    let mine = exemptions.get(&p.employee_id).unwrap_or(&no_exemptions);
+                    let ex: Vec<Exemption> = mine
+                        .iter()
+                        .filter(|e| e.start < *w_to && e.end > *w_from)
+                        .cloned()
+                        .collect();
+                    let fp_matches = if ex.is_empty() {
+                        let bare = bare_fp[i].get_or_insert_with(|| context_fp(rules, p, &[]));
+                        s.context_fp == *bare
+                    } else {
+                        s.context_fp == context_fp(rules, p, &ex)
+                    };
+                    fp_matches
+                        && (dirty.is_empty()
+                            || !p
+                                .accounts
+                                .iter()
+                                .any(|a| dirty.contains(&(a.to_ascii_lowercase(), *date))))
+                }
+                _ => false,
+            };
+            let v = match row {
+                Some(s) if fresh => stored_verdict(s, p, detail)?,
+                _ => {
+                    let j = judge(store, rules, p, *date, now)?;
+                    let v = j.verdict.clone();
+                    pending.push(j)?;
+                    v
+                }
+            };
+            out.push(v);
+        }
+    }
+    pending.flush()?;
     Ok(out)
 }
 
@@ -501,6 +660,167 @@ mod tests {
             received_ms: at_ms + offset,
             clock_offset_ms: offset,
         }
+    }
+
+    /// Computed at `computed` (ms) or not: which stored rows a read recomputed.
+    fn computed_at(store: &SqliteStore, from: Date, to: Date) -> BTreeMap<(String, Date), i64> {
+        store
+            .verdicts_between(from, to, None, false)
+            .unwrap()
+            .into_iter()
+            .map(|v| ((v.employee_id, v.date), v.computed_ms))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_range_read_uses_fresh_stored_verdicts_and_recomputes_only_stale_ones() {
+        use crate::store::{Batch, HostFacts, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let rules = Rules::from_config(&Config::default()).unwrap();
+        let person = |id: &str, account: &str| Person {
+            employee_id: id.into(),
+            name: id.into(),
+            department: "办公室".into(),
+            accounts: vec![account.into()],
+        };
+        store
+            .import_staff(&[person("E2", "lisi"), person("E1", "zhangsan")], 0)
+            .unwrap();
+        // zhangsan's PC: on Monday 08:20 to 17:40 (Asia/Shanghai).
+        let token = store.create_token(60_000, None, "", 0).unwrap();
+        let pc = HostFacts {
+            machine_id: "m1".into(),
+            ..HostFacts::default()
+        };
+        let e = store.enroll(&token.token, pc, 0).await.unwrap();
+        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        let session = |seq, at: &str, kind| Event {
+            seq,
+            at_ms: at.parse::<Timestamp>().unwrap().as_millisecond(),
+            kind: EventKind::Session {
+                kind,
+                account: "zhangsan".into(),
+            },
+        };
+        store
+            .store_batch(Batch {
+                agent_num: num,
+                received_ms: 1_796_000_000_000,
+                sent_at_ms: 1_796_000_000_000,
+                clock_offset_ms: 0,
+                events: vec![
+                    session(1, "2026-11-23T00:20:00Z", ev::SessionKind::Logon),
+                    session(2, "2026-11-23T09:40:00Z", ev::SessionKind::Logoff),
+                ],
+            })
+            .await
+            .unwrap();
+        store.take_dirty().unwrap();
+        // Monday to Wednesday, judged once the week is over.
+        let (from, to): (Date, Date) =
+            ("2026-11-23".parse().unwrap(), "2026-11-25".parse().unwrap());
+        let at = |ms: i64| Timestamp::from_millisecond(1_796_000_000_000 + ms).unwrap();
+        let first = verdicts_between(&store, &rules, from, to, None, Detail::Full, at(1)).unwrap();
+        let order: Vec<(String, String)> = first
+            .iter()
+            .map(|v| (v.date.to_string(), v.employee_id.clone()))
+            .collect();
+        assert_eq!(
+            order[..3],
+            [
+                ("2026-11-23".into(), "E1".into()),
+                ("2026-11-23".into(), "E2".into()),
+                ("2026-11-24".into(), "E1".into())
+            ]
+        );
+        use attendance::Status::*;
+        assert_eq!(
+            first.iter().map(|v| v.status).collect::<Vec<_>>(),
+            [Present, Unknown, Unknown, Unknown, Unknown, Unknown]
+        );
+        assert!(!first[0].evidence.is_empty(), "{:#?}", first[0]);
+
+        // Nothing changed: read from the store, evidence left out of the headline.
+        let again =
+            verdicts_between(&store, &rules, from, to, None, Detail::Headline, at(2)).unwrap();
+        assert!(
+            computed_at(&store, from, to)
+                .values()
+                .all(|&ms| ms == at(1).as_millisecond())
+        );
+        for (full, head) in first.iter().zip(&again) {
+            assert!(head.evidence.is_empty() && head.checkpoints.is_empty());
+            let mut full = full.clone();
+            (full.evidence, full.checkpoints) = (Vec::new(), Vec::new());
+            (full.schedule_version, full.policy_note) = (String::new(), String::new());
+            assert_eq!(&full, head);
+        }
+
+        // Leave for E1 on Tuesday, with the dirty marks it made cleared: the context
+        // fingerprint alone finds the stale day.
+        let tuesday: Date = "2026-11-24".parse().unwrap();
+        let midnight = |d: Date| {
+            rules
+                .settings
+                .time_zone
+                .to_ambiguous_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+                .compatible()
+                .unwrap()
+        };
+        store
+            .add_exemptions(
+                &[Exemption {
+                    employee_id: "E1".into(),
+                    kind: attendance::ExemptionKind::Leave,
+                    start: midnight(tuesday),
+                    end: midnight(tuesday.tomorrow().unwrap()),
+                    note: String::new(),
+                }],
+                &rules.settings,
+                0,
+            )
+            .unwrap();
+        store.take_dirty().unwrap();
+        // Events for lisi on Wednesday mark that day dirty.
+        store
+            .mark_dirty(&[("lisi".into(), "2026-11-25".parse().unwrap())])
+            .unwrap();
+        let third =
+            verdicts_between(&store, &rules, from, to, None, Detail::Headline, at(3)).unwrap();
+        let recomputed: Vec<(String, String)> = computed_at(&store, from, to)
+            .into_iter()
+            .filter(|(_, ms)| *ms == at(3).as_millisecond())
+            .map(|((id, d), _)| (id, d.to_string()))
+            .collect();
+        assert_eq!(
+            recomputed,
+            [
+                // The leave lies in the signal windows of the days either side too.
+                ("E1".to_owned(), "2026-11-23".to_owned()),
+                ("E1".to_owned(), "2026-11-24".to_owned()),
+                ("E1".to_owned(), "2026-11-25".to_owned()),
+                ("E2".to_owned(), "2026-11-25".to_owned())
+            ]
+        );
+        assert_eq!(third[2].status, Leave, "{:?}", third[2]);
+
+        // One person's read sees the same.
+        let e1 = store
+            .staff()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.employee_id == "E1")
+            .unwrap();
+        let mine =
+            verdicts_between(&store, &rules, from, to, Some(&e1), Detail::Full, at(4)).unwrap();
+        assert_eq!(mine.len(), 3);
+        assert_eq!(mine[1].status, Leave);
+        assert!(
+            computed_at(&store, from, to)
+                .values()
+                .all(|&ms| ms != at(4).as_millisecond())
+        );
     }
 
     #[test]

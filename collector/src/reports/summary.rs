@@ -113,20 +113,33 @@ pub fn summarize(days: &[ReportDay], by: By) -> Vec<SummaryRow> {
     for d in days {
         let v = &d.verdict;
         let key = match by {
-            By::Staff => v.employee_id.clone(),
-            By::Department => v.department.clone(),
+            By::Staff => &v.employee_id,
+            By::Department => &v.department,
         };
-        let row = rows.entry(key.clone()).or_insert_with(|| SummaryRow {
-            key: key.clone(),
-            name: match by {
-                By::Staff => v.name.clone(),
-                By::Department => v.department.clone(),
-            },
-            department: v.department.clone(),
-            ..SummaryRow::default()
-        });
-        row.add(d);
-        people.entry(key).or_default().insert(v.employee_id.clone());
+        // Looked up by reference first: most days add to a row that exists.
+        if !rows.contains_key(key) {
+            rows.insert(
+                key.clone(),
+                SummaryRow {
+                    key: key.clone(),
+                    name: match by {
+                        By::Staff => v.name.clone(),
+                        By::Department => v.department.clone(),
+                    },
+                    department: v.department.clone(),
+                    ..SummaryRow::default()
+                },
+            );
+            people.insert(key.clone(), Default::default());
+        }
+        if let Some(row) = rows.get_mut(key) {
+            row.add(d);
+        }
+        if let Some(who) = people.get_mut(key)
+            && !who.contains(&v.employee_id)
+        {
+            who.insert(v.employee_id.clone());
+        }
     }
     rows.into_iter()
         .map(|(k, mut r)| {
@@ -180,6 +193,8 @@ pub fn load_days(
     rules: &Rules,
     from: Date,
     to: Date,
+    person: Option<&crate::attendance::Person>,
+    detail: crate::verdicts::Detail,
     now: jiff::Timestamp,
 ) -> anyhow::Result<Vec<ReportDay>> {
     anyhow::ensure!(from <= to, "from {from} is after to {to}");
@@ -187,12 +202,7 @@ pub fn load_days(
         from.until(to)?.get_days() <= 366,
         "a period of at most 366 days"
     );
-    let mut all = Vec::new();
-    let mut d = from;
-    while d <= to {
-        all.extend(crate::verdicts::verdicts_for_date(store, rules, d, now)?);
-        d = d.saturating_add(1.day());
-    }
+    let all = crate::verdicts::verdicts_between(store, rules, from, to, person, detail, now)?;
     Ok(super::corrections::apply(
         all,
         &store.corrections(from, to)?,
@@ -362,7 +372,15 @@ pub struct SummaryArgs {
 pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
     let (store, rules) = super::open(&args.dirs)?;
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
-    let mut days = load_days(&store, &rules, args.from, args.to, now)?;
+    let mut days = load_days(
+        &store,
+        &rules,
+        args.from,
+        args.to,
+        None,
+        crate::verdicts::Detail::Headline,
+        now,
+    )?;
     if let Some(d) = &args.department {
         days.retain(|x| &x.verdict.department == d);
     }

@@ -11,7 +11,10 @@
 
 use super::sqlite::{SqliteStore, sql_err};
 use super::{StoreError, StoredEvent};
-use crate::attendance::{Exemption, ExemptionKind, Person, Settings, attendance_date};
+use crate::attendance::{
+    Coverage, DayKind, DayVerdict, Exemption, ExemptionKind, Person, Settings, Status,
+    attendance_date,
+};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use kaoqin_proto::event::{Event, EventKind};
@@ -41,17 +44,53 @@ pub struct Unmapped {
 /// A PC of a person: (internal agent number, agent id).
 pub type KnownPc = (i64, String);
 
-/// A stored verdict row, without its JSON decoded.
+/// A stored day verdict: the figures reports add up, and with
+/// [`SqliteStore::verdicts_between`]'s `full` the whole verdict's JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredVerdict {
     pub employee_id: String,
     pub date: Date,
-    pub status: String,
-    pub verdict_json: String,
+    pub status: Status,
+    pub day_kind: DayKind,
     pub provisional: bool,
+    pub late_minutes: u32,
+    pub early_minutes: u32,
+    pub coverage: Coverage,
+    pub arrival: Option<Timestamp>,
+    pub departure: Option<Timestamp>,
+    pub nonwork_seconds: BTreeMap<String, u64>,
     pub computed_ms: i64,
     pub context_fp: String,
     pub fingerprint: String,
+    /// The whole verdict as JSON, when asked for.
+    pub verdict_json: Option<String>,
+}
+
+/// A verdict as judged, to be stored.
+#[derive(Debug, Clone)]
+pub struct JudgedDay {
+    pub verdict: DayVerdict,
+    pub computed_ms: i64,
+    /// Hash of what the verdict depends on besides events.
+    pub context_fp: String,
+    /// Hash of the context and the events.
+    pub fingerprint: String,
+}
+
+/// A snake_case enum name as stored in a TEXT column.
+fn enum_from_text<T: serde::de::DeserializeOwned>(
+    column: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
+        .map_err(|_| StoreError::Corrupt(format!("day_verdicts.{column} {text:?}")))
+}
+
+fn enum_to_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn parse_kind(s: &str) -> Option<ExemptionKind> {
@@ -375,12 +414,18 @@ impl SqliteStore {
     ) -> Result<Vec<Exemption>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
+        // Two statements, so that one person's lookup uses exemptions_by_person
+        // (an `?1 IS NULL OR` filter would scan every exemption ever entered).
         let mut stmt = conn
-            .prepare_cached(
+            .prepare_cached(if employee_id.is_some() {
                 "SELECT employee_id, kind, start_ms, end_ms, note FROM exemptions
-                 WHERE (?1 IS NULL OR employee_id = ?1) AND start_ms < ?3 AND end_ms > ?2
-                 ORDER BY employee_id, start_ms, id",
-            )
+                 WHERE employee_id = ?1 AND start_ms < ?3 AND end_ms > ?2
+                 ORDER BY employee_id, start_ms, id"
+            } else {
+                "SELECT employee_id, kind, start_ms, end_ms, note FROM exemptions
+                 WHERE ?1 IS NULL AND start_ms < ?3 AND end_ms > ?2
+                 ORDER BY employee_id, start_ms, id"
+            })
             .map_err(&err)?;
         let rows = stmt
             .query_map(params![employee_id, from_ms, to_ms], |r| {
@@ -450,79 +495,162 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Whether any of `accounts` is marked dirty on `date`.
-    pub fn is_dirty(&self, accounts: &[String], date: Date) -> Result<bool, StoreError> {
+    /// The (account, date) pairs marked dirty on `from..=to`.
+    pub fn dirty_between(
+        &self,
+        from: Date,
+        to: Date,
+    ) -> Result<std::collections::HashSet<(String, Date)>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
-            .prepare_cached("SELECT count(*) > 0 FROM dirty_days WHERE account = ?1 AND date = ?2")
-            .map_err(&err)?;
-        for a in accounts {
-            let hit: bool = stmt
-                .query_row(params![a.to_ascii_lowercase(), date.to_string()], |r| {
-                    r.get(0)
-                })
-                .map_err(&err)?;
-            if hit {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// The stored verdicts of `date`, by employee id.
-    pub fn verdicts_on(&self, date: Date) -> Result<BTreeMap<String, StoredVerdict>, StoreError> {
-        let conn = self.reader();
-        let err = sql_err(self.path());
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT employee_id, status, verdict, provisional, computed_ms, context_fp, fingerprint
-                 FROM day_verdicts WHERE date = ?1",
-            )
+            .prepare_cached("SELECT account, date FROM dirty_days WHERE date BETWEEN ?1 AND ?2")
             .map_err(&err)?;
         let rows = stmt
-            .query_map([date.to_string()], |r| {
-                Ok(StoredVerdict {
-                    employee_id: r.get(0)?,
-                    date,
-                    status: r.get(1)?,
-                    verdict_json: r.get(2)?,
-                    provisional: r.get(3)?,
-                    computed_ms: r.get(4)?,
-                    context_fp: r.get(5)?,
-                    fingerprint: r.get(6)?,
-                })
+            .query_map(params![from.to_string(), to.to_string()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(&err)?;
-        let mut out = BTreeMap::new();
+        let mut out = std::collections::HashSet::new();
         for row in rows {
-            let v = row.map_err(&err)?;
-            out.insert(v.employee_id.clone(), v);
+            let (account, date) = row.map_err(&err)?;
+            if let Ok(date) = date.parse() {
+                out.insert((account, date));
+            }
         }
         Ok(out)
     }
 
-    /// Stores (replaces) one verdict.
-    pub fn put_verdict(&self, v: &StoredVerdict) -> Result<(), StoreError> {
+    /// The stored verdicts on `from..=to`, of one person or everyone, in (date,
+    /// employee id) order; with `full`, each with its whole verdict's JSON.
+    pub fn verdicts_between(
+        &self,
+        from: Date,
+        to: Date,
+        employee_id: Option<&str>,
+        full: bool,
+    ) -> Result<Vec<StoredVerdict>, StoreError> {
+        const COLS: &str = "v.employee_id, v.date, v.status, v.day_kind, v.provisional,
+            v.late_minutes, v.early_minutes, v.office_seconds, v.covered_seconds,
+            v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp,
+            v.fingerprint";
         let conn = self.reader();
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO day_verdicts
-                (employee_id, date, status, verdict, provisional, computed_ms, context_fp, fingerprint)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                v.employee_id,
-                v.date.to_string(),
-                v.status,
-                v.verdict_json,
-                v.provisional,
-                v.computed_ms,
-                v.context_fp,
-                v.fingerprint
-            ])
-        })
-        .map_err(sql_err(self.path()))?;
+        let err = sql_err(self.path());
+        // Everyone: the primary key's date range; one person: day_verdicts_by_person.
+        let filter = if employee_id.is_some() {
+            "v.employee_id = ?3 AND v.date BETWEEN ?1 AND ?2 ORDER BY v.date"
+        } else {
+            "v.date BETWEEN ?1 AND ?2 AND ?3 IS NULL ORDER BY v.date, v.employee_id"
+        };
+        let sql = if full {
+            format!(
+                "SELECT {COLS}, d.verdict FROM day_verdicts v
+                 JOIN day_verdict_details d ON d.employee_id = v.employee_id AND d.date = v.date
+                 WHERE {filter}"
+            )
+        } else {
+            format!("SELECT {COLS}, NULL FROM day_verdicts v WHERE {filter}")
+        };
+        let mut stmt = conn.prepare_cached(&sql).map_err(&err)?;
+        let mut rows = stmt
+            .query(params![from.to_string(), to.to_string(), employee_id])
+            .map_err(&err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(&err)? {
+            let text = |i: usize| -> Result<String, StoreError> { r.get(i).map_err(&err) };
+            let int = |i: usize| -> Result<i64, StoreError> { r.get(i).map_err(&err) };
+            let opt = |i: usize| -> Result<Option<i64>, StoreError> { r.get(i).map_err(&err) };
+            let date = text(1)?;
+            let date: Date = date
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("day_verdicts.date {date:?}")))?;
+            let nonwork = text(11)?;
+            let v = StoredVerdict {
+                employee_id: text(0)?,
+                date,
+                status: enum_from_text("status", &text(2)?)?,
+                day_kind: enum_from_text("day_kind", &text(3)?)?,
+                provisional: int(4)? != 0,
+                late_minutes: u32::try_from(int(5)?).unwrap_or(0),
+                early_minutes: u32::try_from(int(6)?).unwrap_or(0),
+                coverage: Coverage {
+                    office_seconds: u64::try_from(int(7)?).unwrap_or(0),
+                    covered_seconds: u64::try_from(int(8)?).unwrap_or(0),
+                },
+                arrival: opt(9)?.map(ts),
+                departure: opt(10)?.map(ts),
+                nonwork_seconds: if nonwork == "{}" {
+                    BTreeMap::new()
+                } else {
+                    serde_json::from_str(&nonwork).map_err(|_| {
+                        StoreError::Corrupt(format!("day_verdicts.nonwork {nonwork:?}"))
+                    })?
+                },
+                computed_ms: int(12)?,
+                context_fp: text(13)?,
+                fingerprint: text(14)?,
+                verdict_json: r.get(15).map_err(&err)?,
+            };
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Stores (replaces) person-days' verdicts, both the figures and the whole, in
+    /// one transaction.
+    pub fn put_verdicts(&self, days: &[JudgedDay]) -> Result<(), StoreError> {
+        let mut conn = self.reader();
+        let err = sql_err(self.path());
+        let ms = |t: Option<Timestamp>| t.map(|t| t.as_millisecond());
+        let tx = conn.transaction().map_err(&err)?;
+        {
+            let mut figures = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO day_verdicts
+                        (date, employee_id, status, day_kind, provisional, late_minutes,
+                         early_minutes, office_seconds, covered_seconds, arrival_ms,
+                         departure_ms, nonwork, computed_ms, context_fp, fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .map_err(&err)?;
+            let mut whole = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO day_verdict_details (employee_id, date, verdict)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&err)?;
+            for j in days {
+                let v = &j.verdict;
+                let json = serde_json::to_string(v)
+                    .map_err(|e| StoreError::Corrupt(format!("verdict does not encode: {e}")))?;
+                let nonwork =
+                    serde_json::to_string(&v.nonwork_seconds).unwrap_or_else(|_| "{}".into());
+                let date = v.date.to_string();
+                figures
+                    .execute(params![
+                        date,
+                        v.employee_id,
+                        enum_to_text(&v.status),
+                        enum_to_text(&v.day_kind),
+                        v.provisional,
+                        v.late_minutes,
+                        v.early_minutes,
+                        i64::try_from(v.coverage.office_seconds).unwrap_or(i64::MAX),
+                        i64::try_from(v.coverage.covered_seconds).unwrap_or(i64::MAX),
+                        ms(v.arrival),
+                        ms(v.departure),
+                        nonwork,
+                        j.computed_ms,
+                        j.context_fp,
+                        j.fingerprint
+                    ])
+                    .map_err(&err)?;
+                whole
+                    .execute(params![v.employee_id, date, json])
+                    .map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)?;
         Ok(())
     }
 }

@@ -37,6 +37,10 @@ const GROUP_MAX_EVENTS: usize = 50_000;
 ///    UPDATE and DELETE; index of batches by agent and id (latest clock offset).
 /// 4. people who read reports: users, user_departments, web_sessions, api_tokens;
 ///    appeals and corrections of day verdicts (`crate::users`, `crate::reports::corrections`).
+/// 5. day verdicts split in two: `day_verdicts` holds the figures reports add up, in
+///    typed columns ordered by date, and `day_verdict_details` the whole verdict
+///    (evidence, checkpoints) as JSON. Verdicts are derived from events, exemptions
+///    and rules, so the old rows are dropped and recomputed when next read.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -220,6 +224,35 @@ CREATE TABLE corrections (
     appeal_id   INTEGER REFERENCES appeals(id)
 );
 CREATE INDEX corrections_by_person ON corrections(employee_id, date);
+"#,
+    r#"
+DROP TABLE day_verdicts;
+CREATE TABLE day_verdicts (
+    date            TEXT NOT NULL,
+    employee_id     TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    day_kind        TEXT NOT NULL,
+    provisional     INTEGER NOT NULL,
+    late_minutes    INTEGER NOT NULL,
+    early_minutes   INTEGER NOT NULL,
+    office_seconds  INTEGER NOT NULL,
+    covered_seconds INTEGER NOT NULL,
+    arrival_ms      INTEGER,
+    departure_ms    INTEGER,
+    -- JSON object: non-work category -> seconds in office hours.
+    nonwork         TEXT NOT NULL,
+    computed_ms     INTEGER NOT NULL,
+    context_fp      TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    PRIMARY KEY (date, employee_id)
+) WITHOUT ROWID;
+CREATE INDEX day_verdicts_by_person ON day_verdicts(employee_id, date);
+CREATE TABLE day_verdict_details (
+    employee_id TEXT NOT NULL,
+    date        TEXT NOT NULL,
+    verdict     TEXT NOT NULL,
+    PRIMARY KEY (employee_id, date)
+) WITHOUT ROWID;
 "#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are

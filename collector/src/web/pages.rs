@@ -2,7 +2,7 @@
 
 use super::i18n::{self, Lang};
 use super::{App, Ctx, Page, SESSION_COOKIE, WebError, audit, blocking, redirect};
-use crate::attendance::{DayVerdict, Person, Status};
+use crate::attendance::{Person, Status};
 use crate::reports::corrections::{self, ReportDay, status_name};
 use crate::reports::summary::{self, By, SummaryRow};
 use crate::users::{Action, Role, Target, User, can};
@@ -158,24 +158,17 @@ fn audit_view(app: &App, user: &User, employee_id: &str, what: &str) -> Result<(
     Ok(())
 }
 
-/// One person's verdicts on `from..=to`, corrections applied. A stored verdict is
-/// used while it is final and its day is not dirty; otherwise it is recomputed.
+/// One person's verdicts on `from..=to`, corrections applied, evidence included.
 fn person_days(app: &App, p: &Person, from: Date, to: Date) -> Result<Vec<ReportDay>, WebError> {
-    let mut out = Vec::new();
-    let mut d = from;
-    let now = now();
-    while d <= to {
-        let stored = app.store.verdicts_on(d)?.remove(&p.employee_id);
-        let v: DayVerdict = match stored {
-            Some(s) if !s.provisional && !app.store.is_dirty(&p.accounts, d)? => {
-                serde_json::from_str(&s.verdict_json).map_err(anyhow::Error::from)?
-            }
-            _ => crate::verdicts::recompute(&app.store, &app.rules, p, d, now)?,
-        };
-        out.push(v);
-        d = d.saturating_add(1.day());
-    }
-    Ok(corrections::apply(out, &app.store.corrections(from, to)?))
+    Ok(summary::load_days(
+        &app.store,
+        &app.rules,
+        from,
+        to,
+        Some(p),
+        crate::verdicts::Detail::Full,
+        now(),
+    )?)
 }
 
 fn parse_month(app: &App, month: Option<&str>) -> Result<(Date, Date), WebError> {
@@ -376,7 +369,15 @@ fn summary_data(
         .collect();
     departments.sort();
     departments.dedup();
-    let mut days = summary::load_days(&app.store, &app.rules, from, to, now())?;
+    let mut days = summary::load_days(
+        &app.store,
+        &app.rules,
+        from,
+        to,
+        None,
+        crate::verdicts::Detail::Headline,
+        now(),
+    )?;
     days.retain(|d| {
         let v = &d.verdict;
         department.as_ref().is_none_or(|x| &v.department == x)

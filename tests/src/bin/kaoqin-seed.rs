@@ -1059,9 +1059,13 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
                 let staff = store.staff()?;
                 let (mut filled, mut rows) = (0u64, 0u64);
                 for &d in days.iter() {
-                    let have = store.verdicts_on(d)?;
+                    let have: std::collections::HashSet<String> = store
+                        .verdicts_between(d, d, None, false)?
+                        .into_iter()
+                        .map(|v| v.employee_id)
+                        .collect();
                     for p in &staff {
-                        if !have.contains_key(&p.employee_id) {
+                        if !have.contains(&p.employee_id) {
                             verdicts::recompute(&store, &rules, p, d, judge_at)?;
                             filled += 1;
                         }
@@ -1382,7 +1386,15 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         let (store, rules) = (store.clone(), rules.clone());
         tokio::task::spawn_blocking(move || {
             time_sync(plan, || {
-                let days = summary::load_days(&store, &rules, from, to, judge_at)?;
+                let days = summary::load_days(
+                    &store,
+                    &rules,
+                    from,
+                    to,
+                    None,
+                    verdicts::Detail::Headline,
+                    judge_at,
+                )?;
                 let rows = summary::summarize(&days, summary::By::Staff);
                 ensure!(!rows.is_empty(), "an empty summary");
                 Ok(())
