@@ -533,6 +533,39 @@ pub fn verdicts_between(
     detail: Detail,
     now: Timestamp,
 ) -> anyhow::Result<Vec<DayVerdict>> {
+    let mut out = Vec::new();
+    walk_between(store, rules, from, to, person, detail, now, |p, day| {
+        out.push(match day {
+            Day::Stored(s) => stored_verdict(s, p, detail)?,
+            Day::Judged(v) => v,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A person-day as [`walk_between`] hands it over.
+pub enum Day {
+    /// A fresh stored verdict (its JSON only with [`Detail::Full`]).
+    Stored(StoredVerdict),
+    /// A verdict judged just now (and stored).
+    Judged(DayVerdict),
+}
+
+/// Walks the person-days of [`verdicts_between`] in the same order, handing each
+/// to `f` as stored or as judged just now, without building a [`DayVerdict`] for
+/// the stored ones (summaries add up the stored figures directly).
+#[allow(clippy::too_many_arguments)]
+pub fn walk_between(
+    store: &SqliteStore,
+    rules: &Rules,
+    from: Date,
+    to: Date,
+    person: Option<&Person>,
+    detail: Detail,
+    now: Timestamp,
+    mut f: impl FnMut(&Person, Day) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(from <= to, "from {from} is after to {to}");
     let staff = match person {
         Some(p) => vec![p.clone()],
@@ -566,7 +599,6 @@ pub fn verdicts_between(
         store,
         days: Vec::new(),
     };
-    let mut out = Vec::with_capacity(staff.len() * dates.len());
     let mut bare_fp: Vec<Option<String>> = vec![None; staff.len()];
     for (date, (w_from, w_to)) in &dates {
         for (i, p) in staff.iter().enumerate() {
@@ -599,20 +631,18 @@ pub fn verdicts_between(
                 }
                 _ => false,
             };
-            let v = match row {
-                Some(s) if fresh => stored_verdict(s, p, detail)?,
+            match row {
+                Some(s) if fresh => f(p, Day::Stored(s))?,
                 _ => {
                     let j = judge(store, rules, p, *date, now)?;
                     let v = j.verdict.clone();
                     pending.push(j)?;
-                    v
+                    f(p, Day::Judged(v))?;
                 }
-            };
-            out.push(v);
+            }
         }
     }
-    pending.flush()?;
-    Ok(out)
+    pending.flush()
 }
 
 /// Recomputes dirty days every `every` on a blocking thread, with the wall clock as
@@ -804,6 +834,38 @@ mod tests {
             ]
         );
         assert_eq!(third[2].status, Leave, "{:?}", third[2]);
+
+        // The summary added up from the stored figures equals the one added up from
+        // whole verdicts, a correction included (E1's Monday, present -> field).
+        let monday: Date = "2026-11-23".parse().unwrap();
+        let appeal = store
+            .add_appeal("E1", monday, Field, "visiting a client", "zhangsan", 0)
+            .unwrap();
+        store
+            .decide_appeal(appeal, true, "ok", "officer", 0)
+            .unwrap();
+        use crate::reports::summary::{self, By};
+        for by in [By::Staff, By::Department] {
+            let days = summary::load_days(&store, &rules, from, to, None, Detail::Headline, at(5))
+                .unwrap();
+            let (rows, weeks) =
+                summary::summary_between(&store, &rules, from, to, by, &|_| true, at(5)).unwrap();
+            assert_eq!(rows, summary::summarize(&days, by), "{by:?}");
+            assert_eq!(weeks, summary::weekly(&days));
+            assert_eq!(rows[0].corrected_days, 1, "{rows:?}");
+        }
+        let (rows, _) = summary::summary_between(
+            &store,
+            &rules,
+            from,
+            to,
+            By::Staff,
+            &|p| p.employee_id == "E2",
+            at(5),
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].key, "E2");
 
         // One person's read sees the same.
         let e1 = store

@@ -74,19 +74,30 @@ impl SummaryRow {
 
     fn add(&mut self, d: &ReportDay) {
         let v = &d.verdict;
-        if !matches!(v.status, Status::Holiday | Status::Rest) {
+        self.add_figures(&Figures {
+            status: v.status,
+            late_minutes: v.late_minutes,
+            early_minutes: v.early_minutes,
+            corrected: d.correction.is_some(),
+            nonwork_seconds: &v.nonwork_seconds,
+            coverage: v.coverage,
+        });
+    }
+
+    fn add_figures(&mut self, f: &Figures<'_>) {
+        if !matches!(f.status, Status::Holiday | Status::Rest) {
             self.workdays += 1;
         }
-        match v.status {
+        match f.status {
             Status::Present => {
                 self.present_days += 1;
-                if v.late_minutes > 0 {
+                if f.late_minutes > 0 {
                     self.late_count += 1;
-                    self.late_minutes += v.late_minutes;
+                    self.late_minutes += f.late_minutes;
                 }
-                if v.early_minutes > 0 {
+                if f.early_minutes > 0 {
                     self.early_count += 1;
-                    self.early_minutes += v.early_minutes;
+                    self.early_minutes += f.early_minutes;
                 }
             }
             Status::Absent => self.absent_days += 1,
@@ -95,15 +106,167 @@ impl SummaryRow {
             Status::Unknown => self.unknown_days += 1,
             Status::Holiday | Status::Rest => {}
         }
-        if d.correction.is_some() {
+        if f.corrected {
             self.corrected_days += 1;
         }
-        for (k, s) in &v.nonwork_seconds {
+        for (k, s) in f.nonwork_seconds {
+            match self.nonwork_seconds.get_mut(k) {
+                Some(total) => *total += s,
+                None => {
+                    self.nonwork_seconds.insert(k.clone(), *s);
+                }
+            }
+        }
+        self.office_seconds += f.coverage.office_seconds;
+        self.covered_seconds += f.coverage.covered_seconds;
+    }
+
+    /// Adds another row's counts (one more person's, for a department's row).
+    fn absorb(&mut self, o: &SummaryRow) {
+        self.people += o.people;
+        self.workdays += o.workdays;
+        self.present_days += o.present_days;
+        self.late_count += o.late_count;
+        self.late_minutes += o.late_minutes;
+        self.early_count += o.early_count;
+        self.early_minutes += o.early_minutes;
+        self.absent_days += o.absent_days;
+        self.leave_days += o.leave_days;
+        self.field_days += o.field_days;
+        self.unknown_days += o.unknown_days;
+        self.corrected_days += o.corrected_days;
+        for (k, s) in &o.nonwork_seconds {
             *self.nonwork_seconds.entry(k.clone()).or_default() += s;
         }
-        self.office_seconds += v.coverage.office_seconds;
-        self.covered_seconds += v.coverage.covered_seconds;
+        self.office_seconds += o.office_seconds;
+        self.covered_seconds += o.covered_seconds;
     }
+}
+
+/// A week of the trend: its Monday, minutes late, non-work minutes.
+pub type Week = (Date, u64, u64);
+
+/// What one person-day adds to a row (corrections applied).
+struct Figures<'a> {
+    status: Status,
+    late_minutes: u32,
+    early_minutes: u32,
+    corrected: bool,
+    nonwork_seconds: &'a BTreeMap<String, u64>,
+    coverage: crate::attendance::Coverage,
+}
+
+/// The summary of `from..=to` and its weekly trend, added up from the stored
+/// figures: the same rows as `summarize(&load_days(..), by)` and `weekly`, without
+/// building a verdict per person-day. Only the days of people `keep` accepts
+/// count (a department, what the reader may see).
+pub fn summary_between(
+    store: &SqliteStore,
+    rules: &Rules,
+    from: Date,
+    to: Date,
+    by: By,
+    keep: &dyn Fn(&crate::attendance::Person) -> bool,
+    now: jiff::Timestamp,
+) -> anyhow::Result<(Vec<SummaryRow>, Vec<Week>)> {
+    use crate::verdicts::Day;
+    anyhow::ensure!(from <= to, "from {from} is after to {to}");
+    anyhow::ensure!(
+        from.until(to)?.get_days() <= 366,
+        "a period of at most 366 days"
+    );
+    let corrections = store.corrections(from, to)?;
+    let corrected: std::collections::BTreeSet<&str> =
+        corrections.keys().map(|(id, _)| id.as_str()).collect();
+    let mut people: std::collections::HashMap<String, SummaryRow> = Default::default();
+    let mut weeks: BTreeMap<Date, (u64, u64)> = BTreeMap::new();
+    crate::verdicts::walk_between(
+        store,
+        rules,
+        from,
+        to,
+        None,
+        crate::verdicts::Detail::Headline,
+        now,
+        |p, day| {
+            if !keep(p) {
+                return Ok(());
+            }
+            let (date, mut f) = match &day {
+                Day::Stored(s) => (
+                    s.date,
+                    Figures {
+                        status: s.status,
+                        late_minutes: s.late_minutes,
+                        early_minutes: s.early_minutes,
+                        corrected: false,
+                        nonwork_seconds: &s.nonwork_seconds,
+                        coverage: s.coverage,
+                    },
+                ),
+                Day::Judged(v) => (
+                    v.date,
+                    Figures {
+                        status: v.status,
+                        late_minutes: v.late_minutes,
+                        early_minutes: v.early_minutes,
+                        corrected: false,
+                        nonwork_seconds: &v.nonwork_seconds,
+                        coverage: v.coverage,
+                    },
+                ),
+            };
+            // As corrections::apply: the corrected status, no minutes late or early.
+            if corrected.contains(p.employee_id.as_str())
+                && let Some(c) = corrections.get(&(p.employee_id.clone(), date))
+            {
+                (f.status, f.late_minutes, f.early_minutes, f.corrected) = (c.status, 0, 0, true);
+            }
+            let row = match people.get_mut(p.employee_id.as_str()) {
+                Some(row) => row,
+                None => people.entry(p.employee_id.clone()).or_insert(SummaryRow {
+                    key: p.employee_id.clone(),
+                    name: p.name.clone(),
+                    department: p.department.clone(),
+                    people: 1,
+                    ..SummaryRow::default()
+                }),
+            };
+            row.add_figures(&f);
+            let week = weeks.entry(monday_of(date)).or_default();
+            if f.status == Status::Present {
+                week.0 += u64::from(f.late_minutes);
+            }
+            week.1 += f.nonwork_seconds.values().sum::<u64>() / 60;
+            Ok(())
+        },
+    )?;
+    let mut rows: BTreeMap<String, SummaryRow> = BTreeMap::new();
+    for (id, row) in people {
+        match by {
+            By::Staff => {
+                rows.insert(id, row);
+            }
+            By::Department => rows
+                .entry(row.department.clone())
+                .or_insert_with(|| SummaryRow {
+                    key: row.department.clone(),
+                    name: row.department.clone(),
+                    department: row.department.clone(),
+                    ..SummaryRow::default()
+                })
+                .absorb(&row),
+        }
+    }
+    Ok((
+        rows.into_values().collect(),
+        weeks.into_iter().map(|(d, (l, n))| (d, l, n)).collect(),
+    ))
+}
+
+fn monday_of(date: Date) -> Date {
+    date.checked_sub(i64::from(date.weekday().to_monday_zero_offset()).days())
+        .unwrap_or(date)
 }
 
 /// Aggregates `days` into rows, in key order.
@@ -323,15 +486,11 @@ pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyho
 
 /// Weekly totals for the trend chart: (Monday of the week, late minutes, non-work
 /// minutes), in week order.
-pub fn weekly(days: &[ReportDay]) -> Vec<(Date, u64, u64)> {
+pub fn weekly(days: &[ReportDay]) -> Vec<Week> {
     let mut weeks: BTreeMap<Date, (u64, u64)> = BTreeMap::new();
     for d in days {
         let v = &d.verdict;
-        let monday = v
-            .date
-            .checked_sub(i64::from(v.date.weekday().to_monday_zero_offset()).days())
-            .unwrap_or(v.date);
-        let w = weeks.entry(monday).or_default();
+        let w = weeks.entry(monday_of(v.date)).or_default();
         if v.status == Status::Present {
             w.0 += u64::from(v.late_minutes);
         }
@@ -372,19 +531,9 @@ pub struct SummaryArgs {
 pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
     let (store, rules) = super::open(&args.dirs)?;
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
-    let mut days = load_days(
-        &store,
-        &rules,
-        args.from,
-        args.to,
-        None,
-        crate::verdicts::Detail::Headline,
-        now,
-    )?;
-    if let Some(d) = &args.department {
-        days.retain(|x| &x.verdict.department == d);
-    }
-    let rows = summarize(&days, args.by);
+    let keep =
+        |p: &crate::attendance::Person| args.department.as_ref().is_none_or(|d| &p.department == d);
+    let (rows, _) = summary_between(&store, &rules, args.from, args.to, args.by, &keep, now)?;
     super::write_output(args.out.as_deref(), args.format == Format::Xlsx, |out| {
         render(&rows, args.format, out)
     })?;

@@ -61,7 +61,6 @@ pub struct StoredVerdict {
     pub nonwork_seconds: BTreeMap<String, u64>,
     pub computed_ms: i64,
     pub context_fp: String,
-    pub fingerprint: String,
     /// The whole verdict as JSON, when asked for.
     pub verdict_json: Option<String>,
 }
@@ -532,8 +531,7 @@ impl SqliteStore {
     ) -> Result<Vec<StoredVerdict>, StoreError> {
         const COLS: &str = "v.employee_id, v.date, v.status, v.day_kind, v.provisional,
             v.late_minutes, v.early_minutes, v.office_seconds, v.covered_seconds,
-            v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp,
-            v.fingerprint";
+            v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp";
         let conn = self.reader();
         let err = sql_err(self.path());
         // Everyone: the primary key's date range; one person: day_verdicts_by_person.
@@ -556,20 +554,35 @@ impl SqliteStore {
             .query(params![from.to_string(), to.to_string(), employee_id])
             .map_err(&err)?;
         let mut out = Vec::new();
+        // Rows come date by date: the date's text is parsed once per date.
+        let mut last_date: Option<(String, Date)> = None;
         while let Some(r) = rows.next().map_err(&err)? {
-            let text = |i: usize| -> Result<String, StoreError> { r.get(i).map_err(&err) };
+            // Borrowed text where the value is parsed, not kept.
+            let text = |i: usize| -> Result<&str, StoreError> {
+                r.get_ref(i)
+                    .map_err(&err)?
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt(format!("day_verdicts column {i}: {e}")))
+            };
             let int = |i: usize| -> Result<i64, StoreError> { r.get(i).map_err(&err) };
             let opt = |i: usize| -> Result<Option<i64>, StoreError> { r.get(i).map_err(&err) };
-            let date = text(1)?;
-            let date: Date = date
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("day_verdicts.date {date:?}")))?;
+            let date_text = text(1)?;
+            let date = match &last_date {
+                Some((t, d)) if t == date_text => *d,
+                _ => {
+                    let d: Date = date_text.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("day_verdicts.date {date_text:?}"))
+                    })?;
+                    last_date = Some((date_text.to_owned(), d));
+                    d
+                }
+            };
             let nonwork = text(11)?;
             let v = StoredVerdict {
-                employee_id: text(0)?,
+                employee_id: text(0)?.to_owned(),
                 date,
-                status: enum_from_text("status", &text(2)?)?,
-                day_kind: enum_from_text("day_kind", &text(3)?)?,
+                status: enum_from_text("status", text(2)?)?,
+                day_kind: enum_from_text("day_kind", text(3)?)?,
                 provisional: int(4)? != 0,
                 late_minutes: u32::try_from(int(5)?).unwrap_or(0),
                 early_minutes: u32::try_from(int(6)?).unwrap_or(0),
@@ -582,14 +595,13 @@ impl SqliteStore {
                 nonwork_seconds: if nonwork == "{}" {
                     BTreeMap::new()
                 } else {
-                    serde_json::from_str(&nonwork).map_err(|_| {
+                    serde_json::from_str(nonwork).map_err(|_| {
                         StoreError::Corrupt(format!("day_verdicts.nonwork {nonwork:?}"))
                     })?
                 },
                 computed_ms: int(12)?,
-                context_fp: text(13)?,
-                fingerprint: text(14)?,
-                verdict_json: r.get(15).map_err(&err)?,
+                context_fp: text(13)?.to_owned(),
+                verdict_json: r.get(14).map_err(&err)?,
             };
             out.push(v);
         }

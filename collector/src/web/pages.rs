@@ -326,7 +326,8 @@ struct SummaryData {
     by: By,
     department: Option<String>,
     rows: Vec<SummaryRow>,
-    days: Vec<ReportDay>,
+    /// (Monday, late minutes, non-work minutes) per week.
+    weeks: Vec<summary::Week>,
     departments: Vec<String>,
 }
 
@@ -369,28 +370,19 @@ fn summary_data(
         .collect();
     departments.sort();
     departments.dedup();
-    let mut days = summary::load_days(
-        &app.store,
-        &app.rules,
-        from,
-        to,
-        None,
-        crate::verdicts::Detail::Headline,
-        now(),
-    )?;
-    days.retain(|d| {
-        let v = &d.verdict;
-        department.as_ref().is_none_or(|x| &v.department == x)
+    let keep = |p: &Person| {
+        department.as_ref().is_none_or(|x| &p.department == x)
             && can(
                 user,
                 action,
                 Target::Person {
-                    employee_id: &v.employee_id,
-                    department: &v.department,
+                    employee_id: &p.employee_id,
+                    department: &p.department,
                 },
             )
-    });
-    let mut rows = summary::summarize(&days, by);
+    };
+    let (mut rows, weeks) =
+        summary::summary_between(&app.store, &app.rules, from, to, by, &keep, now())?;
     if let Some(s) = &q.sort {
         summary::sort_rows(&mut rows, s);
     }
@@ -400,7 +392,7 @@ fn summary_data(
         by,
         department,
         rows,
-        days,
+        weeks,
         departments,
     })
 }
@@ -469,7 +461,7 @@ async fn summary_page(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -
             .iter()
             .map(|c| i18n::category(lang, c))
             .collect();
-        let weeks = summary::weekly(&d.days);
+        let weeks = d.weeks.clone();
         let chart = super::svg::trend(
             &weeks,
             &i18n::t(lang, "late_minutes"),

@@ -1386,16 +1386,15 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         let (store, rules) = (store.clone(), rules.clone());
         tokio::task::spawn_blocking(move || {
             time_sync(plan, || {
-                let days = summary::load_days(
+                let (rows, _) = summary::summary_between(
                     &store,
                     &rules,
                     from,
                     to,
-                    None,
-                    verdicts::Detail::Headline,
+                    summary::By::Staff,
+                    &|_| true,
                     judge_at,
                 )?;
-                let rows = summary::summarize(&days, summary::By::Staff);
                 ensure!(!rows.is_empty(), "an empty summary");
                 Ok(())
             })
@@ -1404,7 +1403,7 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     };
     row(
         &format!(
-            "summary of {} staff, {} (load_days + summarize)",
+            "summary of {} staff, {} (summary_between)",
             staff.len(),
             month_name(month)
         ),
