@@ -15,12 +15,13 @@
 
 use crate::config::AgentPolicy;
 use crate::error::CollectorError;
+use crate::ratelimit::RateLimit;
 use crate::store::{Batch, HostFacts, Store, hash_secret};
 use kaoqin_proto::event::Event;
 use kaoqin_proto::v1 as pb;
 use kaoqin_proto::{AGENT_ID_HEADER, AUTHORIZATION_HEADER};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// The most events one Report may carry.
@@ -39,52 +40,6 @@ pub const BUILT_IN_CATEGORIES: [&str; 7] = [
     "work",
     "other",
 ];
-
-/// A token bucket per key (an agent, a source address): `rate` requests a second on
-/// average, `burst` at once. Buckets that have filled up again are forgotten when
-/// the map reaches `max_keys`, so a stream of new keys cannot grow it without bound.
-#[derive(Debug)]
-struct RateLimit<K> {
-    rate_per_ms: f64,
-    burst: f64,
-    max_keys: usize,
-    buckets: Mutex<HashMap<K, (f64, i64)>>,
-}
-
-impl<K: std::hash::Hash + Eq> RateLimit<K> {
-    fn new(rate_per_second: f64, burst: u32) -> Self {
-        RateLimit {
-            rate_per_ms: rate_per_second / 1000.0,
-            burst: f64::from(burst.max(1)),
-            max_keys: 100_000,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes one token from `key`'s bucket; false if it is empty.
-    fn take(&self, key: K, now_ms: i64) -> bool {
-        if self.rate_per_ms <= 0.0 {
-            return true;
-        }
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.max_keys {
-            let (rate, burst) = (self.rate_per_ms, self.burst);
-            map.retain(|_, (tokens, last)| {
-                *tokens + now_ms.saturating_sub(*last).max(0) as f64 * rate < burst
-            });
-        }
-        let (tokens, last) = map.entry(key).or_insert((self.burst, now_ms));
-        let elapsed = now_ms.saturating_sub(*last).max(0) as f64;
-        *tokens = (*tokens + elapsed * self.rate_per_ms).min(self.burst);
-        *last = now_ms.max(*last);
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 /// The collector's clock, injectable so tests can set it.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -391,6 +346,8 @@ mod tests {
 
     /// A store with one agent that counts batches and, when `gate` is set, holds
     /// each batch until the gate opens.
+    use std::sync::Mutex;
+
     #[derive(Default)]
     struct FakeStore {
         stored: Mutex<Vec<Batch>>,
@@ -600,21 +557,6 @@ mod tests {
             code(ingest.enroll(req(), a).await),
             tonic::Code::ResourceExhausted
         );
-    }
-
-    #[test]
-    fn rate_limit_forgets_full_buckets_when_it_holds_too_many_keys() {
-        let mut limit = RateLimit::new(1.0, 1);
-        limit.max_keys = 2;
-        assert!(limit.take(1, 0));
-        assert!(limit.take(2, 0));
-        // Both buckets are empty: nothing can be forgotten yet.
-        assert!(limit.take(3, 0));
-        assert_eq!(limit.buckets.lock().unwrap().len(), 3);
-        // A second later they are full again and are dropped before key 4 is added.
-        assert!(limit.take(4, 1_000));
-        assert_eq!(limit.buckets.lock().unwrap().len(), 1);
-        assert!(!limit.take(4, 1_000), "key 4's own bucket still counts");
     }
 
     #[tokio::test]

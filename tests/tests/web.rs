@@ -714,6 +714,28 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     let css = b.get("/static/style.css");
     assert_eq!(css.status, 200);
     assert!(!css.text().contains("@import") && !css.text().contains("url("));
+    // Guessing one username's password: five tries, then 429 whatever is typed,
+    // while another username still logs in.
+    let mut guesser = Browser::new(c.http);
+    let pw2 = c.cli(&["user", "add", "--username", "clerk", "--role", "officer"]);
+    for i in 0..5 {
+        let r = guesser.post("/login", &[("username", "Clerk"), ("password", "guess")]);
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let r = guesser.post(
+        "/login?lang=en",
+        &[("username", "clerk"), ("password", pw2.trim())],
+    );
+    assert_eq!(r.status, 429);
+    assert!(r.text().contains("Too many login attempts"), "{}", r.text());
+    assert_eq!(
+        guesser.get("/summary").header("location"),
+        Some("/login"),
+        "no session"
+    );
+    let mut other = Browser::new(c.http);
+    let r = other.post("/login", &[("username", "officer"), ("password", "wrong")]);
+    assert_eq!(r.status, 401, "another username is not locked out");
     drop(c);
 
     // Without --http: only the gRPC line, as before.

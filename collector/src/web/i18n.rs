@@ -41,6 +41,11 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "用户名或密码不正确。",
         "Wrong username or password.",
     ),
+    (
+        "too_many_logins",
+        "该用户名登录尝试过多，请一分钟后再试。",
+        "Too many login attempts for this username; try again in a minute.",
+    ),
     ("change_password", "修改密码", "Change password"),
     (
         "must_change",

@@ -39,7 +39,13 @@ pub struct App {
     pub store: Arc<SqliteStore>,
     pub rules: Rules,
     env: minijinja::Environment<'static>,
+    /// Login attempts per username (lower case): [`LOGIN_BURST`] at once, then one
+    /// a minute, so a password cannot be guessed at speed.
+    pub(crate) logins: crate::ratelimit::RateLimit<String>,
 }
+
+/// Login attempts one username may make at once; after that one a minute.
+pub const LOGIN_BURST: u32 = 5;
 
 fn templates() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
@@ -76,6 +82,7 @@ impl App {
             store,
             rules,
             env: templates(),
+            logins: crate::ratelimit::RateLimit::new(1.0 / 60.0, LOGIN_BURST),
         })
     }
 

@@ -210,6 +210,21 @@ async fn login_page(State(app): St, ctx: Ctx) -> Response {
 
 async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
     blocking(app, ctx, move |app, ctx| {
+        // Checked before the password hash is computed: a refused attempt costs
+        // nothing and tells nothing.
+        let key = f.username.trim().to_lowercase();
+        if !app.logins.take(key, now().as_millisecond()) {
+            tracing::warn!(username = %f.username, "Too many login attempts.");
+            return Ok(Page {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                body: app.render(
+                    "login.html",
+                    base_ctx(ctx, context! { locked => true, username => f.username }),
+                )?,
+                cookies: Vec::new(),
+            }
+            .into_response());
+        }
         let Some(user) = app.store.check_login(f.username.trim(), &f.password)? else {
             tracing::info!(username = %f.username, "Failed login.");
             return Ok(Page {
