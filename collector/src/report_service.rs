@@ -107,11 +107,7 @@ impl pb::report_service_server::ReportService for ReportApi {
             ));
         }
         self.blocking(move |store, rules| {
-            let person = store
-                .staff()
-                .map_err(internal)?
-                .into_iter()
-                .find(|p| p.employee_id == body.employee_id);
+            let person = store.person(&body.employee_id).map_err(internal)?;
             let department = person.as_ref().map_or("", |p| p.department.as_str());
             let target = Target::Person {
                 employee_id: &body.employee_id,

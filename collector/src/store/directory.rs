@@ -186,16 +186,32 @@ impl SqliteStore {
 
     /// Everyone in the directory, by employee id, with their accounts (lower case).
     pub fn staff(&self) -> Result<Vec<Person>, StoreError> {
+        self.people(None)
+    }
+
+    /// One staff member with their accounts, if in the directory.
+    pub fn person(&self, employee_id: &str) -> Result<Option<Person>, StoreError> {
+        Ok(self.people(Some(employee_id))?.pop())
+    }
+
+    fn people(&self, only: Option<&str>) -> Result<Vec<Person>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
+        // Two statements, so that one person's lookup uses the primary key.
         let mut stmt = conn
-            .prepare(
+            .prepare_cached(if only.is_some() {
                 "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
                  LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
-                 ORDER BY s.employee_id, a.account",
-            )
+                 WHERE s.employee_id = ?1
+                 ORDER BY s.employee_id, a.account"
+            } else {
+                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
+                 LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
+                 WHERE ?1 IS NULL
+                 ORDER BY s.employee_id, a.account"
+            })
             .map_err(&err)?;
-        let mut rows = stmt.query([]).map_err(&err)?;
+        let mut rows = stmt.query([only]).map_err(&err)?;
         let mut out: Vec<Person> = Vec::new();
         while let Some(r) = rows.next().map_err(&err)? {
             let id: String = r.get(0).map_err(&err)?;

@@ -135,7 +135,7 @@ fn local_hm(app: &App, t: Option<jiff::Timestamp>) -> String {
 /// The person with `id`, checked against `action` for `user`: 403 before 404, so
 /// a staff member learns nothing about ids that are not theirs.
 fn person_for(app: &App, user: &User, id: &str, action: Action) -> Result<Person, WebError> {
-    let person = app.store.staff()?.into_iter().find(|p| p.employee_id == id);
+    let person = app.store.person(id)?;
     let department = person.as_ref().map_or("", |p| p.department.as_str());
     if !can(
         user,
@@ -148,6 +148,36 @@ fn person_for(app: &App, user: &User, id: &str, action: Action) -> Result<Person
         return Err(WebError::Forbidden);
     }
     person.ok_or(WebError::NotFound)
+}
+
+/// What a page about one person's month starts from.
+struct PersonMonth {
+    person: Person,
+    first: Date,
+    last: Date,
+    /// `YYYY-MM`.
+    month: String,
+}
+
+/// The person `id` (checked for viewing by `user`) and the month asked for, with
+/// the view audited as `what` and the month.
+fn person_month(
+    app: &App,
+    user: &User,
+    id: &str,
+    month: Option<&str>,
+    what: &str,
+) -> Result<PersonMonth, WebError> {
+    let person = person_for(app, user, id, Action::View)?;
+    let (first, last) = parse_month(app, month)?;
+    let month = first.strftime("%Y-%m").to_string();
+    audit_view(app, user, &person.employee_id, &format!("{what} {month}"))?;
+    Ok(PersonMonth {
+        person,
+        first,
+        last,
+        month,
+    })
 }
 
 /// Audits a view of someone else's record.
@@ -599,10 +629,12 @@ async fn person_page(
 ) -> Response {
     blocking(app, ctx, move |app, ctx| {
         let u = ctx.user()?;
-        let p = person_for(app, u, &id, Action::View)?;
-        let (first, last) = parse_month(app, q.month.as_deref())?;
-        let month = first.strftime("%Y-%m").to_string();
-        audit_view(app, u, &p.employee_id, &format!("month {month}"))?;
+        let PersonMonth {
+            person: p,
+            first,
+            last,
+            month,
+        } = person_month(app, u, &id, q.month.as_deref(), "month")?;
         let days = person_days(app, &p, first, last)?;
         let lang = ctx.lang;
         let base = format!("/person/{}?month={month}", urlencode(&p.employee_id));
@@ -697,10 +729,12 @@ async fn pc_page(
 ) -> Response {
     blocking(app, ctx, move |app, ctx| {
         let u = ctx.user()?;
-        let p = person_for(app, u, &id, Action::View)?;
-        let (first, last) = parse_month(app, q.month.as_deref())?;
-        let month = first.strftime("%Y-%m").to_string();
-        audit_view(app, u, &p.employee_id, &format!("pc {month}"))?;
+        let PersonMonth {
+            person: p,
+            first,
+            last,
+            month,
+        } = person_month(app, u, &id, q.month.as_deref(), "pc")?;
         let lang = ctx.lang;
         let days = person_days(app, &p, first, last.min(today(app)).max(first))?;
         let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
