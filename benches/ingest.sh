@@ -3,7 +3,10 @@
 # kaoqin-loadgen. Runs each scenario RUNS times (default 3) on a fresh database
 # and prints every run's summary line; BENCHMARKS.md quotes the medians.
 #
-#   benches/ingest.sh batched|single|fleet [RUNS]
+#   benches/ingest.sh batched|single|fleet|fleet-reconnect [RUNS]
+#
+# fleet-reconnect is the fleet with every agent opening a connection per Report and
+# closing it after the answer, as agents do by default (uplink.close_when_idle).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?batched, single or fleet}
@@ -28,14 +31,15 @@ for run in $(seq 1 "$runs"); do
     # The open-file limit here is 20,000 per process and cannot be raised
     # (no CAP_SYS_RESOURCE), so the fleet is 19,000 agents from two processes.
     fleet)   args=(--agents 9500 --interval 60 --batch 10 --duration 120 --enroll-concurrency 256) ;;
+    fleet-reconnect) args=(--agents 9500 --interval 60 --batch 10 --duration 120 --enroll-concurrency 256 --reconnect) ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
-  if [ "$scenario" = fleet ]; then
+  if [ "${scenario%-reconnect}" = fleet ]; then
     "$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${args[@]}" --run-id a 2>"$work/lg2.err" | tail -1 >"$work/lg2.out" &
     second=$!
   fi
   line=$("$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${args[@]}" --run-id b 2>"$work/lg.err" | tail -1)
-  if [ "$scenario" = fleet ]; then wait "$second"; line="$line | second process: $(cat "$work/lg2.out")"; fi
+  if [ "${scenario%-reconnect}" = fleet ]; then wait "$second"; line="$line | second process: $(cat "$work/lg2.out")"; fi
   rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$collector/status")
   echo "$scenario run $run: $line  collector_peak_rss_mib: $rss"
   kill "$collector"; wait "$collector" 2>/dev/null || true

@@ -45,6 +45,10 @@ pub struct UplinkConfig {
     /// First and longest wait between failed attempts (exponential, with jitter).
     pub backoff_min_seconds: u64,
     pub backoff_max_seconds: u64,
+    /// Close the connection once everything is delivered, and open a new one for
+    /// the next Report. A collector serving thousands of PCs then holds memory for
+    /// the connections in use, not for every PC (about 24 KiB each).
+    pub close_when_idle: bool,
 }
 
 impl Default for UplinkConfig {
@@ -55,6 +59,7 @@ impl Default for UplinkConfig {
             call_timeout_seconds: 15,
             backoff_min_seconds: 1,
             backoff_max_seconds: 300,
+            close_when_idle: true,
         }
     }
 }

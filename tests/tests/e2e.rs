@@ -688,3 +688,95 @@ fn an_agent_killed_again_and_again_reopens_its_spool_and_delivers_everything_onc
     // seq below one it holds unless it is a resend: an agent that sent out of
     // order would never have finished above.
 }
+
+/// TCP connections of process `pid` established to `port` on loopback (from
+/// its descriptors and the kernel's socket table).
+#[cfg(target_os = "linux")]
+fn connections_to(pid: u32, port: u16) -> usize {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 9
+                && f[3] == "01"
+                && f[2].ends_with(&format!(":{port:04X}"))
+                && inodes.contains(f[9])
+        })
+        .count()
+}
+
+/// An agent that has delivered everything closes its connection (so a collector
+/// holds memory only for PCs that are sending); with `close_when_idle = false` it
+/// keeps it open. The live probe: the agent's start and first heartbeat are sent
+/// at once, then nothing is due for a minute.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_agent_closes_its_connection_unless_told_to_keep_it() {
+    for close in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = Collector::start(&dir.path().join("c"), "127.0.0.1:0").unwrap();
+        let token = collector.token().unwrap();
+        let state = dir.path().join("pc");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(&config, format!("[uplink]\nclose_when_idle = {close}\n")).unwrap();
+        let mut enroll = agent(
+            &state,
+            &["enroll", "--collector", &collector.url(), "--token", &token],
+        );
+        enroll.arg("--config").arg(&config);
+        run_ok(enroll, LIMIT).unwrap();
+        let mut run = agent(&state, &["run", "--probe", "auto"]);
+        let mut child = run
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + LIMIT;
+        // Delivered: the first heartbeat is stored.
+        while !collector
+            .events()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "heartbeat")
+        {
+            assert!(std::time::Instant::now() < deadline, "not delivered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let port = collector.addr.port();
+        let settled = |want: usize| loop {
+            let n = connections_to(child.id(), port);
+            if n == want {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if close {
+            assert!(settled(0), "the connection stays open after delivery");
+        } else {
+            assert!(
+                settled(1),
+                "kept connection: {}",
+                connections_to(child.id(), port)
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

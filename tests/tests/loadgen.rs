@@ -7,6 +7,12 @@ use std::time::Duration;
 
 #[test]
 fn loadgen_runs_briefly_and_reports_in_the_documented_format() {
+    for reconnect in [false, true] {
+        run_briefly(reconnect);
+    }
+}
+
+fn run_briefly(reconnect: bool) {
     let dir = tempfile::tempdir().unwrap();
     let collector = Collector::start(dir.path(), "127.0.0.1:0").unwrap();
     let token = collector.token().unwrap();
@@ -22,6 +28,9 @@ fn loadgen_runs_briefly_and_reports_in_the_documented_format() {
             "--duration",
             "2",
         ]);
+    if reconnect {
+        cmd.arg("--reconnect");
+    }
     let out = run_ok(cmd, Duration::from_secs(60)).unwrap();
     let last = out.lines().last().unwrap();
     let fields: Vec<&str> = last.split_whitespace().collect();

@@ -52,9 +52,14 @@ struct Args {
     /// A prefix for the simulated machine ids (default: unique per run).
     #[arg(long)]
     run_id: Option<String>,
+    /// Open a new connection for every Report and close it after the answer, as
+    /// agents with `uplink.close_when_idle` (the default) do.
+    #[arg(long)]
+    reconnect: bool,
 }
 
 struct Sim {
+    url: String,
     agent_id: String,
     auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     client: AgentServiceClient<Channel>,
@@ -109,6 +114,7 @@ async fn enroll(url: &str, token: &str, machine: String, i: u32) -> anyhow::Resu
         .await?
         .into_inner();
     Ok(Sim {
+        url: url.to_owned(),
         auth: format!("Bearer {}", reply.agent_key).parse()?,
         agent_id: reply.agent_id,
         client,
@@ -176,6 +182,12 @@ impl Sim {
             .insert(kaoqin_proto::AUTHORIZATION_HEADER, self.auth.clone());
         self.client.report(req).await.map(|_| ())
     }
+
+    /// Drops the connection; the next Report opens a new one.
+    fn disconnect(&mut self) -> anyhow::Result<()> {
+        self.client = AgentServiceClient::new(channel(&self.url)?);
+        Ok(())
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -212,7 +224,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut sims = Vec::with_capacity(args.agents as usize);
     while let Some(r) = tasks.join_next().await {
-        sims.push(r?.context("enrol a simulated agent")?);
+        let mut sim = r?.context("enrol a simulated agent")?;
+        if args.reconnect {
+            sim.disconnect()?;
+        }
+        sims.push(sim);
     }
     eprintln!(
         "enrolled {} agents in {:.1} s",
@@ -225,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
     let interval = Duration::from_secs(args.interval);
     let n_agents = sims.len() as u32;
     let mut tasks = tokio::task::JoinSet::new();
+    let reconnect = args.reconnect;
     for (i, mut sim) in sims.into_iter().enumerate() {
         let totals = totals.clone();
         let batch = args.batch;
@@ -238,7 +255,11 @@ async fn main() -> anyhow::Result<()> {
             let mut next = Instant::now();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                match sim.send(batch).await {
+                let sent = sim.send(batch).await;
+                if reconnect && sim.disconnect().is_err() {
+                    totals.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                match sent {
                     Ok(()) => {
                         latencies.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                         totals.events.fetch_add(u64::from(batch), Ordering::Relaxed);
