@@ -141,12 +141,19 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
             detail,
         });
     }
+    // With the literal term the planner can use the partial index batches_by_offset
+    // (offsets of a minute or more); a bound threshold alone makes it scan batches.
     let mut stmt = conn
-        .prepare(
+        .prepare(if q.large_offset_ms >= 60_000 {
             "SELECT a.id, a.hostname, b.received_ms, b.clock_offset_ms, b.first_seq, b.last_seq
              FROM batches b JOIN agents a ON a.num = b.agent
-             WHERE abs(b.clock_offset_ms) >= ?3 AND b.received_ms >= ?1 AND b.received_ms < ?2",
-        )
+             WHERE abs(b.clock_offset_ms) >= 60000 AND abs(b.clock_offset_ms) >= ?3
+               AND b.received_ms >= ?1 AND b.received_ms < ?2"
+        } else {
+            "SELECT a.id, a.hostname, b.received_ms, b.clock_offset_ms, b.first_seq, b.last_seq
+             FROM batches b JOIN agents a ON a.num = b.agent
+             WHERE abs(b.clock_offset_ms) >= ?3 AND b.received_ms >= ?1 AND b.received_ms < ?2"
+        })
         .map_err(&err)?;
     let rows = stmt
         .query_map(params![q.from_ms, q.to_ms, q.large_offset_ms.max(1)], |r| {
@@ -334,6 +341,25 @@ mod tests {
         assert_eq!(got, want, "{items:#?}");
         let stop = items.iter().find(|i| i.kind == "agent_stopped").unwrap();
         assert_eq!(stop.at_ms, T0 + 3000 + 2 * H, "corrected by the offset");
+        // The threshold applies above the indexed minute (pc-a is 2 h off) and below
+        // it (pc-b is 30 s off).
+        let offsets = |large_offset_ms| {
+            let q = Query {
+                large_offset_ms,
+                ..q
+            };
+            let mut hosts: Vec<String> = list(&store, &q)
+                .unwrap()
+                .into_iter()
+                .filter(|i| i.kind == "clock_offset")
+                .map(|i| i.hostname)
+                .collect();
+            hosts.sort();
+            hosts
+        };
+        assert_eq!(offsets(3 * H), Vec::<String>::new());
+        assert_eq!(offsets(H), ["pc-a"]);
+        assert_eq!(offsets(10_000), ["pc-a", "pc-b"]);
         assert!(
             items
                 .iter()
