@@ -368,8 +368,15 @@ struct Pending<'a> {
     days: Vec<JudgedDay>,
 }
 
-impl Pending<'_> {
+impl<'a> Pending<'a> {
     const LIMIT: usize = 1_000;
+
+    fn new(store: &'a SqliteStore) -> Self {
+        Pending {
+            store,
+            days: Vec::new(),
+        }
+    }
 
     fn push(&mut self, j: JudgedDay) -> anyhow::Result<()> {
         self.days.push(j);
@@ -412,10 +419,7 @@ pub fn recompute_dirty(
     }
     let by_id: BTreeMap<&str, &Person> =
         staff.iter().map(|p| (p.employee_id.as_str(), p)).collect();
-    let mut pending = Pending {
-        store,
-        days: Vec::new(),
-    };
+    let mut pending = Pending::new(store);
     let judged = todo
         .iter()
         .try_for_each(|(id, date)| pending.push(judge(store, rules, by_id[id], *date, now)?))
@@ -444,10 +448,7 @@ pub fn recompute_range(
 ) -> anyhow::Result<usize> {
     anyhow::ensure!(from <= to, "--from {from} is after --to {to}");
     let staff = store.staff()?;
-    let mut pending = Pending {
-        store,
-        days: Vec::new(),
-    };
+    let mut pending = Pending::new(store);
     let mut n = 0;
     let mut d = from;
     while d <= to {
@@ -595,10 +596,7 @@ pub fn walk_between(
         exemptions.entry(e.employee_id.clone()).or_default().push(e);
     }
     let no_exemptions: Vec<Exemption> = Vec::new();
-    let mut pending = Pending {
-        store,
-        days: Vec::new(),
-    };
+    let mut pending = Pending::new(store);
     let mut bare_fp: Vec<Option<String>> = vec![None; staff.len()];
     for (date, (w_from, w_to)) in &dates {
         for (i, p) in staff.iter().enumerate() {

@@ -72,18 +72,6 @@ impl SummaryRow {
         self.nonwork_seconds.values().sum::<u64>() / 60
     }
 
-    fn add(&mut self, d: &ReportDay) {
-        let v = &d.verdict;
-        self.add_figures(&Figures {
-            status: v.status,
-            late_minutes: v.late_minutes,
-            early_minutes: v.early_minutes,
-            corrected: d.correction.is_some(),
-            nonwork_seconds: &v.nonwork_seconds,
-            coverage: v.coverage,
-        });
-    }
-
     fn add_figures(&mut self, f: &Figures<'_>) {
         if !matches!(f.status, Status::Holiday | Status::Rest) {
             self.workdays += 1;
@@ -170,16 +158,11 @@ pub fn summary_between(
     now: jiff::Timestamp,
 ) -> anyhow::Result<(Vec<SummaryRow>, Vec<Week>)> {
     use crate::verdicts::Day;
-    anyhow::ensure!(from <= to, "from {from} is after to {to}");
-    anyhow::ensure!(
-        from.until(to)?.get_days() <= 366,
-        "a period of at most 366 days"
-    );
+    check_period(from, to)?;
     let corrections = store.corrections(from, to)?;
     let corrected: std::collections::BTreeSet<&str> =
         corrections.keys().map(|(id, _)| id.as_str()).collect();
-    let mut people: std::collections::HashMap<String, SummaryRow> = Default::default();
-    let mut weeks: BTreeMap<Date, (u64, u64)> = BTreeMap::new();
+    let mut t = Totals::default();
     crate::verdicts::walk_between(
         store,
         rules,
@@ -222,46 +205,96 @@ pub fn summary_between(
             {
                 (f.status, f.late_minutes, f.early_minutes, f.corrected) = (c.status, 0, 0, true);
             }
-            let row = match people.get_mut(p.employee_id.as_str()) {
-                Some(row) => row,
-                None => people.entry(p.employee_id.clone()).or_insert(SummaryRow {
-                    key: p.employee_id.clone(),
-                    name: p.name.clone(),
-                    department: p.department.clone(),
-                    people: 1,
-                    ..SummaryRow::default()
-                }),
-            };
-            row.add_figures(&f);
-            let week = weeks.entry(monday_of(date)).or_default();
-            if f.status == Status::Present {
-                week.0 += u64::from(f.late_minutes);
-            }
-            week.1 += f.nonwork_seconds.values().sum::<u64>() / 60;
+            t.add(&p.employee_id, &p.name, &p.department, date, &f);
             Ok(())
         },
     )?;
-    let mut rows: BTreeMap<String, SummaryRow> = BTreeMap::new();
-    for (id, row) in people {
-        match by {
-            By::Staff => {
-                rows.insert(id, row);
-            }
-            By::Department => rows
-                .entry(row.department.clone())
-                .or_insert_with(|| SummaryRow {
-                    key: row.department.clone(),
-                    name: row.department.clone(),
-                    department: row.department.clone(),
-                    ..SummaryRow::default()
-                })
-                .absorb(&row),
-        }
+    Ok((t.rows(by), t.weeks()))
+}
+
+/// Per-person rows and per-week trend, added up day by day; rolled up into
+/// departments on the way out. Both summaries (from stored figures, from whole
+/// verdicts) add up through it.
+#[derive(Default)]
+struct Totals {
+    people: std::collections::HashMap<String, SummaryRow>,
+    weeks: BTreeMap<Date, (u64, u64)>,
+}
+
+impl Totals {
+    fn add_day(&mut self, d: &ReportDay) {
+        let v = &d.verdict;
+        self.add(
+            &v.employee_id,
+            &v.name,
+            &v.department,
+            v.date,
+            &Figures {
+                status: v.status,
+                late_minutes: v.late_minutes,
+                early_minutes: v.early_minutes,
+                corrected: d.correction.is_some(),
+                nonwork_seconds: &v.nonwork_seconds,
+                coverage: v.coverage,
+            },
+        );
     }
-    Ok((
-        rows.into_values().collect(),
-        weeks.into_iter().map(|(d, (l, n))| (d, l, n)).collect(),
-    ))
+
+    fn add(&mut self, id: &str, name: &str, department: &str, date: Date, f: &Figures<'_>) {
+        // Looked up by reference first: most days add to a row that exists.
+        let row = match self.people.get_mut(id) {
+            Some(row) => row,
+            None => self.people.entry(id.to_owned()).or_insert(SummaryRow {
+                key: id.to_owned(),
+                name: name.to_owned(),
+                department: department.to_owned(),
+                people: 1,
+                ..SummaryRow::default()
+            }),
+        };
+        row.add_figures(f);
+        let week = self.weeks.entry(monday_of(date)).or_default();
+        if f.status == Status::Present {
+            week.0 += u64::from(f.late_minutes);
+        }
+        week.1 += f.nonwork_seconds.values().sum::<u64>() / 60;
+    }
+
+    /// Rows in key order.
+    fn rows(&self, by: By) -> Vec<SummaryRow> {
+        let mut rows: BTreeMap<&str, SummaryRow> = BTreeMap::new();
+        for row in self.people.values() {
+            match by {
+                By::Staff => {
+                    rows.insert(&row.key, row.clone());
+                }
+                By::Department => rows
+                    .entry(&row.department)
+                    .or_insert_with(|| SummaryRow {
+                        key: row.department.clone(),
+                        name: row.department.clone(),
+                        department: row.department.clone(),
+                        ..SummaryRow::default()
+                    })
+                    .absorb(row),
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    fn weeks(&self) -> Vec<Week> {
+        self.weeks.iter().map(|(d, (l, n))| (*d, *l, *n)).collect()
+    }
+}
+
+/// A report covers `from..=to`, at most 366 days.
+fn check_period(from: Date, to: Date) -> anyhow::Result<()> {
+    anyhow::ensure!(from <= to, "from {from} is after to {to}");
+    anyhow::ensure!(
+        from.until(to)?.get_days() <= 366,
+        "a period of at most 366 days"
+    );
+    Ok(())
 }
 
 fn monday_of(date: Date) -> Date {
@@ -271,45 +304,11 @@ fn monday_of(date: Date) -> Date {
 
 /// Aggregates `days` into rows, in key order.
 pub fn summarize(days: &[ReportDay], by: By) -> Vec<SummaryRow> {
-    let mut rows: BTreeMap<String, SummaryRow> = BTreeMap::new();
-    let mut people: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut t = Totals::default();
     for d in days {
-        let v = &d.verdict;
-        let key = match by {
-            By::Staff => &v.employee_id,
-            By::Department => &v.department,
-        };
-        // Looked up by reference first: most days add to a row that exists.
-        if !rows.contains_key(key) {
-            rows.insert(
-                key.clone(),
-                SummaryRow {
-                    key: key.clone(),
-                    name: match by {
-                        By::Staff => v.name.clone(),
-                        By::Department => v.department.clone(),
-                    },
-                    department: v.department.clone(),
-                    ..SummaryRow::default()
-                },
-            );
-            people.insert(key.clone(), Default::default());
-        }
-        if let Some(row) = rows.get_mut(key) {
-            row.add(d);
-        }
-        if let Some(who) = people.get_mut(key)
-            && !who.contains(&v.employee_id)
-        {
-            who.insert(v.employee_id.clone());
-        }
+        t.add_day(d);
     }
-    rows.into_iter()
-        .map(|(k, mut r)| {
-            r.people = people.get(&k).map_or(0, |p| p.len() as u32);
-            r
-        })
-        .collect()
+    t.rows(by)
 }
 
 /// Sorts rows by a column name (`late_minutes`, `absent_days`, ...; `-` first for
@@ -360,11 +359,7 @@ pub fn load_days(
     detail: crate::verdicts::Detail,
     now: jiff::Timestamp,
 ) -> anyhow::Result<Vec<ReportDay>> {
-    anyhow::ensure!(from <= to, "from {from} is after to {to}");
-    anyhow::ensure!(
-        from.until(to)?.get_days() <= 366,
-        "a period of at most 366 days"
-    );
+    check_period(from, to)?;
     let all = crate::verdicts::verdicts_between(store, rules, from, to, person, detail, now)?;
     Ok(super::corrections::apply(
         all,
@@ -487,16 +482,11 @@ pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyho
 /// Weekly totals for the trend chart: (Monday of the week, late minutes, non-work
 /// minutes), in week order.
 pub fn weekly(days: &[ReportDay]) -> Vec<Week> {
-    let mut weeks: BTreeMap<Date, (u64, u64)> = BTreeMap::new();
+    let mut t = Totals::default();
     for d in days {
-        let v = &d.verdict;
-        let w = weeks.entry(monday_of(v.date)).or_default();
-        if v.status == Status::Present {
-            w.0 += u64::from(v.late_minutes);
-        }
-        w.1 += v.nonwork_seconds.values().sum::<u64>() / 60;
+        t.add_day(d);
     }
-    weeks.into_iter().map(|(d, (l, n))| (d, l, n)).collect()
+    t.weeks()
 }
 
 /// `report summary` arguments.
