@@ -20,7 +20,7 @@
 //! time, so nothing here can go stale or be edited apart from them.
 
 use crate::store::StoreError;
-use crate::store::sqlite::{SqliteStore, sql_err};
+use crate::store::sqlite::{SqliteStore, sql_err, stored_kind};
 use kaoqin_proto::event::{EventKind, LifecycleKind, LifecycleReason};
 use rusqlite::params;
 
@@ -71,7 +71,7 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
     let mut items = Vec::new();
     let mut stmt = conn
         .prepare(
-            "SELECT a.id, a.hostname, e.seq, e.at_ms + e.clock_offset_ms, e.data
+            "SELECT a.id, a.hostname, e.seq, e.at_ms + e.clock_offset_ms, e.data, e.at_ms
              FROM events e JOIN agents a ON a.num = e.agent
              WHERE e.kind IN ('lifecycle', 'data_gap')
                AND e.at_ms + e.clock_offset_ms >= ?1 AND e.at_ms + e.clock_offset_ms < ?2",
@@ -83,10 +83,12 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
             (r.get(0).map_err(&err)?, r.get(1).map_err(&err)?);
         let seq: i64 = r.get(2).map_err(&err)?;
         let at_ms: i64 = r.get(3).map_err(&err)?;
-        let data: String = r.get(4).map_err(&err)?;
-        let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
-            StoreError::Corrupt(format!("stored event {agent_id}/{seq} does not parse: {e}"))
-        })?;
+        let kind = stored_kind(
+            r.get_ref(4).map_err(&err)?,
+            seq,
+            r.get(5).map_err(&err)?,
+            format_args!("{agent_id}/{seq}"),
+        )?;
         let (kind, detail) = match kind {
             EventKind::Lifecycle {
                 kind: LifecycleKind::Stop,

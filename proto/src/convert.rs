@@ -272,6 +272,38 @@ impl TryFrom<&pb::Event> for Event {
     }
 }
 
+/// Why a stored event's bytes could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredKindError {
+    #[error("not a protobuf event: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error(transparent)]
+    Invalid(#[from] ConvertError),
+}
+
+/// The compact stored form of an event's kind: the protobuf encoding of the
+/// event without its seq and instant, which a store keeps in columns of their
+/// own. About a third of the event's JSON, and cheaper to write and read.
+pub fn encode_stored_kind(e: &Event) -> Vec<u8> {
+    let mut wire = pb::Event::from(e);
+    wire.seq = 0;
+    wire.at_ms = 0;
+    prost::Message::encode_to_vec(&wire)
+}
+
+/// Reads back what [`encode_stored_kind`] wrote, given the seq and instant stored
+/// beside it.
+pub fn decode_stored_kind(
+    seq: u64,
+    at_ms: i64,
+    bytes: &[u8],
+) -> Result<EventKind, StoredKindError> {
+    let mut wire: pb::Event = prost::Message::decode(bytes)?;
+    wire.seq = seq;
+    wire.at_ms = at_ms;
+    Ok(Event::try_from(&wire)?.kind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +356,26 @@ mod tests {
             let wire = pb::Event::from(&e);
             assert_eq!(Event::try_from(&wire).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_stored_form() {
+        for e in samples() {
+            let bytes = encode_stored_kind(&e);
+            let json = serde_json::to_string(&e.kind).unwrap();
+            assert!(
+                bytes.len() * 2 < json.len(),
+                "{} bytes stored against {} of JSON",
+                bytes.len(),
+                json.len()
+            );
+            assert_eq!(decode_stored_kind(e.seq, e.at_ms, &bytes).unwrap(), e.kind);
+        }
+        let err = decode_stored_kind(1, 1, b"{\"type\":").unwrap_err();
+        assert!(matches!(err, StoredKindError::Decode(_)), "{err}");
+        let no_kind = prost::Message::encode_to_vec(&pb::Event::default());
+        let err = decode_stored_kind(4, 1, &no_kind).unwrap_err();
+        assert_eq!(err.to_string(), "event seq 4: kind: is not set");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - a (account, date) taken by [`SqliteStore::take_dirty`] is gone from the table,
 //!   so an event arriving during a recompute marks it again for the next round.
 
-use super::sqlite::{SqliteStore, sql_err};
+use super::sqlite::{SqliteStore, sql_err, stored_kind};
 use super::{StoreError, StoredEvent};
 use crate::attendance::{
     Coverage, DayKind, DayVerdict, Exemption, ExemptionKind, Person, Settings, Status,
@@ -17,7 +17,7 @@ use crate::attendance::{
 };
 use jiff::Timestamp;
 use jiff::civil::Date;
-use kaoqin_proto::event::{Event, EventKind};
+use kaoqin_proto::event::Event;
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeMap;
 
@@ -343,15 +343,14 @@ impl SqliteStore {
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(&err)? {
             let seq: i64 = r.get(0).map_err(&err)?;
-            let data: String = r.get(4).map_err(&err)?;
-            let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
-                StoreError::Corrupt(format!("stored event {}/{seq} does not parse: {e}", pc.1))
-            })?;
+            let at_ms: i64 = r.get(1).map_err(&err)?;
+            let data = r.get_ref(4).map_err(&err)?;
+            let kind = stored_kind(data, seq, at_ms, format_args!("{}/{seq}", pc.1))?;
             out.push(StoredEvent {
                 agent_id: pc.1.clone(),
                 event: Event {
                     seq: seq as u64,
-                    at_ms: r.get(1).map_err(&err)?,
+                    at_ms,
                     kind,
                 },
                 received_ms: r.get(3).map_err(&err)?,

@@ -44,6 +44,10 @@ const GROUP_MAX_EVENTS: usize = 50_000;
 /// 6. two indexes no query uses are dropped, each a b-tree every stored event or
 ///    batch updated: events by (account, at_ms) (verdicts read events by PC) and
 ///    batches by (agent, received_ms) (the latest offset uses (agent, id)).
+/// 7. `events.data` of new rows is the protobuf of the event's kind (a BLOB, about
+///    a third of its JSON, see [`stored_kind`]); rows stored before stay JSON TEXT
+///    and are read as such. No table changes; the version keeps older collectors,
+///    which read JSON only, from opening the file.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -261,6 +265,7 @@ CREATE TABLE day_verdict_details (
 DROP INDEX events_by_account_time;
 DROP INDEX batches_by_agent;
 "#,
+    "-- events.data: protobuf BLOB from here on; earlier rows stay JSON TEXT.",
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
 /// read again from the database (`agents revoke` runs in another process).
@@ -268,6 +273,34 @@ pub const AUTH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(crate) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| classify(path, e)
+}
+
+/// Reads the `data` column of a stored event: the protobuf of its kind
+/// ([`kaoqin_proto::convert::encode_stored_kind`], a BLOB) since schema 7, its JSON
+/// (TEXT) before. `who` names the event in the error (`agent/seq`).
+pub(crate) fn stored_kind(
+    data: rusqlite::types::ValueRef<'_>,
+    seq: i64,
+    at_ms: i64,
+    who: impl std::fmt::Display,
+) -> Result<EventKind, StoreError> {
+    use rusqlite::types::ValueRef;
+    let problem = match data {
+        ValueRef::Blob(b) => {
+            match kaoqin_proto::convert::decode_stored_kind(seq as u64, at_ms, b) {
+                Ok(kind) => return Ok(kind),
+                Err(e) => e.to_string(),
+            }
+        }
+        ValueRef::Text(t) => match serde_json::from_slice(t) {
+            Ok(kind) => return Ok(kind),
+            Err(e) => e.to_string(),
+        },
+        other => format!("data is {:?}, not an event", other.data_type()),
+    };
+    Err(StoreError::Corrupt(format!(
+        "stored event {who} does not parse: {problem}"
+    )))
 }
 
 /// Turns a SQLite error into a store error, marking what a retry can fix.
@@ -321,11 +354,11 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 enum Job {
-    /// A batch with each event's stored JSON, encoded by the caller so that the
+    /// A batch with each event's stored form, encoded by the caller so that the
     /// one writer thread spends its time on SQLite only.
     Batch(
         Batch,
-        Vec<String>,
+        Vec<Vec<u8>>,
         oneshot::Sender<Result<BatchOutcome, StoreError>>,
     ),
     Enroll {
@@ -498,15 +531,13 @@ impl SqliteStore {
         while let Some(r) = rows.next().map_err(&err)? {
             let agent_id: String = r.get(0)?;
             let seq: i64 = r.get(1)?;
-            let data: String = r.get(5)?;
-            let kind: EventKind = serde_json::from_str(&data).map_err(|e| {
-                StoreError::Corrupt(format!("stored event {agent_id}/{seq} does not parse: {e}"))
-            })?;
+            let at_ms: i64 = r.get(2)?;
+            let kind = stored_kind(r.get_ref(5)?, seq, at_ms, format_args!("{agent_id}/{seq}"))?;
             f(StoredEvent {
                 agent_id,
                 event: Event {
                     seq: seq as u64,
-                    at_ms: r.get(2)?,
+                    at_ms,
                     kind,
                 },
                 received_ms: r.get(4)?,
@@ -584,9 +615,8 @@ impl Store for SqliteStore {
         let encoded = batch
             .events
             .iter()
-            .map(|e| serde_json::to_string(&e.kind))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode event: {e}")))?;
+            .map(kaoqin_proto::convert::encode_stored_kind)
+            .collect();
         self.submit(Job::Batch(batch, encoded, reply))?;
         rx.await
             .map_err(|_| StoreError::Busy("writer has stopped".into()))?
@@ -730,7 +760,7 @@ fn insert_batch(
     conn: &Connection,
     path: &Path,
     b: &Batch,
-    encoded: &[String],
+    encoded: &[Vec<u8>],
     days: &Settings,
 ) -> Result<BatchOutcome, StoreError> {
     let err = sql_err(path);
@@ -1070,6 +1100,69 @@ mod tests {
 
         let other = store.enroll(&t.token, host("m2"), T0).await.unwrap();
         assert_ne!(other.agent_id, first.agent_id);
+    }
+
+    #[tokio::test]
+    async fn events_stored_as_json_before_schema_7_read_beside_protobuf_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        let old = events(1..=1).remove(0);
+        store
+            .reader()
+            .execute(
+                "INSERT INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
+                 VALUES (?1, 1, ?2, 0, ?2, 'session', 'zhangsan', ?3)",
+                params![num, old.at_ms, serde_json::to_string(&old.kind).unwrap()],
+            )
+            .unwrap();
+        store
+            .reader()
+            .execute("UPDATE agents SET max_seq = 1", [])
+            .unwrap();
+        let new = vec![Event {
+            seq: 2,
+            at_ms: T0 + 2,
+            kind: EventKind::Usage {
+                account: "zhangsan".into(),
+                start_ms: T0 - 300_000,
+                end_ms: T0,
+                category: "chat".into(),
+                active_seconds: 120,
+                basis: kaoqin_proto::event::UsageBasis::Foreground,
+            },
+        }];
+        store.store_batch(batch(num, new.clone())).await.unwrap();
+        let types: Vec<String> = store
+            .reader()
+            .prepare("SELECT typeof(data) FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(types, ["text", "blob"]);
+        let mut read = Vec::new();
+        store
+            .for_each_event(None, |s| {
+                read.push(s.event);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(read, [old, new[0].clone()]);
+
+        store
+            .reader()
+            .execute("UPDATE events SET data = x'ff01' WHERE seq = 2", [])
+            .unwrap();
+        let err = store.for_each_event(None, |_| Ok(())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("stored event {}/2 does not parse", e.agent_id)),
+            "{err}"
+        );
     }
 
     #[tokio::test]
