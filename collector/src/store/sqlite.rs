@@ -764,12 +764,6 @@ fn insert_batch(
     days: &Settings,
 ) -> Result<BatchOutcome, StoreError> {
     let err = sql_err(path);
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(&err)?;
     let mut inserted = 0u64;
     let mut max_seq = 0u64;
     // The highest seq stored before this batch: a new event at or below it is a
@@ -783,42 +777,63 @@ fn insert_batch(
     // attendance days the new events fall on.
     let mut seen: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut dates: BTreeSet<jiff::civil::Date> = BTreeSet::new();
-    for (e, data) in b.events.iter().zip(encoded) {
-        let n = insert
-            .execute(params![
-                b.agent_num,
-                e.seq as i64,
-                e.at_ms,
-                b.clock_offset_ms,
-                b.received_ms,
-                e.kind.name(),
-                e.kind.account(),
-                data
-            ])
-            .map_err(&err)? as u64;
-        if n == 1 && e.seq as i64 <= stored_max {
-            return Err(StoreError::Invalid(format!(
-                "event seq {}: seq: goes backwards (this agent's events are stored up to seq {stored_max} and {} is not among them); nothing of the batch was stored",
-                e.seq, e.seq
-            )));
-        }
-        inserted += n;
-        max_seq = max_seq.max(e.seq);
-        if n == 0 {
-            continue;
-        }
+    let mut note = |e: &Event| {
         let at = e.at_ms.saturating_add(b.clock_offset_ms);
-        let accounts: Vec<&str> = match &e.kind {
-            EventKind::Heartbeat { accounts, .. } => accounts.iter().map(String::as_str).collect(),
-            k => k.account().into_iter().collect(),
+        let mut account = |a: &str| match seen.get_mut(a) {
+            Some(entry) => *entry = (entry.0.min(at), entry.1.max(at)),
+            None => {
+                seen.insert(a.to_ascii_lowercase(), (at, at));
+            }
         };
-        for a in accounts {
-            let entry = seen.entry(a.to_ascii_lowercase()).or_insert((at, at));
-            entry.0 = entry.0.min(at);
-            entry.1 = entry.1.max(at);
+        match &e.kind {
+            EventKind::Heartbeat { accounts, .. } => accounts.iter().for_each(|a| account(a)),
+            k => k.account().into_iter().for_each(account),
         }
         if let Ok(t) = jiff::Timestamp::from_millisecond(at) {
             dates.insert(crate::attendance::attendance_date(t, days));
+        }
+    };
+    // The usual batch is all new: seqs above every stored one, in increasing
+    // order. Those rows go in through multi-row INSERTs.
+    let all_new = b.events.first().is_some_and(|e| e.seq as i64 > stored_max)
+        && b.events.windows(2).all(|w| w[0].seq < w[1].seq);
+    if all_new {
+        inserted = insert_new_events(conn, path, b, encoded)?;
+        max_seq = b.events.last().map_or(0, |e| e.seq);
+        b.events.iter().for_each(&mut note);
+    } else {
+        // Resends among them: one row at a time, to tell each resend (ignored)
+        // from a seq that goes backwards (refused).
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(&err)?;
+        for (e, data) in b.events.iter().zip(encoded) {
+            let n = insert
+                .execute(params![
+                    b.agent_num,
+                    e.seq as i64,
+                    e.at_ms,
+                    b.clock_offset_ms,
+                    b.received_ms,
+                    e.kind.name(),
+                    e.kind.account(),
+                    data
+                ])
+                .map_err(&err)? as u64;
+            if n == 1 && e.seq as i64 <= stored_max {
+                return Err(StoreError::Invalid(format!(
+                    "event seq {}: seq: goes backwards (this agent's events are stored up to seq {stored_max} and {} is not among them); nothing of the batch was stored",
+                    e.seq, e.seq
+                )));
+            }
+            inserted += n;
+            max_seq = max_seq.max(e.seq);
+            if n == 1 {
+                note(e);
+            }
         }
     }
     mark_dirty(conn, path, b.agent_num, &seen, &dates)?;
@@ -853,6 +868,67 @@ fn insert_batch(
         acked_seq: acked as u64,
         inserted,
     })
+}
+
+/// Rows in one multi-row INSERT of new events.
+const INSERT_CHUNK: usize = 64;
+
+/// Inserts events known to be new, [`INSERT_CHUNK`] rows to a statement: one
+/// statement's set-up (cursors on the table and its indexes) then serves many
+/// rows. Returns how many rows were inserted.
+fn insert_new_events(
+    conn: &Connection,
+    path: &Path,
+    b: &Batch,
+    encoded: &[Vec<u8>],
+) -> Result<u64, StoreError> {
+    fn sql(rows: usize) -> String {
+        let mut sql = String::from(
+            "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data) VALUES ",
+        );
+        for i in 0..rows {
+            sql.push_str(if i == 0 {
+                "(?,?,?,?,?,?,?,?)"
+            } else {
+                ",(?,?,?,?,?,?,?,?)"
+            });
+        }
+        sql
+    }
+    static FULL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sql(INSERT_CHUNK));
+    let err = sql_err(path);
+    let mut inserted = 0;
+    for (events, data) in b
+        .events
+        .chunks(INSERT_CHUNK)
+        .zip(encoded.chunks(INSERT_CHUNK))
+    {
+        let mut stmt = if events.len() == INSERT_CHUNK {
+            conn.prepare_cached(&FULL)
+        } else {
+            conn.prepare_cached(&sql(events.len()))
+        }
+        .map_err(&err)?;
+        for (i, (e, data)) in events.iter().zip(data).enumerate() {
+            let at = i * 8;
+            stmt.raw_bind_parameter(at + 1, b.agent_num).map_err(&err)?;
+            stmt.raw_bind_parameter(at + 2, e.seq as i64)
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 3, e.at_ms).map_err(&err)?;
+            stmt.raw_bind_parameter(at + 4, b.clock_offset_ms)
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 5, b.received_ms)
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 6, e.kind.name())
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 7, e.kind.account())
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 8, data.as_slice())
+                .map_err(&err)?;
+        }
+        inserted += stmt.raw_execute().map_err(&err)? as u64;
+    }
+    Ok(inserted)
 }
 
 /// Records which accounts the PC has seen and marks dirty every (account of this
@@ -1301,10 +1377,13 @@ mod tests {
         for num in nums {
             let store = store.clone();
             tasks.spawn(async move {
+                // 150 events a batch: new events go in 64 rows to a statement.
                 for chunk in 0..10u64 {
-                    store
-                        .store_batch(batch(num, events(chunk * 50 + 1..=chunk * 50 + 50)))
+                    let outcome = store
+                        .store_batch(batch(num, events(chunk * 150 + 1..=chunk * 150 + 150)))
                         .await?;
+                    assert_eq!(outcome.inserted, 150);
+                    assert_eq!(outcome.acked_seq, chunk * 150 + 150);
                 }
                 Ok::<_, StoreError>(())
             });
@@ -1312,10 +1391,21 @@ mod tests {
         while let Some(r) = tasks.join_next().await {
             r.unwrap().unwrap();
         }
-        assert_eq!(store.count_events().unwrap(), (4000, 4000));
+        assert_eq!(store.count_events().unwrap(), (12_000, 12_000));
         drop(store);
-        // Everything acknowledged is there after a reopen.
+        // Everything acknowledged is there after a reopen, each event as sent.
         let store = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(store.count_events().unwrap(), (4000, 4000));
+        assert_eq!(store.count_events().unwrap(), (12_000, 12_000));
+        let mut per_agent: BTreeMap<String, Vec<Event>> = BTreeMap::new();
+        store
+            .for_each_event(None, |s| {
+                per_agent.entry(s.agent_id).or_default().push(s.event);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(per_agent.len(), 8);
+        for events_of_one in per_agent.values() {
+            assert_eq!(*events_of_one, events(1..=1500));
+        }
     }
 }
