@@ -3,7 +3,7 @@
 # kaoqin-loadgen. Runs each scenario RUNS times (default 3) on a fresh database
 # and prints every run's summary line; BENCHMARKS.md quotes the medians.
 #
-#   benches/ingest.sh batched|single|fleet|fleet-reconnect [RUNS]
+#   benches/ingest.sh batched|single|single-health|fleet|fleet-reconnect [RUNS]
 #
 # fleet-reconnect is the fleet with every agent opening a connection per Report and
 # closing it after the answer, as agents do by default (uplink.close_when_idle).
@@ -28,6 +28,8 @@ for run in $(seq 1 "$runs"); do
   case $scenario in
     batched) args=(--agents 8 --interval 0 --batch 500 --duration 20) ;;
     single)  args=(--agents 64 --interval 0 --batch 1 --duration 20) ;;
+    # The same load on the gRPC health check: what gRPC alone reaches here.
+    single-health) args=(--agents 64 --interval 0 --batch 1 --duration 20 --call health) ;;
     # The open-file limit here is 20,000 per process and cannot be raised
     # (no CAP_SYS_RESOURCE), so the fleet is 19,000 agents from two processes.
     fleet)   args=(--agents 9500 --interval 60 --batch 10 --duration 120 --enroll-concurrency 256) ;;

@@ -131,9 +131,7 @@ impl SqliteStore {
         let mut stmt = conn
             .prepare(
                 "SELECT a.id, a.hostname, a.os, a.os_version, a.agent_version, a.enrolled_ms,
-                        a.last_seen_ms, a.max_seq, a.revoked_ms,
-                        (SELECT b.clock_offset_ms FROM batches b WHERE b.agent = a.num
-                         ORDER BY b.id DESC LIMIT 1)
+                        a.last_seen_ms, a.max_seq, a.revoked_ms, a.clock_offset_ms
                  FROM agents a ORDER BY a.id",
             )
             .map_err(&err)?;

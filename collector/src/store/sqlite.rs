@@ -48,6 +48,9 @@ const GROUP_MAX_EVENTS: usize = 50_000;
 ///    a third of its JSON, see [`stored_kind`]); rows stored before stay JSON TEXT
 ///    and are read as such. No table changes; the version keeps older collectors,
 ///    which read JSON only, from opening the file.
+/// 8. the latest measured clock offset is kept on the agent's row, which every
+///    Report updates anyway, so the index of batches by (agent, id) that only
+///    served to find it is dropped: one b-tree page less written per Report.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -266,6 +269,12 @@ DROP INDEX events_by_account_time;
 DROP INDEX batches_by_agent;
 "#,
     "-- events.data: protobuf BLOB from here on; earlier rows stay JSON TEXT.",
+    r#"
+ALTER TABLE agents ADD COLUMN clock_offset_ms INTEGER;
+UPDATE agents SET clock_offset_ms =
+    (SELECT b.clock_offset_ms FROM batches b WHERE b.agent = agents.num ORDER BY b.id DESC LIMIT 1);
+DROP INDEX batches_by_agent_id;
+"#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
 /// read again from the database (`agents revoke` runs in another process).
@@ -623,18 +632,38 @@ impl Store for SqliteStore {
     }
 }
 
+/// How stale `pc_accounts.last_ms` (shown as an unmapped account's "last seen")
+/// may get: an account seen again within this long after the instant stored for
+/// it is not written again. Saves a b-tree page per Report.
+const PC_ACCOUNT_SLACK_MS: i64 = 15 * 60 * 1000;
+/// The most PCs whose accounts the writer remembers.
+const PC_ACCOUNT_CACHE_PCS: usize = 100_000;
+
+/// What the writer knows is stored in `pc_accounts`: PC -> account -> (first, last).
+/// Only the writer writes that table, and it learns a row only once the
+/// transaction that wrote it has committed, so what it remembers is on disk.
+type PcAccounts = HashMap<i64, HashMap<String, (i64, i64)>>;
+/// Rows of `pc_accounts` written by one job: (PC, account, first, last).
+type Learned = Vec<(i64, String, i64, i64)>;
+
 /// The writer thread's state.
 struct Writer {
     conn: Connection,
     path: PathBuf,
     days: Settings,
+    pc_accounts: PcAccounts,
 }
 
 type Replies = Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>>;
 
 impl Writer {
     fn new(conn: Connection, path: PathBuf, days: Settings) -> Writer {
-        Writer { conn, path, days }
+        Writer {
+            conn,
+            path,
+            days,
+            pc_accounts: HashMap::new(),
+        }
     }
 
     fn run(mut self, jobs: mpsc::Receiver<Job>) {
@@ -662,6 +691,7 @@ impl Writer {
         let path = self.path.clone();
         let days = self.days.clone();
         let mut replies: Replies = Vec::with_capacity(group.len());
+        let mut learned: Learned = Vec::new();
         let tx = match self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -678,8 +708,13 @@ impl Writer {
         for job in group {
             match job {
                 Job::Batch(batch, encoded, reply) => {
+                    let known = &self.pc_accounts;
                     let r = with_savepoint(&tx, &path, |sp| {
-                        insert_batch(sp, &path, &batch, &encoded, &days)
+                        insert_batch(sp, &path, &batch, &encoded, &days, known)
+                    })
+                    .map(|(outcome, rows)| {
+                        learned.extend(rows);
+                        outcome
                     });
                     replies.push(Box::new(move |commit_err| {
                         let _ = reply.send(match (r, commit_err) {
@@ -708,6 +743,17 @@ impl Writer {
         let commit = tx.commit().map_err(|e| classify(&path, e));
         if let Err(e) = &commit {
             tracing::warn!(error = %e, "Failed to commit a group of writes; every request in it is refused.");
+        }
+        if commit.is_ok() {
+            if self.pc_accounts.len() > PC_ACCOUNT_CACHE_PCS {
+                self.pc_accounts.clear();
+            }
+            for (pc, account, first, last) in learned {
+                self.pc_accounts
+                    .entry(pc)
+                    .or_default()
+                    .insert(account, (first, last));
+            }
         }
         for reply in replies {
             reply(commit.as_ref().err());
@@ -762,7 +808,8 @@ fn insert_batch(
     b: &Batch,
     encoded: &[Vec<u8>],
     days: &Settings,
-) -> Result<BatchOutcome, StoreError> {
+    known: &PcAccounts,
+) -> Result<(BatchOutcome, Learned), StoreError> {
     let err = sql_err(path);
     let mut inserted = 0u64;
     let mut max_seq = 0u64;
@@ -836,7 +883,14 @@ fn insert_batch(
             }
         }
     }
-    mark_dirty(conn, path, b.agent_num, &seen, &dates)?;
+    let learned = mark_dirty(
+        conn,
+        path,
+        b.agent_num,
+        &seen,
+        &dates,
+        known.get(&b.agent_num),
+    )?;
     let (first, last) = (
         b.events.first().map_or(0, |e| e.seq),
         b.events.last().map_or(0, |e| e.seq),
@@ -859,15 +913,27 @@ fn insert_batch(
     .map_err(&err)?;
     let acked: i64 = conn
         .prepare_cached(
-            "UPDATE agents SET max_seq = max(max_seq, ?2), last_seen_ms = ?3 WHERE num = ?1 RETURNING max_seq",
+            "UPDATE agents SET max_seq = max(max_seq, ?2), last_seen_ms = ?3, clock_offset_ms = ?4
+             WHERE num = ?1 RETURNING max_seq",
         )
         .map_err(&err)?
-        .query_row(params![b.agent_num, max_seq as i64, b.received_ms], |r| r.get(0))
+        .query_row(
+            params![
+                b.agent_num,
+                max_seq as i64,
+                b.received_ms,
+                b.clock_offset_ms
+            ],
+            |r| r.get(0),
+        )
         .map_err(&err)?;
-    Ok(BatchOutcome {
-        acked_seq: acked as u64,
-        inserted,
-    })
+    Ok((
+        BatchOutcome {
+            acked_seq: acked as u64,
+            inserted,
+        },
+        learned,
+    ))
 }
 
 /// Rows in one multi-row INSERT of new events.
@@ -933,26 +999,37 @@ fn insert_new_events(
 
 /// Records which accounts the PC has seen and marks dirty every (account of this
 /// PC, day) the new events touch, and the day before each (a session that started
-/// the evening before runs into it).
+/// the evening before runs into it). `known` is what the writer knows is stored
+/// for this PC; returns the `pc_accounts` rows written.
 fn mark_dirty(
     conn: &Connection,
     path: &Path,
     agent: i64,
     seen: &BTreeMap<String, (i64, i64)>,
     dates: &BTreeSet<jiff::civil::Date>,
-) -> Result<(), StoreError> {
+    known: Option<&HashMap<String, (i64, i64)>>,
+) -> Result<Learned, StoreError> {
     let err = sql_err(path);
     let mut upsert = conn
         .prepare_cached(
             "INSERT INTO pc_accounts (agent, account, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (agent, account) DO UPDATE SET
-                first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)",
+                first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)
+             RETURNING first_ms, last_ms",
         )
         .map_err(&err)?;
-    for (account, (first, last)) in seen {
-        upsert
-            .execute(params![agent, account, first, last])
+    let mut learned = Learned::new();
+    for (account, &(first, last)) in seen {
+        let stored = known.and_then(|k| k.get(account));
+        if stored.is_some_and(|&(f, l)| f <= first && last <= l + PC_ACCOUNT_SLACK_MS) {
+            continue;
+        }
+        let (f, l) = upsert
+            .query_row(params![agent, account, first, last], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(&err)?;
+        learned.push((agent, account.clone(), f, l));
     }
     let mut dirty = conn
         .prepare_cached(
@@ -965,7 +1042,7 @@ fn mark_dirty(
     for d in all {
         dirty.execute(params![agent, d.to_string()]).map_err(&err)?;
     }
-    Ok(())
+    Ok(learned)
 }
 
 fn enroll(
@@ -1119,6 +1196,17 @@ mod tests {
         .collect()
     }
 
+    /// A fresh store with one enrolled agent: (its dir, the store, the
+    /// enrolment, the agent's number).
+    async fn one_agent() -> (tempfile::TempDir, Arc<SqliteStore>, Enrolment, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        (dir, store, e, num)
+    }
+
     fn batch(num: i64, events: Vec<Event>) -> Batch {
         Batch {
             agent_num: num,
@@ -1180,11 +1268,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_stored_as_json_before_schema_7_read_beside_protobuf_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
-        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
-        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        let (_dir, store, e, num) = one_agent().await;
         let old = events(1..=1).remove(0);
         store
             .reader()
@@ -1242,12 +1326,91 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn resends_are_stored_once_and_still_acknowledged() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn the_agent_row_keeps_the_latest_clock_offset_also_after_an_upgrade() {
+        let (dir, store, _e, num) = one_agent().await;
+        let offsets = |store: &SqliteStore| -> Vec<Option<i64>> {
+            store
+                .agents()
+                .unwrap()
+                .into_iter()
+                .map(|a| a.last_clock_offset_ms)
+                .collect()
+        };
+        assert_eq!(offsets(&store), [None], "nothing measured yet");
+        store.store_batch(batch(num, events(1..=2))).await.unwrap();
+        let mut late = batch(num, events(3..=4));
+        late.clock_offset_ms = -86_400_000;
+        store.store_batch(late).await.unwrap();
+        assert_eq!(offsets(&store), [Some(-86_400_000)]);
+
+        // A database of schema 7 had the offset only in `batches`.
+        store
+            .reader()
+            .execute_batch(
+                "ALTER TABLE agents DROP COLUMN clock_offset_ms;
+                 CREATE INDEX batches_by_agent_id ON batches(agent, id);
+                 PRAGMA user_version = 7;",
+            )
+            .unwrap();
+        drop(store);
         let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
-        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
-        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        assert_eq!(offsets(&store), [Some(-86_400_000)]);
+    }
+
+    #[tokio::test]
+    async fn pc_accounts_are_written_when_new_or_a_quarter_hour_on_and_never_from_a_refused_batch()
+    {
+        let (_dir, store, _e, num) = one_agent().await;
+        let unlock = |seq: u64, at_ms: i64, account: &str| Event {
+            seq,
+            at_ms,
+            kind: EventKind::Session {
+                kind: SessionKind::Unlock,
+                account: account.into(),
+            },
+        };
+        let stored = |store: &SqliteStore| -> Vec<(String, i64, i64)> {
+            store
+                .reader()
+                .prepare("SELECT account, first_ms, last_ms FROM pc_accounts ORDER BY account")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let mut b = batch(num, vec![unlock(10, T0, "ZhangSan")]);
+        b.clock_offset_ms = 0;
+        store.store_batch(b.clone()).await.unwrap();
+        assert_eq!(stored(&store), [("zhangsan".into(), T0, T0)]);
+
+        // Refused as a seq going backwards: lisi must not be remembered as stored.
+        b.events = vec![unlock(5, T0 + 1, "lisi"), unlock(11, T0 + 1, "lisi")];
+        store.store_batch(b.clone()).await.unwrap_err();
+        assert_eq!(stored(&store).len(), 1);
+        b.events = vec![unlock(11, T0 + 60_000, "lisi")];
+        store.store_batch(b.clone()).await.unwrap();
+        assert_eq!(stored(&store)[0], ("lisi".into(), T0 + 60_000, T0 + 60_000));
+
+        // Ten minutes on, the stored last instant is close enough; twenty is not.
+        b.events = vec![unlock(12, T0 + 600_000, "zhangsan")];
+        store.store_batch(b.clone()).await.unwrap();
+        assert_eq!(stored(&store)[1], ("zhangsan".into(), T0, T0));
+        b.events = vec![unlock(13, T0 + 1_200_000, "zhangsan")];
+        store.store_batch(b.clone()).await.unwrap();
+        assert_eq!(stored(&store)[1], ("zhangsan".into(), T0, T0 + 1_200_000));
+        // An earlier instant (a replayed backlog) is always written.
+        b.events = vec![unlock(14, T0 - 1, "zhangsan")];
+        store.store_batch(b).await.unwrap();
+        assert_eq!(
+            stored(&store)[1],
+            ("zhangsan".into(), T0 - 1, T0 + 1_200_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn resends_are_stored_once_and_still_acknowledged() {
+        let (_dir, store, e, num) = one_agent().await;
 
         let a = store.store_batch(batch(num, events(1..=10))).await.unwrap();
         assert_eq!(
@@ -1288,11 +1451,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_seq_that_goes_backwards_is_refused_and_rolls_back_the_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
-        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
-        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        let (_dir, store, _e, num) = one_agent().await;
         let mut gap = events(1..=6);
         gap.remove(2); // seq 3 never arrives
         store.store_batch(batch(num, gap)).await.unwrap();
@@ -1319,11 +1478,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_marks_its_days_dirty_for_every_account_of_the_pc() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
-        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
-        let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
+        let (_dir, store, e, num) = one_agent().await;
         // T0 = 2026-11-18T11:06:40Z = 19:06 in Shanghai: that day, and the one before.
         store.store_batch(batch(num, events(1..=3))).await.unwrap();
         let mut dirty = store.take_dirty().unwrap();

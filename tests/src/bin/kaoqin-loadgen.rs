@@ -11,6 +11,11 @@
 //! phase, a heartbeat and a batch of usage and session events, as an office PC
 //! would. The last line printed is
 //! `events/s: N  batches/s: N  p50_ms: N  p99_ms: N  errors: N`.
+//!
+//! With `--call health` every agent calls the gRPC health check instead of
+//! Report, with the same connections and pacing: no storage, no validation, so
+//! the rate is what gRPC alone reaches on the machine (`batches/s` then counts
+//! calls, and `events/s` is 0).
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +62,17 @@ struct Args {
     /// agents with `uplink.close_when_idle` (the default) do.
     #[arg(long)]
     reconnect: bool,
+    /// What each simulated agent calls: `report` (events, the default) or
+    /// `health` (the gRPC health check, which touches no storage: the ceiling
+    /// that gRPC itself sets on this machine for the same connections and load).
+    #[arg(long, value_enum, default_value_t = Call::Report)]
+    call: Call,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Call {
+    Report,
+    Health,
 }
 
 struct Sim {
@@ -63,6 +80,7 @@ struct Sim {
     agent_id: String,
     auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     client: AgentServiceClient<Channel>,
+    health: HealthClient<Channel>,
     seq: u64,
     account: String,
 }
@@ -99,7 +117,8 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
 }
 
 async fn enroll(url: &str, token: &str, machine: String, i: u32) -> anyhow::Result<Sim> {
-    let mut client = AgentServiceClient::new(channel(url)?);
+    let channel = channel(url)?;
+    let mut client = AgentServiceClient::new(channel.clone());
     let reply = client
         .enroll(pb::EnrollRequest {
             token: token.to_owned(),
@@ -118,6 +137,7 @@ async fn enroll(url: &str, token: &str, machine: String, i: u32) -> anyhow::Resu
         auth: format!("Bearer {}", reply.agent_key).parse()?,
         agent_id: reply.agent_id,
         client,
+        health: HealthClient::new(channel),
         seq: reply.last_seq,
         account: format!("user{i:05}"),
     })
@@ -165,7 +185,14 @@ impl Sim {
             .collect()
     }
 
-    async fn send(&mut self, n: u32) -> Result<(), tonic::Status> {
+    async fn send(&mut self, call: Call, n: u32) -> Result<(), tonic::Status> {
+        if call == Call::Health {
+            return self
+                .health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(|_| ());
+        }
         let events = self.batch(n);
         let mut req = tonic::Request::new(pb::ReportRequest {
             agent_id: self.agent_id.clone(),
@@ -185,7 +212,9 @@ impl Sim {
 
     /// Drops the connection; the next Report opens a new one.
     fn disconnect(&mut self) -> anyhow::Result<()> {
-        self.client = AgentServiceClient::new(channel(&self.url)?);
+        let channel = channel(&self.url)?;
+        self.client = AgentServiceClient::new(channel.clone());
+        self.health = HealthClient::new(channel);
         Ok(())
     }
 }
@@ -242,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
     let n_agents = sims.len() as u32;
     let mut tasks = tokio::task::JoinSet::new();
     let reconnect = args.reconnect;
+    let call = args.call;
     for (i, mut sim) in sims.into_iter().enumerate() {
         let totals = totals.clone();
         let batch = args.batch;
@@ -255,14 +285,16 @@ async fn main() -> anyhow::Result<()> {
             let mut next = Instant::now();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let sent = sim.send(batch).await;
+                let sent = sim.send(call, batch).await;
                 if reconnect && sim.disconnect().is_err() {
                     totals.errors.fetch_add(1, Ordering::Relaxed);
                 }
                 match sent {
                     Ok(()) => {
                         latencies.push(t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                        totals.events.fetch_add(u64::from(batch), Ordering::Relaxed);
+                        if call == Call::Report {
+                            totals.events.fetch_add(u64::from(batch), Ordering::Relaxed);
+                        }
                         totals.batches.fetch_add(1, Ordering::Relaxed);
                     }
                     // Told to slow down (the collector's per-agent rate limit):
