@@ -28,6 +28,12 @@ pub const DB_FILE: &str = "kaoqin.db";
 const QUEUE_DEPTH: usize = 4096;
 /// The most events one group commit takes before it commits.
 const GROUP_MAX_EVENTS: usize = 50_000;
+/// The least time between two checkpoints of the write-ahead log.
+const CHECKPOINT_PACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Past this many pages in the write-ahead log (64 MiB at 4 KiB pages), a
+/// checkpoint waits for the writer so the log can start over: under load that
+/// never pauses, passive checkpoints cannot catch up with the log's end.
+const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 
 /// Schema changelog (PRAGMA user_version):
 /// 1. tokens, agents, batches, events.
@@ -385,6 +391,7 @@ pub struct SqliteStore {
     reader: Mutex<Connection>,
     auth: RwLock<HashMap<String, (AgentAuth, std::time::Instant)>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SqliteStore {
@@ -404,19 +411,30 @@ impl SqliteStore {
         })?;
         let path = data_dir.join(DB_FILE);
         let writer_conn = open_connection(&path)?;
+        // The writer never checkpoints: the checkpointer thread does, beside it.
+        writer_conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sql_err(&path))?;
         let reader = open_connection(&path)?;
+        let checkpoint_conn = open_connection(&path)?;
+        let (wake, woken) = mpsc::sync_channel(1);
+        let checkpoint_path = path.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("kaoqin-checkpoint".into())
+            .spawn(move || run_checkpoints(&checkpoint_conn, &checkpoint_path, &woken))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let writer_path = path.clone();
         let days = settings.clone();
         let writer = std::thread::Builder::new()
             .name("kaoqin-writer".into())
-            .spawn(move || Writer::new(writer_conn, writer_path, days).run(rx))?;
+            .spawn(move || Writer::new(writer_conn, writer_path, days, wake).run(rx))?;
         let store = SqliteStore {
             path,
             jobs: tx,
             reader: Mutex::new(reader),
             auth: RwLock::new(HashMap::new()),
             writer: Some(writer),
+            checkpointer: Some(checkpointer),
         };
         store.load_auth()?;
         Ok(Arc::new(store))
@@ -570,11 +588,15 @@ impl SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Closing the queue ends the writer after it has answered what it holds.
+        // Closing the queue ends the writer after it has answered what it holds;
+        // the writer's end ends the checkpointer after a last checkpoint.
         let (dead, _) = mpsc::sync_channel(1);
         drop(std::mem::replace(&mut self.jobs, dead));
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+        for thread in [self.writer.take(), self.checkpointer.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = thread.join();
         }
     }
 }
@@ -652,17 +674,25 @@ struct Writer {
     path: PathBuf,
     days: Settings,
     pc_accounts: PcAccounts,
+    /// Tells the checkpointer that the log has grown.
+    checkpoint: mpsc::SyncSender<()>,
 }
 
 type Replies = Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>>;
 
 impl Writer {
-    fn new(conn: Connection, path: PathBuf, days: Settings) -> Writer {
+    fn new(
+        conn: Connection,
+        path: PathBuf,
+        days: Settings,
+        checkpoint: mpsc::SyncSender<()>,
+    ) -> Writer {
         Writer {
             conn,
             path,
             days,
             pc_accounts: HashMap::new(),
+            checkpoint,
         }
     }
 
@@ -745,6 +775,8 @@ impl Writer {
             tracing::warn!(error = %e, "Failed to commit a group of writes; every request in it is refused.");
         }
         if commit.is_ok() {
+            // Full means a checkpoint is already due.
+            let _ = self.checkpoint.try_send(());
             if self.pc_accounts.len() > PC_ACCOUNT_CACHE_PCS {
                 self.pc_accounts.clear();
             }
@@ -759,6 +791,46 @@ impl Writer {
             reply(commit.as_ref().err());
         }
     }
+}
+
+/// Copies the write-ahead log into the database file whenever the writer has
+/// committed, at most once per [`CHECKPOINT_PACE`], until the writer ends. Run
+/// beside the writer, the copying and its fsync no longer hold up the group
+/// commit that happened to cross SQLite's own checkpoint threshold.
+fn run_checkpoints(conn: &Connection, path: &Path, woken: &mpsc::Receiver<()>) {
+    let checkpoint = |mode: &str| -> Option<i64> {
+        let r = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(1)
+        });
+        match r {
+            Ok(pages) => Some(pages),
+            Err(e) => {
+                tracing::warn!(db = %path.display(), error = %e, "Checkpoint of the write-ahead log failed; the next commit tries again.");
+                None
+            }
+        }
+    };
+    let mut due = woken.recv().is_ok();
+    while due {
+        let started = std::time::Instant::now();
+        if checkpoint("PASSIVE").is_some_and(|pages| pages > CHECKPOINT_RESTART_PAGES) {
+            checkpoint("RESTART");
+        }
+        // Wait out the pace, noting whether the writer committed meanwhile.
+        let mut committed = false;
+        loop {
+            match woken.recv_timeout(CHECKPOINT_PACE.saturating_sub(started.elapsed())) {
+                Ok(()) => committed = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    committed = false;
+                    break;
+                }
+            }
+        }
+        due = committed || woken.recv().is_ok();
+    }
+    checkpoint("TRUNCATE");
 }
 
 /// A commit failure reported to each request of the group, as retryable.
@@ -1406,6 +1478,29 @@ mod tests {
             stored(&store)[1],
             ("zhangsan".into(), T0 - 1, T0 + 1_200_000)
         );
+    }
+
+    #[tokio::test]
+    async fn the_log_is_checkpointed_beside_the_writer() {
+        let (dir, store, _e, num) = one_agent().await;
+        let db_len = || std::fs::metadata(dir.path().join(DB_FILE)).unwrap().len();
+        let before = db_len();
+        // About 200 pages of log: far below SQLite's own threshold of 1,000.
+        for chunk in 0..20u64 {
+            store
+                .store_batch(batch(num, events(chunk * 500 + 1..=chunk * 500 + 500)))
+                .await
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while db_len() < before + 200 * 4096 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes: nothing was checkpointed",
+                db_len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[tokio::test]
