@@ -30,9 +30,11 @@ const QUEUE_DEPTH: usize = 4096;
 const GROUP_MAX_EVENTS: usize = 50_000;
 /// The least time between two checkpoints of the write-ahead log.
 const CHECKPOINT_PACE: std::time::Duration = std::time::Duration::from_millis(200);
-/// Past this many pages in the write-ahead log (64 MiB at 4 KiB pages), a
-/// checkpoint waits for the writer so the log can start over: under load that
-/// never pauses, passive checkpoints cannot catch up with the log's end.
+/// Past this many pages in the write-ahead log (64 MiB at 4 KiB pages), the
+/// writer itself checkpoints the rest between two groups so that the log starts
+/// over: under load that never pauses, the log is never wholly copied when the
+/// writer begins a transaction, which is when SQLite would restart it, and a
+/// checkpoint from another connection that waits for the writer starves.
 const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 
 /// Schema changelog (PRAGMA user_version):
@@ -419,15 +421,19 @@ impl SqliteStore {
         let checkpoint_conn = open_connection(&path)?;
         let (wake, woken) = mpsc::sync_channel(1);
         let checkpoint_path = path.clone();
+        let restart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let restart_wanted = restart.clone();
         let checkpointer = std::thread::Builder::new()
             .name("kaoqin-checkpoint".into())
-            .spawn(move || run_checkpoints(&checkpoint_conn, &checkpoint_path, &woken))?;
+            .spawn(move || {
+                run_checkpoints(&checkpoint_conn, &checkpoint_path, &woken, &restart_wanted)
+            })?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let writer_path = path.clone();
         let days = settings.clone();
         let writer = std::thread::Builder::new()
             .name("kaoqin-writer".into())
-            .spawn(move || Writer::new(writer_conn, writer_path, days, wake).run(rx))?;
+            .spawn(move || Writer::new(writer_conn, writer_path, days, wake, restart).run(rx))?;
         let store = SqliteStore {
             path,
             jobs: tx,
@@ -676,6 +682,8 @@ struct Writer {
     pc_accounts: PcAccounts,
     /// Tells the checkpointer that the log has grown.
     checkpoint: mpsc::SyncSender<()>,
+    /// Set by the checkpointer when the log is past [`CHECKPOINT_RESTART_PAGES`].
+    restart: Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Replies = Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>>;
@@ -686,6 +694,7 @@ impl Writer {
         path: PathBuf,
         days: Settings,
         checkpoint: mpsc::SyncSender<()>,
+        restart: Arc<std::sync::atomic::AtomicBool>,
     ) -> Writer {
         Writer {
             conn,
@@ -693,6 +702,7 @@ impl Writer {
             days,
             pc_accounts: HashMap::new(),
             checkpoint,
+            restart,
         }
     }
 
@@ -712,6 +722,19 @@ impl Writer {
                 }
             }
             self.commit_group(group);
+            if self
+                .restart
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                // Most of the log is copied already; this copies the rest, and the
+                // next transaction writes the log from its start.
+                if let Err(e) =
+                    self.conn
+                        .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                {
+                    tracing::warn!(db = %self.path.display(), error = %e, "Could not restart the write-ahead log; it keeps growing until it can.");
+                }
+            }
         }
     }
 
@@ -797,7 +820,12 @@ impl Writer {
 /// committed, at most once per [`CHECKPOINT_PACE`], until the writer ends. Run
 /// beside the writer, the copying and its fsync no longer hold up the group
 /// commit that happened to cross SQLite's own checkpoint threshold.
-fn run_checkpoints(conn: &Connection, path: &Path, woken: &mpsc::Receiver<()>) {
+fn run_checkpoints(
+    conn: &Connection,
+    path: &Path,
+    woken: &mpsc::Receiver<()>,
+    restart: &std::sync::atomic::AtomicBool,
+) {
     let checkpoint = |mode: &str| -> Option<i64> {
         let r = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
             r.get::<_, i64>(1)
@@ -814,7 +842,7 @@ fn run_checkpoints(conn: &Connection, path: &Path, woken: &mpsc::Receiver<()>) {
     while due {
         let started = std::time::Instant::now();
         if checkpoint("PASSIVE").is_some_and(|pages| pages > CHECKPOINT_RESTART_PAGES) {
-            checkpoint("RESTART");
+            restart.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         // Wait out the pace, noting whether the writer committed meanwhile.
         let mut committed = false;
