@@ -138,7 +138,7 @@ impl pb::report_service_server::ReportService for ReportApi {
                 rules,
                 from,
                 to,
-                Some(&person),
+                std::slice::from_ref(&person),
                 crate::verdicts::Detail::Full,
                 now(),
             )
@@ -165,12 +165,14 @@ impl pb::report_service_server::ReportService for ReportApi {
                     user.username, body.department
                 )));
             }
+            let mut people = store.staff().map_err(internal)?;
+            people.retain(|p| body.department.is_empty() || p.department == body.department);
             let days = crate::reports::summary::load_days(
                 store,
                 rules,
                 day,
                 day,
-                None,
+                &people,
                 crate::verdicts::Detail::Full,
                 now(),
             )

@@ -514,11 +514,12 @@ pub fn verdicts_for_date(
     date: Date,
     now: Timestamp,
 ) -> anyhow::Result<Vec<DayVerdict>> {
-    verdicts_between(store, rules, date, date, None, Detail::Full, now)
+    verdicts_between(store, rules, date, date, &store.staff()?, Detail::Full, now)
 }
 
-/// The verdicts on `from..=to` of `person` (or everyone in the directory), by date
-/// and then employee id, recomputing the missing and stale ones first.
+/// The verdicts on `from..=to` of `people` (in employee id order, as
+/// [`SqliteStore::staff`] lists them), by date and then employee id, recomputing
+/// the missing and stale ones first. Only the people asked for are judged.
 ///
 /// The read is a handful of queries whatever the period: the stored verdicts, the
 /// dirty marks and the exemptions of the whole period at once. A verdict is fresh
@@ -530,12 +531,12 @@ pub fn verdicts_between(
     rules: &Rules,
     from: Date,
     to: Date,
-    person: Option<&Person>,
+    people: &[Person],
     detail: Detail,
     now: Timestamp,
 ) -> anyhow::Result<Vec<DayVerdict>> {
     let mut out = Vec::new();
-    walk_between(store, rules, from, to, person, detail, now, |p, day| {
+    walk_between(store, rules, from, to, people, detail, now, |p, day| {
         out.push(match day {
             Day::Stored(s) => stored_verdict(s, p, detail)?,
             Day::Judged(v) => v,
@@ -562,17 +563,21 @@ pub fn walk_between(
     rules: &Rules,
     from: Date,
     to: Date,
-    person: Option<&Person>,
+    people: &[Person],
     detail: Detail,
     now: Timestamp,
     mut f: impl FnMut(&Person, Day) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(from <= to, "from {from} is after to {to}");
-    let staff = match person {
-        Some(p) => vec![p.clone()],
-        None => store.staff()?,
+    anyhow::ensure!(
+        people.is_sorted_by(|a, b| a.employee_id < b.employee_id),
+        "people must be in employee id order"
+    );
+    // One person: read only their rows; several: every row, passing over the rest.
+    let only = match people {
+        [p] => Some(p.employee_id.as_str()),
+        _ => None,
     };
-    let only = person.map(|p| p.employee_id.as_str());
     // In (date, employee id) order, as the loops below walk them.
     let mut stored = store
         .verdicts_between(from, to, only, detail == Detail::Full)?
@@ -597,10 +602,11 @@ pub fn walk_between(
     }
     let no_exemptions: Vec<Exemption> = Vec::new();
     let mut pending = Pending::new(store);
-    let mut bare_fp: Vec<Option<String>> = vec![None; staff.len()];
+    let mut bare_fp: Vec<Option<String>> = vec![None; people.len()];
     for (date, (w_from, w_to)) in &dates {
-        for (i, p) in staff.iter().enumerate() {
-            // Rows of people no longer in the directory are passed over.
+        for (i, p) in people.iter().enumerate() {
+            // Rows of people not asked for, or no longer in the directory, are
+            // passed over.
             while stored
                 .next_if(|s| (s.date, s.employee_id.as_str()) < (*date, p.employee_id.as_str()))
                 .is_some()
@@ -621,11 +627,16 @@ pub fn walk_between(
                         s.context_fp == context_fp(rules, p, &ex)
                     };
                     fp_matches
-                        && (dirty.is_empty()
-                            || !p
-                                .accounts
-                                .iter()
-                                .any(|a| dirty.contains(&(a.to_ascii_lowercase(), *date))))
+                        && dirty.get(date).is_none_or(|marked| {
+                            !p.accounts.iter().any(|a| {
+                                // Marks are lower case, as the directory keeps accounts.
+                                if a.bytes().any(|b| b.is_ascii_uppercase()) {
+                                    marked.contains(&a.to_ascii_lowercase())
+                                } else {
+                                    marked.contains(a.as_str())
+                                }
+                            })
+                        })
                 }
                 _ => false,
             };
@@ -749,7 +760,16 @@ mod tests {
         let (from, to): (Date, Date) =
             ("2026-11-23".parse().unwrap(), "2026-11-25".parse().unwrap());
         let at = |ms: i64| Timestamp::from_millisecond(1_796_000_000_000 + ms).unwrap();
-        let first = verdicts_between(&store, &rules, from, to, None, Detail::Full, at(1)).unwrap();
+        let first = verdicts_between(
+            &store,
+            &rules,
+            from,
+            to,
+            &store.staff().unwrap(),
+            Detail::Full,
+            at(1),
+        )
+        .unwrap();
         let order: Vec<(String, String)> = first
             .iter()
             .map(|v| (v.date.to_string(), v.employee_id.clone()))
@@ -770,8 +790,16 @@ mod tests {
         assert!(!first[0].evidence.is_empty(), "{:#?}", first[0]);
 
         // Nothing changed: read from the store, evidence left out of the headline.
-        let again =
-            verdicts_between(&store, &rules, from, to, None, Detail::Headline, at(2)).unwrap();
+        let again = verdicts_between(
+            &store,
+            &rules,
+            from,
+            to,
+            &store.staff().unwrap(),
+            Detail::Headline,
+            at(2),
+        )
+        .unwrap();
         assert!(
             computed_at(&store, from, to)
                 .values()
@@ -814,8 +842,16 @@ mod tests {
         store
             .mark_dirty(&[("lisi".into(), "2026-11-25".parse().unwrap())])
             .unwrap();
-        let third =
-            verdicts_between(&store, &rules, from, to, None, Detail::Headline, at(3)).unwrap();
+        let third = verdicts_between(
+            &store,
+            &rules,
+            from,
+            to,
+            &store.staff().unwrap(),
+            Detail::Headline,
+            at(3),
+        )
+        .unwrap();
         let recomputed: Vec<(String, String)> = computed_at(&store, from, to)
             .into_iter()
             .filter(|(_, ms)| *ms == at(3).as_millisecond())
@@ -844,10 +880,12 @@ mod tests {
             .unwrap();
         use crate::reports::summary::{self, By};
         for by in [By::Staff, By::Department] {
-            let days = summary::load_days(&store, &rules, from, to, None, Detail::Headline, at(5))
-                .unwrap();
+            let everyone = store.staff().unwrap();
+            let days =
+                summary::load_days(&store, &rules, from, to, &everyone, Detail::Headline, at(5))
+                    .unwrap();
             let (rows, weeks) =
-                summary::summary_between(&store, &rules, from, to, by, &|_| true, at(5)).unwrap();
+                summary::summary_between(&store, &rules, from, to, by, &everyone, at(5)).unwrap();
             assert_eq!(rows, summary::summarize(&days, by), "{by:?}");
             assert_eq!(weeks, summary::weekly(&days));
             assert_eq!(rows[0].corrected_days, 1, "{rows:?}");
@@ -858,7 +896,12 @@ mod tests {
             from,
             to,
             By::Staff,
-            &|p| p.employee_id == "E2",
+            &store
+                .staff()
+                .unwrap()
+                .into_iter()
+                .filter(|p| p.employee_id == "E2")
+                .collect::<Vec<_>>(),
             at(5),
         )
         .unwrap();
@@ -872,8 +915,7 @@ mod tests {
             .into_iter()
             .find(|p| p.employee_id == "E1")
             .unwrap();
-        let mine =
-            verdicts_between(&store, &rules, from, to, Some(&e1), Detail::Full, at(4)).unwrap();
+        let mine = verdicts_between(&store, &rules, from, to, &[e1], Detail::Full, at(4)).unwrap();
         assert_eq!(mine.len(), 3);
         assert_eq!(mine[1].status, Leave);
         assert!(

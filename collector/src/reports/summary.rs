@@ -146,15 +146,15 @@ struct Figures<'a> {
 
 /// The summary of `from..=to` and its weekly trend, added up from the stored
 /// figures: the same rows as `summarize(&load_days(..), by)` and `weekly`, without
-/// building a verdict per person-day. Only the days of people `keep` accepts
-/// count (a department, what the reader may see).
+/// building a verdict per person-day. Only `people` count (a department, what the
+/// reader may see), in employee id order as [`SqliteStore::staff`] lists them.
 pub fn summary_between(
     store: &SqliteStore,
     rules: &Rules,
     from: Date,
     to: Date,
     by: By,
-    keep: &dyn Fn(&crate::attendance::Person) -> bool,
+    people: &[crate::attendance::Person],
     now: jiff::Timestamp,
 ) -> anyhow::Result<(Vec<SummaryRow>, Vec<Week>)> {
     use crate::verdicts::Day;
@@ -168,13 +168,10 @@ pub fn summary_between(
         rules,
         from,
         to,
-        None,
+        people,
         crate::verdicts::Detail::Headline,
         now,
         |p, day| {
-            if !keep(p) {
-                return Ok(());
-            }
             let (date, mut f) = match &day {
                 Day::Stored(s) => (
                     s.date,
@@ -348,19 +345,19 @@ pub fn sort_rows(rows: &mut [SummaryRow], by: &str) {
 /// Non-work categories in display order (then any office-specific ones).
 pub const CATEGORIES: [&str; 5] = ["chat", "games", "media", "downloads", "nonwork_web"];
 
-/// Every verdict of everyone on every date of `from..=to` with corrections applied,
-/// by date then employee id. At most 366 days.
+/// Every verdict of `people` (in employee id order) on every date of `from..=to`
+/// with corrections applied, by date then employee id. At most 366 days.
 pub fn load_days(
     store: &SqliteStore,
     rules: &Rules,
     from: Date,
     to: Date,
-    person: Option<&crate::attendance::Person>,
+    people: &[crate::attendance::Person],
     detail: crate::verdicts::Detail,
     now: jiff::Timestamp,
 ) -> anyhow::Result<Vec<ReportDay>> {
     check_period(from, to)?;
-    let all = crate::verdicts::verdicts_between(store, rules, from, to, person, detail, now)?;
+    let all = crate::verdicts::verdicts_between(store, rules, from, to, people, detail, now)?;
     Ok(super::corrections::apply(
         all,
         &store.corrections(from, to)?,
@@ -521,9 +518,9 @@ pub struct SummaryArgs {
 pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
     let (store, rules) = super::open(&args.dirs)?;
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
-    let keep =
-        |p: &crate::attendance::Person| args.department.as_ref().is_none_or(|d| &p.department == d);
-    let (rows, _) = summary_between(&store, &rules, args.from, args.to, args.by, &keep, now)?;
+    let mut people = store.staff()?;
+    people.retain(|p| args.department.as_ref().is_none_or(|d| &p.department == d));
+    let (rows, _) = summary_between(&store, &rules, args.from, args.to, args.by, &people, now)?;
     super::write_output(args.out.as_deref(), args.format == Format::Xlsx, |out| {
         render(&rows, args.format, out)
     })?;

@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use kaoqin_proto::event::Event;
 use rusqlite::{OptionalExtension, params};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How an import changed the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -509,12 +509,12 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The (account, date) pairs marked dirty on `from..=to`.
+    /// The accounts marked dirty on each date of `from..=to`.
     pub fn dirty_between(
         &self,
         from: Date,
         to: Date,
-    ) -> Result<std::collections::HashSet<(String, Date)>, StoreError> {
+    ) -> Result<HashMap<Date, HashSet<String>>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -525,11 +525,11 @@ impl SqliteStore {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(&err)?;
-        let mut out = std::collections::HashSet::new();
+        let mut out: HashMap<Date, HashSet<String>> = HashMap::new();
         for row in rows {
             let (account, date) = row.map_err(&err)?;
             if let Ok(date) = date.parse() {
-                out.insert((account, date));
+                out.entry(date).or_default().insert(account);
             }
         }
         Ok(out)

@@ -945,31 +945,15 @@ fn insert_batch(
     let all_new = b.events.first().is_some_and(|e| e.seq as i64 > stored_max)
         && b.events.windows(2).all(|w| w[0].seq < w[1].seq);
     if all_new {
-        inserted = insert_new_events(conn, path, b, encoded)?;
+        inserted = insert_events(conn, path, b, &b.events, encoded)?;
         max_seq = b.events.last().map_or(0, |e| e.seq);
         b.events.iter().for_each(&mut note);
     } else {
         // Resends among them: one row at a time, to tell each resend (ignored)
         // from a seq that goes backwards (refused).
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .map_err(&err)?;
         for (e, data) in b.events.iter().zip(encoded) {
-            let n = insert
-                .execute(params![
-                    b.agent_num,
-                    e.seq as i64,
-                    e.at_ms,
-                    b.clock_offset_ms,
-                    b.received_ms,
-                    e.kind.name(),
-                    e.kind.account(),
-                    data
-                ])
-                .map_err(&err)? as u64;
+            let (e1, data1) = (std::slice::from_ref(e), std::slice::from_ref(data));
+            let n = insert_events(conn, path, b, e1, data1)?;
             if n == 1 && e.seq as i64 <= stored_max {
                 return Err(StoreError::Invalid(format!(
                     "event seq {}: seq: goes backwards (this agent's events are stored up to seq {stored_max} and {} is not among them); nothing of the batch was stored",
@@ -1039,13 +1023,15 @@ fn insert_batch(
 /// Rows in one multi-row INSERT of new events.
 const INSERT_CHUNK: usize = 64;
 
-/// Inserts events known to be new, [`INSERT_CHUNK`] rows to a statement: one
-/// statement's set-up (cursors on the table and its indexes) then serves many
-/// rows. Returns how many rows were inserted.
-fn insert_new_events(
+/// Inserts `events` of batch `b` with their stored forms, ignoring any already
+/// stored, [`INSERT_CHUNK`] rows to a statement: one statement's set-up (cursors
+/// on the table and its indexes) then serves many rows. Returns how many rows
+/// were inserted.
+fn insert_events(
     conn: &Connection,
     path: &Path,
     b: &Batch,
+    events: &[Event],
     encoded: &[Vec<u8>],
 ) -> Result<u64, StoreError> {
     fn sql(rows: usize) -> String {
@@ -1062,17 +1048,17 @@ fn insert_new_events(
         sql
     }
     static FULL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sql(INSERT_CHUNK));
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sql(1));
     let err = sql_err(path);
     let mut inserted = 0;
-    for (events, data) in b
-        .events
+    for (events, data) in events
         .chunks(INSERT_CHUNK)
         .zip(encoded.chunks(INSERT_CHUNK))
     {
-        let mut stmt = if events.len() == INSERT_CHUNK {
-            conn.prepare_cached(&FULL)
-        } else {
-            conn.prepare_cached(&sql(events.len()))
+        let mut stmt = match events.len() {
+            INSERT_CHUNK => conn.prepare_cached(&FULL),
+            1 => conn.prepare_cached(&ONE),
+            n => conn.prepare_cached(&sql(n)),
         }
         .map_err(&err)?;
         for (i, (e, data)) in events.iter().zip(data).enumerate() {

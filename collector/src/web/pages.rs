@@ -195,7 +195,7 @@ fn person_days(app: &App, p: &Person, from: Date, to: Date) -> Result<Vec<Report
         &app.rules,
         from,
         to,
-        Some(p),
+        std::slice::from_ref(p),
         crate::verdicts::Detail::Full,
         now(),
     )?)
@@ -415,19 +415,22 @@ fn summary_data(
         .collect();
     departments.sort();
     departments.dedup();
-    let keep = |p: &Person| {
-        department.as_ref().is_none_or(|x| &p.department == x)
-            && can(
-                user,
-                action,
-                Target::Person {
-                    employee_id: &p.employee_id,
-                    department: &p.department,
-                },
-            )
-    };
+    let people: Vec<Person> = staff
+        .into_iter()
+        .filter(|p| {
+            department.as_ref().is_none_or(|x| &p.department == x)
+                && can(
+                    user,
+                    action,
+                    Target::Person {
+                        employee_id: &p.employee_id,
+                        department: &p.department,
+                    },
+                )
+        })
+        .collect();
     let (mut rows, weeks) =
-        summary::summary_between(&app.store, &app.rules, from, to, by, &keep, now())?;
+        summary::summary_between(&app.store, &app.rules, from, to, by, &people, now())?;
     if let Some(s) = &q.sort {
         summary::sort_rows(&mut rows, s);
     }

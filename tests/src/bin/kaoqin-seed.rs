@@ -1392,7 +1392,7 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
                     from,
                     to,
                     summary::By::Staff,
-                    &|_| true,
+                    &store.staff()?,
                     judge_at,
                 )?;
                 ensure!(!rows.is_empty(), "an empty summary");
