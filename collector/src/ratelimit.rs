@@ -6,14 +6,22 @@ use std::sync::Mutex;
 
 /// A token bucket per key (an agent, a source address): `rate` requests a second on
 /// average, `burst` at once. Buckets that have filled up again are forgotten when
-/// the map reaches `max_keys`, so a stream of new keys cannot grow it without bound.
+/// the map holds `max_keys`, in one sweep a second at most: a stream of new keys
+/// grows it only by what arrives while its buckets refill, and never makes every
+/// request scan the map.
 #[derive(Debug)]
 pub struct RateLimit<K> {
     rate_per_ms: f64,
     burst: f64,
     max_keys: usize,
-    buckets: Mutex<HashMap<K, (f64, i64)>>,
+    buckets: Mutex<Buckets<K>>,
 }
+
+/// Each key's bucket (tokens, last instant), and the instant of the last sweep.
+type Buckets<K> = (HashMap<K, (f64, i64)>, i64);
+
+/// The least time between two sweeps of full buckets.
+const SWEEP_EVERY_MS: i64 = 1_000;
 
 impl<K: std::hash::Hash + Eq> RateLimit<K> {
     pub fn new(rate_per_second: f64, burst: u32) -> Self {
@@ -21,7 +29,7 @@ impl<K: std::hash::Hash + Eq> RateLimit<K> {
             rate_per_ms: rate_per_second / 1000.0,
             burst: f64::from(burst.max(1)),
             max_keys: 100_000,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new((HashMap::new(), i64::MIN)),
         }
     }
 
@@ -30,8 +38,10 @@ impl<K: std::hash::Hash + Eq> RateLimit<K> {
         if self.rate_per_ms <= 0.0 {
             return true;
         }
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= self.max_keys {
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, swept) = &mut *guard;
+        if map.len() >= self.max_keys && now_ms.saturating_sub(*swept) >= SWEEP_EVERY_MS {
+            *swept = now_ms;
             let (rate, burst) = (self.rate_per_ms, self.burst);
             map.retain(|_, (tokens, last)| {
                 *tokens + now_ms.saturating_sub(*last).max(0) as f64 * rate < burst
@@ -62,10 +72,25 @@ mod tests {
         assert!(limit.take(2, 0));
         // Both buckets are empty: nothing can be forgotten yet.
         assert!(limit.take(3, 0));
-        assert_eq!(limit.buckets.lock().unwrap().len(), 3);
+        assert_eq!(limit.buckets.lock().unwrap().0.len(), 3);
         // A second later they are full again and are dropped before key 4 is added.
         assert!(limit.take(4, 1_000));
-        assert_eq!(limit.buckets.lock().unwrap().len(), 1);
+        assert_eq!(limit.buckets.lock().unwrap().0.len(), 1);
         assert!(!limit.take(4, 1_000), "key 4's own bucket still counts");
+    }
+
+    #[test]
+    fn rate_limit_sweeps_at_most_once_a_second() {
+        let mut limit = RateLimit::new(1.0, 1);
+        limit.max_keys = 2;
+        for key in 1..=3 {
+            assert!(limit.take(key, 0));
+        }
+        // Full at 0 (swept, nothing to forget); at 500 ms no sweep runs at all.
+        assert!(limit.take(5, 500));
+        assert_eq!(limit.buckets.lock().unwrap().0.len(), 4);
+        // At 1,000 ms keys 1-3 are full again and go; key 5 is half full and stays.
+        assert!(limit.take(6, 1_000));
+        assert_eq!(limit.buckets.lock().unwrap().0.len(), 2);
     }
 }
