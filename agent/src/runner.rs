@@ -480,7 +480,6 @@ async fn deliver_forever(
             }
         }
         let mut failure = None;
-        let mut delivered = false;
         if let Some(up) = uplink.as_mut() {
             if tokio::time::Instant::now() >= next_policy {
                 let known = policy_tx.borrow().as_ref().map_or(0, |p| p.version);
@@ -497,10 +496,7 @@ async fn deliver_forever(
             }
             if failure.is_none() {
                 match deliver_pending(&config, &spool, up, &mut batch_limit).await {
-                    Ok(()) => {
-                        backoff = new_backoff();
-                        delivered = true;
-                    }
+                    Ok(()) => backoff = new_backoff(),
                     Err(e) => failure = Some(e),
                 }
             }
@@ -517,9 +513,12 @@ async fn deliver_forever(
             Some(ref e) => tracing::warn!(error = %e, "Delivery failed; will retry."),
             None => {}
         }
-        if delivered && config.uplink.close_when_idle {
-            // Dropping the client closes its connection; the next round opens one.
-            uplink = None;
+        if config.uplink.close_when_idle
+            && failure.is_none()
+            && let Some(up) = uplink.as_mut()
+        {
+            // Everything is delivered: close the connection; the next round opens one.
+            up.disconnect();
         }
         let finished = *done.borrow();
         if finished {
@@ -530,9 +529,8 @@ async fn deliver_forever(
                 return Ok(());
             }
         }
-        // Without a client for a reason other than closing it when idle (not
-        // enrolled yet): look again after a pause.
-        if failure.is_some() || (uplink.is_none() && !delivered) {
+        // Failed, or not enrolled yet: look again after a pause.
+        if failure.is_some() || uplink.is_none() {
             tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(60))).await;
         } else if !finished {
             tokio::select! {

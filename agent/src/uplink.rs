@@ -58,6 +58,11 @@ fn rejected_seq(message: &str) -> Option<u64> {
 /// pinned CA (`ca_pem`) only `https://` is accepted and only a server certificate
 /// that CA signed is trusted; without one only `http://` is (a lab set-up).
 pub fn channel(url: &str, timeout: Duration, ca_pem: Option<&str>) -> Result<Channel, UplinkError> {
+    Ok(endpoint(url, timeout, ca_pem)?.connect_lazy())
+}
+
+/// The endpoint [`channel`] connects to, configured once.
+fn endpoint(url: &str, timeout: Duration, ca_pem: Option<&str>) -> Result<Endpoint, UplinkError> {
     let bad = |message: String| UplinkError::BadAddress {
         url: url.to_owned(),
         message,
@@ -87,8 +92,7 @@ pub fn channel(url: &str, timeout: Duration, ca_pem: Option<&str>) -> Result<Cha
         .timeout(timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(60))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(20)))
 }
 
 /// Exchanges an enrolment token for an identity.
@@ -111,21 +115,28 @@ pub async fn enroll(
 
 /// An enrolled agent's connection to its collector.
 pub struct Uplink {
+    endpoint: Endpoint,
     client: AgentServiceClient<Channel>,
     enrolment: Enrolment,
 }
 
+fn client(endpoint: &Endpoint) -> AgentServiceClient<Channel> {
+    AgentServiceClient::new(endpoint.connect_lazy()).max_decoding_message_size(4 * 1024 * 1024)
+}
+
 impl Uplink {
     pub fn new(enrolment: Enrolment, timeout: Duration) -> Result<Uplink, UplinkError> {
+        let endpoint = endpoint(&enrolment.collector, timeout, enrolment.ca_pem.as_deref())?;
         Ok(Uplink {
-            client: AgentServiceClient::new(channel(
-                &enrolment.collector,
-                timeout,
-                enrolment.ca_pem.as_deref(),
-            )?)
-            .max_decoding_message_size(4 * 1024 * 1024),
+            client: client(&endpoint),
+            endpoint,
             enrolment,
         })
+    }
+
+    /// Closes the connection, if one is open; the next call opens a new one.
+    pub fn disconnect(&mut self) {
+        self.client = client(&self.endpoint);
     }
 
     /// The identity calls are made as.
