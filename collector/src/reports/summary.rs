@@ -144,6 +144,41 @@ struct Figures<'a> {
     coverage: crate::attendance::Coverage,
 }
 
+impl<'a> Figures<'a> {
+    fn of_verdict(v: &'a crate::attendance::DayVerdict) -> Self {
+        Figures {
+            status: v.status,
+            late_minutes: v.late_minutes,
+            early_minutes: v.early_minutes,
+            corrected: false,
+            nonwork_seconds: &v.nonwork_seconds,
+            coverage: v.coverage,
+        }
+    }
+
+    fn of_stored(s: &'a crate::store::directory::StoredVerdict) -> Self {
+        Figures {
+            status: s.status,
+            late_minutes: s.late_minutes,
+            early_minutes: s.early_minutes,
+            corrected: false,
+            nonwork_seconds: &s.nonwork_seconds,
+            coverage: s.coverage,
+        }
+    }
+
+    /// As [`super::corrections::apply`] corrects a verdict: the corrected status,
+    /// no minutes late or early.
+    fn correct(&mut self, status: Status) {
+        (
+            self.status,
+            self.late_minutes,
+            self.early_minutes,
+            self.corrected,
+        ) = (status, 0, 0, true);
+    }
+}
+
 /// The summary of `from..=to` and its weekly trend, added up from the stored
 /// figures: the same rows as `summarize(&load_days(..), by)` and `weekly`, without
 /// building a verdict per person-day. Only `people` count (a department, what the
@@ -173,34 +208,13 @@ pub fn summary_between(
         now,
         |p, day| {
             let (date, mut f) = match &day {
-                Day::Stored(s) => (
-                    s.date,
-                    Figures {
-                        status: s.status,
-                        late_minutes: s.late_minutes,
-                        early_minutes: s.early_minutes,
-                        corrected: false,
-                        nonwork_seconds: &s.nonwork_seconds,
-                        coverage: s.coverage,
-                    },
-                ),
-                Day::Judged(v) => (
-                    v.date,
-                    Figures {
-                        status: v.status,
-                        late_minutes: v.late_minutes,
-                        early_minutes: v.early_minutes,
-                        corrected: false,
-                        nonwork_seconds: &v.nonwork_seconds,
-                        coverage: v.coverage,
-                    },
-                ),
+                Day::Stored(s) => (s.date, Figures::of_stored(s)),
+                Day::Judged(v) => (v.date, Figures::of_verdict(v)),
             };
-            // As corrections::apply: the corrected status, no minutes late or early.
             if corrected.contains(p.employee_id.as_str())
                 && let Some(c) = corrections.get(&(p.employee_id.clone(), date))
             {
-                (f.status, f.late_minutes, f.early_minutes, f.corrected) = (c.status, 0, 0, true);
+                f.correct(c.status);
             }
             t.add(&p.employee_id, &p.name, &p.department, date, &f);
             Ok(())
@@ -221,20 +235,12 @@ struct Totals {
 impl Totals {
     fn add_day(&mut self, d: &ReportDay) {
         let v = &d.verdict;
-        self.add(
-            &v.employee_id,
-            &v.name,
-            &v.department,
-            v.date,
-            &Figures {
-                status: v.status,
-                late_minutes: v.late_minutes,
-                early_minutes: v.early_minutes,
-                corrected: d.correction.is_some(),
-                nonwork_seconds: &v.nonwork_seconds,
-                coverage: v.coverage,
-            },
-        );
+        // The status is corrected already (`corrections::apply`).
+        let f = Figures {
+            corrected: d.correction.is_some(),
+            ..Figures::of_verdict(v)
+        };
+        self.add(&v.employee_id, &v.name, &v.department, v.date, &f);
     }
 
     fn add(&mut self, id: &str, name: &str, department: &str, date: Date, f: &Figures<'_>) {
