@@ -100,8 +100,18 @@ pub(super) fn base_ctx(ctx: &Ctx, extra: Value) -> Value {
 }
 
 fn page(app: &App, ctx: &Ctx, name: &str, extra: Value) -> Result<Response, WebError> {
+    page_with_status(app, ctx, StatusCode::OK, name, extra)
+}
+
+fn page_with_status(
+    app: &App,
+    ctx: &Ctx,
+    status: StatusCode,
+    name: &str,
+    extra: Value,
+) -> Result<Response, WebError> {
     Ok(Page {
-        status: StatusCode::OK,
+        status,
         body: app.render(name, base_ctx(ctx, extra))?,
         cookies: Vec::new(),
     }
@@ -245,27 +255,23 @@ async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
         let key = f.username.trim().to_lowercase();
         if !app.logins.take(key, now().as_millisecond()) {
             tracing::warn!(username = %f.username, "Too many login attempts.");
-            return Ok(Page {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                body: app.render(
-                    "login.html",
-                    base_ctx(ctx, context! { locked => true, username => f.username }),
-                )?,
-                cookies: Vec::new(),
-            }
-            .into_response());
+            return page_with_status(
+                app,
+                ctx,
+                StatusCode::TOO_MANY_REQUESTS,
+                "login.html",
+                context! { locked => true, username => f.username },
+            );
         }
         let Some(user) = app.store.check_login(f.username.trim(), &f.password)? else {
             tracing::info!(username = %f.username, "Failed login.");
-            return Ok(Page {
-                status: StatusCode::UNAUTHORIZED,
-                body: app.render(
-                    "login.html",
-                    base_ctx(ctx, context! { error => true, username => f.username }),
-                )?,
-                cookies: Vec::new(),
-            }
-            .into_response());
+            return page_with_status(
+                app,
+                ctx,
+                StatusCode::UNAUTHORIZED,
+                "login.html",
+                context! { error => true, username => f.username },
+            );
         };
         let token = app.store.create_session(user.id, now().as_millisecond())?;
         let cookie = format!(
@@ -320,19 +326,14 @@ async fn password_page(State(app): St, ctx: Ctx) -> Response {
 async fn password(State(app): St, ctx: Ctx, Form(f): Form<PasswordForm>) -> Response {
     blocking(app, ctx, move |app, ctx| {
         let u = ctx.user.as_ref().ok_or(WebError::Login)?;
-        let fail = |key: &str, detail: String| -> Result<Response, WebError> {
-            Ok(Page {
-                status: StatusCode::BAD_REQUEST,
-                body: app.render(
-                    "password.html",
-                    base_ctx(
-                        ctx,
-                        context! { forced => u.must_change_password, error => i18n::t(ctx.lang, key), detail => detail },
-                    ),
-                )?,
-                cookies: Vec::new(),
-            }
-            .into_response())
+        let fail = |key: &str, detail: String| {
+            page_with_status(
+                app,
+                ctx,
+                StatusCode::BAD_REQUEST,
+                "password.html",
+                context! { forced => u.must_change_password, error => i18n::t(ctx.lang, key), detail => detail },
+            )
         };
         if app.store.check_login(&u.username, &f.current)?.is_none() {
             return fail("bad_login", String::new());
