@@ -483,7 +483,9 @@ pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyho
 }
 
 /// Weekly totals for the trend chart: (Monday of the week, late minutes, non-work
-/// minutes), in week order.
+/// minutes), in week order, from whole verdicts: the reference the tests hold
+/// [`summary_between`]'s trend to.
+#[cfg(test)]
 pub fn weekly(days: &[ReportDay]) -> Vec<Week> {
     let mut t = Totals::default();
     for d in days {
