@@ -239,7 +239,8 @@ impl<S: Store> Ingest<S> {
         req: pb::EnrollRequest,
         peer: Option<std::net::IpAddr>,
     ) -> Result<pb::EnrollResponse, CollectorError> {
-        if !self.enroll_rate.take(peer, (self.clock)()) {
+        let now_ms = (self.clock)();
+        if !self.enroll_rate.take(peer, now_ms) {
             return Err(CollectorError::ResourceExhausted(format!(
                 "too many enrolments from {}; retry in a minute",
                 peer.map_or_else(|| "this address".to_owned(), |p| p.to_string())
@@ -268,7 +269,6 @@ impl<S: Store> Ingest<S> {
             os_version: field("os_version", &host.os_version, false)?,
             agent_version: field("agent_version", &host.agent_version, false)?,
         };
-        let now_ms = (self.clock)();
         let hostname = facts.hostname.clone();
         let e = self.store.enroll(&req.token, facts, now_ms).await?;
         tracing::info!(agent_id = %e.agent_id, %hostname, re_enrolled = e.re_enrolled, "Enrolled an agent.");
@@ -279,6 +279,22 @@ impl<S: Store> Ingest<S> {
             last_seq: e.last_seq,
         })
     }
+}
+
+/// The gRPC answer to a call, logging a refusal that is the caller's doing
+/// (`what` and `who` name the call and the caller); internal errors are logged
+/// where they happen.
+fn answer<T>(
+    r: Result<T, CollectorError>,
+    what: &str,
+    who: impl std::fmt::Debug,
+) -> Result<Response<T>, Status> {
+    r.map(Response::new).map_err(|e| {
+        if !matches!(e, CollectorError::Internal(_)) {
+            tracing::info!(?who, error = %e, "Refused {what}.");
+        }
+        e.into()
+    })
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -293,36 +309,20 @@ impl<S: Store> pb::agent_service_server::AgentService for Ingest<S> {
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         let peer = req.remote_addr().map(|a| a.ip());
-        match Ingest::enroll(self, req.into_inner(), peer).await {
-            Ok(r) => Ok(Response::new(r)),
-            Err(e) => {
-                if !matches!(e, CollectorError::Internal(_)) {
-                    tracing::info!(?peer, error = %e, "Refused an enrolment.");
-                }
-                Err(e.into())
-            }
-        }
+        answer(
+            Ingest::enroll(self, req.into_inner(), peer).await,
+            "an enrolment",
+            peer,
+        )
     }
 
     async fn report(
         &self,
         req: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
-        let agent = req
-            .metadata()
-            .get(AGENT_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("?")
-            .to_owned();
-        match Ingest::report(self, req).await {
-            Ok(r) => Ok(Response::new(r)),
-            Err(e) => {
-                if !matches!(e, CollectorError::Internal(_)) {
-                    tracing::info!(agent_id = %agent, error = %e, "Refused a report.");
-                }
-                Err(e.into())
-            }
-        }
+        // A cheap copy (shared bytes), read only if the report is refused.
+        let agent = req.metadata().get(AGENT_ID_HEADER).cloned();
+        answer(Ingest::report(self, req).await, "a report", agent)
     }
 
     async fn get_policy(
@@ -344,10 +344,10 @@ mod tests {
     const T0: i64 = 1_795_000_000_000;
     const KEY: &str = "key-1";
 
-    /// A store with one agent that counts batches and, when `gate` is set, holds
-    /// each batch until the gate opens.
     use std::sync::Mutex;
 
+    /// A store with one agent that counts batches and, when `gate` is set, holds
+    /// each batch until the gate opens.
     #[derive(Default)]
     struct FakeStore {
         stored: Mutex<Vec<Batch>>,
