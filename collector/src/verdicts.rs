@@ -476,8 +476,12 @@ pub enum Detail {
 
 /// The verdict a stored row stands for, with `detail`: the whole verdict from its
 /// JSON, or the headline figures with the person's current name and department.
-fn stored_verdict(s: StoredVerdict, person: &Person, detail: Detail) -> anyhow::Result<DayVerdict> {
-    if let (Detail::Full, Some(json)) = (detail, &s.verdict_json) {
+fn stored_verdict(
+    s: StoredVerdict<'_>,
+    person: &Person,
+    detail: Detail,
+) -> anyhow::Result<DayVerdict> {
+    if let (Detail::Full, Some(json)) = (detail, s.verdict_json) {
         return serde_json::from_str(json).with_context(|| {
             format!(
                 "stored verdict of {} on {} does not parse",
@@ -486,7 +490,7 @@ fn stored_verdict(s: StoredVerdict, person: &Person, detail: Detail) -> anyhow::
         });
     }
     Ok(DayVerdict {
-        employee_id: s.employee_id,
+        employee_id: s.employee_id.to_owned(),
         name: person.name.clone(),
         department: person.department.clone(),
         date: s.date,
@@ -498,7 +502,7 @@ fn stored_verdict(s: StoredVerdict, person: &Person, detail: Detail) -> anyhow::
         late_minutes: s.late_minutes,
         early_minutes: s.early_minutes,
         checkpoints: Vec::new(),
-        nonwork_seconds: s.nonwork_seconds,
+        nonwork_seconds: s.nonwork_seconds()?,
         coverage: s.coverage,
         evidence: Vec::new(),
         schedule_version: String::new(),
@@ -536,27 +540,32 @@ pub fn verdicts_between(
     now: Timestamp,
 ) -> anyhow::Result<Vec<DayVerdict>> {
     let mut out = Vec::new();
-    walk_between(store, rules, from, to, people, detail, now, |p, day| {
+    walk_between(store, rules, from, to, people, detail, now, |i, day| {
         out.push(match day {
-            Day::Stored(s) => stored_verdict(s, p, detail)?,
+            Day::Stored(s) => stored_verdict(s, &people[i], detail)?,
             Day::Judged(v) => v,
         });
         Ok(())
     })?;
+    // Stored days come first, then the judged ones: merged here (the sort finds
+    // the two runs).
+    out.sort_by(|a, b| (a.date, &a.employee_id).cmp(&(b.date, &b.employee_id)));
     Ok(out)
 }
 
 /// A person-day as [`walk_between`] hands it over.
-pub enum Day {
+pub enum Day<'a> {
     /// A fresh stored verdict (its JSON only with [`Detail::Full`]).
-    Stored(StoredVerdict),
+    Stored(StoredVerdict<'a>),
     /// A verdict judged just now (and stored).
     Judged(DayVerdict),
 }
 
-/// Walks the person-days of [`verdicts_between`] in the same order, handing each
-/// to `f` as stored or as judged just now, without building a [`DayVerdict`] for
-/// the stored ones (summaries add up the stored figures directly).
+/// Walks the person-days of [`verdicts_between`], handing each to `f` with the
+/// index of its person in `people`: first the fresh stored ones in (date, employee
+/// id) order, without building a [`DayVerdict`] for them (summaries add up the
+/// stored figures directly), then the missing and stale ones, judged (and stored)
+/// after the read, in the same order.
 #[allow(clippy::too_many_arguments)]
 pub fn walk_between(
     store: &SqliteStore,
@@ -566,23 +575,21 @@ pub fn walk_between(
     people: &[Person],
     detail: Detail,
     now: Timestamp,
-    mut f: impl FnMut(&Person, Day) -> anyhow::Result<()>,
+    mut f: impl FnMut(usize, Day<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(from <= to, "from {from} is after to {to}");
     anyhow::ensure!(
         people.is_sorted_by(|a, b| a.employee_id < b.employee_id),
         "people must be in employee id order"
     );
+    if people.is_empty() {
+        return Ok(());
+    }
     // One person: read only their rows; several: every row, passing over the rest.
     let only = match people {
         [p] => Some(p.employee_id.as_str()),
         _ => None,
     };
-    // In (date, employee id) order, as the loops below walk them.
-    let mut stored = store
-        .verdicts_between(from, to, only, detail == Detail::Full)?
-        .into_iter()
-        .peekable();
     let dirty = store.dirty_between(from, to)?;
     let settings = &rules.settings;
     let mut dates = Vec::new();
@@ -592,64 +599,105 @@ pub fn walk_between(
         d = d.saturating_add(1.day());
     }
     let (window_from, window_to) = (dates[0].1.0, dates[dates.len() - 1].1.1);
-    let mut exemptions: BTreeMap<String, Vec<Exemption>> = BTreeMap::new();
+    // Each person's exemptions that touch the period, by index in `people`.
+    let mut exemptions: Vec<Vec<Exemption>> = vec![Vec::new(); people.len()];
     for e in store.exemptions(
         only,
         window_from.as_millisecond(),
         window_to.as_millisecond(),
     )? {
-        exemptions.entry(e.employee_id.clone()).or_default().push(e);
+        if let Ok(i) = people.binary_search_by(|p| p.employee_id.as_str().cmp(&e.employee_id)) {
+            exemptions[i].push(e);
+        }
     }
-    let no_exemptions: Vec<Exemption> = Vec::new();
-    let mut pending = Pending::new(store);
+    // Context fingerprints, computed once per person: without exemptions, and with
+    // the last set of exemptions seen (a bit each, for people with at most 64).
     let mut bare_fp: Vec<Option<String>> = vec![None; people.len()];
-    for (date, (w_from, w_to)) in &dates {
-        for (i, p) in people.iter().enumerate() {
-            // Rows of people not asked for, or no longer in the directory, are
-            // passed over.
-            while stored
-                .next_if(|s| (s.date, s.employee_id.as_str()) < (*date, p.employee_id.as_str()))
-                .is_some()
-            {}
-            let row = stored.next_if(|s| s.date == *date && s.employee_id == p.employee_id);
-            let fresh = match &row {
-                Some(s) if !s.provisional => {
-                    let mine = exemptions.get(&p.employee_id).unwrap_or(&no_exemptions);
-                    let ex: Vec<Exemption> = mine
-                        .iter()
-                        .filter(|e| e.start < *w_to && e.end > *w_from)
-                        .cloned()
-                        .collect();
-                    let fp_matches = if ex.is_empty() {
-                        let bare = bare_fp[i].get_or_insert_with(|| context_fp(rules, p, &[]));
-                        s.context_fp == *bare
-                    } else {
-                        s.context_fp == context_fp(rules, p, &ex)
-                    };
-                    fp_matches
-                        && dirty.get(date).is_none_or(|marked| {
-                            !p.accounts.iter().any(|a| {
-                                // Marks are lower case, as the directory keeps accounts.
-                                if a.bytes().any(|b| b.is_ascii_uppercase()) {
-                                    marked.contains(&a.to_ascii_lowercase())
-                                } else {
-                                    marked.contains(a.as_str())
-                                }
-                            })
-                        })
-                }
-                _ => false,
-            };
-            match row {
-                Some(s) if fresh => f(p, Day::Stored(s))?,
+    let mut exempt_fp: Vec<Option<(u64, String)>> = vec![None; people.len()];
+    let mut fresh = |di: usize, i: usize, s: &StoredVerdict<'_>| -> bool {
+        if s.provisional {
+            return false;
+        }
+        let (date, (w_from, w_to)) = dates[di];
+        let p = &people[i];
+        let mine = &exemptions[i];
+        let touching = |e: &Exemption| e.start < w_to && e.end > w_from;
+        let fp_matches = if !mine.iter().any(touching) {
+            s.context_fp == bare_fp[i].get_or_insert_with(|| context_fp(rules, p, &[]))
+        } else {
+            let ex: Vec<Exemption> = mine.iter().filter(|e| touching(e)).cloned().collect();
+            let mask = (mine.len() <= 64).then(|| {
+                mine.iter()
+                    .enumerate()
+                    .filter(|(_, e)| touching(e))
+                    .fold(0u64, |m, (k, _)| m | 1 << k)
+            });
+            match (&exempt_fp[i], mask) {
+                (Some((m, fp)), Some(mask)) if *m == mask => s.context_fp == fp,
                 _ => {
-                    let j = judge(store, rules, p, *date, now)?;
-                    let v = j.verdict.clone();
-                    pending.push(j)?;
-                    f(p, Day::Judged(v))?;
+                    let fp = context_fp(rules, p, &ex);
+                    let matches = s.context_fp == fp;
+                    if let Some(mask) = mask {
+                        exempt_fp[i] = Some((mask, fp));
+                    }
+                    matches
                 }
             }
+        };
+        fp_matches
+            && dirty.get(&date).is_none_or(|marked| {
+                !p.accounts.iter().any(|a| {
+                    // Marks are lower case, as the directory keeps accounts.
+                    if a.bytes().any(|b| b.is_ascii_uppercase()) {
+                        marked.contains(&a.to_ascii_lowercase())
+                    } else {
+                        marked.contains(a.as_str())
+                    }
+                })
+            })
+    };
+    // The (date, person) pairs in key order, as the rows come; `next` is the
+    // first one not yet accounted for. Those without a fresh row are judged after
+    // the read, which holds the store's reader.
+    let key = |(di, i): (usize, usize)| (dates[di].0, people[i].employee_id.as_str());
+    let step = |(di, i): (usize, usize)| {
+        if i + 1 == people.len() {
+            (di + 1, 0)
+        } else {
+            (di, i + 1)
         }
+    };
+    let mut next = (0, 0);
+    let mut to_judge: Vec<(usize, usize)> = Vec::new();
+    store.for_each_verdict(from, to, only, detail == Detail::Full, |s| {
+        while next.0 < dates.len() && key(next) < (s.date, s.employee_id) {
+            to_judge.push(next);
+            next = step(next);
+        }
+        // Rows of people not asked for, or no longer in the directory, are passed
+        // over.
+        if next.0 == dates.len() || key(next) != (s.date, s.employee_id) {
+            return Ok(());
+        }
+        let (di, i) = next;
+        next = step(next);
+        if fresh(di, i, &s) {
+            f(i, Day::Stored(s))
+        } else {
+            to_judge.push((di, i));
+            Ok(())
+        }
+    })?;
+    while next.0 < dates.len() {
+        to_judge.push(next);
+        next = step(next);
+    }
+    let mut pending = Pending::new(store);
+    for (di, i) in to_judge {
+        let j = judge(store, rules, &people[i], dates[di].0, now)?;
+        let v = j.verdict.clone();
+        pending.push(j)?;
+        f(i, Day::Judged(v))?;
     }
     pending.flush()
 }
@@ -703,12 +751,14 @@ mod tests {
 
     /// Computed at `computed` (ms) or not: which stored rows a read recomputed.
     fn computed_at(store: &SqliteStore, from: Date, to: Date) -> BTreeMap<(String, Date), i64> {
+        let mut out = BTreeMap::new();
         store
-            .verdicts_between(from, to, None, false)
-            .unwrap()
-            .into_iter()
-            .map(|v| ((v.employee_id, v.date), v.computed_ms))
-            .collect()
+            .for_each_verdict::<crate::store::StoreError>(from, to, None, false, |v| {
+                out.insert((v.employee_id.to_owned(), v.date), v.computed_ms);
+                Ok(())
+            })
+            .unwrap();
+        out
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -866,6 +916,11 @@ mod tests {
                 ("E1".to_owned(), "2026-11-25".to_owned()),
                 ("E2".to_owned(), "2026-11-25".to_owned())
             ]
+        );
+        // Stored and judged days come back merged in (date, employee id) order.
+        assert!(
+            third.is_sorted_by_key(|v| (v.date, v.employee_id.clone())) && third.len() == 6,
+            "{third:?}"
         );
         assert_eq!(third[2].status, Leave, "{:?}", third[2]);
 

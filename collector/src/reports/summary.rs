@@ -72,7 +72,8 @@ impl SummaryRow {
         self.nonwork_seconds.values().sum::<u64>() / 60
     }
 
-    fn add_figures(&mut self, f: &Figures<'_>) {
+    /// Adds one person-day; returns its non-work seconds.
+    fn add_figures(&mut self, f: &Figures<'_>) -> anyhow::Result<u64> {
         if !matches!(f.status, Status::Holiday | Status::Rest) {
             self.workdays += 1;
         }
@@ -97,16 +98,23 @@ impl SummaryRow {
         if f.corrected {
             self.corrected_days += 1;
         }
-        for (k, s) in f.nonwork_seconds {
+        let mut nonwork = 0;
+        let mut add = |k: &str, s: u64| {
+            nonwork += s;
             match self.nonwork_seconds.get_mut(k) {
                 Some(total) => *total += s,
                 None => {
-                    self.nonwork_seconds.insert(k.clone(), *s);
+                    self.nonwork_seconds.insert(k.to_owned(), s);
                 }
             }
+        };
+        match &f.nonwork {
+            Nonwork::Map(m) => m.iter().for_each(|(k, s)| add(k, *s)),
+            Nonwork::Stored(v) => v.for_each_nonwork(add)?,
         }
         self.office_seconds += f.coverage.office_seconds;
         self.covered_seconds += f.coverage.covered_seconds;
+        Ok(nonwork)
     }
 
     /// Adds another row's counts (one more person's, for a department's row).
@@ -140,8 +148,15 @@ struct Figures<'a> {
     late_minutes: u32,
     early_minutes: u32,
     corrected: bool,
-    nonwork_seconds: &'a BTreeMap<String, u64>,
+    nonwork: Nonwork<'a>,
     coverage: crate::attendance::Coverage,
+}
+
+/// Non-work seconds by category: a verdict's map, or a stored row's, read as it
+/// is added up.
+enum Nonwork<'a> {
+    Map(&'a BTreeMap<String, u64>),
+    Stored(crate::store::directory::StoredVerdict<'a>),
 }
 
 impl<'a> Figures<'a> {
@@ -151,18 +166,18 @@ impl<'a> Figures<'a> {
             late_minutes: v.late_minutes,
             early_minutes: v.early_minutes,
             corrected: false,
-            nonwork_seconds: &v.nonwork_seconds,
+            nonwork: Nonwork::Map(&v.nonwork_seconds),
             coverage: v.coverage,
         }
     }
 
-    fn of_stored(s: &'a crate::store::directory::StoredVerdict) -> Self {
+    fn of_stored(s: crate::store::directory::StoredVerdict<'a>) -> Self {
         Figures {
             status: s.status,
             late_minutes: s.late_minutes,
             early_minutes: s.early_minutes,
             corrected: false,
-            nonwork_seconds: &s.nonwork_seconds,
+            nonwork: Nonwork::Stored(s),
             coverage: s.coverage,
         }
     }
@@ -206,9 +221,10 @@ pub fn summary_between(
         people,
         crate::verdicts::Detail::Headline,
         now,
-        |p, day| {
+        |i, day| {
+            let p = &people[i];
             let (date, mut f) = match &day {
-                Day::Stored(s) => (s.date, Figures::of_stored(s)),
+                Day::Stored(s) => (s.date, Figures::of_stored(*s)),
                 Day::Judged(v) => (v.date, Figures::of_verdict(v)),
             };
             if corrected.contains(p.employee_id.as_str())
@@ -216,8 +232,7 @@ pub fn summary_between(
             {
                 f.correct(c.status);
             }
-            t.add(&p.employee_id, &p.name, &p.department, date, &f);
-            Ok(())
+            t.add(i, &p.employee_id, &p.name, &p.department, date, &f)
         },
     )?;
     Ok((t.rows(by), t.weeks()))
@@ -228,45 +243,71 @@ pub fn summary_between(
 /// verdicts) add up through it.
 #[derive(Default)]
 struct Totals {
-    people: std::collections::HashMap<String, SummaryRow>,
+    /// By the person's slot: their index in the people walked.
+    people: Vec<Option<SummaryRow>>,
     weeks: BTreeMap<Date, (u64, u64)>,
+    /// The last date added and its Monday.
+    last_week: Option<(Date, Date)>,
 }
 
 impl Totals {
-    fn add_day(&mut self, d: &ReportDay) {
-        let v = &d.verdict;
-        // The status is corrected already (`corrections::apply`).
-        let f = Figures {
-            corrected: d.correction.is_some(),
-            ..Figures::of_verdict(v)
-        };
-        self.add(&v.employee_id, &v.name, &v.department, v.date, &f);
+    /// Adds whole verdicts, slotted by employee id.
+    fn add_days(&mut self, days: &[ReportDay]) {
+        let mut slots: std::collections::HashMap<&str, usize> = Default::default();
+        for d in days {
+            let v = &d.verdict;
+            let n = slots.len();
+            let slot = *slots.entry(&v.employee_id).or_insert(n);
+            // The status is corrected already (`corrections::apply`).
+            let f = Figures {
+                corrected: d.correction.is_some(),
+                ..Figures::of_verdict(v)
+            };
+            // A verdict's figures are a map: adding them cannot fail.
+            let _ = self.add(slot, &v.employee_id, &v.name, &v.department, v.date, &f);
+        }
     }
 
-    fn add(&mut self, id: &str, name: &str, department: &str, date: Date, f: &Figures<'_>) {
-        // Looked up by reference first: most days add to a row that exists.
-        let row = match self.people.get_mut(id) {
-            Some(row) => row,
-            None => self.people.entry(id.to_owned()).or_insert(SummaryRow {
-                key: id.to_owned(),
-                name: name.to_owned(),
-                department: department.to_owned(),
-                people: 1,
-                ..SummaryRow::default()
-            }),
+    fn add(
+        &mut self,
+        slot: usize,
+        id: &str,
+        name: &str,
+        department: &str,
+        date: Date,
+        f: &Figures<'_>,
+    ) -> anyhow::Result<()> {
+        if slot >= self.people.len() {
+            self.people.resize(slot + 1, None);
+        }
+        let row = self.people[slot].get_or_insert_with(|| SummaryRow {
+            key: id.to_owned(),
+            name: name.to_owned(),
+            department: department.to_owned(),
+            people: 1,
+            ..SummaryRow::default()
+        });
+        let nonwork = row.add_figures(f)?;
+        let monday = match self.last_week {
+            Some((d, monday)) if d == date => monday,
+            _ => {
+                let monday = monday_of(date);
+                self.last_week = Some((date, monday));
+                monday
+            }
         };
-        row.add_figures(f);
-        let week = self.weeks.entry(monday_of(date)).or_default();
+        let week = self.weeks.entry(monday).or_default();
         if f.status == Status::Present {
             week.0 += u64::from(f.late_minutes);
         }
-        week.1 += f.nonwork_seconds.values().sum::<u64>() / 60;
+        week.1 += nonwork / 60;
+        Ok(())
     }
 
     /// Rows in key order.
     fn rows(&self, by: By) -> Vec<SummaryRow> {
         let mut rows: BTreeMap<&str, SummaryRow> = BTreeMap::new();
-        for row in self.people.values() {
+        for row in self.people.iter().flatten() {
             match by {
                 By::Staff => {
                     rows.insert(&row.key, row.clone());
@@ -308,9 +349,7 @@ fn monday_of(date: Date) -> Date {
 /// Aggregates `days` into rows, in key order.
 pub fn summarize(days: &[ReportDay], by: By) -> Vec<SummaryRow> {
     let mut t = Totals::default();
-    for d in days {
-        t.add_day(d);
-    }
+    t.add_days(days);
     t.rows(by)
 }
 
@@ -488,9 +527,7 @@ pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyho
 #[cfg(test)]
 pub fn weekly(days: &[ReportDay]) -> Vec<Week> {
     let mut t = Totals::default();
-    for d in days {
-        t.add_day(d);
-    }
+    t.add_days(days);
     t.weeks()
 }
 

@@ -44,11 +44,12 @@ pub struct Unmapped {
 /// A PC of a person: (internal agent number, agent id).
 pub type KnownPc = (i64, String);
 
-/// A stored day verdict: the figures reports add up, and with
-/// [`SqliteStore::verdicts_between`]'s `full` the whole verdict's JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredVerdict {
-    pub employee_id: String,
+/// A stored day verdict as [`SqliteStore::for_each_verdict`] reads it, borrowed
+/// from the row: the figures reports add up, and with `full` the whole verdict's
+/// JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredVerdict<'a> {
+    pub employee_id: &'a str,
     pub date: Date,
     pub status: Status,
     pub day_kind: DayKind,
@@ -58,11 +59,81 @@ pub struct StoredVerdict {
     pub coverage: Coverage,
     pub arrival: Option<Timestamp>,
     pub departure: Option<Timestamp>,
-    pub nonwork_seconds: BTreeMap<String, u64>,
+    /// Non-work seconds by category, the JSON object as stored: read it with
+    /// [`StoredVerdict::for_each_nonwork`] or [`StoredVerdict::nonwork_seconds`].
+    pub nonwork_json: &'a str,
     pub computed_ms: i64,
-    pub context_fp: String,
+    pub context_fp: &'a str,
     /// The whole verdict as JSON, when asked for.
-    pub verdict_json: Option<String>,
+    pub verdict_json: Option<&'a str>,
+}
+
+impl StoredVerdict<'_> {
+    /// Hands over each (category, seconds) of the non-work figures, allocating
+    /// nothing for categories written plainly.
+    pub fn for_each_nonwork(&self, mut f: impl FnMut(&str, u64)) -> Result<(), StoreError> {
+        if self.nonwork_json == "{}" {
+            return Ok(());
+        }
+        let corrupt = |_| {
+            StoreError::Corrupt(format!(
+                "day_verdicts.nonwork of {} on {}: {:?}",
+                self.employee_id, self.date, self.nonwork_json
+            ))
+        };
+        let mut de = serde_json::Deserializer::from_str(self.nonwork_json);
+        serde::Deserializer::deserialize_map(&mut de, NonworkVisitor(&mut f)).map_err(corrupt)?;
+        de.end().map_err(corrupt)
+    }
+
+    /// The non-work figures as a map.
+    pub fn nonwork_seconds(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut out = BTreeMap::new();
+        self.for_each_nonwork(|k, s| {
+            out.insert(k.to_owned(), s);
+        })?;
+        Ok(out)
+    }
+}
+
+/// Visits a JSON object of seconds by category.
+struct NonworkVisitor<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(&str, u64)> serde::de::Visitor<'de> for NonworkVisitor<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object of seconds by category")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some((CategoryKey(k), s)) = map.next_entry::<CategoryKey<'de>, u64>()? {
+            (self.0)(&k, s);
+        }
+        Ok(())
+    }
+}
+
+/// A category name, borrowed from the JSON unless it had to be unescaped.
+struct CategoryKey<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for CategoryKey<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl<'de> serde::de::Visitor<'de> for Key {
+            type Value = CategoryKey<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a category name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CategoryKey(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CategoryKey(v.to_owned().into()))
+            }
+        }
+        d.deserialize_str(Key)
+    }
 }
 
 /// A verdict as judged, to be stored.
@@ -535,15 +606,17 @@ impl SqliteStore {
         Ok(out)
     }
 
-    /// The stored verdicts on `from..=to`, of one person or everyone, in (date,
-    /// employee id) order; with `full`, each with its whole verdict's JSON.
-    pub fn verdicts_between(
+    /// Hands `f` the stored verdicts on `from..=to`, of one person or everyone, in
+    /// (date, employee id) order; with `full`, each with its whole verdict's JSON.
+    /// The read holds the reader connection: `f` must not use the store.
+    pub fn for_each_verdict<E: From<StoreError>>(
         &self,
         from: Date,
         to: Date,
         employee_id: Option<&str>,
         full: bool,
-    ) -> Result<Vec<StoredVerdict>, StoreError> {
+        mut f: impl FnMut(StoredVerdict<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         const COLS: &str = "v.employee_id, v.date, v.status, v.day_kind, v.provisional,
             v.late_minutes, v.early_minutes, v.office_seconds, v.covered_seconds,
             v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp";
@@ -568,11 +641,9 @@ impl SqliteStore {
         let mut rows = stmt
             .query(params![from.to_string(), to.to_string(), employee_id])
             .map_err(&err)?;
-        let mut out = Vec::new();
         // Rows come date by date: the date's text is parsed once per date.
-        let mut last_date: Option<(String, Date)> = None;
+        let mut last_date: Option<([u8; 10], Date)> = None;
         while let Some(r) = rows.next().map_err(&err)? {
-            // Borrowed text where the value is parsed, not kept.
             let text = |i: usize| -> Result<&str, StoreError> {
                 r.get_ref(i)
                     .map_err(&err)?
@@ -583,18 +654,17 @@ impl SqliteStore {
             let opt = |i: usize| -> Result<Option<i64>, StoreError> { r.get(i).map_err(&err) };
             let date_text = text(1)?;
             let date = match &last_date {
-                Some((t, d)) if t == date_text => *d,
+                Some((t, d)) if t.as_slice() == date_text.as_bytes() => *d,
                 _ => {
                     let d: Date = date_text.parse().map_err(|_| {
                         StoreError::Corrupt(format!("day_verdicts.date {date_text:?}"))
                     })?;
-                    last_date = Some((date_text.to_owned(), d));
+                    last_date = date_text.as_bytes().try_into().ok().map(|t| (t, d));
                     d
                 }
             };
-            let nonwork = text(11)?;
-            let v = StoredVerdict {
-                employee_id: text(0)?.to_owned(),
+            f(StoredVerdict {
+                employee_id: text(0)?,
                 date,
                 status: enum_from_text("status", text(2)?)?,
                 day_kind: enum_from_text("day_kind", text(3)?)?,
@@ -607,20 +677,15 @@ impl SqliteStore {
                 },
                 arrival: opt(9)?.map(ts),
                 departure: opt(10)?.map(ts),
-                nonwork_seconds: if nonwork == "{}" {
-                    BTreeMap::new()
-                } else {
-                    serde_json::from_str(nonwork).map_err(|_| {
-                        StoreError::Corrupt(format!("day_verdicts.nonwork {nonwork:?}"))
-                    })?
-                },
+                nonwork_json: text(11)?,
                 computed_ms: int(12)?,
-                context_fp: text(13)?.to_owned(),
-                verdict_json: r.get(14).map_err(&err)?,
-            };
-            out.push(v);
+                context_fp: text(13)?,
+                verdict_json: r.get_ref(14).map_err(&err)?.as_str_or_null().map_err(|e| {
+                    StoreError::Corrupt(format!("day_verdict_details.verdict: {e}"))
+                })?,
+            })?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Stores (replaces) person-days' verdicts, both the figures and the whole, in
@@ -679,5 +744,46 @@ impl SqliteStore {
         }
         tx.commit().map_err(&err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(nonwork_json: &str) -> StoredVerdict<'_> {
+        StoredVerdict {
+            employee_id: "E1",
+            date: jiff::civil::date(2026, 11, 23),
+            status: Status::Present,
+            day_kind: DayKind::Workday,
+            provisional: false,
+            late_minutes: 0,
+            early_minutes: 0,
+            coverage: Coverage::default(),
+            arrival: None,
+            departure: None,
+            nonwork_json,
+            computed_ms: 0,
+            context_fp: "",
+            verdict_json: None,
+        }
+    }
+
+    #[test]
+    fn stored_nonwork_figures_are_read_in_place_and_a_bad_one_is_named() {
+        let mut seen = Vec::new();
+        row(r#"{"chat":60,"a\"b":5,"游戏":7}"#)
+            .for_each_nonwork(|k, s| seen.push((k.to_owned(), s)))
+            .unwrap();
+        assert_eq!(
+            seen,
+            [("chat".into(), 60), ("a\"b".into(), 5), ("游戏".into(), 7)]
+        );
+        assert!(row("{}").nonwork_seconds().unwrap().is_empty());
+        for bad in [r#"{"chat":"x"}"#, "[1]", r#"{"chat":1} 2"#, ""] {
+            let e = row(bad).nonwork_seconds().unwrap_err().to_string();
+            assert!(e.contains("E1 on 2026-11-23"), "{bad}: {e}");
+        }
     }
 }

@@ -1059,11 +1059,11 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
                 let staff = store.staff()?;
                 let (mut filled, mut rows) = (0u64, 0u64);
                 for &d in days.iter() {
-                    let have: std::collections::HashSet<String> = store
-                        .verdicts_between(d, d, None, false)?
-                        .into_iter()
-                        .map(|v| v.employee_id)
-                        .collect();
+                    let mut have = std::collections::HashSet::new();
+                    store.for_each_verdict::<anyhow::Error>(d, d, None, false, |v| {
+                        have.insert(v.employee_id.to_owned());
+                        Ok(())
+                    })?;
                     for p in &staff {
                         if !have.contains(&p.employee_id) {
                             verdicts::recompute(&store, &rules, p, d, judge_at)?;
