@@ -21,13 +21,14 @@ cargo build --release --quiet -p kaoqin-collector -p kaoqin-tests --bin kaoqin-c
 bin=$PWD/target/release
 one() { # collector bin dir, label
   local cbin=$1 label=$2
-  work=$(mktemp -d)
+  work=$(mktemp -d) second=
   # Measure the collector unthrottled: the per-agent rate limit is a safety
   # net for real fleets, not part of the ingest path being measured.
   printf '[agents]\nreport_rate_per_second = 0\nenroll_rate_per_minute = 0\nmax_reports_in_flight = 100000\n' >"$work/c.toml"
   "$cbin/kaoqin-collector" serve --plaintext --config "$work/c.toml" --data-dir "$work/c" \
     --grpc 127.0.0.1:0 >"$work/out" 2>"$work/err" &
   collector=$!
+  trap 'kill "$collector" ${second:+"$second"} 2>/dev/null; rm -rf "$work"' EXIT
   for _ in $(seq 1 100); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.1; done
   url="http://$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$work/out")"
   token=$("$cbin/kaoqin-collector" token create --data-dir "$work/c")
@@ -47,13 +48,26 @@ one() { # collector bin dir, label
     "$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${args[@]}" --run-id a 2>"$work/lg2.err" | tail -1 >"$work/lg2.out" &
     second=$!
   fi
-  line=$("$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${args[@]}" --run-id b 2>"$work/lg.err" | tail -1)
-  if [ "${scenario%-reconnect}" = fleet ]; then wait "$second"; line="$line | second process: $(cat "$work/lg2.out")"; fi
+  # A load generator that fails says why, and the collector is stopped either way.
+  if ! line=$("$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${args[@]}" --run-id b 2>"$work/lg.err" | tail -1); then
+    echo "$scenario run $run$label: the load generator failed:" >&2
+    grep -v "^ *[0-9]*: \|^ *at " "$work/lg.err" | tail -8 >&2
+    return 1
+  fi
+  if [ "${scenario%-reconnect}" = fleet ]; then
+    if ! wait "$second"; then
+      echo "$scenario run $run$label: the second load generator failed:" >&2
+      grep -v "^ *[0-9]*: \|^ *at " "$work/lg2.err" | tail -8 >&2
+      return 1
+    fi
+    line="$line | second process: $(cat "$work/lg2.out")"
+  fi
   rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$collector/status")
   wal=$(( $(stat -c %s "$work/c/kaoqin.db-wal" 2>/dev/null || echo 0) / 1048576 ))
   echo "$scenario run $run$label: $line  collector_peak_rss_mib: $rss  wal_mib: $wal"
   kill "$collector"; wait "$collector" 2>/dev/null || true
   rm -rf "$work"
+  trap - EXIT
 }
 for run in $(seq 1 "$runs"); do
   if [ -n "${BASELINE:-}" ]; then one "$BASELINE" " (baseline)"; fi

@@ -36,12 +36,20 @@ fn run_briefly(reconnect: bool) {
     let fields: Vec<&str> = last.split_whitespace().collect();
     assert_eq!(
         fields.iter().step_by(2).copied().collect::<Vec<_>>(),
-        ["events/s:", "batches/s:", "p50_ms:", "p99_ms:", "errors:"],
+        [
+            "events/s:",
+            "batches/s:",
+            "p50_ms:",
+            "p99_ms:",
+            "errors:",
+            "unenrolled:"
+        ],
         "{last}"
     );
     let value = |i: usize| fields[i * 2 + 1].parse::<f64>().unwrap();
     assert!(value(0) > 0.0, "{last}");
     assert_eq!(value(4), 0.0, "{last}");
+    assert_eq!(value(5), 0.0, "{last}");
     let events = collector.events().unwrap();
     let sent = (value(0) * 2.0).round() as usize;
     assert_eq!(

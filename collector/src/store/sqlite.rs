@@ -728,11 +728,19 @@ impl Writer {
             {
                 // Most of the log is copied already; this copies the rest, and the
                 // next transaction writes the log from its start.
-                if let Err(e) =
-                    self.conn
-                        .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                let started = std::time::Instant::now();
+                match self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(2))
                 {
-                    tracing::warn!(db = %self.path.display(), error = %e, "Could not restart the write-ahead log; it keeps growing until it can.");
+                    Ok(pages) => tracing::debug!(
+                        pages,
+                        ms = started.elapsed().as_millis() as u64,
+                        "Restarted the write-ahead log."
+                    ),
+                    Err(e) => {
+                        tracing::warn!(db = %self.path.display(), error = %e, "Could not restart the write-ahead log; it keeps growing until it can.")
+                    }
                 }
             }
         }
@@ -793,7 +801,13 @@ impl Writer {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let commit = tx.commit().map_err(|e| classify(&path, e));
+        tracing::trace!(
+            ms = started.elapsed().as_millis() as u64,
+            jobs = replies.len(),
+            "Committed."
+        );
         if let Err(e) = &commit {
             tracing::warn!(error = %e, "Failed to commit a group of writes; every request in it is refused.");
         }
@@ -844,6 +858,7 @@ fn run_checkpoints(
         if checkpoint("PASSIVE").is_some_and(|pages| pages > CHECKPOINT_RESTART_PAGES) {
             restart.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        tracing::trace!(ms = started.elapsed().as_millis() as u64, "Checkpointed.");
         // Wait out the pace, noting whether the writer committed meanwhile.
         let mut committed = false;
         loop {

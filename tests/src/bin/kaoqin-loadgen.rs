@@ -10,14 +10,15 @@
 //! throughput test); otherwise every agent sends, once per interval at its own
 //! phase, a heartbeat and a batch of usage and session events, as an office PC
 //! would. The last line printed is
-//! `events/s: N  batches/s: N  p50_ms: N  p99_ms: N  errors: N`.
+//! `events/s: N  batches/s: N  p50_ms: N  p99_ms: N  errors: N  unenrolled: N`;
+//! `unenrolled` counts simulated agents whose enrolment still failed after
+//! retrying as an agent does (they send nothing; the last error is printed).
 //!
 //! With `--call health` every agent calls the gRPC health check instead of
 //! Report, with the same connections and pacing: no storage, no validation, so
 //! the rate is what gRPC alone reaches on the machine (`batches/s` then counts
 //! calls, and `events/s` is 0).
 
-use anyhow::Context;
 use clap::Parser;
 use kaoqin_proto::v1 as pb;
 use kaoqin_proto::v1::agent_service_client::AgentServiceClient;
@@ -91,6 +92,9 @@ struct Totals {
     batches: AtomicU64,
     errors: AtomicU64,
 }
+
+/// Tries per simulated agent to enrol.
+const ENROLL_ATTEMPTS: u32 = 4;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -247,17 +251,38 @@ async fn main() -> anyhow::Result<()> {
         let machine = format!("{run_id}-{i}");
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            enroll(&url, &token, machine, i).await
+            // Retried as an agent retries, a few times with a growing pause.
+            let mut pause = Duration::from_millis(500);
+            let mut attempt = 1;
+            loop {
+                match enroll(&url, &token, machine.clone(), i).await {
+                    Err(e) if attempt < ENROLL_ATTEMPTS => {
+                        eprintln!("enrolment {i}, attempt {attempt}: {e:#}");
+                        tokio::time::sleep(pause).await;
+                        (pause, attempt) = (pause * 2, attempt + 1);
+                    }
+                    r => break r,
+                }
+            }
         });
     }
     let mut sims = Vec::with_capacity(args.agents as usize);
+    let mut unenrolled = 0;
     while let Some(r) = tasks.join_next().await {
-        let mut sim = r?.context("enrol a simulated agent")?;
-        if args.reconnect {
-            sim.disconnect();
+        match r? {
+            Ok(mut sim) => {
+                if args.reconnect {
+                    sim.disconnect();
+                }
+                sims.push(sim);
+            }
+            Err(e) => {
+                unenrolled += 1;
+                eprintln!("a simulated agent could not enrol: {e:#}");
+            }
         }
-        sims.push(sim);
     }
+    anyhow::ensure!(!sims.is_empty(), "no simulated agent could enrol");
     eprintln!(
         "enrolled {} agents in {:.1} s",
         sims.len(),
@@ -265,7 +290,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let totals = Arc::new(Totals::default());
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(args.duration);
     let interval = Duration::from_secs(args.interval);
     let n_agents = sims.len() as u32;
     let mut tasks = tokio::task::JoinSet::new();
@@ -275,7 +301,8 @@ async fn main() -> anyhow::Result<()> {
         let totals = totals.clone();
         let batch = args.batch;
         tasks.spawn(async move {
-            let mut latencies: Vec<u32> = Vec::new();
+            // (latency in µs, ms since sending began when the call started)
+            let mut latencies: Vec<(u32, u32)> = Vec::new();
             if !interval.is_zero() {
                 // Spread the agents evenly over the interval.
                 let phase = interval.mul_f64(f64::from(i as u32) / f64::from(n_agents));
@@ -291,7 +318,11 @@ async fn main() -> anyhow::Result<()> {
                 }
                 match sent {
                     Ok(()) => {
-                        latencies.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
+                        let since = t0.duration_since(began).as_millis();
+                        latencies.push((
+                            latency.as_micros().min(u128::from(u32::MAX)) as u32,
+                            since.min(u128::from(u32::MAX)) as u32,
+                        ));
                         if call == Call::Report {
                             totals.events.fetch_add(u64::from(batch), Ordering::Relaxed);
                         }
@@ -311,6 +342,8 @@ async fn main() -> anyhow::Result<()> {
                 if !interval.is_zero() {
                     next += interval;
                     if next > deadline {
+                        // Connected to the end, as an agent stays.
+                        tokio::time::sleep_until(deadline.into()).await;
                         break;
                     }
                     tokio::time::sleep_until(next.into()).await;
@@ -319,12 +352,27 @@ async fn main() -> anyhow::Result<()> {
             latencies
         });
     }
-    let mut all = Vec::new();
+    let mut timed = Vec::new();
     while let Some(r) = tasks.join_next().await {
-        all.extend(r?);
+        timed.extend(r?);
     }
     let secs = args.duration as f64;
-    all.sort_unstable();
+    timed.sort_unstable();
+    // When the slowest calls were made tells a warm-up from a steady tail.
+    let slowest: Vec<String> = timed
+        .iter()
+        .rev()
+        .take(10)
+        .map(|(l, at)| {
+            format!(
+                "{:.1} ms at {:.1} s",
+                f64::from(*l) / 1000.0,
+                f64::from(*at) / 1000.0
+            )
+        })
+        .collect();
+    eprintln!("slowest calls: {}", slowest.join(", "));
+    let all: Vec<u32> = timed.into_iter().map(|(l, _)| l).collect();
     let events = totals.events.load(Ordering::Relaxed);
     let batches = totals.batches.load(Ordering::Relaxed);
     eprintln!(
@@ -332,7 +380,7 @@ async fn main() -> anyhow::Result<()> {
         all.last().map_or(0.0, |m| f64::from(*m) / 1000.0)
     );
     println!(
-        "events/s: {:.0}  batches/s: {:.0}  p50_ms: {:.2}  p99_ms: {:.2}  errors: {}",
+        "events/s: {:.0}  batches/s: {:.0}  p50_ms: {:.2}  p99_ms: {:.2}  errors: {}  unenrolled: {unenrolled}",
         events as f64 / secs,
         batches as f64 / secs,
         percentile(&all, 0.50),
