@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -66,27 +66,34 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> anyhow::Result<Output> 
     };
     let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
     let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    let status = match wait_bounded(&mut child, limit) {
+        Ok(status) => status,
+        Err(e) => {
             let stderr = err.join().unwrap_or_default();
-            bail!(
-                "{desc} did not finish within {limit:?}\nstderr:\n{}",
-                String::from_utf8_lossy(&stderr)
-            );
+            bail!("{desc}: {e}\nstderr:\n{}", String::from_utf8_lossy(&stderr));
         }
-        std::thread::sleep(Duration::from_millis(20));
     };
     Ok(Output {
         status,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     })
+}
+
+/// Waits for a child to exit within `limit`; past it, kills the child and fails.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> anyhow::Result<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs a command that must succeed; returns its stdout.
