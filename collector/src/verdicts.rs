@@ -625,7 +625,6 @@ pub fn walk_between(
         let fp_matches = if !mine.iter().any(touching) {
             s.context_fp == bare_fp[i].get_or_insert_with(|| context_fp(rules, p, &[]))
         } else {
-            let ex: Vec<Exemption> = mine.iter().filter(|e| touching(e)).cloned().collect();
             let mask = (mine.len() <= 64).then(|| {
                 mine.iter()
                     .enumerate()
@@ -635,6 +634,7 @@ pub fn walk_between(
             match (&exempt_fp[i], mask) {
                 (Some((m, fp)), Some(mask)) if *m == mask => s.context_fp == fp,
                 _ => {
+                    let ex: Vec<Exemption> = mine.iter().filter(|e| touching(e)).cloned().collect();
                     let fp = context_fp(rules, p, &ex);
                     let matches = s.context_fp == fp;
                     if let Some(mask) = mask {

@@ -147,6 +147,14 @@ pub struct JudgedDay {
     pub fingerprint: String,
 }
 
+/// Everyone's exemptions that overlap `(?2, ?3)`, through exemptions_by_end: those
+/// ending after the period begins, not every exemption ever entered. (The `+`
+/// keeps exemptions_by_person from being chosen for the order, which scans them
+/// all.)
+const EVERYONE_EXEMPTIONS: &str = "SELECT employee_id, kind, start_ms, end_ms, note
+    FROM exemptions WHERE ?1 IS NULL AND end_ms > ?2 AND start_ms < ?3
+    ORDER BY +employee_id, start_ms, id";
+
 /// A snake_case enum name as stored in a TEXT column.
 fn enum_from_text<T: serde::de::DeserializeOwned>(
     column: &str,
@@ -507,9 +515,7 @@ impl SqliteStore {
                  WHERE employee_id = ?1 AND start_ms < ?3 AND end_ms > ?2
                  ORDER BY employee_id, start_ms, id"
             } else {
-                "SELECT employee_id, kind, start_ms, end_ms, note FROM exemptions
-                 WHERE ?1 IS NULL AND start_ms < ?3 AND end_ms > ?2
-                 ORDER BY employee_id, start_ms, id"
+                EVERYONE_EXEMPTIONS
             })
             .map_err(&err)?;
         let rows = stmt
@@ -768,6 +774,24 @@ mod tests {
             context_fp: "",
             verdict_json: None,
         }
+    }
+
+    #[test]
+    fn everyones_exemptions_are_found_by_their_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let plan: Vec<String> = store
+            .reader()
+            .prepare(&format!("EXPLAIN QUERY PLAN {EVERYONE_EXEMPTIONS}"))
+            .unwrap()
+            .query_map(params![None::<String>, 0, 1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|p| p.contains("exemptions_by_end")),
+            "{plan:?}"
+        );
     }
 
     #[test]
