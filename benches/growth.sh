@@ -5,7 +5,7 @@
 # month, then prints one markdown row per step.
 #
 #   benches/growth.sh [--staff N] [--from YYYY-MM] [--steps "1 3 6 12"] [--data DIR]
-#                     [--runs N] [--max-seconds S] [-- MORE SEED ARGS]
+#                     [--runs N] [--max-seconds S] [--ingest-runs N] [-- MORE SEED ARGS]
 #
 # DIR must not exist (default target/kaoqin-growth); it is kept afterwards for
 # more measurements (kaoqin-seed measure --data DIR --month ...). A year of 5,000
@@ -19,6 +19,7 @@ steps="1 3 6 12"
 data=target/kaoqin-growth
 runs=15
 max_seconds=120
+ingest_runs=7
 seed_args=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
     --data) data=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --max-seconds) max_seconds=$2; shift 2 ;;
+    --ingest-runs) ingest_runs=$2; shift 2 ;;
     --) shift; seed_args=("$@"); break ;;
     *) echo "unknown argument $1 (see the comment at the top of $0)" >&2; exit 2 ;;
   esac
@@ -64,7 +66,11 @@ for step in $steps; do
     ${seed_args[@]+"${seed_args[@]}"} 2>&1 | tee -a "$log" >&2
   done_months=$step
   echo "== measuring at $step month(s)" | tee -a "$log" >&2
-  "$seed" measure --data "$data" --runs "$runs" --max-seconds "$max_seconds" 2>&1 \
+  # The seeding's dirty pages written out first, so the kernel's writeback does
+  # not compete with the measured fsyncs.
+  sync
+  "$seed" measure --data "$data" --runs "$runs" --max-seconds "$max_seconds" \
+    --ingest-runs "$ingest_runs" 2>&1 \
     | tee -a "$log" >&2
   line=$(grep '^growth-row:' "$log" | tail -1)
   bytes=$(field db_bytes "$line")
