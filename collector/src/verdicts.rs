@@ -474,21 +474,9 @@ pub enum Detail {
     Headline,
 }
 
-/// The verdict a stored row stands for, with `detail`: the whole verdict from its
-/// JSON, or the headline figures with the person's current name and department.
-fn stored_verdict(
-    s: StoredVerdict<'_>,
-    person: &Person,
-    detail: Detail,
-) -> anyhow::Result<DayVerdict> {
-    if let (Detail::Full, Some(json)) = (detail, s.verdict_json) {
-        return serde_json::from_str(json).with_context(|| {
-            format!(
-                "stored verdict of {} on {} does not parse",
-                s.employee_id, s.date
-            )
-        });
-    }
+/// The headline verdict a stored row stands for ([`Detail::Headline`]): its
+/// figures, with the person's current name and department.
+fn headline(s: StoredVerdict<'_>, person: &Person) -> anyhow::Result<DayVerdict> {
     Ok(DayVerdict {
         employee_id: s.employee_id.to_owned(),
         name: person.name.clone(),
@@ -539,16 +527,29 @@ pub fn verdicts_between(
     detail: Detail,
     now: Timestamp,
 ) -> anyhow::Result<Vec<DayVerdict>> {
+    // Whole verdicts are copied during the read, which holds the store's reader,
+    // and parsed after it.
     let mut out = Vec::new();
+    let mut whole: Vec<(String, Date, String)> = Vec::new();
     walk_between(store, rules, from, to, people, detail, now, |i, day| {
-        out.push(match day {
-            Day::Stored(s) => stored_verdict(s, &people[i], detail)?,
-            Day::Judged(v) => v,
-        });
+        match day {
+            Day::Stored(s) => match (detail, s.verdict_json) {
+                (Detail::Full, Some(json)) => {
+                    whole.push((s.employee_id.to_owned(), s.date, json.to_owned()));
+                }
+                _ => out.push(headline(s, &people[i])?),
+            },
+            Day::Judged(v) => out.push(v),
+        }
         Ok(())
     })?;
-    // Stored days come first, then the judged ones: merged here (the sort finds
-    // the two runs).
+    for (employee_id, date, json) in whole {
+        out.push(serde_json::from_str(&json).with_context(|| {
+            format!("stored verdict of {employee_id} on {date} does not parse")
+        })?);
+    }
+    // Days come stored, judged, then whole: put back in order here (the sort
+    // finds the runs).
     out.sort_by(|a, b| (a.date, &a.employee_id).cmp(&(b.date, &b.employee_id)));
     Ok(out)
 }
@@ -610,9 +611,10 @@ pub fn walk_between(
             exemptions[i].push(e);
         }
     }
-    // Context fingerprints, computed once per person: without exemptions, and with
-    // the last set of exemptions seen (a bit each, for people with at most 64).
-    let mut bare_fp: Vec<Option<String>> = vec![None; people.len()];
+    // Context fingerprints, computed once per person: without exemptions before
+    // the read (which holds the store's reader), and with the last set of
+    // exemptions seen (a bit each, for people with at most 64).
+    let bare_fp: Vec<String> = people.iter().map(|p| context_fp(rules, p, &[])).collect();
     let mut exempt_fp: Vec<Option<(u64, String)>> = vec![None; people.len()];
     let mut fresh = |di: usize, i: usize, s: &StoredVerdict<'_>| -> bool {
         if s.provisional {
@@ -623,7 +625,7 @@ pub fn walk_between(
         let mine = &exemptions[i];
         let touching = |e: &Exemption| e.start < w_to && e.end > w_from;
         let fp_matches = if !mine.iter().any(touching) {
-            s.context_fp == bare_fp[i].get_or_insert_with(|| context_fp(rules, p, &[]))
+            s.context_fp == bare_fp[i]
         } else {
             let mask = (mine.len() <= 64).then(|| {
                 mine.iter()
