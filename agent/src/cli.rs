@@ -217,6 +217,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .max_blocking_threads(2)
                 .enable_all()
                 .build()?;
+            // In the runtime, so that the signal handlers are installed now.
+            let _entered = rt.enter();
             rt.block_on(crate::runner::run(
                 config,
                 RunOptions {
@@ -246,20 +248,36 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere).
-pub async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere). On Unix the handlers are
+/// installed when this is called, inside a runtime, not when the future is first
+/// polled: a SIGTERM sent as soon as the process has said it is serving stops it
+/// cleanly instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {},
+                        _ = term.recv() => {},
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn local(ms: i64) -> jiff::ZonedDateTime {

@@ -588,6 +588,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let web_rules = rules.clone();
                 let reports = crate::report_service::ReportApi::new(store.clone(), rules.clone());
                 let recompute = crate::verdicts::spawn_recompute(store.clone(), rules, every);
+                // Signal handlers first: a SIGTERM once `listening` is printed stops
+                // the collector cleanly.
+                let (stop_grpc, stop_web) = (
+                    crate::server::shutdown_signal(),
+                    crate::server::shutdown_signal(),
+                );
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
@@ -609,7 +615,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("kaoqin-collector listening http={local}");
                         std::io::stdout().flush()?;
                         let app = crate::web::App::new(store.clone(), web_rules);
-                        Some(tokio::spawn(crate::web::run(l, app, crate::server::shutdown_signal())))
+                        Some(tokio::spawn(crate::web::run(l, app, stop_web)))
                     }
                     None => None,
                 };
@@ -620,7 +626,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     crate::ingest::system_clock(),
                     tls,
                     Some(reports),
-                    crate::server::shutdown_signal(),
+                    stop_grpc,
                 )
                 .await?;
                 recompute.abort();
