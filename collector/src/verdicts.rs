@@ -812,16 +812,20 @@ mod tests {
         let (from, to): (Date, Date) =
             ("2026-11-23".parse().unwrap(), "2026-11-25".parse().unwrap());
         let at = |ms: i64| Timestamp::from_millisecond(1_796_000_000_000 + ms).unwrap();
-        let first = verdicts_between(
-            &store,
-            &rules,
-            from,
-            to,
-            &store.staff().unwrap(),
-            Detail::Full,
-            at(1),
-        )
-        .unwrap();
+        // Everyone's verdicts of the period, read at `now`.
+        let read = |detail, now| {
+            verdicts_between(
+                &store,
+                &rules,
+                from,
+                to,
+                &store.staff().unwrap(),
+                detail,
+                now,
+            )
+            .unwrap()
+        };
+        let first = read(Detail::Full, at(1));
         let order: Vec<(String, String)> = first
             .iter()
             .map(|v| (v.date.to_string(), v.employee_id.clone()))
@@ -842,16 +846,7 @@ mod tests {
         assert!(!first[0].evidence.is_empty(), "{:#?}", first[0]);
 
         // Nothing changed: read from the store, evidence left out of the headline.
-        let again = verdicts_between(
-            &store,
-            &rules,
-            from,
-            to,
-            &store.staff().unwrap(),
-            Detail::Headline,
-            at(2),
-        )
-        .unwrap();
+        let again = read(Detail::Headline, at(2));
         assert!(
             computed_at(&store, from, to)
                 .values()
@@ -894,16 +889,7 @@ mod tests {
         store
             .mark_dirty(&[("lisi".into(), "2026-11-25".parse().unwrap())])
             .unwrap();
-        let third = verdicts_between(
-            &store,
-            &rules,
-            from,
-            to,
-            &store.staff().unwrap(),
-            Detail::Headline,
-            at(3),
-        )
-        .unwrap();
+        let third = read(Detail::Headline, at(3));
         let recomputed: Vec<(String, String)> = computed_at(&store, from, to)
             .into_iter()
             .filter(|(_, ms)| *ms == at(3).as_millisecond())
