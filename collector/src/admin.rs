@@ -238,6 +238,7 @@ pub fn agents(store: &SqliteStore, command: AgentsCommand) -> anyhow::Result<()>
 pub fn integrity(
     store: &SqliteStore,
     config: &crate::config::Config,
+    rules: &crate::verdicts::Rules,
     args: &IntegrityArgs,
 ) -> anyhow::Result<()> {
     let tz = jiff::tz::TimeZone::get(&config.server.time_zone)?;
@@ -266,7 +267,28 @@ pub fn integrity(
         silent_ms: i64::from(args.silent_hours) * 3_600_000,
         now_ms: now.as_millisecond(),
     };
-    let items = crate::integrity::list(store, &q)?;
+    let mut items = crate::integrity::list(store, &q)?;
+    // A missing holiday notice first: it touches every verdict of its year.
+    let today = now
+        .to_zoned_datetime(rules.settings.time_zone.clone())
+        .date();
+    if let Some(w) = rules.calendar.notice_warning(today) {
+        items.insert(
+            0,
+            crate::integrity::IntegrityItem {
+                agent_id: "-".into(),
+                hostname: "-".into(),
+                kind: if w.urgent {
+                    "calendar_provisional"
+                } else {
+                    "calendar_notice_missing"
+                },
+                at_ms: now.as_millisecond(),
+                seq: None,
+                detail: w.text_en(),
+            },
+        );
+    }
     if args.format == ListFormat::Json {
         return print_json(&items);
     }

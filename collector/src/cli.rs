@@ -198,17 +198,36 @@ pub enum StaffCommand {
 #[derive(Debug, Subcommand)]
 pub enum CalendarCommand {
     /// Print every day of a year with its kind (workday, rest, holiday,
-    /// makeup_workday), overrides from the config applied.
+    /// makeup_workday) and what decided it, overrides from the config and notices
+    /// imported into the data dir applied. A year without a notice is provisional.
     Show {
         /// The year.
         #[arg(long)]
         year: i16,
-        /// csv (header `date,kind`) or json (an array of {date, kind, note}).
-        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        /// csv (header `date,kind,basis`), json (an object with the year's basis
+        /// and its days), or notice (the year's holidays and make-up days in the
+        /// import format, to edit and import).
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json", "notice"])]
         format: String,
-        /// Configuration file (for [[attendance.calendar_override]]).
-        #[arg(long, env = "KAOQIN_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
+    /// Store the State Council's holiday notice of a year from a CSV file
+    /// `date,kind[,note]` (kind: holiday or makeup_workday). The file is checked
+    /// whole (every date in the year, each statutory holiday a holiday, make-up
+    /// days on weekends); nothing is stored on any error. A later import of the
+    /// same year replaces it. The year's stored verdicts are judged again.
+    Import {
+        /// The notice file.
+        file: PathBuf,
+        /// The year the notice is for.
+        #[arg(long)]
+        year: i16,
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The present instant (tests); default: the clock.
+        #[arg(long, hide = true)]
+        now: Option<jiff::Timestamp>,
     },
 }
 
@@ -312,6 +331,7 @@ fn open_with_rules(
     let (config, data_dir) = dirs.resolve()?;
     let rules = crate::verdicts::Rules::from_config(&config)?;
     let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
+    let rules = rules.with_store_notices(&store)?;
     Ok((store, rules, config))
 }
 
@@ -374,47 +394,133 @@ fn run_staff(command: StaffCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
-    let CalendarCommand::Show {
-        year,
-        format,
-        config,
-    } = command;
-    let config = match &config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    let rules = crate::verdicts::Rules::from_config(&config)?;
-    if !rules.calendar.covers(year) {
-        eprintln!(
-            "warning: no official holiday notice is built in for {year} (2024-2026 are); \
-             only weekends and the office's overrides are shown"
-        );
-    }
-    let rows = rules.calendar.year_rows(year);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if format == "json" {
-        let list: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(d, k)| {
-                serde_json::json!({
-                    "date": d.to_string(),
-                    "kind": k.as_str(),
-                    "note": rules.calendar.note(*d),
-                })
-            })
-            .collect();
-        serde_json::to_writer_pretty(&mut out, &list)?;
-        writeln!(out)?;
+/// What decided the kind of `date`: `override`, the year's basis (`built_in`,
+/// `imported`, `provisional`), for the days a notice or the law names, else `week`.
+fn day_basis(
+    rules: &crate::verdicts::Rules,
+    config: &Config,
+    date: jiff::civil::Date,
+) -> &'static str {
+    let overridden = config
+        .attendance
+        .calendar_override
+        .iter()
+        .any(|o| o.date.date().ok() == Some(date));
+    if overridden {
+        "override"
+    } else if rules.calendar.note(date).is_some() {
+        rules.calendar.basis(date.year()).as_str()
     } else {
-        writeln!(out, "date,kind")?;
-        for (d, k) in rows {
-            writeln!(out, "{d},{k}")?;
+        "week"
+    }
+}
+
+fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
+    match command {
+        CalendarCommand::Show { year, format, dirs } => {
+            let (config, data_dir) = dirs.resolve()?;
+            let rules = crate::verdicts::Rules::from_config(&config)?;
+            // The notices imported into the data dir, if it has a database.
+            let rules = if data_dir.join(crate::store::sqlite::DB_FILE).exists() {
+                let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
+                rules.with_store_notices(&store)?
+            } else {
+                rules
+            };
+            let basis = rules.calendar.basis(year);
+            if basis == crate::attendance::YearBasis::Provisional {
+                eprintln!(
+                    "warning: {year} is provisional: no State Council notice is built in or imported, \
+                     so only the statutory holidays are shown (no make-up working days, no bridged days). \
+                     Import the notice with `kaoqin-collector calendar import FILE.csv --year {year}`."
+                );
+            }
+            let rows = rules.calendar.year_rows(year);
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match format.as_str() {
+                "json" => {
+                    let days: Vec<serde_json::Value> = rows
+                        .iter()
+                        .map(|(d, k)| {
+                            serde_json::json!({
+                                "date": d.to_string(),
+                                "kind": k.as_str(),
+                                "basis": day_basis(&rules, &config, *d),
+                                "note": rules.calendar.note(*d),
+                            })
+                        })
+                        .collect();
+                    let doc = serde_json::json!({
+                        "year": year,
+                        "basis": basis.as_str(),
+                        "provisional": basis == crate::attendance::YearBasis::Provisional,
+                        "days": days,
+                    });
+                    serde_json::to_writer_pretty(&mut out, &doc)?;
+                    writeln!(out)?;
+                }
+                "notice" => {
+                    let rows: Vec<_> = rows
+                        .iter()
+                        .map(|(d, k)| (*d, *k, rules.calendar.note(*d).map(str::to_owned)))
+                        .collect();
+                    out.write_all(crate::notice::write_notice(&rows).as_bytes())?;
+                }
+                _ => {
+                    writeln!(out, "date,kind,basis")?;
+                    for (d, k) in rows {
+                        writeln!(out, "{d},{k},{}", day_basis(&rules, &config, d))?;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        CalendarCommand::Import {
+            file,
+            year,
+            dirs,
+            now,
+        } => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let notice = crate::notice::parse_notice(&file.display().to_string(), &text, year)?;
+            let (store, rules, _) = open_with_rules(&dirs)?;
+            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let replaced = store
+                .import_calendar_notice(
+                    &notice,
+                    &crate::audit::cli_actor(),
+                    &file.display().to_string(),
+                    now.as_millisecond(),
+                )
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            let rules = rules.with_store_notices(&store)?;
+            // Judge again the days of the year that have already begun.
+            let today = rules.settings.time_zone.to_datetime(now).date();
+            let first = jiff::civil::Date::new(year, 1, 1)?;
+            let last = jiff::civil::Date::new(year, 12, 31)?.min(today);
+            let judged = if first <= last {
+                crate::verdicts::recompute_range(&store, &rules, first, last, now)?
+            } else {
+                0
+            };
+            let (holidays, makeup) = notice.days.iter().fold((0, 0), |(h, m), d| match d.kind {
+                crate::attendance::DayKind::MakeupWorkday => (h, m + 1),
+                _ => (h + 1, m),
+            });
+            println!(
+                "imported the notice for {year}: {holidays} holiday(s), {makeup} make-up working day(s){}; {judged} person-day(s) judged again",
+                if replaced {
+                    ", replacing the earlier import"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
         }
     }
-    out.flush()?;
-    Ok(())
 }
 
 fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
@@ -585,9 +691,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
                 let every =
                     std::time::Duration::from_secs(config.attendance.recompute_seconds.into());
-                let web_rules = rules.clone();
+                let rules = std::sync::Arc::new(crate::verdicts::LiveRules::new(store.clone(), rules));
                 let reports = crate::report_service::ReportApi::new(store.clone(), rules.clone());
-                let recompute = crate::verdicts::spawn_recompute(store.clone(), rules, every);
+                let recompute =
+                    crate::verdicts::spawn_recompute(store.clone(), rules.clone(), every);
                 // Signal handlers first: a SIGTERM once `listening` is printed stops
                 // the collector cleanly.
                 let (stop_grpc, stop_web) = (
@@ -614,7 +721,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         tracing::info!(http = %local, "Web pages serving.");
                         println!("kaoqin-collector listening http={local}");
                         std::io::stdout().flush()?;
-                        let app = crate::web::App::new(store.clone(), web_rules);
+                        let app = crate::web::App::new(store.clone(), rules.clone());
                         Some(tokio::spawn(crate::web::run(l, app, stop_web)))
                     }
                     None => None,
@@ -681,8 +788,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::admin::agents(&*SqliteStore::open(&data_dir)?, command)
         }
         Command::Integrity(args) => {
-            let (store, _, config) = open_with_rules(&args.dirs)?;
-            crate::admin::integrity(&store, &config, &args)
+            let (store, rules, config) = open_with_rules(&args.dirs)?;
+            crate::admin::integrity(&store, &config, &rules, &args)
         }
         Command::Audit { command } => {
             let dirs = match &command {

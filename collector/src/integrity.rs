@@ -16,6 +16,10 @@
 //!   revoked         the agent's key was revoked
 //! ```
 //!
+//! `kaoqin-collector integrity` also lists, first, a State Council holiday notice
+//! that is missing (agent `-`): `calendar_notice_missing` from 1 October for next
+//! year, `calendar_provisional` in a year judged without one.
+//!
 //! Reads only; the list is derived from stored events, batches and agents each
 //! time, so nothing here can go stale or be edited apart from them.
 
@@ -29,7 +33,8 @@ use rusqlite::params;
 pub struct IntegrityItem {
     pub agent_id: String,
     pub hostname: String,
-    /// `agent_stopped`, `crash_restart`, `data_gap`, `clock_offset`, `silent`, `revoked`.
+    /// `agent_stopped`, `crash_restart`, `data_gap`, `clock_offset`, `silent`, `revoked`;
+    /// `calendar_notice_missing`, `calendar_provisional` (agent `-`).
     pub kind: &'static str,
     /// When (corrected), epoch milliseconds; for `silent`, when last seen (0: never).
     pub at_ms: i64,

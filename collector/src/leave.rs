@@ -10,7 +10,7 @@
 //! every problem names the file, the line and the field.
 
 use crate::attendance::{Exemption, ExemptionKind};
-use crate::staff::{FileErrors, check_header, csv_reader};
+use crate::staff::{FileErrors, check_header, csv_reader, numbered_records};
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
@@ -112,18 +112,9 @@ pub fn read_leave_csv(path: &Path, tz: &TimeZone) -> anyhow::Result<Vec<Exemptio
     let mut rdr = csv_reader(path)?;
     check_header(path, &mut rdr, &HEADER)?;
     let file = path.display().to_string();
-    let mut problems = Vec::new();
+    let (records, mut problems) = numbered_records(&file, &mut rdr);
     let mut out = Vec::new();
-    for rec in rdr.records() {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                problems.push(format!("{file}: line {line}: {e}"));
-                continue;
-            }
-        };
-        let line = rec.position().map_or(0, |p| p.line());
+    for (line, rec) in records {
         if rec.len() != HEADER.len() && rec.len() != HEADER.len() - 1 {
             problems.push(format!(
                 "{file}: line {line}: expected {} fields, found {}",

@@ -10,6 +10,7 @@ pub mod error;
 pub mod ingest;
 pub mod integrity;
 pub mod leave;
+pub mod notice;
 pub mod ratelimit;
 pub mod report_service;
 pub mod reports;

@@ -8,7 +8,7 @@
 use crate::reports::corrections::ReportDay;
 use crate::store::sqlite::SqliteStore;
 use crate::users::{Action, Target, User, can, sees_department};
-use crate::verdicts::Rules;
+use crate::verdicts::{LiveRules, Rules};
 use jiff::civil::Date;
 use kaoqin_proto::v1 as pb;
 use std::sync::Arc;
@@ -17,15 +17,12 @@ use tonic::{Request, Response, Status};
 /// Serves ReportService over the collector's store.
 pub struct ReportApi {
     store: Arc<SqliteStore>,
-    rules: Arc<Rules>,
+    rules: Arc<LiveRules>,
 }
 
 impl ReportApi {
-    pub fn new(store: Arc<SqliteStore>, rules: Rules) -> ReportApi {
-        ReportApi {
-            store,
-            rules: Arc::new(rules),
-        }
+    pub fn new(store: Arc<SqliteStore>, rules: Arc<LiveRules>) -> ReportApi {
+        ReportApi { store, rules }
     }
 }
 
@@ -86,7 +83,7 @@ impl ReportApi {
         f: impl FnOnce(&SqliteStore, &Rules) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, Status> {
         let (store, rules) = (self.store.clone(), self.rules.clone());
-        tokio::task::spawn_blocking(move || f(&store, &rules))
+        tokio::task::spawn_blocking(move || f(&store, &rules.current()))
             .await
             .map_err(internal)?
     }

@@ -29,6 +29,25 @@ pub fn csv_reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
         .from_reader(file))
 }
 
+/// Every record of a CSV file with its line number, and a problem naming the line
+/// of each record that does not parse.
+pub fn numbered_records<R: std::io::Read>(
+    file: &str,
+    rdr: &mut csv::Reader<R>,
+) -> (Vec<(u64, csv::StringRecord)>, Vec<String>) {
+    let (mut records, mut problems) = (Vec::new(), Vec::new());
+    for rec in rdr.records() {
+        match rec {
+            Ok(r) => records.push((r.position().map_or(0, |p| p.line()), r)),
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                problems.push(format!("{file}: line {line}: {e}"));
+            }
+        }
+    }
+    (records, problems)
+}
+
 /// Checks that the header names `expected` (case-insensitive), in that order.
 pub fn check_header(
     path: &Path,
@@ -55,20 +74,11 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
     let mut rdr = csv_reader(path)?;
     check_header(path, &mut rdr, &HEADER)?;
     let file = path.display().to_string();
-    let mut problems = Vec::new();
+    let (records, mut problems) = numbered_records(&file, &mut rdr);
     let mut people: Vec<(u64, Person)> = Vec::new();
     let mut ids: BTreeMap<String, u64> = BTreeMap::new();
     let mut owners: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    for rec in rdr.records() {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                problems.push(format!("{file}: line {line}: {e}"));
-                continue;
-            }
-        };
-        let line = rec.position().map_or(0, |p| p.line());
+    for (line, rec) in records {
         let at = |field: &str, what: String| format!("{file}: line {line}: {field}: {what}");
         if rec.len() != HEADER.len() {
             problems.push(format!(

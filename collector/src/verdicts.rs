@@ -31,14 +31,20 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Bumped whenever the rules' code changes what a verdict says.
 pub const ENGINE_VERSION: &str = "attendance-1";
 
-/// Everything besides events that verdicts depend on, built from the config.
+/// Everything besides events that verdicts depend on, built from the config and
+/// the notices imported into the store.
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub calendar: Calendar,
     pub schedules: ScheduleSet,
     pub settings: Settings,
-    /// Hash of all of the above.
+    /// The office's own calendar days, from the config.
+    overrides: Vec<(Date, attendance::DayKind, String)>,
+    /// Hash of all of the above but the notices: a notice counts only for the
+    /// verdicts of its year ([`Rules::year_fingerprint`]).
     pub fingerprint: String,
+    /// The store's calendar revision the notices were read at (0: none read).
+    pub calendar_revision: i64,
 }
 
 /// The attendance settings of a config (time zone, day boundary, offset threshold).
@@ -91,11 +97,107 @@ impl Rules {
             overrides
         ));
         Ok(Rules {
-            calendar: Calendar::with_overrides(overrides),
+            calendar: Calendar::with_overrides(overrides.clone()),
             schedules,
             settings,
+            overrides,
             fingerprint,
+            calendar_revision: 0,
         })
+    }
+
+    /// The rules of `config` with the notices imported into `store`.
+    pub fn load(config: &Config, store: &SqliteStore) -> anyhow::Result<Rules> {
+        let base = Rules::from_config(config)?;
+        base.with_store_notices(store)
+    }
+
+    /// These rules with the notices imported into `store` as they are now.
+    pub fn with_store_notices(&self, store: &SqliteStore) -> anyhow::Result<Rules> {
+        let revision = store.calendar_revision()?;
+        let notices = store.calendar_notices()?;
+        Ok(Rules {
+            calendar: Calendar::new(notices, self.overrides.clone()),
+            calendar_revision: revision,
+            ..self.clone()
+        })
+    }
+
+    /// The years of `from..=to` without a notice ("2027" or "2027, 2028"), if any.
+    pub fn provisional_years(&self, from: Date, to: Date) -> Option<String> {
+        let years: Vec<String> = (from.year()..=to.year())
+            .filter(|y| self.calendar.is_provisional(*y))
+            .map(|y| y.to_string())
+            .collect();
+        (!years.is_empty()).then(|| years.join(", "))
+    }
+
+    /// What the verdicts of days in `year` depend on besides the person, their
+    /// exemptions and their events.
+    pub fn year_fingerprint(&self, year: i16) -> String {
+        sha(&format!(
+            "{}|{}",
+            self.fingerprint,
+            self.calendar.year_fingerprint(year)
+        ))
+    }
+}
+
+/// The rules a long-running server judges with: the config's, with the calendar
+/// notices re-read whenever another process (`calendar import`) changed them.
+pub struct LiveRules {
+    store: std::sync::Arc<SqliteStore>,
+    /// The config's settings, which never change while serving.
+    settings: Settings,
+    current: std::sync::Mutex<std::sync::Arc<Rules>>,
+}
+
+impl LiveRules {
+    /// Starts from `rules` (notices are read on first use).
+    pub fn new(store: std::sync::Arc<SqliteStore>, rules: Rules) -> LiveRules {
+        LiveRules {
+            store,
+            settings: rules.settings.clone(),
+            current: std::sync::Mutex::new(std::sync::Arc::new(rules)),
+        }
+    }
+
+    /// The time zone and day boundary (no store read).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The rules now: one small read of the store's calendar revision, and the
+    /// notices again only when it moved. If the store cannot answer, the last
+    /// rules are kept (and the failure logged).
+    pub fn current(&self) -> std::sync::Arc<Rules> {
+        let last = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match self.store.calendar_revision() {
+            Ok(r) if r == last.calendar_revision => last,
+            Ok(_) => match last.with_store_notices(&self.store) {
+                Ok(fresh) => {
+                    let fresh = std::sync::Arc::new(fresh);
+                    tracing::info!(
+                        revision = fresh.calendar_revision,
+                        "Calendar notices changed; verdicts of their years are judged again."
+                    );
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                    fresh
+                }
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "Failed to read calendar notices.");
+                    last
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "Failed to read the calendar revision.");
+                last
+            }
+        }
     }
 }
 
@@ -303,13 +405,14 @@ fn exemptions_for(
     )?)
 }
 
-/// Hash of what a verdict depends on besides events.
-fn context_fp(rules: &Rules, person: &Person, exemptions: &[Exemption]) -> String {
+/// Hash of what a verdict depends on besides events; `year_fp` is
+/// [`Rules::year_fingerprint`] of the day's year.
+fn context_fp(year_fp: &str, person: &Person, exemptions: &[Exemption]) -> String {
     let mut p = person.clone();
     p.accounts.sort();
     sha(&format!(
         "{}|{}|{}",
-        rules.fingerprint,
+        year_fp,
         serde_json::to_string(&p).unwrap_or_default(),
         serde_json::to_string(exemptions).unwrap_or_default()
     ))
@@ -334,7 +437,7 @@ pub fn judge(
         now,
     };
     let verdict = attendance::verdict(person, date, &signals, &ctx);
-    let context_fp = context_fp(rules, person, &exemptions);
+    let context_fp = context_fp(&rules.year_fingerprint(date.year()), person, &exemptions);
     let normalized = attendance::normalize(&signals);
     let fingerprint = sha(&format!(
         "{context_fp}|{}",
@@ -476,13 +579,14 @@ pub enum Detail {
 
 /// The headline verdict a stored row stands for ([`Detail::Headline`]): its
 /// figures, with the person's current name and department.
-fn headline(s: StoredVerdict<'_>, person: &Person) -> anyhow::Result<DayVerdict> {
+fn headline(s: StoredVerdict<'_>, person: &Person, rules: &Rules) -> anyhow::Result<DayVerdict> {
     Ok(DayVerdict {
         employee_id: s.employee_id.to_owned(),
         name: person.name.clone(),
         department: person.department.clone(),
         date: s.date,
         day_kind: s.day_kind,
+        calendar_provisional: rules.calendar.is_provisional(s.date.year()),
         status: s.status,
         provisional: s.provisional,
         arrival: s.arrival,
@@ -537,7 +641,7 @@ pub fn verdicts_between(
                 (Detail::Full, Some(json)) => {
                     whole.push((s.employee_id.to_owned(), s.date, json.to_owned()));
                 }
-                _ => out.push(headline(s, &people[i])?),
+                _ => out.push(headline(s, &people[i], rules)?),
             },
             Day::Judged(v) => out.push(v),
         }
@@ -611,21 +715,30 @@ pub fn walk_between(
             exemptions[i].push(e);
         }
     }
-    // Context fingerprints, computed once per person: without exemptions before
-    // the read (which holds the store's reader), and with the last set of
-    // exemptions seen (a bit each, for people with at most 64).
-    let bare_fp: Vec<String> = people.iter().map(|p| context_fp(rules, p, &[])).collect();
-    let mut exempt_fp: Vec<Option<(u64, String)>> = vec![None; people.len()];
+    // Context fingerprints, computed once per person and year of the period
+    // (a period spans two years at most): without exemptions before the read
+    // (which holds the store's reader), and with the last set of exemptions seen
+    // (a bit each, for people with at most 64).
+    let years: Vec<String> = (from.year()..=to.year())
+        .map(|y| rules.year_fingerprint(y))
+        .collect();
+    let year_of = |di: usize| usize::try_from(dates[di].0.year() - from.year()).unwrap_or(0);
+    let bare_fp: Vec<Vec<String>> = people
+        .iter()
+        .map(|p| years.iter().map(|y| context_fp(y, p, &[])).collect())
+        .collect();
+    let mut exempt_fp: Vec<Option<(u64, usize, String)>> = vec![None; people.len()];
     let mut fresh = |di: usize, i: usize, s: &StoredVerdict<'_>| -> bool {
         if s.provisional {
             return false;
         }
         let (date, (w_from, w_to)) = dates[di];
+        let yi = year_of(di);
         let p = &people[i];
         let mine = &exemptions[i];
         let touching = |e: &Exemption| e.start < w_to && e.end > w_from;
         let fp_matches = if !mine.iter().any(touching) {
-            s.context_fp == bare_fp[i]
+            s.context_fp == bare_fp[i][yi]
         } else {
             let mask = (mine.len() <= 64).then(|| {
                 mine.iter()
@@ -634,13 +747,13 @@ pub fn walk_between(
                     .fold(0u64, |m, (k, _)| m | 1 << k)
             });
             match (&exempt_fp[i], mask) {
-                (Some((m, fp)), Some(mask)) if *m == mask => s.context_fp == fp,
+                (Some((m, y, fp)), Some(mask)) if *m == mask && *y == yi => s.context_fp == fp,
                 _ => {
                     let ex: Vec<Exemption> = mine.iter().filter(|e| touching(e)).cloned().collect();
-                    let fp = context_fp(rules, p, &ex);
+                    let fp = context_fp(&years[yi], p, &ex);
                     let matches = s.context_fp == fp;
                     if let Some(mask) = mask {
-                        exempt_fp[i] = Some((mask, fp));
+                        exempt_fp[i] = Some((mask, yi, fp));
                     }
                     matches
                 }
@@ -705,24 +818,36 @@ pub fn walk_between(
 }
 
 /// Recomputes dirty days every `every` on a blocking thread, with the wall clock as
-/// `now`, until aborted.
+/// `now`, until aborted. Once a day (and at start) it logs a missing calendar notice
+/// ([`Calendar::notice_warning`]).
 pub fn spawn_recompute(
     store: std::sync::Arc<SqliteStore>,
-    rules: Rules,
+    rules: std::sync::Arc<LiveRules>,
     every: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let rules = std::sync::Arc::new(rules);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned_on: Option<Date> = None;
         loop {
             tick.tick().await;
             let (store, rules) = (store.clone(), rules.clone());
             let r = tokio::task::spawn_blocking(move || {
-                recompute_dirty(&store, &rules, Timestamp::now())
+                let rules = rules.current();
+                let now = Timestamp::now();
+                recompute_dirty(&store, &rules, now).map(|n| (n, rules, now))
             })
             .await;
-            match r {
+            if let Ok(Ok((_, rules, now))) = &r {
+                let today = rules.settings.time_zone.to_datetime(*now).date();
+                if warned_on != Some(today) {
+                    warned_on = Some(today);
+                    if let Some(w) = rules.calendar.notice_warning(today) {
+                        tracing::warn!(year = w.year, "{}", w.text_en());
+                    }
+                }
+            }
+            match r.map(|r| r.map(|(n, _, _)| n)) {
                 Ok(Ok(0)) => {}
                 Ok(Ok(n)) => tracing::debug!(days = n, "Recomputed day verdicts."),
                 Ok(Err(e)) => {

@@ -344,24 +344,167 @@ fn calendar_show_prints_every_day_with_overrides() {
         "[[attendance.calendar_override]]\ndate = 2026-12-31\nkind = \"holiday\"\nnote = \"closure\"\n",
     )
     .unwrap();
-    let mut cmd = Command::new(bin("kaoqin-collector"));
-    cmd.args([
-        "calendar", "show", "--year", "2026", "--format", "csv", "--config",
-    ])
-    .arg(&config);
-    let out = run_ok(cmd, LIMIT).unwrap();
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "date,kind");
-    assert_eq!(lines.len(), 366);
-    assert!(lines.contains(&"2026-10-01,holiday"));
-    assert!(lines.contains(&"2026-10-10,makeup_workday"));
-    assert!(lines.contains(&"2026-12-31,holiday"), "override applied");
-    assert!(lines.contains(&"2026-12-30,workday"));
-
-    let mut cmd = Command::new(bin("kaoqin-collector"));
-    cmd.args(["calendar", "show", "--year", "2030"]);
-    let out = run_bounded(cmd, LIMIT).unwrap();
+    let show = |year: &str, format: &str| {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args(["calendar", "show", "--year", year, "--format", format])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("none"));
+        run_bounded(cmd, LIMIT).unwrap()
+    };
+    let out = show("2026", "csv");
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("warning"));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 366);
+    assert!(out.stderr.is_empty(), "2026 has its notice built in");
+    let out = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "date,kind,basis");
+    assert_eq!(lines.len(), 366);
+    assert!(lines.contains(&"2026-10-01,holiday,built_in"));
+    assert!(lines.contains(&"2026-10-10,makeup_workday,built_in"));
+    assert!(
+        lines.contains(&"2026-12-31,holiday,override"),
+        "override applied"
+    );
+    assert!(lines.contains(&"2026-12-30,workday,week"));
+    assert!(
+        !dir.path().join("none").exists(),
+        "showing the calendar creates no data dir"
+    );
+
+    // 2027 has no notice: New Year's Day is a holiday by law, and the year says
+    // it is provisional on stdout and stderr.
+    let out = show("2027", "csv");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2027 is provisional"));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 366);
+    assert!(text.contains("2027-01-01,holiday,provisional\n"), "{text}");
+    assert!(
+        text.contains("2027-02-05,holiday,provisional\n"),
+        "春节 eve"
+    );
+    assert!(text.contains("2027-01-04,workday,week\n"));
+    let json: serde_json::Value = serde_json::from_slice(&show("2027", "json").stdout).unwrap();
+    assert_eq!(json["basis"], "provisional");
+    assert_eq!(json["provisional"], true);
+    assert_eq!(json["days"][0]["note"], "元旦");
+}
+
+/// The statutory holidays of 2027 in the import format, from `calendar show`.
+fn notice_2027(extra: &str) -> String {
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args(["calendar", "show", "--year", "2027", "--format", "notice"]);
+    let out = run_ok(cmd, LIMIT).unwrap();
+    assert!(
+        out.starts_with("date,kind,note\n2027-01-01,holiday,元旦\n"),
+        "{out}"
+    );
+    format!("{out}{extra}")
+}
+
+#[test]
+fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    import_staff(&data);
+    replay_on_pc(
+        &collector,
+        &dir.path().join("pc1"),
+        "pc-1-machine",
+        "day.jsonl",
+    );
+    drop(collector);
+    assert_eq!(of(&daily(&data, "2026-11-24"), "E001")["status"], "present");
+
+    // A file with mistakes: every one named with its line, nothing stored.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        notice_2027("2027-02-30,holiday,\n2027-02-22,makeup_workday,\n")
+            .replace("2027-10-03,holiday,国庆节\n", ""),
+    )
+    .unwrap();
+    let mut cmd = collector_cmd(&data, &["calendar", "import", "--year", "2027"]);
+    cmd.arg(&bad);
+    let out = run_bounded(cmd, LIMIT).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 14: date: \"2027-02-30\" is not a date"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 15: kind: 2027-02-22 is a Monday"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2027-10-03 (国庆节) is a statutory holiday"),
+        "{err}"
+    );
+    let show_2027 = || {
+        run_ok(
+            collector_cmd(&data, &["calendar", "show", "--year", "2027"]),
+            LIMIT,
+        )
+        .unwrap()
+    };
+    assert!(
+        show_2027().contains("2027-01-01,holiday,provisional"),
+        "nothing stored"
+    );
+
+    // The integrity list warns about the missing notice from 1 October on.
+    let integrity = |now: &str| {
+        run_ok(
+            collector_cmd(&data, &["integrity", "--format", "json", "--now", now]),
+            LIMIT,
+        )
+        .unwrap()
+    };
+    assert!(integrity("2026-12-01T00:00:00Z").contains("calendar_notice_missing"));
+    assert!(!integrity("2026-09-01T00:00:00Z").contains("calendar_notice_missing"));
+    assert!(integrity("2027-01-02T00:00:00Z").contains("calendar_provisional"));
+
+    // The real notice: 2027-02-20 (a Saturday) worked.
+    let good = dir.path().join("2027.csv");
+    std::fs::write(
+        &good,
+        notice_2027("2027-02-20,makeup_workday,春节调休上班\n"),
+    )
+    .unwrap();
+    let mut cmd = collector_cmd(&data, &["calendar", "import", "--year", "2027"]);
+    cmd.arg(&good).args(["--now", NOW]);
+    let out = run_ok(cmd, LIMIT).unwrap();
+    assert!(
+        out.contains("13 holiday(s), 1 make-up working day(s)"),
+        "{out}"
+    );
+    let shown = show_2027();
+    assert!(
+        shown.contains("2027-02-20,makeup_workday,imported"),
+        "{shown}"
+    );
+    assert!(shown.contains("2027-01-01,holiday,imported"), "{shown}");
+    assert!(!integrity("2027-01-02T00:00:00Z").contains("calendar_"));
+    let audit = run_ok(collector_cmd(&data, &["audit", "list"]), LIMIT).unwrap();
+    assert!(audit.contains("calendar.import"), "{audit}");
+
+    // A notice for a year with verdicts judges them again: 2026 re-imported with
+    // 24 November as an office-wide bridged holiday turns zhangsan's present day
+    // into a holiday.
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args(["calendar", "show", "--year", "2026", "--format", "notice"]);
+    let notice_2026 = run_ok(cmd, LIMIT).unwrap() + "2026-11-24,holiday,调休\n";
+    let file = dir.path().join("2026.csv");
+    std::fs::write(&file, notice_2026).unwrap();
+    let mut cmd = collector_cmd(&data, &["calendar", "import", "--year", "2026"]);
+    cmd.arg(&file).args(["--now", NOW]);
+    let out = run_ok(cmd, LIMIT).unwrap();
+    assert!(out.contains("person-day(s) judged again"), "{out}");
+    assert!(!out.contains("; 0 person-day"), "{out}");
+    let rows = daily(&data, "2026-11-24");
+    assert_eq!(of(&rows, "E001")["status"], "holiday");
+    assert_eq!(of(&rows, "E001")["calendar_provisional"], false);
 }

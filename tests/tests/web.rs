@@ -675,6 +675,47 @@ fn roles_see_what_they_may_and_appeals_correct_verdicts() {
 }
 
 #[test]
+fn a_provisional_year_says_so_until_its_notice_is_imported_into_the_running_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let c = WebCollector::start(&data);
+    let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
+    let mut b = Browser::new(c.http);
+    b.first_login("officer", pw.trim(), "officer-pass-1");
+    let page = |b: &mut Browser, path: &str| {
+        let r = b.get(path);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    };
+    let jan = "/summary?from=2027-01-01&to=2027-01-31";
+    let text = page(&mut b, jan);
+    assert!(text.contains(r#"id="provisional""#), "{text}");
+    assert!(
+        text.contains("2027年的国务院节假日安排通知尚未导入"),
+        "{text}"
+    );
+    let text = page(&mut b, &format!("{jan}&lang=en"));
+    assert!(text.contains("notice for 2027 is not imported"), "{text}");
+    // A period of a year with its notice is not provisional.
+    let text = page(&mut b, "/summary?from=2026-11-01&to=2026-11-30");
+    assert!(!text.contains(r#"id="provisional""#), "{text}");
+
+    // Imported by the command line while serving: the next page knows.
+    let notice = c.cli(&["calendar", "show", "--year", "2027", "--format", "notice"]);
+    let file = dir.path().join("2027.csv");
+    std::fs::write(&file, notice).unwrap();
+    c.cli(&[
+        "calendar",
+        "import",
+        "--year",
+        "2027",
+        file.to_str().unwrap(),
+    ]);
+    let text = page(&mut b, jan);
+    assert!(!text.contains(r#"id="provisional""#), "{text}");
+}
+
+#[test]
 fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");

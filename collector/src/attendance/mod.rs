@@ -95,6 +95,7 @@ mod interval;
 mod presence;
 pub mod schedule;
 pub mod signal;
+pub mod statutory;
 mod verdict;
 
 #[cfg(test)]
@@ -107,7 +108,7 @@ use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-pub use calendar::{Calendar, DayKind};
+pub use calendar::{Calendar, DayKind, Notice, NoticeDay, NoticeWarning, YearBasis};
 pub use schedule::{
     Flexible, Schedule, ScheduleConfigError, ScheduleError, ScheduleErrors, ScheduleSet,
     ScheduleVersion, Season, Session,
@@ -311,6 +312,10 @@ pub struct DayVerdict {
     pub date: Date,
     /// The calendar's kind of the day.
     pub day_kind: DayKind,
+    /// Whether the day's year has no State Council notice yet, so that its kind
+    /// rests on the statutory holidays alone ([`calendar::YearBasis::Provisional`]).
+    #[serde(default)]
+    pub calendar_provisional: bool,
     /// The verdict.
     pub status: Status,
     /// Whether the day was still running at `now` (more may change).

@@ -813,18 +813,29 @@ fn clock_offsets_and_usage_presence_are_evidence() {
 }
 
 #[test]
-fn year_outside_calendar_range() {
-    let fx = Fx::new();
-    let mut fx = fx;
+fn a_year_without_a_notice_is_judged_provisionally_on_statutory_holidays() {
+    let mut fx = Fx::new();
     fx.now = t("2031-01-01 00:00");
-    let v = fx.run(date(2030, 10, 1), &day("2030-10-01", "08:20", "17:40"));
+    // 2030-10-08, a Tuesday: a workday as far as anyone can know without the notice.
+    let v = fx.run(date(2030, 10, 8), &day("2030-10-08", "08:20", "17:40"));
     assert_eq!((v.day_kind, v.status), (DayKind::Workday, Status::Present));
+    assert!(v.calendar_provisional);
     assert!(
-        v.policy_note.contains("no official notice for 2030"),
+        v.policy_note
+            .contains("State Council notice for 2030 is not imported"),
         "{}",
         v.policy_note
     );
+    // National Day is a holiday by law, notice or not: a PC left on is not a
+    // working day.
+    let v = fx.run(date(2030, 10, 1), &day("2030-10-01", "08:20", "17:40"));
+    assert_eq!((v.day_kind, v.status), (DayKind::Holiday, Status::Holiday));
     assert_eq!(fx.run(date(2030, 10, 5), &[]).status, Status::Rest);
+    // A year with its notice is not provisional.
+    fx.now = t("2027-01-01 00:00");
+    let v = fx.run(date(2026, 11, 24), &day("2026-11-24", "08:20", "17:40"));
+    assert!(!v.calendar_provisional);
+    assert!(!v.policy_note.contains("Provisional"), "{}", v.policy_note);
 }
 
 #[test]

@@ -461,13 +461,14 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     }
 
     let (schedule, version) = ctx.schedules.schedule_for(&person.department, date);
-    let calendar_note = if ctx.calendar.covers(date.year()) {
-        String::new()
-    } else {
+    let calendar_provisional = ctx.calendar.is_provisional(date.year());
+    let calendar_note = if calendar_provisional {
         format!(
-            " The calendar has no official notice for {}: weekends rest, weekdays work.",
+            " Provisional calendar: the State Council notice for {} is not imported, so only the statutory holidays are known (no make-up or bridged days); the day is judged again when it is.",
             date.year()
         )
+    } else {
+        String::new()
     };
     let day_name = ctx
         .calendar
@@ -481,6 +482,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         department: person.department.clone(),
         date,
         day_kind,
+        calendar_provisional,
         status: Status::Unknown,
         provisional: now < window.end,
         arrival,

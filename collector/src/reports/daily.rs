@@ -186,6 +186,9 @@ pub fn run_cli(
         verdicts.retain(|v| v.department == d);
     }
     let days = super::corrections::apply(verdicts, &store.corrections(date, date)?);
+    if let Some(n) = super::provisional_note(&rules, date, date) {
+        eprintln!("warning: {n}");
+    }
     super::write_output(out_file, format == Format::Xlsx, |out| {
         render_days(&days, format, &rules.settings.time_zone, out)
     })?;
@@ -208,6 +211,7 @@ mod tests {
             department: "办公室".into(),
             date: "2026-11-24".parse().unwrap(),
             day_kind: DayKind::Workday,
+            calendar_provisional: false,
             status: Status::Present,
             provisional: false,
             arrival: Some("2026-11-24T00:41:00Z".parse().unwrap()),

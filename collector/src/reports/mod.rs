@@ -26,7 +26,22 @@ pub fn open(
         .unwrap_or_else(|| config.server.data_dir.clone());
     let rules = crate::verdicts::Rules::from_config(&config)?;
     let store = SqliteStore::open_with(&dir, &rules.settings)?;
+    let rules = rules.with_store_notices(&store)?;
     Ok((store, rules))
+}
+
+/// What a report of `from..=to` says when part of it lies in a year without a
+/// State Council notice: its verdicts are provisional.
+pub fn provisional_note(
+    rules: &crate::verdicts::Rules,
+    from: jiff::civil::Date,
+    to: jiff::civil::Date,
+) -> Option<String> {
+    rules.provisional_years(from, to).map(|years| {
+        format!(
+            "Provisional (暂定): the State Council holiday notice for {years} is not imported, so these days are judged on the statutory holidays alone and may change when it is."
+        )
+    })
 }
 
 /// Writes through `f` to `out_file`, or to stdout; a binary format needs a file

@@ -473,7 +473,14 @@ fn numbers(r: &SummaryRow) -> Vec<Option<u64>> {
 }
 
 /// Writes rows in `format`.
-pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+/// Writes `rows` in `format`. `note` (a provisional calendar, say) follows the
+/// table and the XLSX sheet's rows; CSV and JSON keep their shape.
+pub fn render(
+    rows: &[SummaryRow],
+    format: Format,
+    note: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let cols = columns();
     let text = |r: &SummaryRow| -> Vec<String> {
         let mut t = vec![r.key.clone(), r.name.clone(), r.department.clone()];
@@ -500,6 +507,9 @@ pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyho
         Format::Table => {
             let body: Vec<Vec<String>> = rows.iter().map(text).collect();
             super::write_table(&cols, &body, out)?;
+            if let Some(note) = note {
+                writeln!(out, "\n{note}")?;
+            }
         }
         Format::Xlsx => {
             let mut sheet = super::xlsx::Sheet::new("summary", &cols);
@@ -514,6 +524,10 @@ pub fn render(rows: &[SummaryRow], format: Format, out: &mut dyn Write) -> anyho
                     None => super::xlsx::Cell::Empty,
                 }));
                 sheet.row(cells);
+            }
+            if let Some(note) = note {
+                sheet.row(Vec::new());
+                sheet.row(vec![super::xlsx::Cell::Text(note.to_owned())]);
             }
             out.write_all(&sheet.into_bytes()?)?;
         }
@@ -566,8 +580,12 @@ pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
     let mut people = store.staff()?;
     people.retain(|p| args.department.as_ref().is_none_or(|d| &p.department == d));
     let (rows, _) = summary_between(&store, &rules, args.from, args.to, args.by, &people, now)?;
+    let note = super::provisional_note(&rules, args.from, args.to);
+    if let Some(n) = &note {
+        eprintln!("warning: {n}");
+    }
     super::write_output(args.out.as_deref(), args.format == Format::Xlsx, |out| {
-        render(&rows, args.format, out)
+        render(&rows, args.format, note.as_deref(), out)
     })?;
     super::audit_export(
         &store,
@@ -592,6 +610,7 @@ mod tests {
             department: dept.into(),
             date: date.parse().unwrap(),
             day_kind: DayKind::Workday,
+            calendar_provisional: false,
             status,
             provisional: false,
             arrival: None,
@@ -690,11 +709,11 @@ mod tests {
         let rows = summarize(&days, By::Staff);
         for f in [Format::Table, Format::Csv, Format::Json, Format::Xlsx] {
             let mut out = Vec::new();
-            render(&rows, f, &mut out).unwrap();
+            render(&rows, f, None, &mut out).unwrap();
             assert!(!out.is_empty(), "{f:?}");
         }
         let mut csv = Vec::new();
-        render(&rows, Format::Csv, &mut csv).unwrap();
+        render(&rows, Format::Csv, None, &mut csv).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert!(
             csv.starts_with("key,name,department,people,workdays"),

@@ -16,7 +16,7 @@ pub const TOKEN_PREFIX_LEN: usize = 12;
 
 impl SqliteStore {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the command connection.
-    fn write_tx<T>(
+    pub(super) fn write_tx<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

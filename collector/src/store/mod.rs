@@ -13,6 +13,7 @@
 //!   [`StoreError::Busy`] when retrying later can succeed (locked, disk full).
 
 pub mod admin;
+pub mod calendar;
 pub mod directory;
 pub mod sqlite;
 

@@ -61,6 +61,8 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 ///    served to find it is dropped: one b-tree page less written per Report.
 /// 9. exemptions by end instant: everyone's exemptions for a period are those
 ///    ending after its start, found without reading every exemption ever entered.
+/// 10. calendar_notices and calendar_notice_days: the State Council holiday notices
+///     an office imported (`crate::store::calendar`).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -286,6 +288,21 @@ UPDATE agents SET clock_offset_ms =
 DROP INDEX batches_by_agent_id;
 "#,
     "CREATE INDEX exemptions_by_end ON exemptions(end_ms);",
+    r#"
+CREATE TABLE calendar_notices (
+    year        INTEGER PRIMARY KEY,
+    revision    INTEGER NOT NULL,
+    imported_ms INTEGER NOT NULL,
+    actor       TEXT NOT NULL,
+    source      TEXT NOT NULL
+);
+CREATE TABLE calendar_notice_days (
+    date TEXT PRIMARY KEY,
+    year INTEGER NOT NULL REFERENCES calendar_notices(year),
+    kind TEXT NOT NULL CHECK (kind IN ('holiday', 'makeup_workday')),
+    note TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
 /// read again from the database (`agents revoke` runs in another process).
@@ -1454,6 +1471,8 @@ mod tests {
                 "ALTER TABLE agents DROP COLUMN clock_offset_ms;
                  CREATE INDEX batches_by_agent_id ON batches(agent, id);
                  DROP INDEX exemptions_by_end;
+                 DROP TABLE calendar_notice_days;
+                 DROP TABLE calendar_notices;
                  PRAGMA user_version = 7;",
             )
             .unwrap();

@@ -19,7 +19,7 @@ pub mod svg;
 
 use crate::store::sqlite::SqliteStore;
 use crate::users::User;
-use crate::verdicts::Rules;
+use crate::verdicts::{LiveRules, Rules};
 use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
@@ -37,7 +37,7 @@ pub const SILENT_AFTER_MS: i64 = 30 * 60_000;
 /// What the handlers share.
 pub struct App {
     pub store: Arc<SqliteStore>,
-    pub rules: Rules,
+    rules: Arc<LiveRules>,
     env: minijinja::Environment<'static>,
     /// Login attempts per username (lower case): [`LOGIN_BURST`] at once, then one
     /// a minute, so a password cannot be guessed at speed.
@@ -77,13 +77,23 @@ pub const STYLE_CSS: &str = include_str!("../../templates/style.css");
 
 impl App {
     /// The shared state of the pages.
-    pub fn new(store: Arc<SqliteStore>, rules: Rules) -> Arc<App> {
+    pub fn new(store: Arc<SqliteStore>, rules: Arc<LiveRules>) -> Arc<App> {
         Arc::new(App {
             store,
             rules,
             env: templates(),
             logins: crate::ratelimit::RateLimit::new(1.0 / 60.0, LOGIN_BURST),
         })
+    }
+
+    /// The rules now, with any calendar notice imported since the last request.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.current()
+    }
+
+    /// The time zone and day boundary (no store read).
+    pub fn settings(&self) -> &crate::attendance::Settings {
+        self.rules.settings()
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, WebError> {

@@ -103,6 +103,32 @@ fn page(app: &App, ctx: &Ctx, name: &str, extra: Value) -> Result<Response, WebE
     page_with_status(app, ctx, StatusCode::OK, name, extra)
 }
 
+/// The warning officers see on every page while a notice is missing
+/// ([`crate::attendance::Calendar::notice_warning`]).
+fn calendar_banner(app: &App, ctx: &Ctx) -> Option<Value> {
+    ctx.user.as_ref().filter(|u| u.role != Role::Staff)?;
+    let w = app.rules().calendar.notice_warning(today(app))?;
+    let text = match ctx.lang {
+        Lang::Zh => w.text_zh(),
+        Lang::En => w.text_en(),
+    };
+    Some(context! { text => text, urgent => w.urgent, year => w.year })
+}
+
+/// What a page showing `from..=to` says when some of it lies in a year without a
+/// notice: its verdicts are provisional.
+fn provisional_note(app: &App, lang: Lang, from: Date, to: Date) -> Option<String> {
+    let years = app.rules().provisional_years(from, to)?;
+    Some(match lang {
+        Lang::Zh => format!(
+            "{years}年的国务院节假日安排通知尚未导入：本页结果仅按法定节假日判定，为暂定结果，导入通知后将重新判定。"
+        ),
+        Lang::En => format!(
+            "The State Council holiday notice for {years} is not imported: these results use the statutory holidays only and are provisional; they are judged again when it is."
+        ),
+    })
+}
+
 fn page_with_status(
     app: &App,
     ctx: &Ctx,
@@ -110,6 +136,8 @@ fn page_with_status(
     name: &str,
     extra: Value,
 ) -> Result<Response, WebError> {
+    let banner = calendar_banner(app, ctx);
+    let extra = context! { calendar_banner => banner, ..extra };
     Ok(Page {
         status,
         body: app.render(name, base_ctx(ctx, extra))?,
@@ -123,7 +151,7 @@ fn now() -> jiff::Timestamp {
 }
 
 fn today(app: &App) -> Date {
-    app.rules.settings.time_zone.to_datetime(now()).date()
+    app.settings().time_zone.to_datetime(now()).date()
 }
 
 fn status_label(lang: Lang, s: Status) -> String {
@@ -132,8 +160,7 @@ fn status_label(lang: Lang, s: Status) -> String {
 
 fn local_hm(app: &App, t: Option<jiff::Timestamp>) -> String {
     t.map(|t| {
-        app.rules
-            .settings
+        app.settings()
             .time_zone
             .to_datetime(t)
             .strftime("%H:%M")
@@ -202,7 +229,7 @@ fn audit_view(app: &App, user: &User, employee_id: &str, what: &str) -> Result<(
 fn person_days(app: &App, p: &Person, from: Date, to: Date) -> Result<Vec<ReportDay>, WebError> {
     Ok(summary::load_days(
         &app.store,
-        &app.rules,
+        &app.rules(),
         from,
         to,
         std::slice::from_ref(p),
@@ -431,7 +458,7 @@ fn summary_data(
         })
         .collect();
     let (mut rows, weeks) =
-        summary::summary_between(&app.store, &app.rules, from, to, by, &people, now())?;
+        summary::summary_between(&app.store, &app.rules(), from, to, by, &people, now())?;
     if let Some(s) = &q.sort {
         summary::sort_rows(&mut rows, s);
     }
@@ -538,6 +565,7 @@ async fn summary_page(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -
                 rows => rows, categories => cat_names,
                 chart => Value::from_safe_string(chart),
                 qs => qs, base_qs => base_qs, sort => q.sort,
+                provisional => provisional_note(app, lang, d.from, d.to),
             },
         )
     })
@@ -558,7 +586,8 @@ async fn summary_export(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>)
             _ => (summary::Format::Csv, "text/csv; charset=utf-8", "csv"),
         };
         let mut body = Vec::new();
-        summary::render(&d.rows, format, &mut body)?;
+        let note = crate::reports::provisional_note(&app.rules(), d.from, d.to);
+        summary::render(&d.rows, format, note.as_deref(), &mut body)?;
         audit::record(
             &app.store,
             &u.username,
@@ -655,7 +684,7 @@ async fn person_page(
             .and_then(|d| days.iter().find(|x| x.verdict.date == d))
             .map(|d| {
                 let v = &d.verdict;
-                let tz = &app.rules.settings.time_zone;
+                let tz = &app.settings().time_zone;
                 let evidence: Vec<Value> = v
                     .evidence
                     .iter()
@@ -713,6 +742,7 @@ async fn person_page(
                 weeks => weeks, selected => selected,
                 can_appeal => can_appeal, appealable => appealable,
                 appeals => appeals, filed => q.filed.is_some(),
+                provisional => provisional_note(app, lang, first, last),
                 total => totals.first().map(|r| context! {
                     present_days => r.present_days, late_count => r.late_count,
                     late_minutes => r.late_minutes, early_count => r.early_count,
@@ -969,7 +999,7 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
         if !can(u, Action::Operate, Target::System) {
             return Err(WebError::Forbidden);
         }
-        let tz = &app.rules.settings.time_zone;
+        let tz = &app.settings().time_zone;
         let when = |ms: Option<i64>| {
             ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
                 .map(|t| tz.to_datetime(t).strftime("%Y-%m-%d %H:%M").to_string())
@@ -1029,7 +1059,7 @@ async fn audit_page(State(app): St, ctx: Ctx) -> Response {
             return Err(WebError::Forbidden);
         }
         let entries = audit::recent(&app.store, 500)?;
-        let tz = &app.rules.settings.time_zone;
+        let tz = &app.settings().time_zone;
         let rows: Vec<Value> = entries
             .iter()
             .map(|e| {

@@ -217,6 +217,7 @@ fn open(common: &Common) -> anyhow::Result<(Arc<SqliteStore>, Rules)> {
     };
     let rules = Rules::from_config(&config)?;
     let store = SqliteStore::open_with(&common.data, &rules.settings)?;
+    let rules = rules.with_store_notices(&store)?;
     Ok((store, rules))
 }
 
@@ -924,9 +925,9 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let (store, rules) = open(&args.common)?;
     let tz = rules.settings.time_zone.clone();
     for m in &months {
-        if !rules.calendar.covers(m.year()) {
+        if rules.calendar.is_provisional(m.year()) {
             eprintln!(
-                "note: the built-in calendar has no official holidays for {}; weekends only",
+                "note: no holiday notice for {}; its statutory holidays only (provisional)",
                 m.year()
             );
         }
@@ -1433,7 +1434,11 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = kaoqin_collector::web::App::new(store.clone(), rules.clone());
+    let live = Arc::new(kaoqin_collector::verdicts::LiveRules::new(
+        store.clone(),
+        rules.clone(),
+    ));
+    let app = kaoqin_collector::web::App::new(store.clone(), live.clone());
     let server = tokio::spawn(kaoqin_collector::web::run(listener, app, async move {
         let _ = stopped.await;
     }));
@@ -1480,7 +1485,7 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     let grpc_stats = {
         use kaoqin_proto::v1 as pb;
         use pb::report_service_server::ReportService as _;
-        let api = kaoqin_collector::report_service::ReportApi::new(store.clone(), rules.clone());
+        let api = kaoqin_collector::report_service::ReportApi::new(store.clone(), live.clone());
         let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {own}").parse()?;
         time_async(
             Plan {
