@@ -33,6 +33,19 @@ impl<K: std::hash::Hash + Eq> RateLimit<K> {
         }
     }
 
+    /// Whether `key`'s bucket holds a token at `now_ms`, without taking it (for
+    /// limits that charge only failures: check first, [`RateLimit::take`] on failure).
+    pub fn has_token(&self, key: &K, now_ms: i64) -> bool {
+        if self.rate_per_ms <= 0.0 {
+            return true;
+        }
+        let guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.get(key).is_none_or(|(tokens, last)| {
+            let elapsed = now_ms.saturating_sub(*last).max(0) as f64;
+            (tokens + elapsed * self.rate_per_ms).min(self.burst) >= 1.0
+        })
+    }
+
     /// Takes one token from `key`'s bucket; false if it is empty.
     pub fn take(&self, key: K, now_ms: i64) -> bool {
         if self.rate_per_ms <= 0.0 {
@@ -77,6 +90,19 @@ mod tests {
         assert!(limit.take(4, 1_000));
         assert_eq!(limit.buckets.lock().unwrap().0.len(), 1);
         assert!(!limit.take(4, 1_000), "key 4's own bucket still counts");
+    }
+
+    #[test]
+    fn has_token_looks_without_taking() {
+        let limit = RateLimit::new(1.0, 2);
+        assert!(limit.has_token(&1, 0), "an unknown key has a full bucket");
+        for _ in 0..5 {
+            assert!(limit.has_token(&1, 0));
+        }
+        assert!(limit.take(1, 0) && limit.take(1, 0));
+        assert!(!limit.has_token(&1, 0));
+        assert!(!limit.has_token(&1, 999));
+        assert!(limit.has_token(&1, 1_000), "refilled after a second");
     }
 
     #[test]

@@ -52,10 +52,15 @@ pub async fn run_with_tls<S: Store>(
             .set_serving::<pb::report_service_server::ReportServiceServer<crate::report_service::ReportApi>>()
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: v1, and v1alpha, which grpcio-reflection,
+    // older grpcurl and Postman speak.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     // The builder's `tcp_nodelay` applies only to listeners tonic binds itself;
     // accepted sockets get it here. Without it, a new connection's small writes
     // waited on the client's delayed ACK (about 40 ms).
@@ -71,6 +76,7 @@ pub async fn run_with_tls<S: Store>(
         .http2_keepalive_interval(Some(Duration::from_secs(60)))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(agent_service)
         .add_optional_service(reports.map(|r| {
             pb::report_service_server::ReportServiceServer::new(r)

@@ -438,6 +438,27 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"kaoqin.v1.AgentService"), "{names:?}");
 
+    // The same list through reflection v1alpha from Python's grpcio, which
+    // speaks nothing newer (.ci/run installs grpcio and grpcio-reflection).
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/reflect_v1alpha.py");
+    let mut python = std::process::Command::new("python3");
+    python
+        .arg(&script)
+        .arg(collector.url().trim_start_matches("http://"));
+    let out = kaoqin_tests::run_bounded(python, std::time::Duration::from_secs(60)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python grpcio client failed: {stderr}"
+    );
+    let names = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        names.lines().any(|l| l == "kaoqin.v1.AgentService")
+            && names.lines().any(|l| l == "grpc.health.v1.Health"),
+        "{names}"
+    );
+
     let events = collector.events().unwrap();
     assert_eq!(events.len(), 15);
     assert_exactly_once(&events);

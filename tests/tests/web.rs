@@ -675,6 +675,93 @@ fn roles_see_what_they_may_and_appeals_correct_verdicts() {
 }
 
 #[test]
+fn printed_addresses_open_and_bad_parameters_get_a_named_error_page() {
+    let mut w = world();
+    // Every address scripts/quickstart.sh and the README print opens as a page.
+    let script = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/quickstart.sh"),
+    )
+    .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let mut paths: Vec<String> = Vec::new();
+    for text in [&script, &readme] {
+        for (i, _) in text.match_indices("http://") {
+            let rest = &text[i + "http://".len()..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == ')' || c == '`' || c == '"')
+                .unwrap_or(rest.len());
+            let url = &rest[..end];
+            if let Some(slash) = url.find('/') {
+                let host = &url[..slash];
+                if host.starts_with("127.0.0.1")
+                    || host.starts_with("localhost")
+                    || host.starts_with('$')
+                {
+                    paths.push(url[slash..].to_owned());
+                }
+            }
+        }
+    }
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/person/E001?month=2026-11&day=")),
+        "{paths:?}"
+    );
+    for path in &paths {
+        let r = w.officer.get(path);
+        assert!(r.status == 200 || r.status == 303, "{path}: {}", r.status);
+        assert!(r.text().is_empty() || r.text().contains("<html"), "{path}");
+    }
+
+    // A bad parameter: the product's page, 400, naming it, in the page's language.
+    let r = w.officer.get("/person/E001?month=2026-11&day=24");
+    assert_eq!(r.status, 400);
+    let text = r.text();
+    assert!(
+        text.contains("<html") && text.contains("day: 应为日期，例如 2026-11-24"),
+        "{text}"
+    );
+    assert!(!text.contains("Failed to deserialize"), "{text}");
+    let r = w.officer.get("/summary?from=yesterday&lang=en");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("from: a date such as 2026-11-24"),
+        "{}",
+        r.text()
+    );
+    let r = w.officer.get("/api/v1/summary?from=2026-11-01&to=tomorrow");
+    assert_eq!(r.status, 400);
+    let json: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(json["parameter"], "to");
+    assert_eq!(json["code"], "bad_parameter");
+    // A form with a missing field.
+    let r = w.staff1.post(
+        "/appeals",
+        &[("employee_id", "E001"), ("date", "2026-11-24")],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("<html"), "{}", r.text());
+
+    // The summary opens on this month up to today, with quick links for the
+    // usual periods.
+    let text = w.officer.get("/summary").text();
+    let value = |name: &str| -> String {
+        let at = text.find(&format!(r#"name="{name}" value=""#)).unwrap();
+        let rest = &text[at + name.len() + 15..];
+        rest[..10].to_owned()
+    };
+    let (from, to) = (value("from"), value("to"));
+    assert_eq!(&from[..8], &to[..8], "same month: {from} {to}");
+    assert!(from.ends_with("-01"), "{from}");
+    for id in ["period-this_week", "period-this_month", "period-last_month"] {
+        assert!(text.contains(id), "{id}");
+    }
+}
+
+#[test]
 fn a_provisional_year_says_so_until_its_notice_is_imported_into_the_running_collector() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
@@ -755,6 +842,16 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     let css = b.get("/static/style.css");
     assert_eq!(css.status, 200);
     assert!(!css.text().contains("@import") && !css.text().contains("url("));
+    // Successful logins are not counted: six within a minute all get in.
+    let pw3 = c.cli(&["user", "add", "--username", "reader", "--role", "officer"]);
+    for i in 0..6 {
+        let mut fresh = Browser::new(c.http);
+        let r = fresh.post(
+            "/login",
+            &[("username", "reader"), ("password", pw3.trim())],
+        );
+        assert_eq!(r.status, 303, "login {i}: {}", r.text());
+    }
     // Guessing one username's password: five tries, then 429 whatever is typed,
     // while another username still logs in.
     let mut guesser = Browser::new(c.http);

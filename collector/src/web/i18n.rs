@@ -175,6 +175,10 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("not_found", "找不到。", "Not found."),
     ("bad_request", "请求有误", "Bad request"),
+    ("this_week", "本周", "This week"),
+    ("this_month", "本月", "This month"),
+    ("last_month", "上月", "Last month"),
+    ("custom_period", "自定义时段", "Custom period"),
     (
         "error",
         "出错了，请稍后再试。",

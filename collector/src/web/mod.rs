@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod i18n;
 mod pages;
+pub mod params;
 pub mod svg;
 
 use crate::store::sqlite::SqliteStore;
@@ -39,12 +40,13 @@ pub struct App {
     pub store: Arc<SqliteStore>,
     rules: Arc<LiveRules>,
     env: minijinja::Environment<'static>,
-    /// Login attempts per username (lower case): [`LOGIN_BURST`] at once, then one
-    /// a minute, so a password cannot be guessed at speed.
+    /// Failed login attempts per username (lower case): [`LOGIN_BURST`] at once,
+    /// then one a minute, so a password cannot be guessed at speed; successful
+    /// logins are not counted.
     pub(crate) logins: crate::ratelimit::RateLimit<String>,
 }
 
-/// Login attempts one username may make at once; after that one a minute.
+/// Failed login attempts one username may make at once; after that one a minute.
 pub const LOGIN_BURST: u32 = 5;
 
 fn templates() -> minijinja::Environment<'static> {
@@ -132,6 +134,12 @@ pub enum WebError {
     Forbidden,
     NotFound,
     BadRequest(String),
+    /// A query or form parameter that does not parse: its name and the parser's
+    /// words (shown as what the parameter expects, see [`params::expects`]).
+    BadParam {
+        name: String,
+        problem: String,
+    },
     Internal(anyhow::Error),
 }
 
@@ -313,6 +321,23 @@ fn error_response(app: &App, ctx: &Ctx, e: WebError) -> Response {
         WebError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", String::new()),
         WebError::NotFound => (StatusCode::NOT_FOUND, "not_found", String::new()),
         WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+        WebError::BadParam { name, problem } => {
+            let expects = params::expects(ctx.lang, &name, &problem);
+            if ctx.api {
+                let body = serde_json::json!({
+                    "error": i18n::t(ctx.lang, "bad_request"),
+                    "detail": format!("{name}: {expects}"),
+                    "parameter": name,
+                    "code": "bad_parameter",
+                });
+                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            }
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{name}: {expects}"),
+            )
+        }
         WebError::Internal(e) => {
             tracing::warn!(path = %ctx.path, error = format!("{e:#}"), "A page failed.");
             (StatusCode::INTERNAL_SERVER_ERROR, "error", String::new())

@@ -1,12 +1,13 @@
 //! The handlers: one function per page, each asking [`can`] first.
 
 use super::i18n::{self, Lang};
+use super::params::{Form, Query};
 use super::{App, Ctx, Page, SESSION_COOKIE, WebError, audit, blocking, redirect};
 use crate::attendance::{Person, Status};
 use crate::reports::corrections::{self, ReportDay, status_name};
 use crate::reports::summary::{self, By, SummaryRow};
 use crate::users::{Action, Role, Target, User, can};
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -277,10 +278,11 @@ async fn login_page(State(app): St, ctx: Ctx) -> Response {
 
 async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
     blocking(app, ctx, move |app, ctx| {
-        // Checked before the password hash is computed: a refused attempt costs
-        // nothing and tells nothing.
+        // Only failed attempts are charged; the limit is checked before the
+        // password hash is computed, so a refused attempt costs nothing and tells
+        // nothing.
         let key = f.username.trim().to_lowercase();
-        if !app.logins.take(key, now().as_millisecond()) {
+        if !app.logins.has_token(&key, now().as_millisecond()) {
             tracing::warn!(username = %f.username, "Too many login attempts.");
             return page_with_status(
                 app,
@@ -291,6 +293,7 @@ async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
             );
         }
         let Some(user) = app.store.check_login(f.username.trim(), &f.password)? else {
+            app.logins.take(key, now().as_millisecond());
             tracing::info!(username = %f.username, "Failed login.");
             return page_with_status(
                 app,
@@ -473,6 +476,37 @@ fn summary_data(
     })
 }
 
+/// The periods an officer reviews most, as links: this week, this month (the
+/// default, up to today) and last month; the form is for any other.
+fn quick_periods(today: Date, lang: Lang, d: &SummaryData) -> Vec<Value> {
+    let monday = today
+        .checked_sub(jiff::Span::new().days(i64::from(today.weekday().to_monday_zero_offset())))
+        .unwrap_or(today);
+    let this_month = today.first_of_month();
+    let last_month = this_month
+        .yesterday()
+        .unwrap_or(this_month)
+        .first_of_month();
+    let last_month_end = this_month.yesterday().unwrap_or(this_month);
+    [
+        ("this_week", monday, today),
+        ("this_month", this_month, today),
+        ("last_month", last_month, last_month_end),
+    ]
+    .into_iter()
+    .map(|(key, from, to)| {
+        let mut href = format!("/summary?from={from}&to={to}");
+        if let Some(dep) = &d.department {
+            href.push_str(&format!("&department={}", urlencode(dep)));
+        }
+        context! {
+            label => i18n::t(lang, key), href => href,
+            current => d.from == from && d.to == to, id => key,
+        }
+    })
+    .collect()
+}
+
 fn query_string(q: &SummaryQuery, d: &SummaryData) -> String {
     let mut s = format!("from={}&to={}", d.from, d.to);
     if let Some(dep) = &d.department {
@@ -566,6 +600,7 @@ async fn summary_page(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -
                 chart => Value::from_safe_string(chart),
                 qs => qs, base_qs => base_qs, sort => q.sort,
                 provisional => provisional_note(app, lang, d.from, d.to),
+                periods => quick_periods(today(app), lang, &d),
             },
         )
     })

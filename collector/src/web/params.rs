@@ -1,0 +1,119 @@
+//! Query strings and forms as the pages take them. A value that does not parse
+//! gets the product's own error page (400, in the page's language), or a JSON error
+//! on the API, naming the parameter and what it expects ("day: a date such as
+//! 2026-11-24"); never the web framework's text.
+
+use super::{App, Ctx, WebError, error_response};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// A query string, parsed into `T`.
+pub struct Query<T>(pub T);
+
+/// A `application/x-www-form-urlencoded` body, parsed into `T`.
+pub struct Form<T>(pub T);
+
+/// Parses urlencoded `bytes` into `T`, or names the parameter that failed.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WebError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(bytes));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let name = e.path().to_string();
+        let problem = e.into_inner().to_string();
+        // A missing field names itself in the message, not in the path.
+        let name = match problem.strip_prefix("missing field `") {
+            Some(rest) => rest.trim_end_matches('`').to_owned(),
+            None => name,
+        };
+        WebError::BadParam { name, problem }
+    })
+}
+
+async fn reject(parts: &mut Parts, app: &Arc<App>, e: WebError) -> Response {
+    let ctx = match Ctx::from_request_parts(parts, app).await {
+        Ok(c) => c,
+        Err(never) => match never {},
+    };
+    error_response(app, &ctx, e)
+}
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for Query<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
+        let query = parts.uri.query().unwrap_or_default().to_owned();
+        match parse(query.as_bytes()) {
+            Ok(v) => Ok(Query(v)),
+            Err(e) => Err(reject(parts, app, e).await),
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<Arc<App>> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, 1 << 20).await {
+            Ok(b) => b,
+            Err(_) => {
+                let e = WebError::BadRequest("the form is larger than 1 MiB".into());
+                return Err(reject(&mut parts, app, e).await);
+            }
+        };
+        match parse(&bytes) {
+            Ok(v) => Ok(Form(v)),
+            Err(e) => Err(reject(&mut parts, app, e).await),
+        }
+    }
+}
+
+/// What the parameter `name` expects, in the page's language; `problem` (the
+/// parser's words) for parameters without a known shape.
+pub(super) fn expects(lang: super::Lang, name: &str, problem: &str) -> String {
+    use super::Lang::{En, Zh};
+    match (lang, name) {
+        (Zh, "day" | "date" | "from" | "to") => "应为日期，例如 2026-11-24".into(),
+        (En, "day" | "date" | "from" | "to") => "a date such as 2026-11-24".into(),
+        (Zh, "month") => "应为月份，例如 2026-11".into(),
+        (En, "month") => "a month such as 2026-11".into(),
+        (Zh, _) if problem.starts_with("missing field") => "必填".into(),
+        (En, _) if problem.starts_with("missing field") => "required".into(),
+        (Zh, _) => format!("无法识别（{problem}）"),
+        (En, _) => problem.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Q {
+        day: Option<jiff::civil::Date>,
+        name: String,
+    }
+
+    fn bad(q: &str) -> (String, String) {
+        match parse::<Q>(q.as_bytes()) {
+            Err(WebError::BadParam { name, problem }) => (name, problem),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_failing_parameter_is_named() {
+        assert!(parse::<Q>(b"day=2026-11-24&name=x").is_ok());
+        assert_eq!(bad("day=24&name=x").0, "day");
+        assert_eq!(bad("day=2026-11-24").0, "name");
+        let (name, problem) = bad("day=2026-11-24");
+        assert_eq!(expects(super::super::Lang::En, &name, &problem), "required");
+        assert_eq!(
+            expects(super::super::Lang::En, "day", "whatever"),
+            "a date such as 2026-11-24"
+        );
+    }
+}
