@@ -716,6 +716,14 @@ fn printed_addresses_open_and_bad_parameters_get_a_named_error_page() {
         assert!(r.text().is_empty() || r.text().contains("<html"), "{path}");
     }
 
+    // PCs are named by hostname in the evidence, not by agent id.
+    let text = w
+        .officer
+        .get("/person/E001?month=2026-11&day=2026-11-24")
+        .text();
+    assert!(text.contains(r#"<span class="pc">"#), "{text}");
+    assert!(!text.contains(r#"<span class="pc">ag-"#), "{text}");
+
     // A bad parameter: the product's page, 400, naming it, in the page's language.
     let r = w.officer.get("/person/E001?month=2026-11&day=24");
     assert_eq!(r.status, 400);

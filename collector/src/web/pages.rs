@@ -155,6 +155,27 @@ fn today(app: &App) -> Date {
     app.settings().time_zone.to_datetime(now()).date()
 }
 
+/// How people know each PC: its hostname, with the agent id beside it where two
+/// agents share a hostname (a re-installed PC, two PCs with one name).
+fn pc_names(app: &App) -> Result<std::collections::HashMap<String, String>, WebError> {
+    let agents = app.store.agents()?;
+    let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for a in &agents {
+        *count.entry(a.hostname.as_str()).or_default() += 1;
+    }
+    Ok(agents
+        .iter()
+        .map(|a| {
+            let name = match count.get(a.hostname.as_str()) {
+                _ if a.hostname.is_empty() => a.id.clone(),
+                Some(1) => a.hostname.clone(),
+                _ => format!("{} ({})", a.hostname, a.id),
+            };
+            (a.id.clone(), name)
+        })
+        .collect())
+}
+
 fn status_label(lang: Lang, s: Status) -> String {
     i18n::t(lang, &format!("status_{}", status_name(s)))
 }
@@ -714,6 +735,7 @@ async fn person_page(
             cells.push(Value::from(()));
         }
         let weeks: Vec<Vec<Value>> = cells.chunks(7).map(<[Value]>::to_vec).collect();
+        let pc_names = pc_names(app)?;
         let selected = q
             .day
             .and_then(|d| days.iter().find(|x| x.verdict.date == d))
@@ -726,7 +748,7 @@ async fn person_page(
                     .map(|e| {
                         context! {
                             time => tz.to_datetime(e.at).strftime("%H:%M").to_string(),
-                            pc => e.pc, what => e.what,
+                            pc => pc_names.get(&e.pc).unwrap_or(&e.pc), what => e.what,
                         }
                     })
                     .collect();
