@@ -22,6 +22,9 @@
 //!   not a second lock);
 //! - a jump in time longer than `max_gap_ms` (a suspended PC) is not counted as
 //!   active time;
+//! - the open interval is closed early at every logoff, lock and idle start (and
+//!   by [`Recorder::finish`] at the agent's stop or a clock jump), so the minutes
+//!   before a session change are reported, with their real length, at that change;
 //! - names and titles of applications are used for classification here and go
 //!   no further: the output has only categories.
 
@@ -120,7 +123,10 @@ impl Recorder {
         let mut from = clock;
         loop {
             let start = self.interval_start.unwrap_or(from);
-            let end = start + self.interval_ms();
+            // Intervals end on the grid of their length, also after one was
+            // closed early at a session change.
+            let iv = self.interval_ms();
+            let end = (start.div_euclid(iv) + 1) * iv;
             if t < end {
                 break;
             }
@@ -186,6 +192,14 @@ impl Recorder {
                 account,
                 kind,
             } => {
+                if matches!(
+                    kind,
+                    SessionKind::Logoff | SessionKind::Lock | SessionKind::IdleStart
+                ) {
+                    // What was used up to this change is delivered now, not at the
+                    // next interval mark, and is not lost if the agent stops here.
+                    self.close_partial(&mut out);
+                }
                 let u = self.users.entry(account.clone()).or_default();
                 let first = !u.known;
                 u.known = true;
@@ -284,17 +298,24 @@ impl Recorder {
         self.next_heartbeat = self.next_heartbeat.map(|n| n.saturating_add(jump_ms));
     }
 
-    /// Closes the current, partial usage interval at `now_ms` (the agent stops).
+    /// Closes the current, partial usage interval at `now_ms` (the agent stops,
+    /// or the clock was set).
     pub fn finish(&mut self, now_ms: i64) -> Vec<Recorded> {
         let mut out = Vec::new();
         self.advance(now_ms, &mut out);
-        if let Some(start) = self.interval_start
-            && now_ms > start
-        {
-            self.close_interval(start, now_ms, &mut out);
-            self.interval_start = Some(now_ms);
-        }
+        self.close_partial(&mut out);
         out
+    }
+
+    /// Closes the open interval at the accounted time; the next one runs from
+    /// there to the next mark of the grid.
+    fn close_partial(&mut self, out: &mut Vec<Recorded>) {
+        if let (Some(start), Some(t)) = (self.interval_start, self.clock)
+            && t > start
+        {
+            self.close_interval(start, t, out);
+            self.interval_start = Some(t);
+        }
     }
 }
 
@@ -459,6 +480,91 @@ mod tests {
                 (T + 5 * MIN, T + 10 * MIN, 300),
                 (T + 10 * MIN, T + 11 * MIN, 60)
             ]
+        );
+    }
+
+    /// (start, end, seconds, stamped at) of one category's usage events.
+    fn intervals(out: &[Recorded], category: &str) -> Vec<(i64, i64, u32, i64)> {
+        out.iter()
+            .filter_map(|(at, e)| match e {
+                EventKind::Usage {
+                    start_ms,
+                    end_ms,
+                    active_seconds,
+                    category: c,
+                    ..
+                } if c == category => Some((*start_ms, *end_ms, *active_seconds, *at)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_logoff_off_the_interval_mark_delivers_the_last_minutes_with_it() {
+        let mut r = rec();
+        let out = drive(
+            &mut r,
+            vec![
+                session(T, SessionKind::Logon),
+                fg(T, "WeChat.exe"),
+                session(T + 9 * MIN, SessionKind::Logoff),
+            ],
+            T + 15 * MIN,
+        );
+        assert_eq!(
+            intervals(&out, "chat"),
+            vec![
+                (T, T + 5 * MIN, 300, T + 5 * MIN),
+                (T + 5 * MIN, T + 9 * MIN, 240, T + 9 * MIN)
+            ],
+            "{out:?}"
+        );
+        let last_usage = out
+            .iter()
+            .rposition(|(_, e)| matches!(e, EventKind::Usage { .. }))
+            .unwrap();
+        let logoff = out
+            .iter()
+            .position(|(_, e)| {
+                matches!(
+                    e,
+                    EventKind::Session {
+                        kind: SessionKind::Logoff,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        assert!(
+            last_usage < logoff,
+            "the slice comes before the logoff: {out:?}"
+        );
+    }
+
+    #[test]
+    fn lock_and_idle_close_the_interval_and_the_grid_goes_on() {
+        let mut r = rec();
+        let out = drive(
+            &mut r,
+            vec![
+                session(T, SessionKind::Logon),
+                fg(T, "QQMusic.exe"),
+                session(T + 7 * MIN, SessionKind::Lock),
+                session(T + 8 * MIN, SessionKind::Unlock),
+                fg(T + 8 * MIN, "QQMusic.exe"),
+                session(T + 11 * MIN, SessionKind::IdleStart),
+            ],
+            T + 12 * MIN,
+        );
+        assert_eq!(
+            intervals(&out, "media"),
+            vec![
+                (T, T + 5 * MIN, 300, T + 5 * MIN),
+                (T + 5 * MIN, T + 7 * MIN, 120, T + 7 * MIN),
+                (T + 7 * MIN, T + 10 * MIN, 120, T + 10 * MIN),
+                (T + 10 * MIN, T + 11 * MIN, 60, T + 11 * MIN)
+            ],
+            "{out:?}"
         );
     }
 

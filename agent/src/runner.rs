@@ -347,7 +347,8 @@ async fn record(
         previous_seen_ms,
     };
 
-    if let (Some(start), Some(end)) = (probe.start_ms(), probe.end_ms()) {
+    if let Some(span) = probe.script() {
+        let (start, end) = (span.start_ms, span.end_ms);
         // Replay: step through the script's span in virtual time, then record
         // the whole day in one transaction, so that a run killed and started
         // again records the script exactly once and only delivers the rest.
@@ -357,7 +358,17 @@ async fn record(
             return Ok(());
         }
         let step = i64::from(config.sampling.sample_seconds) * 1000;
-        let mut out = vec![(start, lifecycle(LifecycleReason::Replay, None))];
+        let started = if span.boots {
+            LifecycleReason::SystemBoot
+        } else {
+            LifecycleReason::Replay
+        };
+        let stopped = if span.shuts_down {
+            LifecycleReason::SystemShutdown
+        } else {
+            LifecycleReason::Replay
+        };
+        let mut out = vec![(start, lifecycle(started, None))];
         let mut t = start;
         loop {
             for obs in probe.poll(t)? {
@@ -370,7 +381,7 @@ async fn record(
             t = (t + step).min(end);
         }
         out.extend(recorder.finish(end));
-        out.push((end, stop_event(LifecycleReason::Replay)));
+        out.push((end, stop_event(stopped)));
         append(out)?;
         lock(&spool).meta_set(&key, &now_ms().to_string())?;
         return Ok(());

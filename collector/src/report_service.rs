@@ -73,6 +73,7 @@ fn record(d: &ReportDay) -> pb::DayRecord {
         nonwork_seconds: v.nonwork_seconds.clone().into_iter().collect(),
         corrected: d.correction.is_some(),
         record_json: serde_json::to_string(d).unwrap_or_default(),
+        unverified: v.unverified,
     }
 }
 

@@ -29,7 +29,7 @@ use kaoqin_proto::event::{self as ev, EventKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Bumped whenever the rules' code changes what a verdict says.
-pub const ENGINE_VERSION: &str = "attendance-1";
+pub const ENGINE_VERSION: &str = "attendance-2";
 
 /// Everything besides events that verdicts depend on, built from the config and
 /// the notices imported into the store.
@@ -594,6 +594,7 @@ fn headline(s: StoredVerdict<'_>, person: &Person, rules: &Rules) -> anyhow::Res
         late_minutes: s.late_minutes,
         early_minutes: s.early_minutes,
         checkpoints: Vec::new(),
+        unverified: s.unverified,
         nonwork_seconds: s.nonwork_seconds()?,
         coverage: s.coverage,
         evidence: Vec::new(),

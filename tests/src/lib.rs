@@ -289,3 +289,12 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("fixtures")
         .join(name)
 }
+
+/// The observation lines of a replay script, without comments and without the
+/// PC's `boot` and `shutdown` (which may only open and close a script), for
+/// tests that play several days of it in one script.
+pub fn script_events(script: &str) -> impl Iterator<Item = &str> {
+    script.lines().filter(|l| {
+        l.starts_with('{') && !l.contains(r#""type":"boot""#) && !l.contains(r#""type":"shutdown""#)
+    })
+}

@@ -19,14 +19,21 @@ fn collector_cmd(data_dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// Enrols an agent with its own machine identity and replays `script` on it.
+/// Enrols an agent with its own machine identity and replays the fixture `script`
+/// on it.
 fn replay_on_pc(collector: &Collector, state: &Path, machine: &str, script: &str) {
+    replay_file(collector, state, machine, &fixture(script));
+}
+
+/// Enrols an agent with its own machine identity (again, if it is) and replays the
+/// script at `path` on it.
+fn replay_file(collector: &Collector, state: &Path, machine: &str, path: &Path) {
     let token = collector.token().unwrap();
     let url = collector.url();
     let mut enroll = agent(state, &["enroll", "--collector", &url, "--token", &token]);
     enroll.env("KAOQIN_MACHINE_ID", machine);
     run_ok(enroll, LIMIT).unwrap();
-    let replay = format!("replay:{}", fixture(script).display());
+    let replay = format!("replay:{}", path.display());
     let mut run = agent(state, &["run", "--probe", &replay, "--once"]);
     run.env("KAOQIN_MACHINE_ID", machine);
     run_ok(run, LIMIT).unwrap();
@@ -136,6 +143,107 @@ fn the_replayed_day_is_judged_with_the_documented_numbers() {
     assert!(
         lines[1].starts_with("E003,王五,信息中心,2026-11-24,unknown"),
         "{out}"
+    );
+    drop(collector);
+}
+
+/// The instant of `hm` on `date` in Asia/Shanghai, as the JSON reports print it.
+fn utc(date: &str, hm: &str) -> String {
+    let t: jiff::Timestamp = format!("{date}T{hm}:00+08:00").parse().unwrap();
+    t.to_string()
+}
+
+#[test]
+fn a_logoff_is_the_departure_and_a_killed_agent_charges_no_early_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    import_staff(&data);
+    // Wednesday: Word from 08:36, WeChat from 17:21, logoff at 17:24, off a
+    // 5-minute mark and with no lock or idle before it.
+    let wednesday = dir.path().join("wednesday.jsonl");
+    std::fs::write(
+        &wednesday,
+        r#"{"at":"2026-11-25T08:00:00+08:00","type":"boot"}
+{"at":"2026-11-25T08:36:00+08:00","type":"logon","user":"zhangsan"}
+{"at":"2026-11-25T08:36:00+08:00","type":"foreground","user":"zhangsan","process":"WINWORD.EXE"}
+{"at":"2026-11-25T17:21:00+08:00","type":"foreground","user":"zhangsan","process":"WeChat.exe"}
+{"at":"2026-11-25T17:24:00+08:00","type":"logoff","user":"zhangsan"}
+{"at":"2026-11-25T18:00:00+08:00","type":"shutdown"}
+"#,
+    )
+    .unwrap();
+    let pc = dir.path().join("pc1");
+    // Monday: logon 08:20, and the agent stops at 10:00 without a shutdown.
+    replay_file(&collector, &pc, "pc-1-machine", &fixture("killed.jsonl"));
+    replay_file(&collector, &pc, "pc-1-machine", &wednesday);
+
+    let e1 = of(&daily(&data, "2026-11-25"), "E001").clone();
+    assert_eq!(e1["departure"], utc("2026-11-25", "17:24"), "{e1:#}");
+    assert_eq!(
+        (&e1["late_minutes"], &e1["early_minutes"]),
+        (&6.into(), &6.into()),
+        "{e1:#}"
+    );
+    // The slice the agent closed at the logoff carries its WeChat minutes.
+    assert_eq!(e1["nonwork_seconds"]["chat"], 180, "{e1:#}");
+    assert_eq!(e1["unverified"], 0, "{e1:#}");
+
+    let e1 = of(&daily(&data, "2026-11-23"), "E001").clone();
+    assert_eq!(e1["status"], "present", "{e1:#}");
+    assert_eq!(e1["departure"], utc("2026-11-23", "10:00"), "{e1:#}");
+    assert_eq!(e1["early_minutes"], 0, "{e1:#}");
+    assert_eq!(e1["unverified"], 1, "{e1:#}");
+    let departure = e1["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "departure")
+        .unwrap();
+    assert_eq!(departure["outcome"], "unverified", "{e1:#}");
+    assert_eq!(departure["unverified_minutes"], 450, "{e1:#}");
+    let evidence = e1["evidence"].to_string();
+    assert!(
+        evidence.contains("departure not verified, 450 min early not charged")
+            && evidence.contains("agent stopped at 10:00:00 without a shutdown"),
+        "{evidence}"
+    );
+
+    // The summary counts Monday with the unverified days, not with early departures.
+    let out = run_ok(
+        collector_cmd(
+            &data,
+            &[
+                "report",
+                "summary",
+                "--from",
+                "2026-11-23",
+                "--to",
+                "2026-11-25",
+                "--format",
+                "json",
+                "--now",
+                NOW,
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "E001")
+        .unwrap();
+    assert_eq!(
+        (
+            &row["early_count"],
+            &row["early_minutes"],
+            &row["unverified_days"]
+        ),
+        (&1.into(), &6.into(), &1.into()),
+        "{row:#}"
     );
     drop(collector);
 }

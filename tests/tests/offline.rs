@@ -21,7 +21,7 @@ const LIMIT: Duration = Duration::from_secs(600);
 /// and Monday's logon a week later.
 fn week_script(dir: &Path) -> PathBuf {
     let day = std::fs::read_to_string(fixture("day.jsonl")).unwrap();
-    let lines: Vec<&str> = day.lines().filter(|l| l.starts_with('{')).collect();
+    let lines: Vec<&str> = kaoqin_tests::script_events(&day).collect();
     let mut script = String::new();
     for date in ["17", "18", "19", "20", "21"] {
         for l in &lines {

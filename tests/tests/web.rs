@@ -388,6 +388,41 @@ fn world() -> World {
 // ------------------------------------------------------------------ tests
 
 #[test]
+fn minutes_without_evidence_are_shown_as_unverified_and_not_charged() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WebCollector::start(&dir.path().join("collector"));
+    let staff_csv = fixture("staff.csv");
+    c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
+    replay_on_pc(&c, &dir.path().join("pc1"), "pc-1-machine", "killed.jsonl");
+    let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
+    let mut officer = Browser::new(c.http);
+    officer.first_login("officer", pw.trim(), "officer-pass-1");
+
+    let page = officer
+        .get(&format!("/person/E001?month={MONTH}&day=2026-11-23"))
+        .text();
+    assert!(
+        page.contains("早退 450′ 未核实") && page.contains("id=\"unverified\""),
+        "the calendar and the day say the early minutes are unverified: {page}"
+    );
+    assert!(page.contains("早退 0 分钟"), "nothing is charged: {page}");
+    let summary = officer.get("/summary?from=2026-11-23&to=2026-11-23").text();
+    assert!(summary.contains("迟到早退未核实"), "{summary}");
+    let row = summary
+        .split("<tr>")
+        .find(|r| r.contains("张三"))
+        .expect("张三's row");
+    assert!(
+        row.contains("0 次 / 0 分钟"),
+        "not in the early figures: {row}"
+    );
+    assert!(
+        row.contains("<td class=\"n unverified\">1</td>"),
+        "one unverified day: {row}"
+    );
+}
+
+#[test]
 fn roles_see_what_they_may_and_appeals_correct_verdicts() {
     let mut w = world();
 

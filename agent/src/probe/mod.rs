@@ -119,14 +119,22 @@ pub trait Probe: Send {
     /// their applications).
     fn poll(&mut self, now_ms: i64) -> Result<Vec<Observation>, ProbeError>;
 
-    /// For a probe that plays a script: the instant of the script's last
-    /// observation, after which it has nothing more to say. Live probes: `None`.
-    fn end_ms(&self) -> Option<i64> {
+    /// For a probe that plays a script: the span it plays and how the PC begins
+    /// and ends it. Live probes: `None`.
+    fn script(&self) -> Option<ScriptSpan> {
         None
     }
+}
 
-    /// For a probe that plays a script: the instant it starts at.
-    fn start_ms(&self) -> Option<i64> {
-        None
-    }
+/// The span of a scripted day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptSpan {
+    /// The instant the script starts at.
+    pub start_ms: i64,
+    /// The instant of its last line, after which it has nothing more to say.
+    pub end_ms: i64,
+    /// It starts with the PC's boot (else with the start of a replay).
+    pub boots: bool,
+    /// It ends with the PC's shutdown (else with the end of a replay).
+    pub shuts_down: bool,
 }

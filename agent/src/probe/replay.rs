@@ -8,10 +8,14 @@
 //! {"at":"2026-11-24T09:02:00+08:00","type":"foreground","user":"zhangsan","process":"WeChat.exe","title":"..."}
 //! ```
 //!
-//! `type` is one of logon, logoff, lock, unlock, idle_start, idle_end, foreground.
-//! Lines must be in time order. Every problem names the file, the line and the field.
+//! `type` is one of logon, logoff, lock, unlock, idle_start, idle_end, foreground,
+//! and the PC's own `boot` (first line only) and `shutdown` (last line only), which
+//! have no `user`: with them the replayed agent starts at a system boot and stops for
+//! a system shutdown, as on a PC switched on in the morning and off at night, instead
+//! of starting and ending a replay. Lines must be in time order. Every problem names
+//! the file, the line and the field.
 
-use super::{App, AppsBasis, Capabilities, Observation, Probe, ProbeError};
+use super::{App, AppsBasis, Capabilities, Observation, Probe, ProbeError, ScriptSpan};
 use crate::event::SessionKind;
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -23,7 +27,7 @@ struct Line {
     at: String,
     #[serde(rename = "type")]
     kind: String,
-    user: String,
+    user: Option<String>,
     process: Option<String>,
     title: Option<String>,
 }
@@ -32,8 +36,7 @@ struct Line {
 #[derive(Debug)]
 pub struct ReplayProbe {
     pending: VecDeque<Observation>,
-    start_ms: i64,
-    end_ms: i64,
+    span: ScriptSpan,
 }
 
 impl ReplayProbe {
@@ -56,12 +59,15 @@ impl ReplayProbe {
         };
         let mut pending = VecDeque::new();
         let mut last = i64::MIN;
+        let mut lines = Vec::new();
         for (i, raw) in text.lines().enumerate() {
-            let n = i + 1;
             let raw = raw.trim();
-            if raw.is_empty() || raw.starts_with('#') {
-                continue;
+            if !raw.is_empty() && !raw.starts_with('#') {
+                lines.push((i + 1, raw));
             }
+        }
+        let (mut first_ms, mut boots, mut shuts_down) = (None, false, false);
+        for (k, &(n, raw)) in lines.iter().enumerate() {
             let line: Line = serde_json::from_str(raw).map_err(|e| err(n, e.to_string()))?;
             let at: jiff::Timestamp = line.at.parse().map_err(|e| {
                 err(
@@ -83,12 +89,37 @@ impl ReplayProbe {
                 ));
             }
             last = at_ms;
-            if line.user.trim().is_empty() {
-                return Err(err(n, "field \"user\": is empty".into()));
+            first_ms.get_or_insert(at_ms);
+            match line.kind.as_str() {
+                "boot" if k == 0 => {
+                    boots = true;
+                    continue;
+                }
+                "shutdown" if k + 1 == lines.len() => {
+                    shuts_down = true;
+                    continue;
+                }
+                "boot" => {
+                    return Err(err(
+                        n,
+                        "field \"type\": boot may only be the first line".into(),
+                    ));
+                }
+                "shutdown" => {
+                    return Err(err(
+                        n,
+                        "field \"type\": shutdown may only be the last line".into(),
+                    ));
+                }
+                _ => {}
+            }
+            let user = line.user.as_deref().map(str::trim).unwrap_or_default();
+            if user.is_empty() {
+                return Err(err(n, "field \"user\": required and not empty".into()));
             }
             let session = |kind| Observation::Session {
                 at_ms,
-                account: line.user.clone(),
+                account: user.to_owned(),
                 kind,
             };
             let obs = match line.kind.as_str() {
@@ -117,7 +148,7 @@ impl ReplayProbe {
                         .to_owned();
                     Observation::Apps {
                         at_ms,
-                        account: line.user.clone(),
+                        account: user.to_owned(),
                         basis: AppsBasis::Foreground,
                         apps: vec![App {
                             name,
@@ -129,20 +160,24 @@ impl ReplayProbe {
                     return Err(err(
                         n,
                         format!(
-                            "field \"type\": {other:?} is not one of logon, logoff, lock, unlock, idle_start, idle_end, foreground"
+                            "field \"type\": {other:?} is not one of logon, logoff, lock, unlock, idle_start, idle_end, foreground, boot, shutdown"
                         ),
                     ));
                 }
             };
             pending.push_back(obs);
         }
-        let (Some(first), Some(last)) = (pending.front(), pending.back()) else {
+        let Some(start_ms) = first_ms.filter(|_| !pending.is_empty()) else {
             return Err(err(0, "the script has no events".into()));
         };
         Ok(ReplayProbe {
-            start_ms: first.at_ms(),
-            end_ms: last.at_ms(),
             pending,
+            span: ScriptSpan {
+                start_ms,
+                end_ms: last,
+                boots,
+                shuts_down,
+            },
         })
     }
 }
@@ -171,12 +206,8 @@ impl Probe for ReplayProbe {
         Ok(out)
     }
 
-    fn start_ms(&self) -> Option<i64> {
-        Some(self.start_ms)
-    }
-
-    fn end_ms(&self) -> Option<i64> {
-        Some(self.end_ms)
+    fn script(&self) -> Option<ScriptSpan> {
+        Some(self.span)
     }
 }
 
@@ -194,7 +225,7 @@ mod tests {
     #[test]
     fn plays_observations_up_to_the_virtual_now() {
         let mut p = ReplayProbe::parse("day.jsonl", DAY).unwrap();
-        let start = p.start_ms().unwrap();
+        let start = p.script().unwrap().start_ms;
         assert_eq!(
             start,
             "2026-11-24T00:41:00Z"
@@ -204,13 +235,40 @@ mod tests {
         );
         assert_eq!(p.poll(start - 1).unwrap(), vec![]);
         assert_eq!(p.poll(start).unwrap().len(), 1);
-        let next = p.poll(p.end_ms().unwrap()).unwrap();
+        let next = p.poll(p.script().unwrap().end_ms).unwrap();
         assert_eq!(next.len(), 2);
         match &next[0] {
             Observation::Apps { apps, .. } => assert_eq!(apps[0].name, "WeChat.exe"),
             other => panic!("expected apps, got {other:?}"),
         }
         assert!(p.poll(i64::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn boot_and_shutdown_lines_set_the_span_and_how_it_begins_and_ends() {
+        let text = r#"
+{"at":"2026-11-24T08:00:00+08:00","type":"boot"}
+{"at":"2026-11-24T08:41:00+08:00","type":"logon","user":"zhangsan"}
+{"at":"2026-11-24T17:24:00+08:00","type":"logoff","user":"zhangsan"}
+{"at":"2026-11-24T18:00:00+08:00","type":"shutdown"}
+"#;
+        let p = ReplayProbe::parse("day.jsonl", text).unwrap();
+        let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        assert_eq!(
+            p.script(),
+            Some(ScriptSpan {
+                start_ms: ms("2026-11-24T00:00:00Z"),
+                end_ms: ms("2026-11-24T10:00:00Z"),
+                boots: true,
+                shuts_down: true,
+            })
+        );
+        assert_eq!(p.pending.len(), 2, "boot and shutdown are not observations");
+        let plain = ReplayProbe::parse("day.jsonl", DAY)
+            .unwrap()
+            .script()
+            .unwrap();
+        assert!(!plain.boots && !plain.shuts_down);
     }
 
     #[test]
@@ -240,6 +298,16 @@ mod tests {
                 "{\"at\":\"2026-11-24T09:00:00+08:00\",\"type\":\"logon\",\"user\":\"a\"}\n{\"at\":\"2026-11-24T08:00:00+08:00\",\"type\":\"lock\",\"user\":\"a\"}",
                 "line 2",
                 "before the previous",
+            ),
+            (
+                "{\"at\":\"2026-11-24T09:00:00+08:00\",\"type\":\"logon\",\"user\":\"a\"}\n{\"at\":\"2026-11-24T09:00:00+08:00\",\"type\":\"boot\"}\n{\"at\":\"2026-11-24T10:00:00+08:00\",\"type\":\"lock\",\"user\":\"a\"}",
+                "line 2",
+                "boot may only be the first line",
+            ),
+            (
+                "{\"at\":\"2026-11-24T09:00:00+08:00\",\"type\":\"boot\"}",
+                "line 0",
+                "no events",
             ),
         ];
         for (text, line, field) in cases {

@@ -26,10 +26,12 @@
 //! # Presence
 //!
 //! Presence starts at logon, unlock or idle end, and stops at lock, idle start or logoff,
-//! per PC and account; a usage interval with active seconds proves presence over it.
-//! Periods of all the person's PCs and accounts are merged. A period whose end was
-//! never reported ends at the last evidence for it (a heartbeat listing the account,
-//! the agent stopping), never later.
+//! per PC and account; a usage interval with active seconds proves presence over it,
+//! and opens a stretch when none is open. A stretch ends at the logoff, lock or idle
+//! start that ends it, whatever opened it, so the departure after a day of work is the
+//! logoff, not the last usage interval. Periods of all the person's PCs and accounts
+//! are merged. A period whose end was never reported ends at the last evidence for it
+//! (a heartbeat listing the account, the agent stopping), never later.
 //!
 //! ```text
 //!   pc-1 zhangsan  logon 08:41 ======= lock 10:02    unlock 10:15 ======= logoff 17:35
@@ -49,6 +51,19 @@
 //!     |-------------|
 //!     08:34 arrival -> on time, 0 min
 //!                        08:41 arrival -> late, 11 min (counted from 08:30)
+//! ```
+//!
+//! Late and early minutes need evidence, as absence does: minutes late are charged only
+//! when every PC of the person is accounted for (see below) from the expected arrival
+//! to the arrival, and minutes early only from the departure to the expected end.
+//! Otherwise the checkpoint is `unverified`: nothing is charged, the minutes it would
+//! have been are kept in `unverified_minutes`, and the evidence says why:
+//!
+//! ```text
+//!   pc-1  logon 08:20 ==== 10:00 (agent killed: no stop, no heartbeat after)
+//!   => departure 10:00, early departure unverified (PC not accounted 10:00-17:30)
+//!   pc-1  crash restart 08:45, logon 08:50
+//!   => arrival 08:50, lateness unverified (PC not accounted 08:30-08:45)
 //! ```
 //!
 //! An exemption (leave, field work, business trip) that covers a checkpoint excuses it;
@@ -255,6 +270,9 @@ pub enum Outcome {
     Excused,
     /// Not yet due at `now`.
     Pending,
+    /// Would be late or early, but the person's PCs are not accounted for between
+    /// the expected instant and the actual one, so nothing is charged.
+    Unverified,
 }
 
 /// One checked arrival or departure.
@@ -275,6 +293,10 @@ pub struct CheckpointResult {
     pub minutes: u32,
     /// How it went.
     pub outcome: Outcome,
+    /// Minutes late or early the presence alone would give, not charged for want of
+    /// evidence (0 unless `Unverified`).
+    #[serde(default)]
+    pub unverified_minutes: u32,
     /// The exemption that excused all or part of it.
     pub excused_by: Option<ExemptionKind>,
 }
@@ -330,6 +352,10 @@ pub struct DayVerdict {
     pub early_minutes: u32,
     /// Every checkpoint of the day.
     pub checkpoints: Vec<CheckpointResult>,
+    /// How many checkpoints would be late or early but are not charged, for want of
+    /// evidence ([`Outcome::Unverified`]).
+    #[serde(default)]
+    pub unverified: u32,
     /// Non-work seconds in office hours by category.
     pub nonwork_seconds: BTreeMap<String, u64>,
     /// Live-agent coverage of the office hours.
@@ -340,6 +366,20 @@ pub struct DayVerdict {
     pub schedule_version: String,
     /// Why the status is what it is, in one or two sentences.
     pub policy_note: String,
+}
+
+impl DayVerdict {
+    /// Minutes (late, early) the presence alone would give but that are not charged
+    /// for want of evidence.
+    pub fn unverified_minutes(&self) -> (u32, u32) {
+        self.checkpoints
+            .iter()
+            .filter(|c| c.outcome == Outcome::Unverified)
+            .fold((0u32, 0u32), |(l, e), c| match c.kind {
+                CheckpointKind::Arrival => (l.saturating_add(c.unverified_minutes), e),
+                CheckpointKind::Departure => (l, e.saturating_add(c.unverified_minutes)),
+            })
+    }
 }
 
 /// The attendance day an instant belongs to: its local date, or the day before when

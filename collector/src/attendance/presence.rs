@@ -29,22 +29,64 @@ pub(crate) struct Piece {
     pub(crate) what: String,
 }
 
+/// Where a signal goes among those of one PC at the same instant: the agent's
+/// start first; then usage intervals (they end at that instant, so they tell of the
+/// time before it); then what ends a stretch of presence; then what opens one; then
+/// the heartbeat (a snapshot taken after the changes of its instant); the agent's
+/// stop last.
+fn same_instant_rank(kind: &SignalKind) -> u8 {
+    match kind {
+        SignalKind::AgentStart { .. } => 0,
+        SignalKind::Usage { .. } => 1,
+        SignalKind::Session { kind, .. } if !kind.opens_presence() => 2,
+        SignalKind::Session { .. } => 3,
+        SignalKind::Heartbeat { .. } => 4,
+        SignalKind::DataGap { .. } | SignalKind::ClockOffset { .. } => 5,
+        SignalKind::AgentStop { .. } => 6,
+    }
+}
+
+/// Puts the signals of one PC in the order they happened there (see
+/// [`same_instant_rank`]); stable, so the normalized order stays within a rank.
+fn in_pc_order(sigs: &mut [&Signal]) {
+    sigs.sort_by_key(|s| (s.at, same_instant_rank(&s.kind)));
+}
+
+/// The signals of each PC in the order they happened there. `signals` must be
+/// normalized.
+fn by_pc(signals: &[Signal]) -> BTreeMap<&str, Vec<&Signal>> {
+    let mut by_pc: BTreeMap<&str, Vec<&Signal>> = BTreeMap::new();
+    for s in signals {
+        by_pc.entry(s.pc.as_str()).or_default().push(s);
+    }
+    for sigs in by_pc.values_mut() {
+        in_pc_order(sigs);
+    }
+    by_pc
+}
+
 /// Presence periods of the person on every PC and account. `signals` must be
 /// normalized and contain nothing after `now`.
+///
+/// A stretch of presence is opened by a logon, an unlock or a return from idle, or
+/// (when none is open) by active use whose interval began after the last change that
+/// ended one; it is ended by the logoff, lock or idle start that ends it, whatever
+/// opened it. A stretch nothing ends (the agent stopped or died, a heartbeat no
+/// longer lists the account) ends at the last instant it was seen.
 pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestamp) -> Vec<Piece> {
     struct Open {
         since: Timestamp,
         last_seen: Timestamp,
         what: String,
+        /// Opened by a session change (else by active use only).
+        by_session: bool,
     }
     let mut pieces = Vec::new();
-    let mut by_pc: BTreeMap<&str, Vec<&Signal>> = BTreeMap::new();
-    for s in signals {
-        by_pc.entry(s.pc.as_str()).or_default().push(s);
-    }
-    for (pc, sigs) in by_pc {
+    for (pc, sigs) in by_pc(signals) {
         // Keyed by lower-cased account.
         let mut open: BTreeMap<String, Open> = BTreeMap::new();
+        // The last instant a stretch of the account ended by a session change.
+        let mut ended: BTreeMap<String, Timestamp> = BTreeMap::new();
         let close = |pieces: &mut Vec<Piece>, o: Open, end: Timestamp| {
             pieces.push(Piece {
                 start: o.since,
@@ -59,8 +101,14 @@ pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestam
                     let key = account.to_ascii_lowercase();
                     if kind.opens_presence() {
                         match open.get_mut(&key) {
-                            Some(o) => o.last_seen = o.last_seen.max(s.at),
-                            None => {
+                            Some(o) if o.by_session => o.last_seen = o.last_seen.max(s.at),
+                            _ => {
+                                // A stretch seen only in use ended before this change
+                                // opened a new one.
+                                if let Some(o) = open.remove(&key) {
+                                    let end = o.last_seen;
+                                    close(&mut pieces, o, end);
+                                }
                                 let what = format!("{account} {}", kind.describe());
                                 open.insert(
                                     key,
@@ -68,12 +116,16 @@ pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestam
                                         since: s.at,
                                         last_seen: s.at,
                                         what,
+                                        by_session: true,
                                     },
                                 );
                             }
                         }
-                    } else if let Some(o) = open.remove(&key) {
-                        close(&mut pieces, o, s.at);
+                    } else {
+                        if let Some(o) = open.remove(&key) {
+                            close(&mut pieces, o, s.at);
+                        }
+                        ended.insert(key, s.at);
                     }
                 }
                 SignalKind::Usage {
@@ -91,16 +143,31 @@ pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestam
                     let lo = (*start).max(interval::add_secs(*end, -active));
                     let hi = (*end).min(interval::add_secs(*start, active)).max(lo);
                     let end = hi.min(now);
+                    let what = format!("{account} active use ({category})");
                     if lo <= end {
                         pieces.push(Piece {
                             start: lo,
                             end,
                             pc: pc.to_string(),
-                            what: format!("{account} active use ({category})"),
+                            what: what.clone(),
                         });
                     }
-                    if let Some(o) = open.get_mut(&account.to_ascii_lowercase()) {
-                        o.last_seen = o.last_seen.max(s.at);
+                    let key = account.to_ascii_lowercase();
+                    match open.get_mut(&key) {
+                        Some(o) if o.by_session => o.last_seen = o.last_seen.max(s.at),
+                        Some(o) => o.last_seen = o.last_seen.max(end),
+                        None if lo <= end && ended.get(&key).is_none_or(|e| *e <= *start) => {
+                            open.insert(
+                                key,
+                                Open {
+                                    since: lo,
+                                    last_seen: end,
+                                    what,
+                                    by_session: false,
+                                },
+                            );
+                        }
+                        None => {}
                     }
                 }
                 SignalKind::Heartbeat { accounts, .. } => {
@@ -187,10 +254,11 @@ pub(crate) fn account_pc(
     now: Timestamp,
     fmt: &dyn Fn(Timestamp) -> String,
 ) -> PcAccount {
-    let points: Vec<&Signal> = signals
+    let mut points: Vec<&Signal> = signals
         .iter()
         .filter(|s| s.pc == pc && !matches!(s.kind, SignalKind::ClockOffset { .. }))
         .collect();
+    in_pc_order(&mut points);
     let mut acc = PcAccount::default();
     let Some(first) = points.first() else {
         acc.problems.push((

@@ -314,9 +314,21 @@ sessions = [
 ]"#,
     )
     .unwrap();
+    // Lunch logged off: the PC shows the person was not at it, so the minutes
+    // count.
     let mut s = day("2026-03-16", "08:25", "17:35");
-    s.push(sess("2026-03-16 11:40", SessionKind::Lock));
-    s.push(sess("2026-03-16 14:10", SessionKind::Unlock));
+    s.push(sess("2026-03-16 11:40", SessionKind::Logoff));
+    s.push(sess("2026-03-16 14:10", SessionKind::Logon));
+    s.retain(|x| {
+        !matches!(&x.kind, SignalKind::Heartbeat { .. })
+            || !(t("2026-03-16 11:40")..t("2026-03-16 14:10")).contains(&x.at)
+    });
+    s.extend(heartbeats(
+        "2026-03-16 11:40:30",
+        "2026-03-16 14:09:30",
+        60,
+        &[],
+    ));
     let v = fx.run(MON, &s);
     assert_eq!(v.checkpoints.len(), 4);
     let c = |i, k| {
@@ -339,7 +351,40 @@ sessions = [
         c(1, CheckpointKind::Departure),
         (Outcome::OnTime, 0, Some(t("2026-03-16 17:35")))
     );
-    assert_eq!((v.late_minutes, v.early_minutes), (10, 20));
+    assert_eq!((v.late_minutes, v.early_minutes, v.unverified), (10, 20, 0));
+
+    // Lunch with the screen locked: the session stayed open, which says no more
+    // about where the person was than a PC nobody heard from, so the same minutes
+    // are not charged (as a day locked throughout is not absent).
+    let mut s = day("2026-03-16", "08:25", "17:35");
+    s.push(sess("2026-03-16 11:40", SessionKind::Lock));
+    s.push(sess("2026-03-16 14:10", SessionKind::Unlock));
+    let v = fx.run(MON, &s);
+    let c = |i, k| {
+        let c = checkpoint(&v, i, k);
+        (c.outcome, c.minutes, c.unverified_minutes)
+    };
+    assert_eq!(
+        c(0, CheckpointKind::Departure),
+        (Outcome::Unverified, 0, 20)
+    );
+    assert_eq!(c(1, CheckpointKind::Arrival), (Outcome::Unverified, 0, 10));
+    assert_eq!((v.late_minutes, v.early_minutes, v.unverified), (0, 0, 2));
+    assert_eq!(v.status, Status::Present);
+    assert!(
+        has_evidence(
+            &v,
+            "departure not verified, 20 min early not charged: not accounted for from 11:40:00 to 12:00:00: zhangsan logged on (screen locked or idle)"
+        ),
+        "{:#?}",
+        v.evidence
+    );
+    assert!(
+        v.policy_note
+            .contains("Early departure at 12:00 not verified (20 min not charged)"),
+        "{}",
+        v.policy_note
+    );
     assert_eq!(v.schedule_version, "default@2024-01-01");
 }
 
@@ -1006,6 +1051,7 @@ proptest! {
         }
         for c in &a.checkpoints {
             prop_assert_eq!(c.minutes > 0, matches!(c.outcome, Outcome::Late | Outcome::Early));
+            prop_assert_eq!(c.unverified_minutes > 0, c.outcome == Outcome::Unverified);
             if c.outcome == Outcome::Pending { prop_assert!(fx.now <= interval::add_secs(c.expected, 300)); }
         }
         prop_assert_eq!(a.late_minutes, a.checkpoints.iter().filter(|c| c.kind == CheckpointKind::Arrival).map(|c| c.minutes).sum::<u32>());
@@ -1015,6 +1061,216 @@ proptest! {
         let mut sorted = a.evidence.clone();
         sorted.sort();
         prop_assert_eq!(sorted, a.evidence);
+    }
+
+    #[test]
+    fn appending_a_logoff_never_moves_departure_earlier(
+        signals in arb_day(),
+        drop_stop in any::<bool>(),
+        drop_logoff in any::<bool>(),
+        after_minutes in 0i64..600,
+    ) {
+        let mut signals = signals;
+        signals.retain(|s| match &s.kind {
+            SignalKind::AgentStop { .. } => !drop_stop,
+            SignalKind::Session { kind: SessionKind::Logoff, .. } => !drop_logoff,
+            _ => true,
+        });
+        let fx = Fx::new();
+        let before = fx.run(MON, &signals);
+        let last = signals.iter().map(|s| s.at).max().unwrap();
+        signals.push(sig(
+            interval::add_secs(last, after_minutes * 60),
+            SignalKind::Session { account: "zhangsan".into(), kind: SessionKind::Logoff },
+        ));
+        let after = fx.run(MON, &signals);
+        if let Some(d) = before.departure {
+            prop_assert!(after.departure.is_some_and(|a| a >= d), "{:?} -> {:?}", before.departure, after.departure);
+        }
+        prop_assert_eq!(before.arrival, after.arrival);
+    }
+}
+
+/// Heartbeats a minute apart on `d` from `from` to `to`, listing the account while
+/// it is logged on between `on` and `off`.
+fn beats(d: &str, from: &str, to: &str, on: &str, off: &str) -> Vec<Signal> {
+    let at = |hm: &str| format!("{d} {hm}");
+    heartbeats(&at(from), &at(to), 60, &[(&at(on), &at(off))])
+}
+
+/// Usage intervals at the agent's 5-minute marks from `from` to `to` (both on the
+/// grid), all active, in `category`.
+fn usage_marks(d: &str, from: &str, to: &str, category: &str) -> Vec<Signal> {
+    let (mut at, to) = (t(&format!("{d} {from}")), t(&format!("{d} {to}")));
+    let mut out = Vec::new();
+    while at < to {
+        let end = interval::add_secs(at, 300);
+        out.push(sig(
+            end,
+            SignalKind::Usage {
+                account: "zhangsan".into(),
+                start: at,
+                end,
+                category: category.into(),
+                active_seconds: 300,
+            },
+        ));
+        at = end;
+    }
+    out
+}
+
+#[test]
+fn realistic_days_table() {
+    const D: &str = "2026-03-16";
+    let at = |hm: &str| t(&format!("{D} {hm}"));
+    struct Case {
+        name: &'static str,
+        signals: Vec<Signal>,
+        arrival: &'static str,
+        departure: &'static str,
+        /// (late, early) charged.
+        charged: (u32, u32),
+        /// (arrival, departure) outcomes.
+        outcomes: (Outcome, Outcome),
+        /// Minutes that would have been charged, not verified.
+        unverified: (u32, u32),
+        evidence: &'static str,
+    }
+    // Word from 08:36, logoff at 17:24 with no lock or idle: usage at the marks to
+    // 17:20, then the last slice 17:20-17:24 the agent closes at the logoff.
+    let mut word = vec![
+        boot(&format!("{D} 05:50"), None),
+        sess(&format!("{D} 08:36"), SessionKind::Logon),
+    ];
+    word.extend(beats(D, "05:50:30", "18:40", "08:36", "17:24"));
+    word.extend(usage_marks(D, "08:40", "17:20", "work"));
+    word.push(usage(
+        &format!("{D} 08:36"),
+        &format!("{D} 08:40"),
+        "work",
+        240,
+    ));
+    word.push(usage(
+        &format!("{D} 17:20"),
+        &format!("{D} 17:24"),
+        "chat",
+        240,
+    ));
+    word.push(sess(&format!("{D} 17:24"), SessionKind::Logoff));
+    word.push(shutdown(&format!("{D} 18:40:10")));
+
+    // The same day from an agent started in the very second of the logon (a
+    // service started at logon, or a replay) that sent no last slice: the stretch
+    // the logon opened is the one the logoff ends.
+    let mut started_at_logon = word.clone();
+    started_at_logon
+        .retain(|s| !matches!(&s.kind, SignalKind::Usage { end, .. } if *end == at("17:24")));
+    started_at_logon.retain(|s| !matches!(s.kind, SignalKind::AgentStart { .. }));
+    started_at_logon.push(sig(
+        at("08:36"),
+        SignalKind::AgentStart {
+            reason: StartReason::ServiceStart,
+            previous_seen: None,
+        },
+    ));
+    started_at_logon.retain(|s| s.at >= at("08:36"));
+
+    // An agent killed at 10:00 (no stop, nothing heard after) on a day begun 08:20.
+    let mut killed = vec![
+        boot(&format!("{D} 05:50"), None),
+        sess(&format!("{D} 08:20"), SessionKind::Logon),
+    ];
+    killed.extend(beats(D, "05:50:30", "10:00", "08:20", "23:59"));
+    killed.extend(usage_marks(D, "08:20", "10:00", "work"));
+
+    // The agent ran the evening before and was killed then; it starts again,
+    // uncleanly, at 08:45, and the person logs on at 08:50.
+    let mut unclean = vec![boot("2026-03-15 17:00", None)];
+    unclean.extend(heartbeats(
+        "2026-03-15 17:00:30",
+        "2026-03-15 21:00",
+        60,
+        &[],
+    ));
+    unclean.push(sig(
+        at("08:45"),
+        SignalKind::AgentStart {
+            reason: StartReason::CrashRestart,
+            previous_seen: Some(t("2026-03-15 21:00")),
+        },
+    ));
+    unclean.extend(beats(D, "08:45:30", "18:40", "08:50", "17:35"));
+    unclean.push(sess(&format!("{D} 08:50"), SessionKind::Logon));
+    unclean.push(sess(&format!("{D} 17:35"), SessionKind::Logoff));
+    unclean.push(shutdown(&format!("{D} 18:40:10")));
+
+    let cases = [
+        Case {
+            name: "a logoff off a 5-minute mark is the departure",
+            signals: word,
+            arrival: "08:36",
+            departure: "17:24",
+            charged: (6, 6),
+            outcomes: (Outcome::Late, Outcome::Early),
+            unverified: (0, 0),
+            evidence: "departure: last presence of the day (from 08:36:00, zhangsan logged on)",
+        },
+        Case {
+            name: "an agent started with the logon",
+            signals: started_at_logon,
+            arrival: "08:36",
+            departure: "17:24",
+            charged: (0, 6),
+            outcomes: (Outcome::Unverified, Outcome::Early),
+            unverified: (6, 0),
+            evidence: "arrival not verified, 6 min late not charged: not accounted for from 08:30:00 to 08:36:00: nothing heard from this PC before 08:36:00",
+        },
+        Case {
+            name: "an agent killed mid-morning charges no early departure",
+            signals: killed,
+            arrival: "08:20",
+            departure: "10:00",
+            charged: (0, 0),
+            outcomes: (Outcome::OnTime, Outcome::Unverified),
+            unverified: (0, 450),
+            evidence: "departure not verified, 450 min early not charged: not accounted for from 10:00:00 to 17:30:00: last heard from at 10:00:00 (expected every 60 s)",
+        },
+        Case {
+            name: "an agent that started uncleanly at 08:45",
+            signals: unclean,
+            arrival: "08:50",
+            departure: "17:35",
+            charged: (0, 0),
+            outcomes: (Outcome::Unverified, Outcome::OnTime),
+            unverified: (20, 0),
+            evidence: "arrival not verified, 20 min late not charged: not accounted for from 08:30:00 to 08:45:30",
+        },
+    ];
+    let fx = Fx::new();
+    for c in cases {
+        let name = c.name;
+        let v = fx.run(MON, &c.signals);
+        assert_eq!(v.status, Status::Present, "{name}");
+        assert_eq!(v.arrival, Some(at(c.arrival)), "{name}: {:#?}", v.evidence);
+        assert_eq!(
+            v.departure,
+            Some(at(c.departure)),
+            "{name}: {:#?}",
+            v.evidence
+        );
+        assert_eq!((v.late_minutes, v.early_minutes), c.charged, "{name}");
+        let arrival = checkpoint(&v, 0, CheckpointKind::Arrival);
+        let departure = checkpoint(&v, 1, CheckpointKind::Departure);
+        assert_eq!((arrival.outcome, departure.outcome), c.outcomes, "{name}");
+        assert_eq!(
+            (arrival.unverified_minutes, departure.unverified_minutes),
+            c.unverified,
+            "{name}"
+        );
+        let expect_unverified = u32::from(c.unverified.0 > 0) + u32::from(c.unverified.1 > 0);
+        assert_eq!(v.unverified, expect_unverified, "{name}");
+        assert!(has_evidence(&v, c.evidence), "{name}: {:#?}", v.evidence);
     }
 }
 

@@ -224,6 +224,7 @@ fn judge(plan: &[PlanSession], blocks: &[Iv], exempt: &Exempt, now: Timestamp) -
                 actual,
                 minutes,
                 outcome,
+                unverified_minutes: 0,
                 excused_by: kind,
             });
         }
@@ -264,6 +265,7 @@ fn judge(plan: &[PlanSession], blocks: &[Iv], exempt: &Exempt, now: Timestamp) -
                 actual,
                 minutes,
                 outcome,
+                unverified_minutes: 0,
                 excused_by: kind,
             });
         }
@@ -492,6 +494,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         checkpoints: Vec::new(),
         nonwork_seconds: BTreeMap::new(),
         coverage: Coverage::default(),
+        unverified: 0,
         evidence: Vec::new(),
         schedule_version: version.to_string(),
         policy_note: String::new(),
@@ -524,7 +527,17 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     let office = interval::before(&office_all, now);
     let office_free = interval::subtract(&office, &exempt.merged);
 
-    let judged = judge(&plan, &blocks, &exempt, now);
+    let accounts: BTreeMap<&str, presence::PcAccount> = pcs
+        .iter()
+        .map(|pc| {
+            (
+                pc.as_str(),
+                presence::account_pc(person, pc, &signals, now, &fmt),
+            )
+        })
+        .collect();
+    let mut judged = judge(&plan, &blocks, &exempt, now);
+    v.unverified = verify_minutes(&mut judged.checkpoints, &accounts, &mut evidence, &fmt);
     v.late_minutes = judged
         .checkpoints
         .iter()
@@ -536,16 +549,6 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         .filter(|c| c.kind == CheckpointKind::Departure)
         .fold(0u32, |acc, c| acc.saturating_add(c.minutes));
     v.nonwork_seconds = nonwork(person, &signals, &office_free);
-
-    let accounts: BTreeMap<&str, presence::PcAccount> = pcs
-        .iter()
-        .map(|pc| {
-            (
-                pc.as_str(),
-                presence::account_pc(person, pc, &signals, now, &fmt),
-            )
-        })
-        .collect();
     let alive = interval::normalize(
         accounts
             .values()
@@ -587,6 +590,24 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
             v.late_minutes,
             v.early_minutes
         );
+        for c in judged
+            .checkpoints
+            .iter()
+            .filter(|c| c.outcome == Outcome::Unverified)
+        {
+            v.policy_note.push_str(&match c.kind {
+                CheckpointKind::Arrival => format!(
+                    " Lateness at {} not verified ({} min not charged): the PCs are not accounted for before the arrival.",
+                    c.scheduled.strftime("%H:%M"),
+                    c.unverified_minutes
+                ),
+                CheckpointKind::Departure => format!(
+                    " Early departure at {} not verified ({} min not charged): the PCs are not accounted for after the departure.",
+                    c.scheduled.strftime("%H:%M"),
+                    c.unverified_minutes
+                ),
+            });
+        }
     } else if fully_exempt {
         // The kind covering most office time; leave first on a tie.
         let mut by_kind: BTreeMap<ExemptionKind, u64> = BTreeMap::new();
@@ -618,19 +639,8 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     } else {
         let mut missing = Vec::new();
         for (pc, acc) in &accounts {
-            let gaps = interval::subtract(&office_free, &acc.accounted);
-            for g in &gaps {
-                let reasons: BTreeSet<&str> = acc
-                    .problems
-                    .iter()
-                    .filter(|(iv, _)| iv.start < g.end && iv.end > g.start)
-                    .map(|(_, r)| r.as_str())
-                    .collect();
-                let reasons = if reasons.is_empty() {
-                    "no evidence".to_string()
-                } else {
-                    reasons.into_iter().collect::<Vec<_>>().join("; ")
-                };
+            let gaps = unaccounted(acc, &office_free);
+            for (g, reasons) in &gaps {
                 evidence.push(EvidenceItem {
                     at: g.start,
                     pc: pc.to_string(),
@@ -671,6 +681,77 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     v.checkpoints = judged.checkpoints;
     v.evidence = finish(evidence);
     v
+}
+
+/// The stretches of `over` that `acc` does not account for, each with the reasons
+/// in plain words.
+fn unaccounted(acc: &presence::PcAccount, over: &[Iv]) -> Vec<(Iv, String)> {
+    interval::subtract(over, &acc.accounted)
+        .into_iter()
+        .map(|g| {
+            let reasons: BTreeSet<&str> = acc
+                .problems
+                .iter()
+                .filter(|(iv, _)| iv.start < g.end && iv.end > g.start)
+                .map(|(_, r)| r.as_str())
+                .collect();
+            let reasons = if reasons.is_empty() {
+                "no evidence".to_string()
+            } else {
+                reasons.into_iter().collect::<Vec<_>>().join("; ")
+            };
+            (g, reasons)
+        })
+        .collect()
+}
+
+/// Charges minutes late or early only where every PC is accounted for between the
+/// expected instant and the actual one; the others become [`Outcome::Unverified`],
+/// with evidence saying why. Returns how many did.
+fn verify_minutes(
+    checkpoints: &mut [CheckpointResult],
+    accounts: &BTreeMap<&str, presence::PcAccount>,
+    evidence: &mut Vec<EvidenceItem>,
+    fmt: &dyn Fn(Timestamp) -> String,
+) -> u32 {
+    let mut count = 0;
+    for c in checkpoints {
+        let Some(actual) = c.actual else { continue };
+        let (span, what) = match c.outcome {
+            Outcome::Late => (Iv::new(c.expected, actual), "arrival"),
+            Outcome::Early => (Iv::new(actual, c.expected), "departure"),
+            _ => continue,
+        };
+        let mut missing = Vec::new();
+        for (pc, acc) in accounts {
+            for (g, reasons) in unaccounted(acc, &[span]) {
+                missing.push((pc, g, reasons));
+            }
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        let charge = if c.kind == CheckpointKind::Arrival {
+            "late"
+        } else {
+            "early"
+        };
+        for (pc, g, reasons) in missing {
+            evidence.push(EvidenceItem {
+                at: g.start,
+                pc: pc.to_string(),
+                what: format!(
+                    "{what} not verified, {} min {charge} not charged: not accounted for from {} to {}: {reasons}",
+                    c.minutes,
+                    fmt(g.start),
+                    fmt(g.end)
+                ),
+            });
+        }
+        (c.unverified_minutes, c.minutes, c.outcome) = (c.minutes, 0, Outcome::Unverified);
+        count += 1;
+    }
+    count
 }
 
 fn finish(mut evidence: Vec<EvidenceItem>) -> Vec<EvidenceItem> {

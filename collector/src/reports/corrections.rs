@@ -299,6 +299,7 @@ pub fn apply(
                 v.status = c.status;
                 v.late_minutes = 0;
                 v.early_minutes = 0;
+                v.unverified = 0;
                 v.policy_note = format!(
                     "Corrected from {} to {} by {}: {}. {}",
                     status_name(c.original.unwrap_or(Status::Unknown)),

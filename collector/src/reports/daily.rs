@@ -6,8 +6,9 @@
 //! seconds), `evidence`, plus `coverage`, `schedule_version`, `day_kind`,
 //! `provisional`, `checkpoints` and `policy_note`, and `correction` (null, or who
 //! corrected the status, why and from what). CSV and the table carry the scalar
-//! columns with non-work time as `category=seconds` pairs and a last `corrected`
-//! column; XLSX has typed cells (dates, local times, numbers).
+//! columns with non-work time as `category=seconds` pairs, a `corrected` column and a
+//! last `unverified` column (minutes late or early not charged for want of evidence,
+//! as `late=N` / `early=N`); XLSX has typed cells (dates, local times, numbers).
 
 use super::corrections::ReportDay;
 use crate::attendance::DayVerdict;
@@ -26,7 +27,7 @@ pub enum Format {
     Xlsx,
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "employee_id",
     "name",
     "department",
@@ -39,11 +40,12 @@ const COLUMNS: [&str; 12] = [
     "nonwork_seconds",
     "coverage_percent",
     "corrected",
+    "unverified",
 ];
 
 /// One report line. Instants are shown in the office's time zone: as `HH:MM`
 /// in the table (the date has its own column), as RFC 3339 with the offset in CSV.
-fn row(d: &ReportDay, tz: &jiff::tz::TimeZone, short: bool) -> [String; 12] {
+fn row(d: &ReportDay, tz: &jiff::tz::TimeZone, short: bool) -> [String; 13] {
     let v = &d.verdict;
     let t = |t: Option<jiff::Timestamp>| {
         t.map(|t| {
@@ -85,7 +87,19 @@ fn row(d: &ReportDay, tz: &jiff::tz::TimeZone, short: bool) -> [String; 12] {
             .as_ref()
             .map(|c| format!("{}: {}", c.who, c.why))
             .unwrap_or_default(),
+        unverified(v),
     ]
+}
+
+/// Minutes late and early not charged for want of evidence: `late=6 early=450`.
+fn unverified(v: &DayVerdict) -> String {
+    let (late, early) = v.unverified_minutes();
+    [("late", late), ("early", early)]
+        .iter()
+        .filter(|(_, m)| *m > 0)
+        .map(|(k, m)| format!("{k}={m}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn xlsx(days: &[ReportDay], tz: &jiff::tz::TimeZone) -> anyhow::Result<Vec<u8>> {
@@ -96,7 +110,7 @@ fn xlsx(days: &[ReportDay], tz: &jiff::tz::TimeZone) -> anyhow::Result<Vec<u8>> 
             .iter()
             .map(|k| format!("{k}_minutes")),
     );
-    header.extend(["coverage_percent".to_string(), "corrected".to_string()]);
+    header.extend(["coverage_percent", "corrected", "unverified"].map(String::from));
     let mut sheet = Sheet::new("daily", &header);
     for d in days {
         let v = &d.verdict;
@@ -126,6 +140,7 @@ fn xlsx(days: &[ReportDay], tz: &jiff::tz::TimeZone) -> anyhow::Result<Vec<u8>> 
             Err(_) => Cell::Empty,
         });
         cells.push(Cell::Text(r[11].clone()));
+        cells.push(Cell::Text(r[12].clone()));
         sheet.row(cells);
     }
     sheet.into_bytes()
@@ -219,6 +234,7 @@ mod tests {
             late_minutes: 11,
             early_minutes: 10,
             checkpoints: Vec::new(),
+            unverified: 0,
             nonwork_seconds: [("chat".to_string(), 1500)].into(),
             coverage: Coverage {
                 office_seconds: 100,

@@ -12,6 +12,9 @@
 //! early_count    present days with early_minutes > 0, and early_minutes their sum
 //! absent_days    status absent;  leave_days / field_days likewise
 //! unknown_days   status unknown (not enough evidence either way)
+//! unverified_days  present days with minutes late or early not charged for want of
+//!                evidence (the PCs are not accounted for around the arrival or
+//!                departure): counted here, not in late_count or early_count
 //! nonwork        seconds by category over all days
 //! coverage       covered_seconds / office_seconds over all days
 //! ```
@@ -55,6 +58,7 @@ pub struct SummaryRow {
     pub leave_days: u32,
     pub field_days: u32,
     pub unknown_days: u32,
+    pub unverified_days: u32,
     pub corrected_days: u32,
     pub nonwork_seconds: BTreeMap<String, u64>,
     pub office_seconds: u64,
@@ -87,6 +91,9 @@ impl SummaryRow {
                 if f.early_minutes > 0 {
                     self.early_count += 1;
                     self.early_minutes += f.early_minutes;
+                }
+                if f.unverified > 0 {
+                    self.unverified_days += 1;
                 }
             }
             Status::Absent => self.absent_days += 1,
@@ -130,6 +137,7 @@ impl SummaryRow {
         self.leave_days += o.leave_days;
         self.field_days += o.field_days;
         self.unknown_days += o.unknown_days;
+        self.unverified_days += o.unverified_days;
         self.corrected_days += o.corrected_days;
         for (k, s) in &o.nonwork_seconds {
             *self.nonwork_seconds.entry(k.clone()).or_default() += s;
@@ -147,6 +155,7 @@ struct Figures<'a> {
     status: Status,
     late_minutes: u32,
     early_minutes: u32,
+    unverified: u32,
     corrected: bool,
     nonwork: Nonwork<'a>,
     coverage: crate::attendance::Coverage,
@@ -165,6 +174,7 @@ impl<'a> Figures<'a> {
             status: v.status,
             late_minutes: v.late_minutes,
             early_minutes: v.early_minutes,
+            unverified: v.unverified,
             corrected: false,
             nonwork: Nonwork::Map(&v.nonwork_seconds),
             coverage: v.coverage,
@@ -176,6 +186,7 @@ impl<'a> Figures<'a> {
             status: s.status,
             late_minutes: s.late_minutes,
             early_minutes: s.early_minutes,
+            unverified: s.unverified,
             corrected: false,
             nonwork: Nonwork::Stored(s),
             coverage: s.coverage,
@@ -183,14 +194,15 @@ impl<'a> Figures<'a> {
     }
 
     /// As [`super::corrections::apply`] corrects a verdict: the corrected status,
-    /// no minutes late or early.
+    /// no minutes late or early, verified or not.
     fn correct(&mut self, status: Status) {
         (
             self.status,
             self.late_minutes,
             self.early_minutes,
+            self.unverified,
             self.corrected,
-        ) = (status, 0, 0, true);
+        ) = (status, 0, 0, 0, true);
     }
 }
 
@@ -370,6 +382,7 @@ pub fn sort_rows(rows: &mut [SummaryRow], by: &str) {
             "early_minutes" => r.early_minutes.into(),
             "absent_days" => r.absent_days.into(),
             "unknown_days" => r.unknown_days.into(),
+            "unverified_days" => r.unverified_days.into(),
             "nonwork_minutes" => r.nonwork_minutes(),
             "coverage" => r.coverage_percent().unwrap_or(0),
             _ => return None,
@@ -434,6 +447,7 @@ fn columns() -> Vec<String> {
         "leave_days",
         "field_days",
         "unknown_days",
+        "unverified_days",
         "corrected_days",
     ]
     .map(str::to_owned)
@@ -458,6 +472,7 @@ fn numbers(r: &SummaryRow) -> Vec<Option<u64>> {
         r.leave_days,
         r.field_days,
         r.unknown_days,
+        r.unverified_days,
         r.corrected_days,
     ]
     .map(|x| Some(u64::from(x)))
@@ -618,6 +633,7 @@ mod tests {
             late_minutes: late,
             early_minutes: if late > 0 { 3 } else { 0 },
             checkpoints: Vec::new(),
+            unverified: 0,
             nonwork_seconds: if chat > 0 {
                 [("chat".to_string(), chat)].into()
             } else {
@@ -720,7 +736,7 @@ mod tests {
             "{csv}"
         );
         assert!(
-            csv.contains("E001,name-E001,A,1,1,1,1,11,1,3,0,0,0,0,0,10,0,0,0,0,10,50"),
+            csv.contains("E001,name-E001,A,1,1,1,1,11,1,3,0,0,0,0,0,0,10,0,0,0,0,10,50"),
             "{csv}"
         );
     }

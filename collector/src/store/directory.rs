@@ -56,6 +56,8 @@ pub struct StoredVerdict<'a> {
     pub provisional: bool,
     pub late_minutes: u32,
     pub early_minutes: u32,
+    /// Checkpoints late or early not charged for want of evidence.
+    pub unverified: u32,
     pub coverage: Coverage,
     pub arrival: Option<Timestamp>,
     pub departure: Option<Timestamp>,
@@ -625,7 +627,7 @@ impl SqliteStore {
     ) -> Result<(), E> {
         const COLS: &str = "v.employee_id, v.date, v.status, v.day_kind, v.provisional,
             v.late_minutes, v.early_minutes, v.office_seconds, v.covered_seconds,
-            v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp";
+            v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp, v.unverified";
         let conn = self.reader();
         let err = sql_err(self.path());
         // Everyone: the primary key's date range; one person: day_verdicts_by_person.
@@ -686,7 +688,8 @@ impl SqliteStore {
                 nonwork_json: text(11)?,
                 computed_ms: int(12)?,
                 context_fp: text(13)?,
-                verdict_json: r.get_ref(14).map_err(&err)?.as_str_or_null().map_err(|e| {
+                unverified: u32::try_from(int(14)?).unwrap_or(0),
+                verdict_json: r.get_ref(15).map_err(&err)?.as_str_or_null().map_err(|e| {
                     StoreError::Corrupt(format!("day_verdict_details.verdict: {e}"))
                 })?,
             })?;
@@ -707,8 +710,10 @@ impl SqliteStore {
                     "INSERT OR REPLACE INTO day_verdicts
                         (date, employee_id, status, day_kind, provisional, late_minutes,
                          early_minutes, office_seconds, covered_seconds, arrival_ms,
-                         departure_ms, nonwork, computed_ms, context_fp, fingerprint)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                         departure_ms, nonwork, computed_ms, context_fp, fingerprint,
+                         unverified)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                             ?16)",
                 )
                 .map_err(&err)?;
             let mut whole = tx
@@ -740,7 +745,8 @@ impl SqliteStore {
                         nonwork,
                         j.computed_ms,
                         j.context_fp,
-                        j.fingerprint
+                        j.fingerprint,
+                        v.unverified
                     ])
                     .map_err(&err)?;
                 whole
@@ -766,6 +772,7 @@ mod tests {
             provisional: false,
             late_minutes: 0,
             early_minutes: 0,
+            unverified: 0,
             coverage: Coverage::default(),
             arrival: None,
             departure: None,

@@ -63,6 +63,8 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 ///    ending after its start, found without reading every exemption ever entered.
 /// 10. calendar_notices and calendar_notice_days: the State Council holiday notices
 ///     an office imported (`crate::store::calendar`).
+/// 11. day_verdicts.unverified: checkpoints late or early not charged for want of
+///     evidence, which the summary counts with the unknown figures.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -303,6 +305,7 @@ CREATE TABLE calendar_notice_days (
     note TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    "ALTER TABLE day_verdicts ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;",
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
 /// read again from the database (`agents revoke` runs in another process).
@@ -1473,6 +1476,7 @@ mod tests {
                  DROP INDEX exemptions_by_end;
                  DROP TABLE calendar_notice_days;
                  DROP TABLE calendar_notices;
+                 ALTER TABLE day_verdicts DROP COLUMN unverified;
                  PRAGMA user_version = 7;",
             )
             .unwrap();

@@ -96,6 +96,18 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("leave_days", "请假", "Leave"),
     ("field_days", "外勤", "Field"),
     ("unknown_days", "无法判定", "Unknown"),
+    ("unverified", "未核实", "unverified"),
+    (
+        "unverified_days",
+        "迟到早退未核实（天）",
+        "Late or early unverified (days)",
+    ),
+    (
+        "unverified_hint",
+        "电脑记录不足以证明这段时间人不在，不计入迟到或早退",
+        "The PCs do not show the person away over this time, so it is not charged",
+    ),
+    ("not_charged", "不计", "not charged"),
     ("nonwork", "非工作用时（分钟）", "Non-work time (min)"),
     ("coverage", "监测覆盖率", "Coverage"),
     ("corrected", "已更正", "Corrected"),

@@ -581,6 +581,7 @@ async fn summary_page(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -
                     early_count => r.early_count, early_minutes => r.early_minutes,
                     absent_days => r.absent_days, leave_days => r.leave_days,
                     field_days => r.field_days, unknown_days => r.unknown_days,
+                    unverified_days => r.unverified_days,
                     corrected_days => r.corrected_days,
                     nonwork_minutes => r.nonwork_minutes(), categories => cats,
                     coverage => r.coverage_percent().map(|p| format!("{p}%")).unwrap_or_else(|| "—".into()),
@@ -694,7 +695,10 @@ async fn me(State(app): St, ctx: Ctx, Query(q): Query<MonthQuery>) -> Response {
 fn day_cell(app: &App, lang: Lang, d: &ReportDay, base: &str) -> Value {
     let v = &d.verdict;
     let nonwork: u64 = v.nonwork_seconds.values().sum::<u64>() / 60;
+    let (unverified_late, unverified_early) = v.unverified_minutes();
     context! {
+        unverified_late => unverified_late,
+        unverified_early => unverified_early,
         date => v.date.to_string(),
         day => v.date.day(),
         status => status_name(v.status),
@@ -805,6 +809,7 @@ async fn person_page(
                     late_minutes => r.late_minutes, early_count => r.early_count,
                     early_minutes => r.early_minutes, absent_days => r.absent_days,
                     unknown_days => r.unknown_days, nonwork_minutes => r.nonwork_minutes(),
+                    unverified_days => r.unverified_days,
                 }),
             },
         )
