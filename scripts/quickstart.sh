@@ -21,7 +21,8 @@ echo "==> TLS: a private CA and a certificate for ${addr%:*}"
 ca=$("$bin/kaoqin-collector" tls init --data-dir "$demo/collector" --name "${addr%:*}" --name localhost 2>/dev/null)
 
 echo "==> starting the collector on $addr (data in $demo/collector)"
-"$bin/kaoqin-collector" serve --data-dir "$demo/collector" --grpc "$addr" --http "$http" \
+# --allow-replay: the simulated PC plays a day in the past (never in production).
+"$bin/kaoqin-collector" serve --data-dir "$demo/collector" --grpc "$addr" --http "$http" --allow-replay \
   >"$demo/collector.out" 2>"$demo/collector.log" &
 collector=$!
 agent=""

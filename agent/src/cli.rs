@@ -443,6 +443,14 @@ fn show(common: Common, days: u32, account: Option<&str>) -> anyhow::Result<()> 
                 e.at_ms,
                 format!("{time}  {dropped_events} recorded events were lost ({reason}); the collector is told ({mark})"),
             )),
+            EventKind::ClockJump { jump_ms } => agent_lines.entry(day).or_default().push((
+                e.at_ms,
+                format!(
+                    "{time}  the PC's clock was set {} by {} s; the collector is told ({mark})",
+                    if *jump_ms < 0 { "back" } else { "forward" },
+                    jump_ms.unsigned_abs() / 1000
+                ),
+            )),
         }
     };
     for r in spool.sent_between(from, to)? {

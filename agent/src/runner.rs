@@ -193,6 +193,7 @@ pub async fn run(
     let recorded = Arc::new(Notify::new());
     let (done_tx, done_rx) = watch::channel(false);
 
+    let replay = matches!(opts.probe, ProbeChoice::Replay(_));
     let delivery = tokio::spawn(deliver_forever(
         config.clone(),
         state_dir.clone(),
@@ -200,29 +201,42 @@ pub async fn run(
         recorded.clone(),
         policy_tx,
         done_rx,
-        opts.once,
+        Delivery {
+            once: opts.once,
+            replay,
+        },
     ));
 
     let mut recorder = Recorder::new(classifier, sampling);
-    let replay = matches!(opts.probe, ProbeChoice::Replay(_));
     tokio::pin!(shutdown);
+    let recording = std::sync::atomic::AtomicBool::new(false);
     let stopped_by_signal = {
-        let record = record(
-            &config,
-            probe,
-            &mut recorder,
-            spool.clone(),
-            recorded.clone(),
-            policy_rx,
-            replay_key(&opts.probe)?,
-        );
+        let key = replay_key(&opts.probe)?;
+        let record = async {
+            // Nothing is recorded before the first enrolment: the collector takes
+            // no event from before it, and nobody has agreed to this PC being
+            // observed until IT enrols it.
+            wait_for_enrolment(&state_dir).await;
+            recording.store(true, std::sync::atomic::Ordering::SeqCst);
+            record(
+                &config,
+                probe,
+                &mut recorder,
+                spool.clone(),
+                recorded.clone(),
+                policy_rx,
+                key,
+            )
+            .await
+        };
         tokio::pin!(record);
         tokio::select! {
             r = &mut record => { r?; false }
             () = &mut shutdown => true,
         }
     };
-    if !replay || stopped_by_signal {
+    let recording = recording.load(std::sync::atomic::Ordering::SeqCst);
+    if recording && (!replay || stopped_by_signal) {
         // The live loop ends only by a signal: count the partial interval and
         // record the stop.
         let now = now_ms();
@@ -292,6 +306,26 @@ fn record_stop(spool: &SharedSpool, events: Vec<(i64, EventKind)>) -> anyhow::Re
     s.meta_set("running", "0")?;
     s.meta_set("last_stop_ms", &at_ms.to_string())?;
     Ok(())
+}
+
+/// Returns once the agent is enrolled, looking every few seconds (and saying once
+/// why nothing is recorded yet).
+async fn wait_for_enrolment(state_dir: &Path) {
+    let mut said = false;
+    loop {
+        match Enrolment::load(state_dir) {
+            Ok(Some(_)) => return,
+            Ok(None) if !said => tracing::warn!(
+                "Not enrolled yet: nothing is recorded until `kaoqin-agent enroll` succeeds."
+            ),
+            Err(e) if !said => {
+                tracing::warn!(error = %e, "Cannot read the enrolment; nothing is recorded until it can be read.")
+            }
+            _ => {}
+        }
+        said = true;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Why this start happened, from what the previous run left in the spool.
@@ -433,6 +467,8 @@ async fn record(
             append(recorder.finish(now - jump))?;
             lock(&spool).record_clock_jump(jump)?;
             recorder.rebase(jump, now);
+            // On the new clock, so it travels with what follows the jump.
+            append(vec![(now, EventKind::ClockJump { jump_ms: jump })])?;
         }
         let (returned, observations) = tokio::task::spawn_blocking(move || {
             let r = probe.poll(now);
@@ -463,6 +499,15 @@ fn recorder_sample_seconds(config: &Config, policy: &watch::Receiver<Option<pb::
         .map_or(config.sampling.sample_seconds, |(_, s)| s.sample_seconds)
 }
 
+/// How the spool is delivered.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    /// Stop once the recording is done and the spool is empty.
+    once: bool,
+    /// The events come from a scripted replay (the collector is told).
+    replay: bool,
+}
+
 /// Delivers the spool until told the recording is done and (with `once`) the
 /// spool is empty; otherwise forever.
 async fn deliver_forever(
@@ -472,8 +517,9 @@ async fn deliver_forever(
     recorded: Arc<Notify>,
     policy_tx: watch::Sender<Option<pb::Policy>>,
     done: watch::Receiver<bool>,
-    once: bool,
+    how: Delivery,
 ) -> anyhow::Result<()> {
+    let Delivery { once, replay } = how;
     let timeout = Duration::from_secs(config.uplink.call_timeout_seconds);
     let new_backoff = || crate::uplink::retry_schedule(&config.uplink);
     let mut backoff = new_backoff();
@@ -484,9 +530,7 @@ async fn deliver_forever(
         if uplink.is_none() {
             match Enrolment::load(&state_dir) {
                 Ok(Some(e)) => uplink = Some(Uplink::new(e, timeout)?),
-                Ok(None) => {
-                    tracing::warn!("Not enrolled yet; recording only. Run `kaoqin-agent enroll`.")
-                }
+                Ok(None) => tracing::debug!("Not enrolled yet; nothing to deliver."),
                 Err(e) => tracing::warn!(error = %e, "Cannot read the enrolment."),
             }
         }
@@ -506,7 +550,7 @@ async fn deliver_forever(
                 }
             }
             if failure.is_none() {
-                match deliver_pending(&config, &spool, up, &mut batch_limit).await {
+                match deliver_pending(&config, &spool, up, &mut batch_limit, replay).await {
                     Ok(()) => backoff = new_backoff(),
                     Err(e) => failure = Some(e),
                 }
@@ -558,6 +602,7 @@ async fn deliver_pending(
     spool: &SharedSpool,
     uplink: &mut Uplink,
     batch_limit: &mut usize,
+    replay: bool,
 ) -> Result<(), UplinkError> {
     let spool_err = |e: crate::spool::SpoolError| UplinkError::Retry(format!("spool: {e}"));
     loop {
@@ -576,7 +621,7 @@ async fn deliver_pending(
         };
         let last_seq = batch.last().map_or(0, |e| e.seq);
         match uplink
-            .report(&batch, now_ms().saturating_sub(correction))
+            .report(&batch, now_ms().saturating_sub(correction), replay)
             .await
         {
             Ok(reply) => {

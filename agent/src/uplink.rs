@@ -165,15 +165,18 @@ impl Uplink {
     }
 
     /// Sends one batch; the reply says up to which seq everything is stored.
+    /// `replay`: the events come from a scripted replay.
     pub async fn report(
         &mut self,
         events: &[Event],
         sent_at_ms: i64,
+        replay: bool,
     ) -> Result<pb::ReportResponse, UplinkError> {
         let req = self.request(pb::ReportRequest {
             agent_id: self.enrolment.agent_id.clone(),
             sent_at_ms,
             events: events.iter().map(pb::Event::from).collect(),
+            replay,
         })?;
         Ok(self.client.report(req).await?.into_inner())
     }

@@ -159,12 +159,21 @@ pub fn token_list(store: &SqliteStore, format: ListFormat) -> anyhow::Result<()>
                     t.max_uses.map_or("unlimited".into(), |m| m.to_string())
                 ),
                 rfc3339(t.revoked_ms),
+                if t.reenroll {
+                    "new and known"
+                } else {
+                    "new only"
+                }
+                .into(),
+                t.used_for.join(", "),
                 t.note,
             ]
         })
         .collect();
     print_table(
-        &["hash", "created", "expires", "uses", "revoked", "note"],
+        &[
+            "hash", "created", "expires", "uses", "revoked", "machines", "used for", "note",
+        ],
         &rows,
     )
 }
@@ -292,6 +301,11 @@ pub fn integrity(
     if args.format == ListFormat::Json {
         return print_json(&items);
     }
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for i in &items {
+        *counts.entry(i.kind).or_default() += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let rows: Vec<Vec<String>> = items
         .into_iter()
         .map(|i| {
@@ -309,7 +323,11 @@ pub fn integrity(
             ]
         })
         .collect();
-    print_table(&["agent", "hostname", "at", "kind", "seq", "detail"], &rows)
+    print_table(&["agent", "hostname", "at", "kind", "seq", "detail"], &rows)?;
+    if !counts.is_empty() {
+        println!("counts: {}", counts.join(", "));
+    }
+    Ok(())
 }
 
 /// `audit list|verify`.

@@ -55,6 +55,10 @@ pub enum Command {
         /// Also serve the web pages on this address (overrides server.http).
         #[arg(long)]
         http: Option<SocketAddr>,
+        /// Take past events from agents replaying a scripted day (a lab, a demo,
+        /// tests; sets server.allow_replay). Never in production.
+        #[arg(long)]
+        allow_replay: bool,
     },
     /// TLS for gRPC: a private CA and a server certificate signed by it.
     Tls {
@@ -147,12 +151,16 @@ pub enum TokenCommand {
         /// How long the token is valid: 30m, 12h, 7d, ...
         #[arg(long, default_value = "7d")]
         ttl: String,
-        /// How many agents may enrol with it (default: unlimited until it expires).
-        #[arg(long)]
-        uses: Option<u32>,
+        /// How many agents may enrol with it.
+        #[arg(long, default_value_t = 100)]
+        uses: u32,
         /// A note for the record (which rollout it is for).
         #[arg(long, default_value = "")]
         note: String,
+        /// Also for machines already enrolled (a reinstall). Without it the token
+        /// enrols new machines only and refuses a known machine id.
+        #[arg(long)]
+        reenroll: bool,
     },
     /// List tokens: hash prefix, created, expires, uses/max, revoked, note (never
     /// the token itself).
@@ -672,9 +680,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             grpc,
             plaintext,
             http,
+            allow_replay,
         } => {
             init_logging();
-            let (config, data_dir) = dirs.resolve()?;
+            let (mut config, data_dir) = dirs.resolve()?;
+            config.server.allow_replay |= allow_replay;
             let addr = grpc.unwrap_or(config.server.grpc);
             raise_open_file_limit();
             let tls = crate::tls::server_config(&data_dir)?;
@@ -751,18 +761,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     ttl,
                     uses,
                     note,
+                    reenroll,
                 },
         } => {
             let ttl_ms = parse_ttl_ms(&ttl)?;
+            if uses == 0 {
+                anyhow::bail!("--uses: must be at least 1");
+            }
             let (_, data_dir) = dirs.resolve()?;
             let store = SqliteStore::open(&data_dir)?;
-            let t =
-                store.create_token(ttl_ms, uses, &note, jiff::Timestamp::now().as_millisecond())?;
+            let spec = crate::store::TokenSpec {
+                ttl_ms,
+                max_uses: Some(uses),
+                note: note.clone(),
+                reenroll,
+            };
+            let t = store.create_token(&spec, jiff::Timestamp::now().as_millisecond())?;
             crate::admin::record(
                 &store,
                 "token.create",
                 &crate::store::hash_secret(&t.token)[..crate::store::admin::TOKEN_PREFIX_LEN],
-                serde_json::json!({ "ttl": ttl, "max_uses": uses, "note": note, "expires_ms": t.expires_ms }),
+                serde_json::json!({ "ttl": ttl, "max_uses": uses, "note": note, "expires_ms": t.expires_ms, "reenroll": reenroll }),
             )?;
             println!("{}", t.token);
             Ok(())

@@ -138,6 +138,10 @@ pub struct ServerConfig {
     /// Address of the web pages (officer dashboard, staff self-service); none:
     /// no web pages unless `serve --http` is given.
     pub http: Option<SocketAddr>,
+    /// Take events from before an agent's enrolment, or earlier than what it
+    /// stored, from agents that replay a scripted day. For labs, demos and tests
+    /// only: in production a stolen agent key could then write history.
+    pub allow_replay: bool,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +152,7 @@ impl Default for ServerConfig {
             time_zone: "Asia/Shanghai".into(),
             plaintext: false,
             http: None,
+            allow_replay: false,
         }
     }
 }

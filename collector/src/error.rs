@@ -29,6 +29,7 @@ impl From<crate::store::StoreError> for CollectorError {
         match e {
             StoreError::Busy(m) => CollectorError::Unavailable(m),
             StoreError::BadToken(m) => CollectorError::Unauthenticated(m),
+            StoreError::Denied(m) => CollectorError::PermissionDenied(m),
             StoreError::Invalid(m) => CollectorError::InvalidArgument(m),
             other => CollectorError::Internal(anyhow::Error::new(other)),
         }

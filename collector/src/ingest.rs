@@ -59,6 +59,10 @@ pub struct Ingest<S> {
     enroll_rate: RateLimit<Option<std::net::IpAddr>>,
     in_flight: tokio::sync::Semaphore,
     max_in_flight: u32,
+    /// Take past events from replaying agents (`serve --allow-replay`).
+    allow_replay: bool,
+    /// Batches refused since start (each also an integrity event).
+    refused: std::sync::atomic::AtomicU64,
 }
 
 impl<S: Store> Ingest<S> {
@@ -83,7 +87,21 @@ impl<S: Store> Ingest<S> {
             ),
             in_flight: tokio::sync::Semaphore::new(policy.max_reports_in_flight as usize),
             max_in_flight: policy.max_reports_in_flight,
+            allow_replay: false,
+            refused: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Takes events from before an agent's enrolment, or earlier than what it
+    /// stored, from a replaying agent (labs, demos, tests; never production).
+    pub fn allow_replay(mut self, allow: bool) -> Self {
+        self.allow_replay = allow;
+        self
+    }
+
+    /// How many batches were refused since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Refuses what no agent records: an instant (corrected by `offset_ms`) too far
@@ -184,6 +202,35 @@ impl<S: Store> Ingest<S> {
             )));
         }
         let body = req.into_inner();
+        let refusal = match self.check_and_store(&auth, body, received_ms).await {
+            Ok(reply) => return Ok(reply),
+            Err(e @ (CollectorError::InvalidArgument(_) | CollectorError::PermissionDenied(_))) => {
+                e
+            }
+            Err(e) => return Err(e),
+        };
+        // What the agent sent contradicts what it could have recorded: the officer
+        // sees it, whoever sent it.
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let detail = refusal.to_string();
+        if let Err(e) = self
+            .store
+            .record_refusal(auth.num, received_ms, refused_seq(&detail), detail)
+            .await
+        {
+            tracing::warn!(agent_id = %auth.agent_id, error = %e, "Could not record a refused batch as an integrity event.");
+        }
+        Err(refusal)
+    }
+
+    /// Validates a batch and stores it (see the module invariants).
+    async fn check_and_store(
+        &self,
+        auth: &crate::store::AgentAuth,
+        body: pb::ReportRequest,
+        received_ms: i64,
+    ) -> Result<pb::ReportResponse, CollectorError> {
         if body.agent_id != auth.agent_id {
             return Err(CollectorError::PermissionDenied(format!(
                 "batch names agent {:?} but the key is agent {}'s",
@@ -224,6 +271,7 @@ impl<S: Store> Ingest<S> {
                 sent_at_ms: body.sent_at_ms,
                 clock_offset_ms,
                 events,
+                replay: self.allow_replay && body.replay,
             })
             .await?;
         tracing::debug!(agent_id = %auth.agent_id, inserted = outcome.inserted, acked_seq = outcome.acked_seq, "Stored a batch.");
@@ -297,6 +345,12 @@ fn answer<T>(
     })
 }
 
+/// The seq a refusal names (`event seq N: ...`), if it names one.
+fn refused_seq(message: &str) -> Option<u64> {
+    let rest = message.strip_prefix("event seq ")?;
+    rest[..rest.find(':')?].parse().ok()
+}
+
 /// Compares two byte strings in time independent of where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -351,6 +405,7 @@ mod tests {
     #[derive(Default)]
     struct FakeStore {
         stored: Mutex<Vec<Batch>>,
+        refusals: Mutex<Vec<(Option<u64>, String)>>,
         gate: Option<tokio::sync::Semaphore>,
         entered: tokio::sync::Notify,
     }
@@ -381,6 +436,16 @@ mod tests {
                 acked_seq,
                 inserted: 0,
             })
+        }
+        async fn record_refusal(
+            &self,
+            _: i64,
+            _: i64,
+            seq: Option<u64>,
+            detail: String,
+        ) -> Result<(), StoreError> {
+            self.refusals.lock().unwrap().push((seq, detail));
+            Ok(())
         }
     }
 
@@ -422,6 +487,7 @@ mod tests {
             agent_id: "ag-1".into(),
             sent_at_ms,
             events,
+            replay: false,
         });
         let md = r.metadata_mut();
         md.insert(AGENT_ID_HEADER, "ag-1".parse().unwrap());

@@ -12,8 +12,14 @@
 //!   data_gap        events lost on the PC: spool_full, spool_corrupt,
 //!                   rejected_by_collector, ... with how many
 //!   clock_offset    a batch whose measured offset is at least the threshold
+//!   clock_jump      the PC's clock was set while the agent ran (by how much)
 //!   silent          no batch for more than N hours (or never)
 //!   revoked         the agent's key was revoked
+//!   refused         a batch refused by the trust rules or as malformed: what and why
+//!                   (a forgery with a stolen key, or an agent that must be looked at)
+//!   reenrolled      a known machine enrolled again (a reinstall, with a --reenroll token)
+//!   reenrol_refused an enrolment with a known machine id and a token for new machines
+//!                   only: someone tried to take that PC's identity
 //! ```
 //!
 //! `kaoqin-collector integrity` also lists, first, a State Council holiday notice
@@ -78,7 +84,7 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
         .prepare(
             "SELECT a.id, a.hostname, e.seq, e.at_ms + e.clock_offset_ms, e.data, e.at_ms
              FROM events e JOIN agents a ON a.num = e.agent
-             WHERE e.kind IN ('lifecycle', 'data_gap')
+             WHERE e.kind IN ('lifecycle', 'data_gap', 'clock_jump')
                AND e.at_ms + e.clock_offset_ms >= ?1 AND e.at_ms + e.clock_offset_ms < ?2",
         )
         .map_err(&err)?;
@@ -137,6 +143,14 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
                     instant(to_ms)
                 ),
             ),
+            EventKind::ClockJump { jump_ms } => (
+                "clock_jump",
+                format!(
+                    "the PC's clock was set {} by {} while the agent ran",
+                    if jump_ms < 0 { "back" } else { "forward" },
+                    minutes(jump_ms.abs())
+                ),
+            ),
             _ => continue,
         };
         items.push(IntegrityItem {
@@ -147,6 +161,35 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
             seq: Some(seq as u64),
             detail,
         });
+    }
+    // What the collector itself recorded: refusals and enrolments.
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.id, a.hostname, i.at_ms, i.kind, i.seq, i.detail
+             FROM integrity_events i JOIN agents a ON a.num = i.agent
+             WHERE i.at_ms >= ?1 AND i.at_ms < ?2",
+        )
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map(params![q.from_ms, q.to_ms], |r| {
+            let kind: String = r.get(3)?;
+            Ok(IntegrityItem {
+                agent_id: r.get(0)?,
+                hostname: r.get(1)?,
+                kind: match kind.as_str() {
+                    "refused" => "refused",
+                    "reenrolled" => "reenrolled",
+                    "reenrol_refused" => "reenrol_refused",
+                    _ => "other",
+                },
+                at_ms: r.get(2)?,
+                seq: r.get::<_, Option<i64>>(4)?.map(|s| s as u64),
+                detail: r.get(5)?,
+            })
+        })
+        .map_err(&err)?;
+    for row in rows {
+        items.push(row.map_err(&err)?);
     }
     // With the literal term the planner can use the partial index batches_by_offset
     // (offsets of a minute or more); a bound threshold alone makes it scan batches.
@@ -266,7 +309,12 @@ mod tests {
     async fn stops_crashes_gaps_offsets_silence_and_revocation_are_listed() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let t = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
+                T0,
+            )
+            .unwrap();
         let host = |m: &str| HostFacts {
             machine_id: m.into(),
             hostname: format!("pc-{m}"),
@@ -306,6 +354,8 @@ mod tests {
             sent_at_ms: received_ms - offset,
             clock_offset_ms: offset,
             events,
+            // Not about the trust rules: the day lies before the enrolment.
+            replay: true,
         };
         store
             .store_batch(batch(num(&a.agent_id), 2 * H, T0 + 2 * H, events))

@@ -40,7 +40,12 @@ pub async fn run_with_tls<S: Store>(
     reports: Option<crate::report_service::ReportApi>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let ingest = Ingest::new(store, &config.agents, clock);
+    let ingest = Ingest::new(store, &config.agents, clock).allow_replay(config.server.allow_replay);
+    if config.server.allow_replay {
+        tracing::warn!(
+            "Taking past events from replaying agents (--allow-replay): for a lab only."
+        );
+    }
     let agent_service = pb::agent_service_server::AgentServiceServer::new(ingest)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let (health, health_service) = tonic_health::server::health_reporter();

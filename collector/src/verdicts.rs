@@ -286,6 +286,7 @@ pub fn signal_kind(kind: &EventKind, offset_ms: i64) -> SignalKind {
             to: fix(*to_ms),
             dropped: *dropped_events,
         },
+        EventKind::ClockJump { jump_ms } => SignalKind::ClockJump { jump_ms: *jump_ms },
     }
 }
 
@@ -905,7 +906,12 @@ mod tests {
             .import_staff(&[person("E2", "lisi"), person("E1", "zhangsan")], 0)
             .unwrap();
         // zhangsan's PC: on Monday 08:20 to 17:40 (Asia/Shanghai).
-        let token = store.create_token(60_000, None, "", 0).unwrap();
+        let token = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(60_000, None).reenrolling(),
+                0,
+            )
+            .unwrap();
         let pc = HostFacts {
             machine_id: "m1".into(),
             ..HostFacts::default()
@@ -930,6 +936,8 @@ mod tests {
                     session(1, "2026-11-23T00:20:00Z", ev::SessionKind::Logon),
                     session(2, "2026-11-23T09:40:00Z", ev::SessionKind::Logoff),
                 ],
+                // The day lies before the enrolment at 0: a replay.
+                replay: true,
             })
             .await
             .unwrap();

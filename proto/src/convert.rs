@@ -130,6 +130,9 @@ impl From<&Event> for pb::Event {
                 to_ms: *to_ms,
                 reason: reason.clone(),
             }),
+            EventKind::ClockJump { jump_ms } => {
+                Kind::ClockJump(pb::ClockJump { jump_ms: *jump_ms })
+            }
         };
         pb::Event {
             seq: e.seq,
@@ -263,6 +266,12 @@ impl TryFrom<&pb::Event> for Event {
                     reason: name(seq, "data_gap.reason", &g.reason)?,
                 }
             }
+            Some(Kind::ClockJump(j)) => {
+                if j.jump_ms == 0 {
+                    return Err(bad(seq, "clock_jump.jump_ms", "is 0"));
+                }
+                EventKind::ClockJump { jump_ms: j.jump_ms }
+            }
         };
         Ok(Event {
             seq,
@@ -337,6 +346,9 @@ mod tests {
                 from_ms: 10,
                 to_ms: 20,
                 reason: "spool_full".into(),
+            },
+            EventKind::ClockJump {
+                jump_ms: -86_400_000,
             },
         ];
         kinds

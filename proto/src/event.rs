@@ -111,6 +111,11 @@ pub enum EventKind {
         to_ms: i64,
         reason: String,
     },
+    /// The PC's clock was set while the agent ran: new minus old (negative: set
+    /// back); the event's instant is on the new clock.
+    ClockJump {
+        jump_ms: i64,
+    },
 }
 
 impl EventKind {
@@ -122,6 +127,7 @@ impl EventKind {
             EventKind::Heartbeat { .. } => "heartbeat",
             EventKind::Lifecycle { .. } => "lifecycle",
             EventKind::DataGap { .. } => "data_gap",
+            EventKind::ClockJump { .. } => "clock_jump",
         }
     }
 

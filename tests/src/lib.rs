@@ -121,10 +121,17 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Starts `kaoqin-collector serve --plaintext` on `addr` (use port 0 for
-    /// any) and waits until it says where it listens.
+    /// Starts `kaoqin-collector serve --plaintext --allow-replay` on `addr` (use
+    /// port 0 for any) and waits until it says where it listens. Replayed days lie
+    /// in the past, so the tests that replay need `--allow-replay`.
     pub fn start(data_dir: &Path, addr: &str) -> anyhow::Result<Collector> {
-        Collector::spawn(data_dir, addr, None, None)
+        Collector::spawn(data_dir, addr, None, None, true)
+    }
+
+    /// As [`Collector::start`] without `--allow-replay`, as in production: no
+    /// agent may deliver events from before its enrolment or backdate any.
+    pub fn start_strict(data_dir: &Path, addr: &str) -> anyhow::Result<Collector> {
+        Collector::spawn(data_dir, addr, None, None, false)
     }
 
     /// As [`Collector::start`], with `config` (TOML) written to
@@ -137,7 +144,7 @@ impl Collector {
         std::fs::create_dir_all(data_dir)?;
         let path = data_dir.join("collector.toml");
         std::fs::write(&path, config)?;
-        Collector::spawn(data_dir, addr, None, Some(&path))
+        Collector::spawn(data_dir, addr, None, Some(&path), true)
     }
 
     /// As [`Collector::start`], over TLS with a certificate for 127.0.0.1 and
@@ -162,7 +169,7 @@ impl Collector {
                 "tls init printed {printed:?}"
             );
         }
-        Collector::spawn(data_dir, addr, Some(ca), None)
+        Collector::spawn(data_dir, addr, Some(ca), None, true)
     }
 
     fn spawn(
@@ -170,11 +177,15 @@ impl Collector {
         addr: &str,
         ca: Option<PathBuf>,
         config: Option<&Path>,
+        allow_replay: bool,
     ) -> anyhow::Result<Collector> {
         let mut cmd = Command::new(bin("kaoqin-collector"));
         cmd.args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc", addr]);
+        if allow_replay {
+            cmd.arg("--allow-replay");
+        }
         if let Some(config) = config {
             cmd.arg("--config").arg(config);
         }
@@ -222,6 +233,15 @@ impl Collector {
     pub fn token(&self) -> anyhow::Result<String> {
         let mut cmd = Command::new(bin("kaoqin-collector"));
         cmd.args(["token", "create", "--data-dir"])
+            .arg(&self.data_dir);
+        Ok(run_ok(cmd, Duration::from_secs(30))?.trim().to_owned())
+    }
+
+    /// A new enrolment token that also enrols machines already known (a
+    /// reinstall): `token create --reenroll`.
+    pub fn reenroll_token(&self) -> anyhow::Result<String> {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args(["token", "create", "--reenroll", "--data-dir"])
             .arg(&self.data_dir);
         Ok(run_ok(cmd, Duration::from_secs(30))?.trim().to_owned())
     }

@@ -25,14 +25,16 @@ fn replay_on_pc(collector: &Collector, state: &Path, machine: &str, script: &str
     replay_file(collector, state, machine, &fixture(script));
 }
 
-/// Enrols an agent with its own machine identity (again, if it is) and replays the
-/// script at `path` on it.
+/// Enrols an agent with its own machine identity (unless it is already) and
+/// replays the script at `path` on it.
 fn replay_file(collector: &Collector, state: &Path, machine: &str, path: &Path) {
-    let token = collector.token().unwrap();
-    let url = collector.url();
-    let mut enroll = agent(state, &["enroll", "--collector", &url, "--token", &token]);
-    enroll.env("KAOQIN_MACHINE_ID", machine);
-    run_ok(enroll, LIMIT).unwrap();
+    if !state.join("enrolment.json").exists() {
+        let token = collector.token().unwrap();
+        let url = collector.url();
+        let mut enroll = agent(state, &["enroll", "--collector", &url, "--token", &token]);
+        enroll.env("KAOQIN_MACHINE_ID", machine);
+        run_ok(enroll, LIMIT).unwrap();
+    }
     let replay = format!("replay:{}", path.display());
     let mut run = agent(state, &["run", "--probe", &replay, "--once"]);
     run.env("KAOQIN_MACHINE_ID", machine);

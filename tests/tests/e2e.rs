@@ -308,6 +308,7 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
                 agent_id: e.agent_id.clone(),
                 sent_at_ms: 1_795_000_000_000,
                 events,
+                replay: true,
             },
             &e.agent_id,
             &e.agent_key,
@@ -366,6 +367,7 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
                 agent_id: e.agent_id.clone(),
                 sent_at_ms: 1_795_000_000_000,
                 events: vec![unlock(16)],
+                replay: true,
             },
             &e.agent_id,
             "not-the-key",
@@ -379,6 +381,7 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
                 agent_id: "ag-someone-else".into(),
                 sent_at_ms: 1_795_000_000_000,
                 events: vec![unlock(16)],
+                replay: true,
             },
             &e.agent_id,
             &e.agent_key,
@@ -387,10 +390,19 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
         .unwrap_err();
     assert_eq!(s.code(), tonic::Code::PermissionDenied);
 
-    // Re-enrolling the same machine keeps its id and tells it where seqs stand.
-    let again = client
+    // Re-enrolling the same machine needs a --reenroll token; it keeps its id and
+    // is told where seqs stand.
+    let refused = client
         .enroll(pb::EnrollRequest {
             token,
+            host: Some(host.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let again = client
+        .enroll(pb::EnrollRequest {
+            token: collector.reenroll_token().unwrap(),
             host: Some(host),
         })
         .await
@@ -516,11 +528,20 @@ fn enrolled_agent(
     name: &str,
     collector: &Collector,
 ) -> (std::path::PathBuf, String) {
+    enrolled_agent_with(dir, name, collector, &collector.token().unwrap())
+}
+
+/// As [`enrolled_agent`], with the given enrolment token (which the agent keeps).
+fn enrolled_agent_with(
+    dir: &std::path::Path,
+    name: &str,
+    collector: &Collector,
+    token: &str,
+) -> (std::path::PathBuf, String) {
     let state = dir.join(name);
-    let token = collector.token().unwrap();
     let mut cmd = agent(
         &state,
-        &["enroll", "--collector", &collector.url(), "--token", &token],
+        &["enroll", "--collector", &collector.url(), "--token", token],
     );
     cmd.env("KAOQIN_MACHINE_ID", name);
     run_ok(cmd, LIMIT).unwrap();
@@ -661,9 +682,14 @@ fn killing_the_agent_mid_delivery_loses_and_doubles_nothing() {
 fn an_agent_whose_key_is_rejected_enrols_again_and_delivers() {
     let dir = tempfile::tempdir().unwrap();
     let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
-    let (state, config) = enrolled_agent(dir.path(), "pc", &collector);
-    // The same machine enrols again from elsewhere: the first key stops working.
-    let token = collector.token().unwrap();
+    // Enrolled with a token for reinstalls, which it keeps: with it the agent may
+    // enrol its own machine again when its key is refused. (With a token for new
+    // machines only, the default, that takes IT and is listed; tests/trust.rs.)
+    let token = collector.reenroll_token().unwrap();
+    let (state, config) = enrolled_agent_with(dir.path(), "pc", &collector, &token);
+    // The same machine enrols again from elsewhere (a reinstall): the first key
+    // stops working.
+    let token = collector.reenroll_token().unwrap();
     let mut cmd = agent(
         &dir.path().join("pc-again"),
         &["enroll", "--collector", &collector.url(), "--token", &token],

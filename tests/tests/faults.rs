@@ -80,6 +80,7 @@ impl Sim {
             agent_id: self.id.clone(),
             sent_at_ms: now_ms() + skew_ms,
             events,
+            replay: true,
         });
         req.metadata_mut()
             .insert(kaoqin_proto::AGENT_ID_HEADER, self.id.parse().unwrap());

@@ -107,6 +107,7 @@ async fn report(
         agent_id: a.id.clone(),
         sent_at_ms: now_ms(),
         events,
+        replay: true,
     };
     client
         .report(authed(body, &a.id, &a.key))
@@ -242,6 +243,7 @@ async fn hostile_input_is_refused_while_good_agents_deliver_exactly_once() {
         agent_id: other.id.clone(),
         sent_at_ms: now_ms(),
         events: vec![unlock(6, t)],
+        replay: true,
     };
     let s = client
         .report(authed(body.clone(), &me.id, &me.key))
@@ -290,6 +292,7 @@ async fn hostile_input_is_refused_while_good_agents_deliver_exactly_once() {
         agent_id: "x".repeat(5 * 1024 * 1024),
         sent_at_ms: now_ms(),
         events: vec![],
+        replay: true,
     };
     let s = client
         .report(authed(huge, &me.id, &me.key))
@@ -429,7 +432,7 @@ async fn revocation_made_by_the_cli_reaches_a_running_collector() {
     let s = enroll(&mut client, &old, "m-1").await.err().unwrap();
     assert_eq!(s.code(), tonic::Code::Unauthenticated);
     assert!(s.message().contains("revoked"), "{s:?}");
-    let fresh = collector.token().unwrap();
+    let fresh = collector.reenroll_token().unwrap();
     let again = enroll(&mut client, &fresh, "m-1").await.unwrap();
     assert_eq!(again.id, me.id, "the machine keeps its id");
     let r = report(&mut client, &again, vec![unlock(2, t + 2)])
@@ -485,15 +488,20 @@ async fn revocation_made_by_the_cli_reaches_a_running_collector() {
     let ok = run_ok(collector_cmd(&collector, &["audit", "verify"]), LIMIT).unwrap();
     assert!(ok.contains("intact: 4 records"), "{ok}");
 
-    // The officer sees the revocation (now lifted) nowhere, and nothing else of
-    // an agent (items of agent `-` are the calendar's, which depend on the date).
+    // The officer sees the revocation (now lifted) nowhere, the machine's enrolling
+    // again once, and nothing else of an agent (items of agent `-` are the
+    // calendar's, which depend on the date).
     let integrity = run_ok(
         collector_cmd(&collector, &["integrity", "--format", "json"]),
         LIMIT,
     )
     .unwrap();
     let items: Vec<serde_json::Value> = serde_json::from_str(&integrity).unwrap();
-    assert!(items.iter().all(|i| i["agent_id"] == "-"), "{integrity}");
+    let of_agents: Vec<&serde_json::Value> =
+        items.iter().filter(|i| i["agent_id"] != "-").collect();
+    assert_eq!(of_agents.len(), 1, "{integrity}");
+    assert_eq!(of_agents[0]["kind"], "reenrolled", "{integrity}");
+    assert_eq!(of_agents[0]["agent_id"], me.id.as_str(), "{integrity}");
 }
 
 fn sqlite3(db: &std::path::Path, sql: &str) {

@@ -26,13 +26,14 @@ struct WebCollector {
 }
 
 impl WebCollector {
-    /// `serve --plaintext --grpc 127.0.0.1:0 --http 127.0.0.1:0`, waiting (bounded)
-    /// for both `listening` lines.
+    /// `serve --plaintext --allow-replay --grpc 127.0.0.1:0 --http 127.0.0.1:0`,
+    /// waiting (bounded) for both `listening` lines.
     fn start(data_dir: &Path) -> WebCollector {
         let mut child = Command::new(bin("kaoqin-collector"))
             .args([
                 "serve",
                 "--plaintext",
+                "--allow-replay",
                 "--grpc",
                 "127.0.0.1:0",
                 "--http",

@@ -41,7 +41,9 @@ fn same_instant_rank(kind: &SignalKind) -> u8 {
         SignalKind::Session { kind, .. } if !kind.opens_presence() => 2,
         SignalKind::Session { .. } => 3,
         SignalKind::Heartbeat { .. } => 4,
-        SignalKind::DataGap { .. } | SignalKind::ClockOffset { .. } => 5,
+        SignalKind::DataGap { .. }
+        | SignalKind::ClockOffset { .. }
+        | SignalKind::ClockJump { .. } => 5,
         SignalKind::AgentStop { .. } => 6,
     }
 }
@@ -256,7 +258,13 @@ pub(crate) fn account_pc(
 ) -> PcAccount {
     let mut points: Vec<&Signal> = signals
         .iter()
-        .filter(|s| s.pc == pc && !matches!(s.kind, SignalKind::ClockOffset { .. }))
+        .filter(|s| {
+            s.pc == pc
+                && !matches!(
+                    s.kind,
+                    SignalKind::ClockOffset { .. } | SignalKind::ClockJump { .. }
+                )
+        })
         .collect();
     in_pc_order(&mut points);
     let mut acc = PcAccount::default();

@@ -81,6 +81,12 @@ pub enum SignalKind {
         /// PC clock minus collector clock, in milliseconds.
         offset_ms: i64,
     },
+    /// The PC's clock was set while the agent ran (new minus old). Evidence only:
+    /// the signals on both sides of it are corrected by their own clock's offset.
+    ClockJump {
+        /// New clock minus old, in milliseconds.
+        jump_ms: i64,
+    },
 }
 
 /// A change of an OS session.

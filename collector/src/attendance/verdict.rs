@@ -379,6 +379,17 @@ fn signal_evidence(
                     ),
                 );
             }
+            SignalKind::ClockJump { jump_ms } if mine => {
+                let dir = if *jump_ms < 0 { "back" } else { "forward" };
+                push(
+                    s.at,
+                    &s.pc,
+                    format!(
+                        "PC clock was set {dir} by {} s while the agent ran; times on both sides were corrected",
+                        jump_ms.unsigned_abs() / 1000
+                    ),
+                );
+            }
             _ => {}
         }
     }

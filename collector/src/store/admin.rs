@@ -35,13 +35,18 @@ impl SqliteStore {
         let err = sql_err(self.path());
         let mut stmt = conn
             .prepare(
-                "SELECT hash, created_ms, expires_ms, uses, max_uses, revoked_ms, note
-                 FROM tokens ORDER BY created_ms DESC, hash",
+                "SELECT t.hash, t.created_ms, t.expires_ms, t.uses, t.max_uses, t.revoked_ms, t.note,
+                        t.reenroll,
+                        (SELECT group_concat(hostname || CASE WHEN reenrolled THEN ' (again)' ELSE '' END, char(10))
+                         FROM (SELECT hostname, reenrolled FROM enrolments e
+                               WHERE e.token_hash = t.hash ORDER BY e.id))
+                 FROM tokens t ORDER BY t.created_ms DESC, t.hash",
             )
             .map_err(&err)?;
         let rows = stmt
             .query_map([], |r| {
                 let hash: String = r.get(0)?;
+                let used: Option<String> = r.get(8)?;
                 Ok(TokenInfo {
                     hash_prefix: hash[..TOKEN_PREFIX_LEN.min(hash.len())].to_owned(),
                     created_ms: r.get(1)?,
@@ -50,6 +55,10 @@ impl SqliteStore {
                     max_uses: r.get(4)?,
                     revoked_ms: r.get(5)?,
                     note: r.get(6)?,
+                    reenroll: r.get(7)?,
+                    used_for: used
+                        .map(|u| u.split('\n').map(str::to_owned).collect())
+                        .unwrap_or_default(),
                 })
             })
             .map_err(&err)?;
@@ -231,13 +240,19 @@ mod tests {
     async fn tokens_list_without_secrets_and_revoke_by_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(60_000, Some(2), "rollout", T0).unwrap();
+        let spec = crate::store::TokenSpec {
+            note: "rollout".into(),
+            ..crate::store::TokenSpec::new_machines(60_000, Some(2))
+        };
+        let t = store.create_token(&spec, T0).unwrap();
         store.enroll(&t.token, host("m1"), T0).await.unwrap();
         let list = store.tokens().unwrap();
         assert_eq!(list.len(), 1);
         let info = &list[0];
         assert_eq!((info.uses, info.max_uses), (1, Some(2)));
         assert_eq!(info.note, "rollout");
+        assert!(!info.reenroll);
+        assert_eq!(info.used_for, [host("m1").hostname], "what it was used for");
         assert!(hash_secret(&t.token).starts_with(&info.hash_prefix));
         assert!(!format!("{list:?}").contains(&t.token[4..]));
 
@@ -255,7 +270,12 @@ mod tests {
     async fn a_revoked_agent_is_refused_and_needs_a_newer_token() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let old = store.create_token(86_400_000, None, "", T0).unwrap();
+        let old = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
+                T0,
+            )
+            .unwrap();
         let e = store.enroll(&old.token, host("m1"), T0).await.unwrap();
         assert!(!store.agent_auth(&e.agent_id).unwrap().unwrap().revoked);
 
@@ -290,7 +310,12 @@ mod tests {
             .enroll(&old.token, host("m2"), T0 + 2000)
             .await
             .unwrap();
-        let new = store.create_token(86_400_000, None, "", T0 + 3000).unwrap();
+        let new = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
+                T0 + 3000,
+            )
+            .unwrap();
         let again = store
             .enroll(&new.token, host("m1"), T0 + 3000)
             .await

@@ -10,12 +10,16 @@
 //! - `store_batch` returns only after the batch is durable, and the acked seq it
 //!   returns is the highest seq of that agent actually stored;
 //! - a failed write leaves nothing of the batch behind and is reported as
-//!   [`StoreError::Busy`] when retrying later can succeed (locked, disk full).
+//!   [`StoreError::Busy`] when retrying later can succeed (locked, disk full);
+//! - the trust rules ([`trust`]) hold for every new event of a batch, or nothing of
+//!   it is stored ([`StoreError::Invalid`], naming the seq), and the agent's stored
+//!   state is as before.
 
 pub mod admin;
 pub mod calendar;
 pub mod directory;
 pub mod sqlite;
+pub mod trust;
 
 use kaoqin_proto::event::Event;
 use std::future::Future;
@@ -30,6 +34,10 @@ pub enum StoreError {
     /// The enrolment token is unknown, expired, used up or revoked.
     #[error("{0}")]
     BadToken(String),
+    /// The token is good but may not do this (enrol a machine already known with a
+    /// token for new machines only).
+    #[error("{0}")]
+    Denied(String),
     /// The batch contradicts what is stored (a seq that goes backwards); nothing
     /// of it was stored and resending it unchanged fails again.
     #[error("{0}")]
@@ -92,6 +100,9 @@ pub struct Batch {
     /// Collector clock minus agent clock, measured at receipt.
     pub clock_offset_ms: i64,
     pub events: Vec<Event>,
+    /// A replaying agent on a collector that allows replays: its events may lie
+    /// before the agent's enrolment and before what it already stored.
+    pub replay: bool,
 }
 
 /// What a stored batch came to.
@@ -114,6 +125,11 @@ pub struct TokenInfo {
     pub max_uses: Option<u32>,
     pub revoked_ms: Option<i64>,
     pub note: String,
+    /// It may enrol a machine already known (a reinstall).
+    pub reenroll: bool,
+    /// What it was used for: each enrolment's hostname, newest last, with
+    /// "(again)" for a re-enrolment.
+    pub used_for: Vec<String>,
 }
 
 /// An enrolled agent as `agents list` shows it.
@@ -138,6 +154,40 @@ pub struct NewToken {
     pub token: String,
     pub expires_ms: i64,
     pub max_uses: Option<u32>,
+}
+
+/// What a new enrolment token allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    /// How long it is valid.
+    pub ttl_ms: i64,
+    /// How many enrolments it allows (None: unlimited until it expires).
+    pub max_uses: Option<u32>,
+    /// A note for the record.
+    pub note: String,
+    /// It may enrol a machine id already known (a reinstall); otherwise only new
+    /// machines.
+    pub reenroll: bool,
+}
+
+impl TokenSpec {
+    /// A token for `max_uses` new machines over `ttl_ms`.
+    pub fn new_machines(ttl_ms: i64, max_uses: Option<u32>) -> TokenSpec {
+        TokenSpec {
+            ttl_ms,
+            max_uses,
+            note: String::new(),
+            reenroll: false,
+        }
+    }
+
+    /// The same, also for machines already known.
+    pub fn reenrolling(self) -> TokenSpec {
+        TokenSpec {
+            reenroll: true,
+            ..self
+        }
+    }
 }
 
 /// One stored event with what the collector measured when it arrived.
@@ -167,6 +217,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         batch: Batch,
     ) -> impl Future<Output = Result<BatchOutcome, StoreError>> + Send;
+
+    /// Records that a batch of the agent was refused, as an integrity event: when
+    /// (collector clock), the seq it names if any, and why.
+    fn record_refusal(
+        &self,
+        agent_num: i64,
+        at_ms: i64,
+        seq: Option<u64>,
+        detail: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Hex SHA-256, used for agent keys and enrolment tokens at rest.

@@ -12,7 +12,7 @@
 
 use super::{
     AgentAuth, Batch, BatchOutcome, Enrolment, HostFacts, NewToken, Store, StoreError, StoredEvent,
-    hash_secret, new_secret,
+    TokenSpec, hash_secret, new_secret,
 };
 use crate::attendance::Settings;
 use kaoqin_proto::event::{Event, EventKind};
@@ -65,6 +65,11 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 ///     an office imported (`crate::store::calendar`).
 /// 11. day_verdicts.unverified: checkpoints late or early not charged for want of
 ///     evidence, which the summary counts with the unknown figures.
+/// 12. the trust rules at ingest: agents.latest_at_ms (the latest corrected instant
+///     stored from the agent, lowered by a recorded clock jump); tokens.reenroll
+///     (only such tokens enrol a machine id already known); enrolments (what each
+///     token was used for); integrity_events (refused batches, re-enrolments: what
+///     is not derived from stored events).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -306,6 +311,30 @@ CREATE TABLE calendar_notice_days (
 ) WITHOUT ROWID;
 "#,
     "ALTER TABLE day_verdicts ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;",
+    r#"
+ALTER TABLE agents ADD COLUMN latest_at_ms INTEGER;
+UPDATE agents SET latest_at_ms =
+    (SELECT max(e.at_ms + e.clock_offset_ms) FROM events e WHERE e.agent = agents.num);
+ALTER TABLE tokens ADD COLUMN reenroll INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE enrolments (
+    id          INTEGER PRIMARY KEY,
+    token_hash  TEXT NOT NULL,
+    agent       INTEGER NOT NULL REFERENCES agents(num),
+    at_ms       INTEGER NOT NULL,
+    hostname    TEXT NOT NULL,
+    reenrolled  INTEGER NOT NULL
+);
+CREATE INDEX enrolments_by_token ON enrolments(token_hash);
+CREATE TABLE integrity_events (
+    id      INTEGER PRIMARY KEY,
+    agent   INTEGER REFERENCES agents(num),
+    at_ms   INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    seq     INTEGER,
+    detail  TEXT NOT NULL
+);
+CREATE INDEX integrity_events_by_time ON integrity_events(at_ms);
+"#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
 /// read again from the database (`agents revoke` runs in another process).
@@ -407,6 +436,41 @@ enum Job {
         now_ms: i64,
         reply: oneshot::Sender<Result<(Enrolment, AgentAuth), StoreError>>,
     },
+    /// An integrity event: (agent, at_ms, kind, seq, detail).
+    Integrity {
+        event: IntegrityEvent,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// A row of `integrity_events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IntegrityEvent {
+    pub(crate) agent_num: i64,
+    pub(crate) at_ms: i64,
+    /// `refused`, `reenrolled`, ...
+    pub(crate) kind: &'static str,
+    pub(crate) seq: Option<u64>,
+    pub(crate) detail: String,
+}
+
+impl IntegrityEvent {
+    fn insert(&self, conn: &Connection, path: &Path) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "INSERT INTO integrity_events (agent, at_ms, kind, seq, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                self.agent_num,
+                self.at_ms,
+                self.kind,
+                self.seq.and_then(|s| i64::try_from(s).ok()),
+                self.detail
+            ])
+        })
+        .map_err(sql_err(path))?;
+        Ok(())
+    }
 }
 
 /// The embedded SQLite store.
@@ -544,25 +608,27 @@ impl SqliteStore {
 
     /// Creates an enrolment token valid for `ttl_ms`, usable `max_uses` times
     /// (unlimited if `None`).
-    pub fn create_token(
-        &self,
-        ttl_ms: i64,
-        max_uses: Option<u32>,
-        note: &str,
-        now_ms: i64,
-    ) -> Result<NewToken, StoreError> {
+    pub fn create_token(&self, spec: &TokenSpec, now_ms: i64) -> Result<NewToken, StoreError> {
         let token = format!("kq1-{}", new_secret()?);
-        let expires_ms = now_ms.saturating_add(ttl_ms);
+        let expires_ms = now_ms.saturating_add(spec.ttl_ms);
         self.reader()
             .execute(
-                "INSERT INTO tokens (hash, created_ms, expires_ms, max_uses, note) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![hash_secret(&token), now_ms, expires_ms, max_uses, note],
+                "INSERT INTO tokens (hash, created_ms, expires_ms, max_uses, note, reenroll)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    hash_secret(&token),
+                    now_ms,
+                    expires_ms,
+                    spec.max_uses,
+                    spec.note,
+                    spec.reenroll
+                ],
             )
             .map_err(sql_err(&self.path))?;
         Ok(NewToken {
             token,
             expires_ms,
-            max_uses,
+            max_uses: spec.max_uses,
         })
     }
 
@@ -681,6 +747,28 @@ impl Store for SqliteStore {
         rx.await
             .map_err(|_| StoreError::Busy("writer has stopped".into()))?
     }
+
+    async fn record_refusal(
+        &self,
+        agent_num: i64,
+        at_ms: i64,
+        seq: Option<u64>,
+        detail: String,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Integrity {
+            event: IntegrityEvent {
+                agent_num,
+                at_ms,
+                kind: "refused",
+                seq,
+                detail,
+            },
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| StoreError::Busy("writer has stopped".into()))?
+    }
 }
 
 /// How stale `pc_accounts.last_ms` (shown as an unmapped account's "last seen")
@@ -709,7 +797,9 @@ struct Writer {
     restart: Arc<std::sync::atomic::AtomicBool>,
 }
 
-type Replies = Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>>;
+/// Sends one job's answer once the group's commit is known (its error, if any).
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Replies = Vec<Reply>;
 
 impl Writer {
     fn new(
@@ -800,12 +890,7 @@ impl Writer {
                         learned.extend(rows);
                         outcome
                     });
-                    replies.push(Box::new(move |commit_err| {
-                        let _ = reply.send(match (r, commit_err) {
-                            (Ok(_), Some(e)) => Err(busy_copy(e)),
-                            (r, _) => r,
-                        });
-                    }));
+                    replies.push(after_commit(r, reply));
                 }
                 Job::Enroll {
                     token,
@@ -815,12 +900,35 @@ impl Writer {
                 } => {
                     let r =
                         with_savepoint(&tx, &path, |sp| enroll(sp, &path, &token, &host, now_ms));
-                    replies.push(Box::new(move |commit_err| {
-                        let _ = reply.send(match (r, commit_err) {
-                            (Ok(_), Some(e)) => Err(busy_copy(e)),
-                            (r, _) => r,
-                        });
-                    }));
+                    if let Err(StoreError::Denied(why)) = &r {
+                        // Someone with a token tried to take a known PC's identity.
+                        let attempt = |sp: &Connection| {
+                            let num: Option<i64> = sp
+                                .query_row(
+                                    "SELECT num FROM agents WHERE machine_id = ?1",
+                                    [&host.machine_id],
+                                    |r| r.get(0),
+                                )
+                                .optional()
+                                .map_err(sql_err(&path))?;
+                            IntegrityEvent {
+                                agent_num: num.unwrap_or_default(),
+                                at_ms: now_ms,
+                                kind: "reenrol_refused",
+                                seq: None,
+                                detail: format!("enrolment as {:?} refused: {why}", host.hostname),
+                            }
+                            .insert(sp, &path)
+                        };
+                        if let Err(e) = with_savepoint(&tx, &path, attempt) {
+                            tracing::warn!(error = %e, "Could not record a refused enrolment.");
+                        }
+                    }
+                    replies.push(after_commit(r, reply));
+                }
+                Job::Integrity { event, reply } => {
+                    let r = with_savepoint(&tx, &path, |sp| event.insert(sp, &path));
+                    replies.push(after_commit(r, reply));
                 }
             }
         }
@@ -899,6 +1007,20 @@ fn run_checkpoints(
     checkpoint("TRUNCATE");
 }
 
+/// The answer to one job of a group, sent once the group's commit is known: a
+/// job that succeeded fails after all if the commit did.
+fn after_commit<T: Send + 'static>(
+    r: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+) -> Reply {
+    Box::new(move |commit_err| {
+        let _ = reply.send(match (r, commit_err) {
+            (Ok(_), Some(e)) => Err(busy_copy(e)),
+            (r, _) => r,
+        });
+    })
+}
+
 /// A commit failure reported to each request of the group, as retryable.
 fn busy_copy(e: &StoreError) -> StoreError {
     StoreError::Busy(e.to_string())
@@ -910,6 +1032,9 @@ fn fail(job: Job, e: &StoreError) {
             let _ = reply.send(Err(busy_copy(e)));
         }
         Job::Enroll { reply, .. } => {
+            let _ = reply.send(Err(busy_copy(e)));
+        }
+        Job::Integrity { reply, .. } => {
             let _ = reply.send(Err(busy_copy(e)));
         }
     }
@@ -953,11 +1078,26 @@ fn insert_batch(
     let mut max_seq = 0u64;
     // The highest seq stored before this batch: a new event at or below it is a
     // seq going backwards (a resend of a stored one is not new).
-    let stored_max: i64 = conn
-        .prepare_cached("SELECT max_seq FROM agents WHERE num = ?1")
+    let state = conn
+        .prepare_cached("SELECT max_seq, enrolled_ms, latest_at_ms FROM agents WHERE num = ?1")
         .map_err(&err)?
-        .query_row([b.agent_num], |r| r.get(0))
+        .query_row([b.agent_num], |r| {
+            Ok(super::trust::AgentState {
+                max_seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                enrolled_ms: r.get(1)?,
+                latest_at_ms: r.get(2)?,
+            })
+        })
         .map_err(&err)?;
+    let stored_max = state.max_seq as i64;
+    let latest = super::trust::check_batch(
+        &state,
+        &b.events,
+        b.clock_offset_ms,
+        b.received_ms,
+        b.replay,
+    )
+    .map_err(StoreError::Invalid)?;
     // Accounts seen (lower case) with corrected first/last instants, and the
     // attendance days the new events fall on.
     let mut seen: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -1035,7 +1175,8 @@ fn insert_batch(
     .map_err(&err)?;
     let acked: i64 = conn
         .prepare_cached(
-            "UPDATE agents SET max_seq = max(max_seq, ?2), last_seen_ms = ?3, clock_offset_ms = ?4
+            "UPDATE agents SET max_seq = max(max_seq, ?2), last_seen_ms = ?3, clock_offset_ms = ?4,
+                    latest_at_ms = ?5
              WHERE num = ?1 RETURNING max_seq",
         )
         .map_err(&err)?
@@ -1044,7 +1185,8 @@ fn insert_batch(
                 b.agent_num,
                 max_seq as i64,
                 b.received_ms,
-                b.clock_offset_ms
+                b.clock_offset_ms,
+                latest
             ],
             |r| r.get(0),
         )
@@ -1178,17 +1320,17 @@ fn enroll(
 ) -> Result<(Enrolment, AgentAuth), StoreError> {
     let err = sql_err(path);
     let hash = hash_secret(token);
-    /// expires_ms, max_uses, uses, revoked_ms, created_ms
-    type TokenRow = (i64, Option<i64>, i64, Option<i64>, i64);
+    /// expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll
+    type TokenRow = (i64, Option<i64>, i64, Option<i64>, i64, bool);
     let row: Option<TokenRow> = conn
         .query_row(
-            "SELECT expires_ms, max_uses, uses, revoked_ms, created_ms FROM tokens WHERE hash = ?1",
+            "SELECT expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll FROM tokens WHERE hash = ?1",
             [&hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .optional()
         .map_err(&err)?;
-    let Some((expires_ms, max_uses, uses, revoked_ms, created_ms)) = row else {
+    let Some((expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll)) = row else {
         return Err(StoreError::BadToken("unknown enrolment token".into()));
     };
     if revoked_ms.is_some() {
@@ -1227,20 +1369,39 @@ fn enroll(
                 .unwrap_or_else(|_| revoked_ms.to_string())
         )));
     }
+    let existing: Option<(i64, String, i64, String)> = conn
+        .query_row(
+            "SELECT num, id, max_seq, hostname FROM agents WHERE machine_id = ?1",
+            [&host.machine_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    if let Some((_, id, _, hostname)) = &existing
+        && !reenroll
+    {
+        return Err(StoreError::Denied(format!(
+            "machine {:?} is already enrolled as agent {id} ({hostname}); enrolling it again needs a token created with `token create --reenroll` (for a reinstall)",
+            host.machine_id
+        )));
+    }
     conn.execute("UPDATE tokens SET uses = uses + 1 WHERE hash = ?1", [&hash])
         .map_err(&err)?;
     let key = new_secret()?;
     let key_hash = hash_secret(&key);
-    let existing: Option<(i64, String, i64)> = conn
-        .query_row(
-            "SELECT num, id, max_seq FROM agents WHERE machine_id = ?1",
-            [&host.machine_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(&err)?;
     let (num, agent_id, last_seq, re_enrolled) = match existing {
-        Some((num, id, max_seq)) => {
+        Some((num, id, max_seq, old_hostname)) => {
+            IntegrityEvent {
+                agent_num: num,
+                at_ms: now_ms,
+                kind: "reenrolled",
+                seq: None,
+                detail: format!(
+                    "machine {:?} enrolled again as {} (was {old_hostname}) with a --reenroll token; the key it had no longer works",
+                    host.machine_id, host.hostname
+                ),
+            }
+            .insert(conn, path)?;
             conn.execute(
                 "UPDATE agents SET hostname = ?2, os = ?3, os_version = ?4, agent_version = ?5,
                         key_hash = ?6, revoked_ms = NULL WHERE num = ?1",
@@ -1276,6 +1437,11 @@ fn enroll(
             (conn.last_insert_rowid(), id, 0, false)
         }
     };
+    conn.execute(
+        "INSERT INTO enrolments (token_hash, agent, at_ms, hostname, reenrolled) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![hash, num, now_ms, host.hostname, re_enrolled],
+    )
+    .map_err(&err)?;
     Ok((
         Enrolment {
             agent_id: agent_id.clone(),
@@ -1325,7 +1491,12 @@ mod tests {
     async fn one_agent() -> (tempfile::TempDir, Arc<SqliteStore>, Enrolment, i64) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let t = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
+                T0,
+            )
+            .unwrap();
         let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
         let num = store.agent_auth(&e.agent_id).unwrap().unwrap().num;
         (dir, store, e, num)
@@ -1338,6 +1509,8 @@ mod tests {
             sent_at_ms: T0 - 1500,
             clock_offset_ms: 1500,
             events,
+            // The trust rules have their own test below.
+            replay: true,
         }
     }
 
@@ -1348,12 +1521,22 @@ mod tests {
         let err = store.enroll("kq1-nope", host("m1"), T0).await.unwrap_err();
         assert!(matches!(err, StoreError::BadToken(m) if m.contains("unknown")));
 
-        let once = store.create_token(60_000, Some(1), "", T0).unwrap();
+        let once = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(60_000, Some(1)).reenrolling(),
+                T0,
+            )
+            .unwrap();
         store.enroll(&once.token, host("m1"), T0).await.unwrap();
         let err = store.enroll(&once.token, host("m2"), T0).await.unwrap_err();
         assert!(matches!(err, StoreError::BadToken(m) if m.contains("used up")));
 
-        let short = store.create_token(60_000, None, "", T0).unwrap();
+        let short = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(60_000, None).reenrolling(),
+                T0,
+            )
+            .unwrap();
         let err = store
             .enroll(&short.token, host("m3"), T0 + 60_000)
             .await
@@ -1365,7 +1548,12 @@ mod tests {
     async fn the_same_machine_keeps_its_id_and_learns_its_last_seq() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let t = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
+                T0,
+            )
+            .unwrap();
         let first = store.enroll(&t.token, host("m1"), T0).await.unwrap();
         assert!(!first.re_enrolled);
         let auth = store.agent_auth(&first.agent_id).unwrap().unwrap();
@@ -1477,6 +1665,10 @@ mod tests {
                  DROP TABLE calendar_notice_days;
                  DROP TABLE calendar_notices;
                  ALTER TABLE day_verdicts DROP COLUMN unverified;
+                 ALTER TABLE agents DROP COLUMN latest_at_ms;
+                 ALTER TABLE tokens DROP COLUMN reenroll;
+                 DROP TABLE enrolments;
+                 DROP TABLE integrity_events;
                  PRAGMA user_version = 7;",
             )
             .unwrap();
@@ -1670,7 +1862,12 @@ mod tests {
     async fn concurrent_batches_are_all_stored_by_group_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let t = store.create_token(86_400_000, None, "", T0).unwrap();
+        let t = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
+                T0,
+            )
+            .unwrap();
         let mut nums = Vec::new();
         for m in 0..8 {
             let e = store

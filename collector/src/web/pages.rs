@@ -1079,15 +1079,48 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
                 }
             })
             .collect();
-        let silent: Vec<Value> = silent_agents(app, now().as_millisecond())?
+        let now_ms = now().as_millisecond();
+        let silent: Vec<Value> = silent_agents(app, now_ms)?
             .into_iter()
             .map(|(id, host, last)| context! { id => id, hostname => host, last_seen => when(last) })
             .collect();
+        // Agent-made items (stops, gaps) and the collector's own (refusals,
+        // enrolments) of the last week; silence is the table above.
+        let week = 7 * 24 * 3_600_000;
+        let items = crate::integrity::list(
+            &app.store,
+            &crate::integrity::Query {
+                from_ms: now_ms - week,
+                to_ms: now_ms + 1,
+                large_offset_ms: app.settings().large_offset_ms,
+                silent_ms: i64::MAX,
+                now_ms,
+            },
+        )?;
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for i in &items {
+            *counts.entry(i.kind).or_default() += 1;
+        }
+        let integrity: Vec<Value> = items
+            .iter()
+            .rev()
+            .take(500)
+            .map(|i| {
+                context! {
+                    at => when(Some(i.at_ms)), hostname => i.hostname, id => i.agent_id,
+                    kind => i.kind, seq => i.seq, detail => i.detail,
+                }
+            })
+            .collect();
+        let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
         page(
             app,
             ctx,
             "system.html",
-            context! { unmapped => unmapped, silent => silent },
+            context! {
+                unmapped => unmapped, silent => silent, integrity => integrity,
+                counts => counts.join(" · "),
+            },
         )
     })
     .await

@@ -202,6 +202,7 @@ impl Sim {
             agent_id: self.agent_id.clone(),
             sent_at_ms: now_ms(),
             events,
+            replay: false,
         });
         req.metadata_mut().insert(
             kaoqin_proto::AGENT_ID_HEADER,

@@ -700,6 +700,8 @@ async fn store_events(
             sent_at_ms: received_ms - offset_ms - 20,
             clock_offset_ms: offset_ms,
             events: chunk,
+            // Seeded history lies before the enrolment, as a replay's does.
+            replay: true,
         };
         let outcome = store_one(store, b).await?;
         ensure!(
@@ -765,7 +767,13 @@ async fn enroll_pcs(
     heartbeat: u32,
     indices: &[usize],
 ) -> anyhow::Result<Vec<Pc>> {
-    let token = store.create_token(3_600_000, None, "kaoqin-seed", now_ms())?;
+    let token = store.create_token(
+        &kaoqin_collector::store::TokenSpec {
+            note: "kaoqin-seed".into(),
+            ..kaoqin_collector::store::TokenSpec::new_machines(3_600_000, None)
+        },
+        now_ms(),
+    )?;
     let sem = Arc::new(Semaphore::new(64));
     let mut set = tokio::task::JoinSet::new();
     for &i in indices {
@@ -1284,6 +1292,7 @@ async fn ingest_burst(
             sent_at_ms: received_ms - 5,
             clock_offset_ms: 5,
             events: evs,
+            replay: true,
         });
     }
     let sem = Arc::new(Semaphore::new(in_flight));
