@@ -76,11 +76,15 @@ fn lock(spool: &SharedSpool) -> std::sync::MutexGuard<'_, Spool> {
 /// Opens the spool in `state_dir`, logging what a damaged file cost. A new spool
 /// numbers its events from the current time (in thousandths of a millisecond),
 /// so a reinstalled agent can never reuse a seq the collector already holds.
+/// On Unix the state dir is made 0700 and the spool 0600 (its write-ahead log
+/// and index take the spool's mode): the key and the record are the service's.
 pub fn open_spool(state_dir: &Path, config: &Config) -> anyhow::Result<Spool> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create state dir {}", state_dir.display()))?;
+    private(state_dir, 0o700)?;
     let path = state_dir.join(SPOOL_FILE);
     let (mut spool, report) = Spool::open(&path, config.spool.max_mib * 1024 * 1024)?;
+    private(&path, 0o600)?;
     if report.unreadable > 0 || report.recovered_from_corruption {
         tracing::warn!(
             path = %path.display(),
@@ -93,6 +97,19 @@ pub fn open_spool(state_dir: &Path, config: &Config) -> anyhow::Result<Spool> {
         spool.ensure_next_seq_above((now_ms().max(0) as u64) * 1000)?;
     }
     Ok(spool)
+}
+
+/// Gives `path` the Unix `mode` (nothing elsewhere: on Windows the service's
+/// state dir gets its access list where it is created).
+fn private(path: &Path, mode: u32) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot make {} private", path.display()))?;
+    }
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// Category rules and intervals from a policy; an empty rule list keeps the
@@ -708,6 +725,23 @@ pub fn host_facts(machine_id: &str) -> pb::HostFacts {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn the_state_dir_and_the_spool_are_the_services_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let spool = super::open_spool(&state, &crate::config::Config::default()).unwrap();
+        drop(spool);
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join(crate::state::SPOOL_FILE)), 0o600);
+        // Opened again (a restart), still so.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(super::open_spool(&state, &crate::config::Config::default()).unwrap());
+        assert_eq!(mode(&state), 0o700);
+    }
+
     use super::*;
 
     #[test]

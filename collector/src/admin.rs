@@ -55,6 +55,11 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         dirs: crate::cli::DataDirArg,
+        /// A head hash printed by an earlier `audit verify` and kept elsewhere: the
+        /// log must still hold that record (else records were cut off its end, or it
+        /// was rebuilt).
+        #[arg(long)]
+        head: Option<String>,
     },
 }
 
@@ -357,8 +362,16 @@ pub fn audit(store: &SqliteStore, command: AuditCommand) -> anyhow::Result<()> {
                 &rows,
             )
         }
-        AuditCommand::Verify { .. } => match store.audit_verify()? {
+        AuditCommand::Verify { head: kept, .. } => match store.audit_verify()? {
             Verification::Intact { records, head } => {
+                if let Some(kept) = kept.map(|k| k.trim().to_ascii_lowercase())
+                    && kept != head
+                    && !store.audit_list()?.iter().any(|r| r.hash == kept)
+                {
+                    anyhow::bail!(
+                        "audit log cut: the record with head {kept} is not in it (records were removed from its end, or it was rebuilt); it now ends at {head} after {records} records"
+                    );
+                }
                 println!("audit log intact: {records} records, head {head}");
                 Ok(())
             }

@@ -731,7 +731,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         tracing::info!(http = %local, "Web pages serving.");
                         println!("kaoqin-collector listening http={local}");
                         std::io::stdout().flush()?;
-                        let app = crate::web::App::new(store.clone(), rules.clone());
+                        let app = crate::web::App::with_appeals(
+                            store.clone(),
+                            rules.clone(),
+                            config.appeals,
+                        );
                         Some(tokio::spawn(crate::web::run(l, app, stop_web)))
                     }
                     None => None,
@@ -813,7 +817,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => {
             let dirs = match &command {
                 crate::admin::AuditCommand::List { dirs, .. }
-                | crate::admin::AuditCommand::Verify { dirs } => dirs.clone(),
+                | crate::admin::AuditCommand::Verify { dirs, .. } => dirs.clone(),
             };
             let (_, data_dir) = dirs.resolve()?;
             crate::admin::audit(&*SqliteStore::open(&data_dir)?, command)

@@ -14,6 +14,26 @@ pub struct Config {
     pub server: ServerConfig,
     pub agents: AgentPolicy,
     pub attendance: AttendanceConfig,
+    pub appeals: AppealsConfig,
+}
+
+/// What staff may appeal.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppealsConfig {
+    /// Days back an appeal may concern (none in the future).
+    pub window_days: u32,
+    /// Open appeals one person may have at once.
+    pub max_open: u32,
+}
+
+impl Default for AppealsConfig {
+    fn default() -> Self {
+        AppealsConfig {
+            window_days: 31,
+            max_open: 10,
+        }
+    }
 }
 
 /// How attendance is judged (the time zone is `server.time_zone`).

@@ -6,9 +6,10 @@ use std::sync::Mutex;
 
 /// A token bucket per key (an agent, a source address): `rate` requests a second on
 /// average, `burst` at once. Buckets that have filled up again are forgotten when
-/// the map holds `max_keys`, in one sweep a second at most: a stream of new keys
-/// grows it only by what arrives while its buckets refill, and never makes every
-/// request scan the map.
+/// the map holds `max_keys`, in one sweep a second at most, and never makes every
+/// request scan the map. The map never holds more than `max_keys`: if the sweep
+/// leaves it full, the half least recently used is forgotten; between sweeps a key
+/// it cannot hold is refused (a flood of made-up keys costs no memory).
 #[derive(Debug)]
 pub struct RateLimit<K> {
     rate_per_ms: f64,
@@ -23,14 +24,28 @@ type Buckets<K> = (HashMap<K, (f64, i64)>, i64);
 /// The least time between two sweeps of full buckets.
 const SWEEP_EVERY_MS: i64 = 1_000;
 
-impl<K: std::hash::Hash + Eq> RateLimit<K> {
+impl<K: std::hash::Hash + Eq + Clone> RateLimit<K> {
     pub fn new(rate_per_second: f64, burst: u32) -> Self {
+        RateLimit::bounded(rate_per_second, burst, 1_000_000)
+    }
+
+    /// As [`RateLimit::new`], holding at most `max_keys` keys.
+    pub fn bounded(rate_per_second: f64, burst: u32, max_keys: usize) -> Self {
         RateLimit {
             rate_per_ms: rate_per_second / 1000.0,
             burst: f64::from(burst.max(1)),
-            max_keys: 100_000,
+            max_keys: max_keys.max(2),
             buckets: Mutex::new((HashMap::new(), i64::MIN)),
         }
+    }
+
+    /// How many keys it holds now (its memory).
+    pub fn keys_held(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .len()
     }
 
     /// Whether `key`'s bucket holds a token at `now_ms`, without taking it (for
@@ -59,6 +74,21 @@ impl<K: std::hash::Hash + Eq> RateLimit<K> {
             map.retain(|_, (tokens, last)| {
                 *tokens + now_ms.saturating_sub(*last).max(0) as f64 * rate < burst
             });
+            if map.len() >= self.max_keys {
+                // Still full of live buckets: forget the least recently used half.
+                let mut by_age: Vec<(i64, K)> = map
+                    .iter()
+                    .map(|(k, (_, last))| (*last, k.clone()))
+                    .collect();
+                let half = by_age.len() / 2;
+                by_age.select_nth_unstable_by_key(half, |(last, _)| *last);
+                for (_, k) in &by_age[..half.max(1)] {
+                    map.remove(k);
+                }
+            }
+        }
+        if map.len() >= self.max_keys && !map.contains_key(&key) {
+            return false;
         }
         let (tokens, last) = map.entry(key).or_insert((self.burst, now_ms));
         let elapsed = now_ms.saturating_sub(*last).max(0) as f64;
@@ -79,17 +109,38 @@ mod tests {
 
     #[test]
     fn rate_limit_forgets_full_buckets_when_it_holds_too_many_keys() {
-        let mut limit = RateLimit::new(1.0, 1);
-        limit.max_keys = 2;
+        let limit = RateLimit::bounded(1.0, 1, 2);
         assert!(limit.take(1, 0));
-        assert!(limit.take(2, 0));
-        // Both buckets are empty: nothing can be forgotten yet.
-        assert!(limit.take(3, 0));
-        assert_eq!(limit.buckets.lock().unwrap().0.len(), 3);
-        // A second later they are full again and are dropped before key 4 is added.
-        assert!(limit.take(4, 1_000));
-        assert_eq!(limit.buckets.lock().unwrap().0.len(), 1);
-        assert!(!limit.take(4, 1_000), "key 4's own bucket still counts");
+        assert!(limit.take(2, 10));
+        // Both buckets are empty: the least recently used (key 1) makes room.
+        assert!(limit.take(3, 20));
+        assert_eq!(limit.keys_held(), 2);
+        assert!(!limit.take(2, 20), "key 2's own bucket still counts");
+        // A second later keys 2 and 3 are full again and are dropped before key 4
+        // is added.
+        assert!(limit.take(4, 1_100));
+        assert_eq!(limit.keys_held(), 1);
+        assert!(!limit.take(4, 1_100), "key 4's own bucket still counts");
+    }
+
+    #[test]
+    fn a_flood_of_made_up_keys_keeps_memory_flat() {
+        let limit = RateLimit::bounded(1.0 / 60.0, 5, 1_000);
+        let mut refused = 0;
+        for i in 0..100_000u32 {
+            // A hundred new names a millisecond, each failing once.
+            if !limit.take(format!("made-up-{i}"), i64::from(i / 100)) {
+                refused += 1;
+            }
+            assert!(
+                limit.keys_held() <= 1_000,
+                "{} keys after {i}",
+                limit.keys_held()
+            );
+        }
+        assert!(refused > 0, "a key it cannot hold is refused");
+        // A real user who starts now still gets a bucket once a sweep made room.
+        assert!(limit.take("zhangsan".into(), 2_000));
     }
 
     #[test]
@@ -107,16 +158,19 @@ mod tests {
 
     #[test]
     fn rate_limit_sweeps_at_most_once_a_second() {
-        let mut limit = RateLimit::new(1.0, 1);
-        limit.max_keys = 2;
+        let limit = RateLimit::bounded(1.0, 1, 3);
         for key in 1..=3 {
             assert!(limit.take(key, 0));
         }
-        // Full at 0 (swept, nothing to forget); at 500 ms no sweep runs at all.
-        assert!(limit.take(5, 500));
-        assert_eq!(limit.buckets.lock().unwrap().0.len(), 4);
-        // At 1,000 ms keys 1-3 are full again and go; key 5 is half full and stays.
-        assert!(limit.take(6, 1_000));
-        assert_eq!(limit.buckets.lock().unwrap().0.len(), 2);
+        // Full at 0: the sweep made room for key 4 by forgetting key 1.
+        assert!(limit.take(4, 0));
+        assert_eq!(limit.keys_held(), 3);
+        // At 500 ms no sweep runs: a new key it cannot hold is refused, a known one
+        // is served.
+        assert!(!limit.take(5, 500));
+        assert_eq!(limit.keys_held(), 3);
+        // At 1,000 ms keys 2-4 are full again and go.
+        assert!(limit.take(5, 1_000));
+        assert_eq!(limit.keys_held(), 1);
     }
 }

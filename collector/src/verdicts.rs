@@ -1050,10 +1050,19 @@ mod tests {
         // whole verdicts, a correction included (E1's Monday, present -> field).
         let monday: Date = "2026-11-23".parse().unwrap();
         let appeal = store
-            .add_appeal("E1", monday, Field, "visiting a client", "zhangsan", 0)
+            .add_appeal(
+                "E1",
+                monday,
+                Field,
+                "visiting a client",
+                "zhangsan",
+                monday,
+                crate::config::AppealsConfig::default(),
+                0,
+            )
             .unwrap();
         store
-            .decide_appeal(appeal, true, "ok", "officer", 0)
+            .decide_appeal(appeal, true, "ok", "officer", None, 0)
             .unwrap();
         use crate::reports::summary::{self, By};
         for by in [By::Staff, By::Department] {

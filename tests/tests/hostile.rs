@@ -550,3 +550,46 @@ fn audit_verify_names_an_edited_or_removed_record() {
         );
     }
 }
+
+#[test]
+fn a_kept_head_hash_detects_records_cut_off_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c");
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(bin("kaoqin-collector"));
+        c.args(args).arg("--data-dir").arg(&data);
+        run_bounded(c, LIMIT).unwrap()
+    };
+    for note in ["a", "b", "c"] {
+        assert!(cli(&["token", "create", "--note", note]).status.success());
+    }
+    let out = String::from_utf8_lossy(&cli(&["audit", "verify"]).stdout).into_owned();
+    let head = out
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("the head hash ends the line")
+        .to_owned();
+    assert!(out.contains("intact: 3 records"), "{out}");
+    // More records later: the kept head is still in the log.
+    assert!(cli(&["token", "create", "--note", "d"]).status.success());
+    assert!(cli(&["audit", "verify", "--head", &head]).status.success());
+    // The last two are cut off: the chain that is left is intact, but the kept
+    // head says records are missing.
+    let db = data.join("kaoqin.db");
+    sqlite3(
+        &db,
+        "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE id >= 3;",
+    );
+    assert!(
+        cli(&["audit", "verify"]).status.success(),
+        "what is left is a chain"
+    );
+    let out = cli(&["audit", "verify", "--head", &head]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("audit log cut") && err.contains(&head),
+        "{err}"
+    );
+}

@@ -27,8 +27,18 @@ struct WebCollector {
 
 impl WebCollector {
     /// `serve --plaintext --allow-replay --grpc 127.0.0.1:0 --http 127.0.0.1:0`,
-    /// waiting (bounded) for both `listening` lines.
+    /// waiting (bounded) for both `listening` lines. Appeals may concern any day
+    /// of the last hundred years, so that the fixture days stay appealable
+    /// whatever today is.
     fn start(data_dir: &Path) -> WebCollector {
+        WebCollector::start_with(data_dir, "[appeals]\nwindow_days = 36500\n")
+    }
+
+    /// As [`WebCollector::start`], with `config` (TOML) as the configuration.
+    fn start_with(data_dir: &Path, config: &str) -> WebCollector {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let config_file = data_dir.join("collector.toml");
+        std::fs::write(&config_file, config).unwrap();
         let mut child = Command::new(bin("kaoqin-collector"))
             .args([
                 "serve",
@@ -41,6 +51,8 @@ impl WebCollector {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--config")
+            .arg(&config_file)
             .env("KAOQIN_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -387,6 +399,91 @@ fn world() -> World {
 }
 
 // ------------------------------------------------------------------ tests
+
+#[test]
+fn nobody_decides_their_own_appeal_and_appeals_cannot_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = WebCollector::start_with(
+        &dir.path().join("collector"),
+        "[appeals]\nwindow_days = 31\nmax_open = 3\n",
+    );
+    let staff_csv = fixture("staff.csv");
+    c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
+    // An officer who is also staff member E003, and another officer.
+    let boss_pw = c.cli(&[
+        "user",
+        "add",
+        "--username",
+        "boss",
+        "--role",
+        "officer",
+        "--employee",
+        "E003",
+    ]);
+    let officer_pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
+    let mut boss = Browser::new(c.http);
+    boss.first_login("boss", boss_pw.trim(), "boss-pass-1");
+    let mut officer = Browser::new(c.http);
+    officer.first_login("officer", officer_pw.trim(), "officer-pass-1");
+
+    // Days relative to today (the window is), in the office's time zone.
+    let today = jiff::tz::TimeZone::fixed(jiff::tz::offset(8))
+        .to_datetime(jiff::Timestamp::now())
+        .date();
+    let day = |back: i64| {
+        today
+            .checked_sub(jiff::Span::new().days(back))
+            .unwrap()
+            .to_string()
+    };
+    let appeal = |b: &mut Browser, id: &str, date: &str| {
+        b.post(
+            "/appeals?lang=en",
+            &[
+                ("employee_id", id),
+                ("date", date),
+                ("requested_status", "field"),
+                ("reason", "at a meeting"),
+            ],
+        )
+    };
+    let r = appeal(&mut boss, "E003", &day(1));
+    assert_eq!(r.status, 303, "{}", r.text());
+    // The boss cannot decide it, the other officer can.
+    let r = boss.post("/appeals/1?lang=en", &[("decision", "approve")]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("own case"), "{}", r.text());
+    let r = officer.post("/appeals/1", &[("decision", "approve"), ("comment", "ok")]);
+    assert_eq!(r.status, 303, "{}", r.text());
+
+    // Flooding: not the year 2000, not tomorrow, not older than the window, and at
+    // most three open at once.
+    for (date, words) in [
+        ("2000-01-03".to_string(), "more than 31 days ago"),
+        (day(-1), "has not come yet"),
+        (day(32), "more than 31 days ago"),
+    ] {
+        let r = appeal(&mut boss, "E003", &date);
+        assert_eq!(r.status, 400, "{date}: {}", r.text());
+        assert!(r.text().contains(words), "{date}: {}", r.text());
+    }
+    for back in 2..=4 {
+        let r = appeal(&mut boss, "E003", &day(back));
+        assert_eq!(r.status, 303, "{}", r.text());
+    }
+    let r = appeal(&mut boss, "E003", &day(5));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("3 appeals are open already"),
+        "{}",
+        r.text()
+    );
+    let list = officer.get("/appeals").text();
+    assert!(
+        list.contains(r#"<small id="open-total">(3)</small>"#),
+        "{list}"
+    );
+}
 
 #[test]
 fn minutes_without_evidence_are_shown_as_unverified_and_not_charged() {
@@ -918,6 +1015,48 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     let mut other = Browser::new(c.http);
     let r = other.post("/login", &[("username", "officer"), ("password", "wrong")]);
     assert_eq!(r.status, 401, "another username is not locked out");
+
+    // A one-time password gives no API access until it is changed.
+    let pw4 = c.cli(&["user", "add", "--username", "scripter", "--role", "officer"]);
+    assert!(!pw4.trim().is_empty());
+    let token = c.cli(&["user", "token", "create", "--username", "scripter"]);
+    let mut api = Browser::new(c.http);
+    api.bearer = Some(token.trim().to_owned());
+    let r = api.get("/api/v1/summary?from=2026-11-23&to=2026-11-27");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.text().contains(r#""code":"one_time_password""#),
+        "{}",
+        r.text()
+    );
+
+    // A username over 64 bytes is refused before any work.
+    let long = "a".repeat(65);
+    let r = other.post("/login", &[("username", &long), ("password", "x")]);
+    assert_eq!(r.status, 401);
+
+    // One address trying many usernames: after its burst of failures, 429 for
+    // every username from it, whatever is typed.
+    let mut flood = Browser::new(c.http);
+    let mut failures = 0;
+    let limited = loop {
+        let name = format!("made-up-{failures}");
+        let r = flood.post("/login", &[("username", &name), ("password", "guess")]);
+        if r.status == 429 {
+            break true;
+        }
+        assert_eq!(r.status, 401);
+        failures += 1;
+        if failures > 40 {
+            break false;
+        }
+    };
+    assert!(limited, "no per-address limit after {failures} failures");
+    let r = flood.post(
+        "/login",
+        &[("username", "reader"), ("password", pw3.trim())],
+    );
+    assert_eq!(r.status, 429, "the address is limited, not the username");
     drop(c);
 
     // Without --http: only the gRPC line, as before.

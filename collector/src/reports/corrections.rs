@@ -100,8 +100,20 @@ fn appeal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Appeal> {
 
 const APPEAL_COLUMNS: &str = "id, employee_id, date, requested_status, reason, created_by, created_ms, state, decided_by, decided_ms, comment";
 
+/// The audit actor of a web user (a name with a `:` is an actor already).
+fn web_actor(by: &str) -> String {
+    if by.contains(':') {
+        by.to_owned()
+    } else {
+        format!("web:{by}")
+    }
+}
+
 impl SqliteStore {
-    /// Files an appeal; an open appeal of the same day is an error.
+    /// Files an appeal; an open appeal of the same day is an error, and so is a day
+    /// after `today` or more than `limits.window_days` before it, or a person with
+    /// `limits.max_open` appeals open already.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_appeal(
         &self,
         employee_id: &str,
@@ -109,8 +121,24 @@ impl SqliteStore {
         requested: Status,
         reason: &str,
         by: &str,
+        today: Date,
+        limits: crate::config::AppealsConfig,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
+        if date > today {
+            return Err(StoreError::Invalid(format!(
+                "date: {date} has not come yet; an appeal concerns a day that is judged"
+            )));
+        }
+        let oldest = today
+            .checked_sub(jiff::Span::new().days(i64::from(limits.window_days)))
+            .unwrap_or(Date::MIN);
+        if date < oldest {
+            return Err(StoreError::Invalid(format!(
+                "date: {date} is more than {} days ago (the earliest day that may be appealed is {oldest})",
+                limits.window_days
+            )));
+        }
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > 2000 {
             return Err(StoreError::Invalid(
@@ -137,13 +165,44 @@ impl SqliteStore {
                 "{date} already has an open appeal"
             )));
         }
-        conn.execute(
+        let open_count: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM appeals WHERE employee_id = ?1 AND state = 'open'",
+                [employee_id],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        if open_count >= i64::from(limits.max_open) {
+            return Err(StoreError::Conflict(format!(
+                "{open_count} appeals are open already (at most {} at once); wait for a decision",
+                limits.max_open
+            )));
+        }
+        // The appeal and its audit record in one transaction: no change without it.
+        let tx =
+            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)
+                .map_err(&err)?;
+        tx.execute(
             "INSERT INTO appeals (employee_id, date, requested_status, reason, created_by, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![employee_id, date.to_string(), status_name(requested), reason, by, now_ms],
         )
         .map_err(&err)?;
-        Ok(conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        crate::audit::append(
+            &tx,
+            &crate::audit::AuditEntry::new(
+                now_ms,
+                web_actor(by),
+                "appeal.file",
+                employee_id,
+                serde_json::json!({
+                    "what": format!("appeal {id} for {date} asks {}", status_name(requested))
+                }),
+            ),
+        )?;
+        tx.commit().map_err(&err)?;
+        Ok(id)
     }
 
     /// One appeal.
@@ -179,13 +238,42 @@ impl SqliteStore {
             .map_err(&err)
     }
 
+    /// The open appeals of everyone, oldest first, `limit` from `offset`, and how
+    /// many there are.
+    pub fn open_appeals(&self, limit: u32, offset: u32) -> Result<(Vec<Appeal>, u64), StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let total: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM appeals WHERE state = 'open'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {APPEAL_COLUMNS} FROM appeals WHERE state = 'open'
+                 ORDER BY id LIMIT ?1 OFFSET ?2"
+            ))
+            .map_err(&err)?;
+        let page = stmt
+            .query_map(params![limit, offset], appeal_row)
+            .map_err(&err)?
+            .collect::<Result<_, _>>()
+            .map_err(&err)?;
+        Ok((page, u64::try_from(total).unwrap_or(0)))
+    }
+
     /// Decides an open appeal; approving writes a correction to the requested status.
+    /// Nobody decides their own: `by` (and `by_employee`, the decider's own staff
+    /// record) must be neither the person appealing nor who filed it.
     pub fn decide_appeal(
         &self,
         id: i64,
         approve: bool,
         comment: &str,
         by: &str,
+        by_employee: Option<&str>,
         now_ms: i64,
     ) -> Result<Appeal, StoreError> {
         let mut conn = self.reader();
@@ -204,6 +292,12 @@ impl SqliteStore {
             return Err(StoreError::Conflict(format!(
                 "appeal {id} was already {}",
                 a.state
+            )));
+        }
+        if a.created_by == by || by_employee == Some(a.employee_id.as_str()) {
+            return Err(StoreError::Denied(format!(
+                "appeal {id} is {}'s own case; someone else decides it",
+                a.employee_id
             )));
         }
         let state = if approve { "approved" } else { "rejected" };
@@ -232,6 +326,26 @@ impl SqliteStore {
                 ],
             )
             .map_err(&err)?;
+        }
+        let action = if approve {
+            "appeal.approve"
+        } else {
+            "appeal.reject"
+        };
+        let what = format!("appeal {id} for {}: {}", a.date, comment.trim());
+        let entry = |action: &str, what: String| {
+            crate::audit::AuditEntry::new(
+                now_ms,
+                web_actor(by),
+                action,
+                &a.employee_id,
+                serde_json::json!({ "what": what }),
+            )
+        };
+        crate::audit::append(&tx, &entry(action, what))?;
+        if approve {
+            let what = format!("{} -> {}", a.date, status_name(a.requested_status));
+            crate::audit::append(&tx, &entry("verdict.correct", what))?;
         }
         tx.commit().map_err(&err)?;
         drop(conn);

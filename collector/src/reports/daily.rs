@@ -170,7 +170,7 @@ pub fn render_days(
             let mut w = csv::Writer::from_writer(out);
             w.write_record(COLUMNS)?;
             for v in verdicts {
-                w.write_record(row(v, tz, false))?;
+                super::write_csv_record(&mut w, row(v, tz, false))?;
             }
             w.flush()?;
         }

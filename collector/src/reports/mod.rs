@@ -12,6 +12,30 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+/// A CSV cell as spreadsheet programs may open it: a text beginning with `=`, `+`,
+/// `-`, `@` (or a tab or carriage return) would be taken for a formula, so it gets
+/// a leading apostrophe, which they show as text. Numbers are left alone.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula && cell.parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// Writes one CSV record with every cell [`spreadsheet_safe`].
+pub fn write_csv_record<W: Write, S: AsRef<str>>(
+    w: &mut csv::Writer<W>,
+    cells: impl IntoIterator<Item = S>,
+) -> csv::Result<()> {
+    let cells: Vec<String> = cells
+        .into_iter()
+        .map(|c| spreadsheet_safe(c.as_ref()).into_owned())
+        .collect();
+    w.write_record(&cells)
+}
+
 /// Opens the store and the rules of a report command's `--config` and `--data-dir`.
 pub fn open(
     dirs: &crate::cli::DataDirArg,
@@ -115,5 +139,34 @@ pub fn audit_export(store: &SqliteStore, what: &str) {
     );
     if let Err(e) = crate::web::audit::record(store, &actor, "report.export", "", what) {
         eprintln!("warning: the export was not recorded in the audit log: {e:#}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_shown_as_text() {
+        for (cell, shown) in [
+            (
+                "=HYPERLINK(\"http://x\",\"张三\")",
+                "'=HYPERLINK(\"http://x\",\"张三\")",
+            ),
+            ("+cmd", "'+cmd"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("-5", "-5"),
+            ("12", "12"),
+            ("张三", "张三"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), shown, "{cell:?}");
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        write_csv_record(&mut w, ["E001", "=1+1", "办公室"]).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text, "E001,'=1+1,办公室\n");
     }
 }

@@ -515,7 +515,7 @@ pub fn render(
             let mut w = csv::Writer::from_writer(out);
             w.write_record(&cols)?;
             for r in rows {
-                w.write_record(text(r))?;
+                super::write_csv_record(&mut w, text(r))?;
             }
             w.flush()?;
         }

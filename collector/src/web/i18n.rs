@@ -177,6 +177,11 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("agent_id", "客户端 ID", "Agent id"),
     ("never", "从未", "never"),
     (
+        "one_time_password",
+        "请先修改一次性密码，之后才能使用",
+        "Change the one-time password first; until then nothing is served",
+    ),
+    (
         "integrity",
         "完整性事件（近 7 天）：记录可能不全或被篡改之处",
         "Integrity events (last 7 days): where the record may be incomplete or tampered with",

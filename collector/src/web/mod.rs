@@ -44,10 +44,22 @@ pub struct App {
     /// then one a minute, so a password cannot be guessed at speed; successful
     /// logins are not counted.
     pub(crate) logins: crate::ratelimit::RateLimit<String>,
+    /// Failed login attempts per source address: [`LOGIN_BURST_PER_ADDRESS`] at
+    /// once, then one every 10 s, so one machine cannot try many usernames.
+    pub(crate) logins_by_address: crate::ratelimit::RateLimit<std::net::IpAddr>,
+    /// What staff may appeal (`[appeals]`).
+    pub(crate) appeal_limits: crate::config::AppealsConfig,
 }
 
 /// Failed login attempts one username may make at once; after that one a minute.
 pub const LOGIN_BURST: u32 = 5;
+/// Failed login attempts one source address may make at once (an office behind one
+/// NAT address mistypes too); after that one every 10 s.
+pub const LOGIN_BURST_PER_ADDRESS: u32 = 30;
+/// Usernames longer than this are refused before any work.
+pub const MAX_USERNAME_BYTES: usize = 64;
+/// Keys each login limiter holds at most.
+const LOGIN_LIMIT_KEYS: usize = 10_000;
 
 fn templates() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
@@ -78,13 +90,28 @@ fn templates() -> minijinja::Environment<'static> {
 pub const STYLE_CSS: &str = include_str!("../../templates/style.css");
 
 impl App {
-    /// The shared state of the pages.
+    /// The shared state of the pages, with the default `[appeals]` limits.
     pub fn new(store: Arc<SqliteStore>, rules: Arc<LiveRules>) -> Arc<App> {
+        App::with_appeals(store, rules, crate::config::AppealsConfig::default())
+    }
+
+    /// The shared state of the pages.
+    pub fn with_appeals(
+        store: Arc<SqliteStore>,
+        rules: Arc<LiveRules>,
+        appeal_limits: crate::config::AppealsConfig,
+    ) -> Arc<App> {
         Arc::new(App {
+            appeal_limits,
             store,
             rules,
             env: templates(),
-            logins: crate::ratelimit::RateLimit::new(1.0 / 60.0, LOGIN_BURST),
+            logins: crate::ratelimit::RateLimit::bounded(1.0 / 60.0, LOGIN_BURST, LOGIN_LIMIT_KEYS),
+            logins_by_address: crate::ratelimit::RateLimit::bounded(
+                0.1,
+                LOGIN_BURST_PER_ADDRESS,
+                LOGIN_LIMIT_KEYS,
+            ),
         })
     }
 
@@ -117,9 +144,12 @@ pub async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }
 
@@ -132,6 +162,8 @@ pub enum WebError {
     ChangePassword,
     /// Not allowed.
     Forbidden,
+    /// Not allowed, with the reason in words (nobody decides their own case).
+    Denied(String),
     NotFound,
     BadRequest(String),
     /// A query or form parameter that does not parse: its name and the parser's
@@ -148,6 +180,7 @@ impl From<crate::store::StoreError> for WebError {
         use crate::store::StoreError;
         match e {
             StoreError::Invalid(m) | StoreError::Conflict(m) => WebError::BadRequest(m),
+            StoreError::Denied(m) => WebError::Denied(m),
             other => WebError::Internal(other.into()),
         }
     }
@@ -171,13 +204,16 @@ pub struct Ctx {
     /// Asked through the JSON API (errors as JSON).
     pub api: bool,
     pub path: String,
+    /// The source address of the connection, when served with it.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Ctx {
     /// The user, or the reason to stop.
+    /// A one-time password gives no access, by page or API, until it is changed.
     pub fn user(&self) -> Result<&User, WebError> {
         let u = self.user.as_ref().ok_or(WebError::Login)?;
-        if u.must_change_password && !self.api {
+        if u.must_change_password {
             return Err(WebError::ChangePassword);
         }
         Ok(u)
@@ -245,6 +281,10 @@ impl FromRequestParts<Arc<App>> for Ctx {
             session,
             api: api || bearer.is_some(),
             path,
+            peer: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
         })
     }
 }
@@ -317,8 +357,12 @@ fn error_response(app: &App, ctx: &Ctx, e: WebError) -> Response {
         WebError::Login => {
             return redirect("/login", Vec::new());
         }
+        WebError::ChangePassword if ctx.api => {
+            (StatusCode::FORBIDDEN, "one_time_password", String::new())
+        }
         WebError::ChangePassword => return redirect("/password", Vec::new()),
         WebError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", String::new()),
+        WebError::Denied(why) => (StatusCode::FORBIDDEN, "forbidden", why),
         WebError::NotFound => (StatusCode::NOT_FOUND, "not_found", String::new()),
         WebError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
         WebError::BadParam { name, problem } => {
@@ -345,7 +389,8 @@ fn error_response(app: &App, ctx: &Ctx, e: WebError) -> Response {
     };
     let message = i18n::t(ctx.lang, key);
     if ctx.api {
-        let body = serde_json::json!({"error": message, "detail": detail});
+        // The message in the reader's language; the code stays English and stable.
+        let body = serde_json::json!({"error": message, "detail": detail, "code": key});
         return (status, axum::Json(body)).into_response();
     }
     let html = app

@@ -299,12 +299,25 @@ async fn login_page(State(app): St, ctx: Ctx) -> Response {
 
 async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
     blocking(app, ctx, move |app, ctx| {
-        // Only failed attempts are charged; the limit is checked before the
-        // password hash is computed, so a refused attempt costs nothing and tells
-        // nothing.
+        // Only failed attempts are charged, per username and per source address;
+        // the limits are checked before the password hash is computed, so a
+        // refused attempt costs nothing and tells nothing.
         let key = f.username.trim().to_lowercase();
-        if !app.logins.has_token(&key, now().as_millisecond()) {
-            tracing::warn!(username = %f.username, "Too many login attempts.");
+        if key.len() > super::MAX_USERNAME_BYTES {
+            return page_with_status(
+                app,
+                ctx,
+                StatusCode::UNAUTHORIZED,
+                "login.html",
+                context! { error => true },
+            );
+        }
+        let at = now().as_millisecond();
+        let by_address = ctx
+            .peer
+            .is_none_or(|ip| app.logins_by_address.has_token(&ip, at));
+        if !by_address || !app.logins.has_token(&key, at) {
+            tracing::warn!(username = %f.username, peer = ?ctx.peer, "Too many failed login attempts.");
             return page_with_status(
                 app,
                 ctx,
@@ -314,8 +327,11 @@ async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
             );
         }
         let Some(user) = app.store.check_login(f.username.trim(), &f.password)? else {
-            app.logins.take(key, now().as_millisecond());
-            tracing::info!(username = %f.username, "Failed login.");
+            app.logins.take(key, at);
+            if let Some(ip) = ctx.peer {
+                app.logins_by_address.take(ip, at);
+            }
+            tracing::info!(username = %f.username, peer = ?ctx.peer, "Failed login.");
             return page_with_status(
                 app,
                 ctx,
@@ -904,20 +920,16 @@ async fn file_appeal(State(app): St, ctx: Ctx, Form(f): Form<AppealForm>) -> Res
         let p = person_for(app, u, &f.employee_id, Action::Appeal)?;
         let status = corrections::parse_status(&f.requested_status)
             .ok_or_else(|| WebError::BadRequest("requested_status".into()))?;
-        let id = app.store.add_appeal(
+        let today = app.settings().time_zone.to_datetime(now()).date();
+        app.store.add_appeal(
             &p.employee_id,
             f.date,
             status,
             &f.reason,
             &u.username,
+            today,
+            app.appeal_limits,
             now().as_millisecond(),
-        )?;
-        audit::record(
-            &app.store,
-            &u.username,
-            "appeal.file",
-            &p.employee_id,
-            &format!("appeal {id} for {} asks {}", f.date, f.requested_status),
         )?;
         Ok(redirect(
             &format!(
@@ -932,7 +944,16 @@ async fn file_appeal(State(app): St, ctx: Ctx, Form(f): Form<AppealForm>) -> Res
     .await
 }
 
-async fn appeals_page(State(app): St, ctx: Ctx) -> Response {
+/// Open appeals on one page of the appeals list.
+const APPEALS_PER_PAGE: u32 = 50;
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    /// 1-based.
+    page: Option<u32>,
+}
+
+async fn appeals_page(State(app): St, ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
     blocking(app, ctx, move |app, ctx| {
         let u = ctx.user()?;
         let lang = ctx.lang;
@@ -962,9 +983,16 @@ async fn appeals_page(State(app): St, ctx: Ctx) -> Response {
             let (name, dept) = dept_of(&a.employee_id);
             context! { name => name, department => dept, ..appeal_value(lang, a) }
         };
-        let open: Vec<Value> = all
+        // Every open appeal, oldest first, a page at a time: never cut off.
+        let page_no = q.page.unwrap_or(1).max(1);
+        let (open_page, open_total) = app.store.open_appeals(
+            APPEALS_PER_PAGE,
+            (page_no - 1).saturating_mul(APPEALS_PER_PAGE),
+        )?;
+        let pages = open_total.div_ceil(u64::from(APPEALS_PER_PAGE)).max(1);
+        let open: Vec<Value> = open_page
             .iter()
-            .filter(|a| a.state == "open" && visible(a))
+            .filter(|a| visible(a))
             .map(with_names)
             .collect();
         let decided: Vec<Value> = all
@@ -977,7 +1005,10 @@ async fn appeals_page(State(app): St, ctx: Ctx) -> Response {
             app,
             ctx,
             "appeals.html",
-            context! { open => open, decided => decided, decider => decider },
+            context! {
+                open => open, decided => decided, decider => decider,
+                page => page_no, pages => pages, open_total => open_total,
+            },
         )
     })
     .await
@@ -1021,33 +1052,14 @@ async fn decide_appeal(
             "reject" => false,
             _ => return Err(WebError::BadRequest("decision: approve or reject".into())),
         };
-        let a = app.store.decide_appeal(
+        app.store.decide_appeal(
             id,
             approve,
             &f.comment,
             &u.username,
+            u.employee_id.as_deref(),
             now().as_millisecond(),
         )?;
-        audit::record(
-            &app.store,
-            &u.username,
-            if approve {
-                "appeal.approve"
-            } else {
-                "appeal.reject"
-            },
-            &a.employee_id,
-            &format!("appeal {id} for {}: {}", a.date, f.comment.trim()),
-        )?;
-        if approve {
-            audit::record(
-                &app.store,
-                &u.username,
-                "verdict.correct",
-                &a.employee_id,
-                &format!("{} -> {}", a.date, status_name(a.requested_status)),
-            )?;
-        }
         Ok(redirect("/appeals", Vec::new()))
     })
     .await
