@@ -20,6 +20,8 @@
 //!   reenrolled      a known machine enrolled again (a reinstall, with a --reenroll token)
 //!   reenrol_refused an enrolment with a known machine id and a token for new machines
 //!                   only: someone tried to take that PC's identity
+//!   account_first_seen  an OS account seen on a PC for the first time (whose it is):
+//!                   the first use of a PC, or someone at another person's PC
 //! ```
 //!
 //! `kaoqin-collector integrity` also lists, first, a State Council holiday notice
@@ -161,6 +163,40 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
             seq: Some(seq as u64),
             detail,
         });
+    }
+    // Accounts new to a PC, with whose they are.
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.id, a.hostname, p.first_ms, p.account, s.employee_id, s.name
+             FROM pc_accounts p JOIN agents a ON a.num = p.agent
+             LEFT JOIN staff_accounts sa ON sa.account = p.account
+             LEFT JOIN staff s ON s.employee_id = sa.employee_id
+             WHERE p.first_ms >= ?1 AND p.first_ms < ?2",
+        )
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map(params![q.from_ms, q.to_ms], |r| {
+            let hostname: String = r.get(1)?;
+            let account: String = r.get(3)?;
+            let whose = match (
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ) {
+                (Some(id), Some(name)) => format!("{name}, {id}"),
+                _ => "nobody in the staff directory".into(),
+            };
+            Ok(IntegrityItem {
+                agent_id: r.get(0)?,
+                detail: format!("{account} ({whose}) first seen on {hostname}"),
+                hostname,
+                kind: "account_first_seen",
+                at_ms: r.get(2)?,
+                seq: None,
+            })
+        })
+        .map_err(&err)?;
+    for row in rows {
+        items.push(row.map_err(&err)?);
     }
     // What the collector itself recorded: refusals and enrolments.
     let mut stmt = conn
@@ -384,6 +420,7 @@ mod tests {
             .map(|i| (i.hostname.as_str(), i.kind, i.seq))
             .collect();
         let mut want = vec![
+            ("pc-a", "account_first_seen", None),
             ("pc-a", "clock_offset", None),
             ("pc-a", "agent_stopped", Some(3)),
             ("pc-a", "crash_restart", Some(4)),
@@ -396,6 +433,16 @@ mod tests {
         sorted(&mut got);
         sorted(&mut want);
         assert_eq!(got, want, "{items:#?}");
+        let first = items
+            .iter()
+            .find(|i| i.kind == "account_first_seen")
+            .unwrap();
+        assert!(
+            first
+                .detail
+                .ends_with("(nobody in the staff directory) first seen on pc-a"),
+            "{first:?}"
+        );
         let stop = items.iter().find(|i| i.kind == "agent_stopped").unwrap();
         assert_eq!(stop.at_ms, T0 + 3000 + 2 * H, "corrected by the offset");
         // The threshold applies above the indexed minute (pc-a is 2 h off) and below

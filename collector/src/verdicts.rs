@@ -388,6 +388,14 @@ pub fn load_signals(
                 .chain(after),
         );
     }
+    // An account new to a PC that day: someone may have sat at another's PC.
+    for (pc, account, first_ms) in store.account_firsts(&person.accounts, from_ms, to_ms)? {
+        signals.push(Signal {
+            at: ts(first_ms),
+            pc,
+            kind: SignalKind::FirstSeen { account },
+        });
+    }
     Ok((signals, pcs.into_iter().map(|(_, id)| id).collect()))
 }
 

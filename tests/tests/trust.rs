@@ -82,10 +82,19 @@ async fn report(
     client.report(req).await.map(tonic::Response::into_inner)
 }
 
-/// The day report's row of `id` on `date`.
+/// The day report's row of `id` on `date`, judged a quarter of an hour from now
+/// (the PC in these tests runs five minutes ahead).
 fn day_of(c: &Collector, date: &str, id: &str) -> serde_json::Value {
+    let now = jiff::Timestamp::from_millisecond(now_ms() + 15 * 60_000)
+        .unwrap()
+        .to_string();
     let out = run_ok(
-        collector_cmd(c, &["report", "daily", "--date", date, "--format", "json"]),
+        collector_cmd(
+            c,
+            &[
+                "report", "daily", "--date", date, "--format", "json", "--now", &now,
+            ],
+        ),
         LIMIT,
     )
     .unwrap();
@@ -215,6 +224,23 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
         .await
         .unwrap();
 
+    // lisi really sits down at this PC today (sent as it happens): presence counts,
+    // and the officer sees an account new to the PC, on the list and in lisi's day.
+    report(&url, &key, vec![logon(first + 4, t + 3_000, "lisi")], false)
+        .await
+        .unwrap();
+    let today = jiff::tz::TimeZone::fixed(jiff::tz::offset(8))
+        .to_datetime(jiff::Timestamp::from_millisecond(t + 3_000).unwrap())
+        .date()
+        .to_string();
+    let day = day_of(&c, &today, "E002");
+    assert!(
+        day["evidence"]
+            .to_string()
+            .contains("lisi first seen on this PC"),
+        "{day:#}"
+    );
+
     // Every attempt is on the officer's list, with the PC's name.
     let items = integrity(&c);
     let of = |kind: &str| -> Vec<&serde_json::Value> {
@@ -239,6 +265,14 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
     assert!(refused.iter().any(|i| i["seq"] == i64::MAX), "{refused:#?}");
     let takeover = of("reenrol_refused");
     assert_eq!(takeover.len(), 1, "{items:#?}");
+    let firsts = of("account_first_seen");
+    assert!(
+        firsts.iter().any(|i| i["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("lisi (李四, E002) first seen on")),
+        "{firsts:#?}"
+    );
     let table = run_ok(collector_cmd(&c, &["integrity"]), LIMIT).unwrap();
     assert!(
         table.contains("counts: ") && table.contains("refused 4"),

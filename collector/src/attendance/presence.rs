@@ -43,7 +43,8 @@ fn same_instant_rank(kind: &SignalKind) -> u8 {
         SignalKind::Heartbeat { .. } => 4,
         SignalKind::DataGap { .. }
         | SignalKind::ClockOffset { .. }
-        | SignalKind::ClockJump { .. } => 5,
+        | SignalKind::ClockJump { .. }
+        | SignalKind::FirstSeen { .. } => 5,
         SignalKind::AgentStop { .. } => 6,
     }
 }
@@ -262,7 +263,9 @@ pub(crate) fn account_pc(
             s.pc == pc
                 && !matches!(
                     s.kind,
-                    SignalKind::ClockOffset { .. } | SignalKind::ClockJump { .. }
+                    SignalKind::ClockOffset { .. }
+                        | SignalKind::ClockJump { .. }
+                        | SignalKind::FirstSeen { .. }
                 )
         })
         .collect();

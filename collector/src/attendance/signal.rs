@@ -81,6 +81,12 @@ pub enum SignalKind {
         /// PC clock minus collector clock, in milliseconds.
         offset_ms: i64,
     },
+    /// The store first saw `account` on this PC at this instant (the collector's
+    /// record, not an agent event). Evidence only: someone's first use of a PC.
+    FirstSeen {
+        /// The OS account, in lower case.
+        account: String,
+    },
     /// The PC's clock was set while the agent ran (new minus old). Evidence only:
     /// the signals on both sides of it are corrected by their own clock's offset.
     ClockJump {

@@ -379,6 +379,13 @@ fn signal_evidence(
                     ),
                 );
             }
+            SignalKind::FirstSeen { account } if is_person_account(person, account) => {
+                push(
+                    s.at,
+                    &s.pc,
+                    format!("{account} first seen on this PC (an account new to it)"),
+                );
+            }
             SignalKind::ClockJump { jump_ms } if mine => {
                 let dir = if *jump_ms < 0 { "back" } else { "forward" };
                 push(
