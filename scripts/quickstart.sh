@@ -58,8 +58,9 @@ cat <<INFO
 kaoqin is running.
   collector     gRPC over TLS on $addr (CA: $ca), database $demo/collector/kaoqin.db, log $demo/collector.log
   this PC       state $demo/this-pc, log $demo/agent.log
-  web pages     http://$http/  (user "officer", one-time password: ${password:-already set in an earlier run})
-                the scripted day is 2026-11-24: http://$http/person/E001?month=2026-11&day=2026-11-24
+  web pages     https://$http/  (user "officer", one-time password: ${password:-already set in an earlier run})
+                the scripted day is 2026-11-24: https://$http/person/E001?month=2026-11&day=2026-11-24
+                HTTPS with the gRPC certificate: the browser warns once about the private CA ($ca)
 
 Where to look (in another terminal):
   $bin/kaoqin-collector events --data-dir $demo/collector      # every stored event, one JSON a line

@@ -728,15 +728,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                             .await
                             .with_context(|| format!("cannot listen on {addr} (http)"))?;
                         let local = l.local_addr()?;
-                        tracing::info!(http = %local, "Web pages serving.");
-                        println!("kaoqin-collector listening http={local}");
-                        std::io::stdout().flush()?;
                         let app = crate::web::App::with_appeals(
                             store.clone(),
                             rules.clone(),
                             config.appeals,
                         );
-                        Some(tokio::spawn(crate::web::run(l, app, stop_web)))
+                        // The pages over HTTPS with gRPC's certificate; plain HTTP
+                        // only where gRPC is plain too (--plaintext, a lab).
+                        let pem = match &tls {
+                            Some(_) => Some(crate::tls::server_pem(&data_dir)?),
+                            None => None,
+                        };
+                        let web_scheme = if pem.is_some() { "https" } else { "http" };
+                        tracing::info!(http = %local, scheme = web_scheme, "Web pages serving.");
+                        // Scripts and tests read the address (and scheme) from this line.
+                        println!("kaoqin-collector listening http={local} scheme={web_scheme}");
+                        std::io::stdout().flush()?;
+                        Some(match pem {
+                            Some((cert, key)) => {
+                                tokio::spawn(crate::web::run_tls(l, app, cert, key, stop_web))
+                            }
+                            None => tokio::spawn(crate::web::run(l, app, stop_web)),
+                        })
                     }
                     None => None,
                 };

@@ -122,15 +122,22 @@ pub fn init(data_dir: &Path, names: &[String], server_days: i64) -> anyhow::Resu
 }
 
 /// The server's TLS configuration, if a certificate is in place.
+/// The server certificate and key (PEM) `tls init` made, for the web pages.
+pub fn server_pem(data_dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let files = TlsFiles::in_data_dir(data_dir);
+    let cert = std::fs::read(&files.server_cert)
+        .with_context(|| format!("cannot read {}", files.server_cert.display()))?;
+    let key = std::fs::read(&files.server_key)
+        .with_context(|| format!("cannot read {}", files.server_key.display()))?;
+    Ok((cert, key))
+}
+
 pub fn server_config(data_dir: &Path) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
     let files = TlsFiles::in_data_dir(data_dir);
     if !files.present() {
         return Ok(None);
     }
-    let cert = std::fs::read_to_string(&files.server_cert)
-        .with_context(|| format!("cannot read {}", files.server_cert.display()))?;
-    let key = std::fs::read_to_string(&files.server_key)
-        .with_context(|| format!("cannot read {}", files.server_key.display()))?;
+    let (cert, key) = server_pem(data_dir)?;
     Ok(Some(
         tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(cert, key)),

@@ -400,6 +400,69 @@ fn world() -> World {
 
 // ------------------------------------------------------------------ tests
 
+/// `curl` with the collector's CA: (status line and headers, body).
+fn curl(ca: &Path, args: &[&str]) -> (String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "--cacert"]).arg(ca).args(args);
+    let out = run_ok(cmd, LIMIT).expect("curl is needed (.ci/packages)");
+    match out.split_once("\r\n\r\n") {
+        Some((head, body)) => (head.to_owned(), body.to_owned()),
+        None => (out, String::new()),
+    }
+}
+
+#[test]
+fn the_pages_are_served_over_https_with_the_grpc_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut init = Command::new(bin("kaoqin-collector"));
+    init.args(["tls", "init", "--name", "127.0.0.1", "--data-dir"])
+        .arg(&data);
+    let ca = run_ok(init, LIMIT).unwrap();
+    let ca = Path::new(ca.trim()).to_path_buf();
+    // With a certificate in place the pages are HTTPS, like gRPC.
+    let c = WebCollector::start(&data);
+    let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
+    let base = format!("https://{}", c.http);
+    let (head, body) = curl(&ca, &[&format!("{base}/login")]);
+    let status = head.lines().next().unwrap_or_default();
+    assert!(
+        status.starts_with("HTTP/") && status.contains(" 200"),
+        "{head}"
+    );
+    assert!(body.contains("<form"), "{body}");
+    // The session cookie is Secure, HttpOnly, SameSite=Strict, with the __Host- prefix.
+    let form = format!("username=officer&password={}", pw.trim());
+    let (head, _) = curl(&ca, &["--data", &form, &format!("{base}/login")]);
+    let cookie = head
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: __host-kq_session=")
+        })
+        .unwrap_or_else(|| panic!("no __Host- session cookie: {head}"));
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{attr} missing: {cookie}");
+    }
+    // Without the CA the certificate is not trusted; plain HTTP gets no page.
+    let mut untrusted = Command::new("curl");
+    untrusted.args(["-sS", &format!("{base}/login")]);
+    assert!(
+        !kaoqin_tests::run_bounded(untrusted, LIMIT)
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut plain = Command::new("curl");
+    plain.args(["-sS", &format!("http://{}/login", c.http)]);
+    let out = kaoqin_tests::run_bounded(plain, LIMIT).unwrap();
+    assert!(
+        !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("<form"),
+        "a page over plain HTTP"
+    );
+}
+
 #[test]
 fn nobody_decides_their_own_appeal_and_appeals_cannot_flood() {
     let dir = tempfile::tempdir().unwrap();
@@ -820,8 +883,12 @@ fn printed_addresses_open_and_bad_parameters_get_a_named_error_page() {
             .unwrap();
     let mut paths: Vec<String> = Vec::new();
     for text in [&script, &readme] {
-        for (i, _) in text.match_indices("http://") {
-            let rest = &text[i + "http://".len()..];
+        let starts = text
+            .match_indices("http://")
+            .chain(text.match_indices("https://"))
+            .map(|(i, m)| i + m.len());
+        for start in starts {
+            let rest = &text[start..];
             let end = rest
                 .find(|c: char| c.is_whitespace() || c == ')' || c == '`' || c == '"')
                 .unwrap_or(rest.len());

@@ -30,6 +30,9 @@ use std::sync::Arc;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "kq_session";
+/// The session cookie over HTTPS: `__Host-` makes browsers take it only when it is
+/// `Secure`, for this host, on path `/` (no subdomain or plain-HTTP page can set it).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-kq_session";
 /// The language cookie's name.
 pub const LANG_COOKIE: &str = "kq_lang";
 /// An agent without a heartbeat for this long is listed as silent.
@@ -49,6 +52,8 @@ pub struct App {
     pub(crate) logins_by_address: crate::ratelimit::RateLimit<std::net::IpAddr>,
     /// What staff may appeal (`[appeals]`).
     pub(crate) appeal_limits: crate::config::AppealsConfig,
+    /// Served over HTTPS: cookies are `Secure` and the session cookie `__Host-`.
+    secure: std::sync::atomic::AtomicBool,
 }
 
 /// Failed login attempts one username may make at once; after that one a minute.
@@ -103,6 +108,7 @@ impl App {
     ) -> Arc<App> {
         Arc::new(App {
             appeal_limits,
+            secure: std::sync::atomic::AtomicBool::new(false),
             store,
             rules,
             env: templates(),
@@ -113,6 +119,28 @@ impl App {
                 LOGIN_LIMIT_KEYS,
             ),
         })
+    }
+
+    /// The session cookie's name: `__Host-` over HTTPS.
+    pub fn session_cookie(&self) -> &'static str {
+        if self.secure.load(std::sync::atomic::Ordering::Relaxed) {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// A `Set-Cookie` value for the session cookie (`Secure` over HTTPS).
+    pub fn session_set_cookie(&self, value: &str, max_age_s: i64) -> String {
+        let secure = if self.secure.load(std::sync::atomic::Ordering::Relaxed) {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}",
+            self.session_cookie()
+        )
     }
 
     /// The rules now, with any calendar notice imported since the last request.
@@ -150,6 +178,34 @@ pub async fn run(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    Ok(())
+}
+
+/// Serves the pages over HTTPS with the server certificate and key (PEM) that
+/// gRPC uses (`tls init`), until `shutdown` completes; then lets requests in
+/// flight finish for up to 10 s.
+pub async fn run_tls(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // Both rustls users in the process (tonic, this) use ring; a second install
+    // is refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem, key_pem).await?;
+    app.secure.store(true, std::sync::atomic::Ordering::Relaxed);
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, config)
+        .handle(handle)
+        .serve(router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await?;
     Ok(())
 }
 
@@ -258,7 +314,7 @@ impl FromRequestParts<Arc<App>> for Ctx {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned);
-        let session = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned);
+        let session = cookie(&parts.headers, app.session_cookie()).map(str::to_owned);
         let store = app.store.clone();
         let (token, sess) = (bearer.clone(), session.clone());
         let user = tokio::task::spawn_blocking(move || {

@@ -2,7 +2,7 @@
 
 use super::i18n::{self, Lang};
 use super::params::{Form, Query};
-use super::{App, Ctx, Page, SESSION_COOKIE, WebError, audit, blocking, redirect};
+use super::{App, Ctx, Page, WebError, audit, blocking, redirect};
 use crate::attendance::{Person, Status};
 use crate::reports::corrections::{self, ReportDay, status_name};
 use crate::reports::summary::{self, By, SummaryRow};
@@ -341,10 +341,7 @@ async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
             );
         };
         let token = app.store.create_session(user.id, now().as_millisecond())?;
-        let cookie = format!(
-            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-            crate::users::SESSION_TTL_MS / 1000
-        );
+        let cookie = app.session_set_cookie(&token, crate::users::SESSION_TTL_MS / 1000);
         let to = if user.must_change_password {
             "/password"
         } else {
@@ -360,12 +357,7 @@ async fn logout(State(app): St, ctx: Ctx) -> Response {
         if let Some(s) = &ctx.session {
             app.store.end_session(s)?;
         }
-        Ok(redirect(
-            "/login",
-            vec![format!(
-                "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
-            )],
-        ))
+        Ok(redirect("/login", vec![app.session_set_cookie("", 0)]))
     })
     .await
 }
