@@ -99,14 +99,23 @@ pub fn open_spool(state_dir: &Path, config: &Config) -> anyhow::Result<Spool> {
     Ok(spool)
 }
 
-/// Gives `path` the Unix `mode` (nothing elsewhere: on Windows the service's
-/// state dir gets its access list where it is created).
+/// Gives `path` the Unix `mode`; on Windows a directory gets the access list
+/// [`crate::state::STATE_DIR_SDDL`] (SYSTEM and Administrators), which the files
+/// in it inherit.
 fn private(path: &Path, mode: u32) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot make {} private", path.display()))?;
+    }
+    #[cfg(windows)]
+    if path.is_dir()
+        && let Err(e) = crate::probe::windows::secure_dir(path)
+    {
+        // Kept working (the spool is what matters most); the officer's copy of
+        // the install script sets the same list with icacls.
+        tracing::warn!(path = %path.display(), error = %e, "Could not restrict the state directory to SYSTEM and Administrators.");
     }
     let _ = (path, mode);
     Ok(())

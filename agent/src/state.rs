@@ -12,6 +12,13 @@ pub const ENROLMENT_FILE: &str = "enrolment.json";
 /// The spool's file name inside the state dir.
 pub const SPOOL_FILE: &str = "spool.db";
 
+/// The access list of the state directory on Windows (SDDL): protected (`P`: no
+/// inherited entries, so `Users` get nothing from `%ProgramData%`), auto-inherited by
+/// what is created in it (`OICI`), full control for SYSTEM (`SY`, the service) and
+/// Administrators (`BA`), and for the directory's owner (`OW`): the service's
+/// account when it created it, or the one administrator who ran the agent by hand.
+pub const STATE_DIR_SDDL: &str = "D:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;OW)";
+
 /// Who this agent is to the collector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enrolment {
@@ -125,6 +132,31 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_dir_acl_is_for_the_service_and_administrators_only() {
+        let sddl = STATE_DIR_SDDL;
+        assert!(
+            sddl.starts_with("D:PAI"),
+            "protected, nothing inherited: {sddl}"
+        );
+        let aces: Vec<&str> = sddl["D:PAI".len()..]
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(")(")
+            .collect();
+        assert_eq!(aces.len(), 3, "{aces:?}");
+        for ace in &aces {
+            let f: Vec<&str> = ace.split(';').collect();
+            assert_eq!(f[0], "A", "allow entries only: {ace}");
+            assert_eq!(f[1], "OICI", "inherited by files and folders: {ace}");
+            assert_eq!(f[2], "FA", "{ace}");
+        }
+        let who: Vec<&str> = aces.iter().map(|a| a.rsplit(';').next().unwrap()).collect();
+        assert_eq!(who, ["SY", "BA", "OW"]);
+        for nobody in ["BU", "WD", "AU", "IU", "BG"] {
+            assert!(!who.contains(&nobody), "{nobody} has no access");
+        }
+    }
 
     #[test]
     fn enrolment_round_trips_and_is_private() {

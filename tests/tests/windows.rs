@@ -288,6 +288,11 @@ fn the_windows_exe_under_wine_checks_its_config_and_delivers_a_replayed_day() {
         LIMIT,
     );
     assert!(out.contains("Enrolled"), "{out}");
+    // The .exe made its state directory (under the access list of
+    // STATE_DIR_SDDL: SYSTEM, Administrators and its owner; Wine keeps the list
+    // but does not enforce it, so that part is the unit test's in agent/src/state.rs).
+    let made = dir.path().join("agent state");
+    assert!(made.is_dir() && made.join("spool.db").is_file());
     let enrolment: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("agent state").join("enrolment.json")).unwrap(),
     )

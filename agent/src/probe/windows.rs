@@ -38,9 +38,9 @@ use tracing::{info, warn};
 
 use self::pipe::PipeServer;
 use self::procs::Procs;
-pub use self::sys::machine_guid;
+pub use self::sys::{machine_guid, secure_dir};
 pub(crate) use self::sys::{session_info, shutting_down};
-use crate::probe::wts::{Inbox, Input, Tracker, helper_command_line};
+use crate::probe::wts::{Inbox, Input, Launched, Tracker, helper_command_line};
 use crate::probe::{Capabilities, Observation, Probe, ProbeError};
 
 /// How long to wait before starting a helper again in a session where the last
@@ -80,6 +80,8 @@ pub struct WindowsProbe {
     procs: Option<Procs>,
     _pipe: Option<PipeServer>,
     launched: BTreeMap<u32, i64>,
+    /// The helpers started, by session, which alone may use the pipe.
+    helpers: Launched,
     prev_poll_ms: Option<i64>,
 }
 
@@ -95,6 +97,7 @@ impl WindowsProbe {
             procs: None,
             _pipe: None,
             launched: BTreeMap::new(),
+            helpers: Launched::default(),
             prev_poll_ms: None,
             inbox,
             opts,
@@ -120,7 +123,8 @@ impl WindowsProbe {
             ),
         }
         if p.opts.helpers {
-            match PipeServer::start(p.inbox.clone()) {
+            let only = p.opts.launch_helpers.then(|| p.helpers.clone());
+            match PipeServer::start(p.inbox.clone(), only) {
                 Ok(server) => {
                     p._pipe = Some(server);
                     p.caps.idle = true;
@@ -178,7 +182,10 @@ impl WindowsProbe {
             }
             self.launched.insert(session, now_ms);
             match sys::spawn_in_session(session, &exe, &cmd) {
-                Ok(pid) => info!(session, %account, pid, "Started the session helper."),
+                Ok(pid) => {
+                    self.helpers.record(session, pid);
+                    info!(session, %account, pid, "Started the session helper.");
+                }
                 Err(e) => warn!(session, %account, error = %e, "Cannot start the session helper."),
             }
         }

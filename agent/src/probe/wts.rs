@@ -41,6 +41,31 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::event::SessionKind;
+
+/// The session helpers the service started: session id -> process id. When the
+/// service starts the helpers, only those may speak for a session on the pipe
+/// (another process of the session could otherwise feed it "not idle, WINWORD").
+#[derive(Debug, Clone, Default)]
+pub struct Launched(Arc<Mutex<BTreeMap<u32, u32>>>);
+
+impl Launched {
+    /// The service started `pid` as the helper of `session` (replacing any other).
+    pub fn record(&self, session: u32, pid: u32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(session, pid);
+    }
+
+    /// Whether `pid` is the helper the service started in `session`.
+    pub fn is_helper(&self, session: u32, pid: u32) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&session)
+            == Some(&pid)
+    }
+}
 use crate::probe::{App, AppsBasis, Observation};
 
 /// The local named pipe the helpers write to.
@@ -720,6 +745,28 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_helper_the_service_started_speaks_for_a_session() {
+        let launched = Launched::default();
+        assert!(!launched.is_helper(2, 4100), "nothing started yet");
+        launched.record(2, 4100);
+        assert!(launched.is_helper(2, 4100));
+        assert!(
+            !launched.is_helper(2, 4200),
+            "another process of the session"
+        );
+        assert!(
+            !launched.is_helper(3, 4100),
+            "the helper of another session"
+        );
+        launched.record(2, 4300);
+        assert!(
+            !launched.is_helper(2, 4100),
+            "a restarted helper replaces the old one"
+        );
+        assert!(launched.is_helper(2, 4300));
+    }
 
     // 2026-11-24T00:41:00Z and friends: fixed instants, no clock.
     const T0: i64 = 1_795_480_860_000;

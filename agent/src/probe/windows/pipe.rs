@@ -3,7 +3,9 @@
 //! `Input::Sample`s of the client's session.
 //!
 //! What must stay true: a helper speaks only for the session the kernel says it
-//! is in (`GetNamedPipeClientSessionId`); remote clients are refused; the pipe's
+//! is in (`GetNamedPipeClientSessionId`) and, when the service starts the helpers,
+//! only the process it started there speaks for it (`GetNamedPipeClientProcessId`);
+//! remote clients are refused; the pipe's
 //! DACL keeps users from creating instances of it; a line longer than
 //! [`MAX_LINE`] or a stream of bad lines ends that connection, never the server;
 //! the number of connections is bounded.
@@ -20,7 +22,7 @@ use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 use tracing::{debug, warn};
 
 use super::sys::{self, PipeSecurity};
-use crate::probe::wts::{Inbox, Input, MAX_LINE, PIPE_NAME, parse_sample};
+use crate::probe::wts::{Inbox, Input, Launched, MAX_LINE, PIPE_NAME, parse_sample};
 
 /// The most helpers connected at once (one per session is the norm).
 const MAX_CONNECTIONS: usize = 64;
@@ -40,7 +42,10 @@ pub(super) struct PipeServer {
 impl PipeServer {
     /// Creates the first pipe instance (so a failure is reported here, and no
     /// other process can own the name first) and starts serving.
-    pub(super) fn start(inbox: Inbox) -> std::io::Result<PipeServer> {
+    /// `launched`: the helpers the service started, the only clients taken; None
+    /// (a console run, where helpers are started by hand) takes any client of the
+    /// session.
+    pub(super) fn start(inbox: Inbox, launched: Option<Launched>) -> std::io::Result<PipeServer> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -52,7 +57,7 @@ impl PipeServer {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("kaoqin-pipe".into())
-            .spawn(move || rt.block_on(serve(first, security, inbox, rx)))?;
+            .spawn(move || rt.block_on(serve(first, security, inbox, launched, rx)))?;
         Ok(PipeServer {
             stop: Some(tx),
             thread: Some(thread),
@@ -86,6 +91,7 @@ async fn serve(
     mut next: NamedPipeServer,
     mut security: Box<PipeSecurity>,
     inbox: Inbox,
+    launched: Option<Launched>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let live = Arc::new(AtomicUsize::new(0));
@@ -115,6 +121,26 @@ async fn serve(
         let Some(session) = sys::pipe_client_session(connected.as_raw_handle()) else {
             continue;
         };
+        if let Some(launched) = &launched {
+            let pid = sys::pipe_client_pid(connected.as_raw_handle());
+            // A helper may connect before its start is recorded: wait a moment.
+            let mut ours = false;
+            for _ in 0..20 {
+                ours = pid.is_some_and(|pid| launched.is_helper(session, pid));
+                if ours {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !ours {
+                warn!(
+                    session,
+                    ?pid,
+                    "A process that is not the helper the service started connected to the pipe; refused."
+                );
+                continue;
+            }
+        }
         if live.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
             warn!(session, "Too many helpers connected; refusing one.");
             continue;

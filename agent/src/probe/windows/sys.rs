@@ -16,10 +16,16 @@ use std::ptr::{null, null_mut};
 
 use windows_sys::Win32::Foundation::{CloseHandle, ERROR_SUCCESS, HANDLE, HLOCAL, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1, SE_FILE_OBJECT,
+    SetNamedSecurityInfoW,
 };
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
-use windows_sys::Win32::System::Pipes::{GetNamedPipeClientSessionId, GetNamedPipeServerSessionId};
+use windows_sys::Win32::Security::{
+    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, PROTECTED_DACL_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES,
+};
+use windows_sys::Win32::System::Pipes::{
+    GetNamedPipeClientProcessId, GetNamedPipeClientSessionId, GetNamedPipeServerSessionId,
+};
 use windows_sys::Win32::System::Registry::{HKEY_LOCAL_MACHINE, RRF_RT_REG_SZ, RegGetValueW};
 use windows_sys::Win32::System::RemoteDesktop::{
     ProcessIdToSessionId, WTS_CURRENT_SERVER_HANDLE, WTS_INFO_CLASS, WTS_SESSION_INFOW,
@@ -272,6 +278,14 @@ pub(crate) fn pipe_client_session(pipe: *mut c_void) -> Option<u32> {
     (unsafe { GetNamedPipeClientSessionId(pipe, &mut id) } != 0).then_some(id)
 }
 
+/// The process id of a named pipe's client.
+pub(crate) fn pipe_client_pid(pipe: *mut c_void) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: `pipe` is an open server end borrowed for this call; the
+    // out-pointer is a live local.
+    (unsafe { GetNamedPipeClientProcessId(pipe, &mut id) } != 0).then_some(id)
+}
+
 /// The session id of a named pipe's server (the service runs in session 0).
 pub(crate) fn pipe_server_session(pipe: *mut c_void) -> Option<u32> {
     let mut id = 0u32;
@@ -333,6 +347,54 @@ impl Drop for PipeSecurity {
         // SAFETY: `sd` came from ConvertStringSecurityDescriptor..., freed once.
         unsafe { LocalFree(self.sd as HLOCAL) };
     }
+}
+
+/// Gives the directory `path` the access list [`crate::state::STATE_DIR_SDDL`]
+/// (protected: what it inherited from its parent is dropped), which what is
+/// created in it inherits.
+pub fn secure_dir(path: &Path) -> io::Result<()> {
+    let sddl = wide(crate::state::STATE_DIR_SDDL);
+    let mut sd: PSECURITY_DESCRIPTOR = null_mut();
+    // SAFETY: `sddl` is NUL-terminated; on success `sd` is ours until LocalFree.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            sddl.as_ptr(),
+            SDDL_REVISION_1,
+            &mut sd,
+            null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (mut present, mut defaulted) = (0, 0);
+    let mut dacl: *mut ACL = null_mut();
+    // SAFETY: `sd` is a valid descriptor; the out-pointers are live locals; `dacl`
+    // points into `sd`, which lives until LocalFree below.
+    let r = unsafe {
+        if GetSecurityDescriptorDacl(sd, &mut present, &mut dacl, &mut defaulted) == 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            let name = wide(path);
+            let e = SetNamedSecurityInfoW(
+                name.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                null_mut(),
+                null_mut(),
+                dacl,
+                null(),
+            );
+            if e == ERROR_SUCCESS {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(e as i32))
+            }
+        }
+    };
+    // SAFETY: `sd` came from ConvertStringSecurityDescriptor..., freed once.
+    unsafe { LocalFree(sd as HLOCAL) };
+    r
 }
 
 /// Starts `exe args` in `session` as the user logged on there, with no window.
