@@ -310,20 +310,7 @@ unsafe impl Send for PipeSecurity {}
 
 impl PipeSecurity {
     pub(crate) fn new() -> io::Result<Box<PipeSecurity>> {
-        let sddl = wide(PIPE_SDDL);
-        let mut sd: PSECURITY_DESCRIPTOR = null_mut();
-        // SAFETY: `sddl` is NUL-terminated; on success `sd` is ours until LocalFree.
-        let ok = unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                sddl.as_ptr(),
-                SDDL_REVISION_1,
-                &mut sd,
-                null_mut(),
-            )
-        };
-        if ok == 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let sd = descriptor(PIPE_SDDL)?;
         let mut me = Box::new(PipeSecurity {
             sd,
             attrs: SECURITY_ATTRIBUTES::default(),
@@ -349,13 +336,12 @@ impl Drop for PipeSecurity {
     }
 }
 
-/// Gives the directory `path` the access list [`crate::state::STATE_DIR_SDDL`]
-/// (protected: what it inherited from its parent is dropped), which what is
-/// created in it inherits.
-pub fn secure_dir(path: &Path) -> io::Result<()> {
-    let sddl = wide(crate::state::STATE_DIR_SDDL);
+/// A security descriptor from SDDL, to be freed with `LocalFree`.
+fn descriptor(sddl: &str) -> io::Result<PSECURITY_DESCRIPTOR> {
+    let sddl = wide(sddl);
     let mut sd: PSECURITY_DESCRIPTOR = null_mut();
-    // SAFETY: `sddl` is NUL-terminated; on success `sd` is ours until LocalFree.
+    // SAFETY: `sddl` is NUL-terminated; on success `sd` is the caller's until
+    // LocalFree.
     let ok = unsafe {
         ConvertStringSecurityDescriptorToSecurityDescriptorW(
             sddl.as_ptr(),
@@ -367,6 +353,14 @@ pub fn secure_dir(path: &Path) -> io::Result<()> {
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(sd)
+}
+
+/// Gives the directory `path` the access list [`crate::state::STATE_DIR_SDDL`]
+/// (protected: what it inherited from its parent is dropped), which what is
+/// created in it inherits.
+pub fn secure_dir(path: &Path) -> io::Result<()> {
+    let sd = descriptor(crate::state::STATE_DIR_SDDL)?;
     let (mut present, mut defaulted) = (0, 0);
     let mut dacl: *mut ACL = null_mut();
     // SAFETY: `sd` is a valid descriptor; the out-pointers are live locals; `dacl`
