@@ -310,6 +310,21 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The seed of a test's random fault points: `KAOQIN_FAULT_SEED` when set (to
+/// replay a failure), else new on every run. Printed with the way to replay it.
+pub fn fault_seed(test: &str) -> u64 {
+    let seed = std::env::var("KAOQIN_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::from(d.subsec_nanos()))
+        });
+    eprintln!("{test}: fault seed {seed} (replay with KAOQIN_FAULT_SEED={seed})");
+    seed
+}
+
 /// The observation lines of a replay script, without comments and without the
 /// PC's `boot` and `shutdown` (which may only open and close a script), for
 /// tests that play several days of it in one script.

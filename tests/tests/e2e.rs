@@ -617,11 +617,9 @@ fn killing_the_collector_at_random_points_while_agents_send_loses_and_doubles_no
         .collect();
     expected.sort();
 
-    // Two kill points, different on every run; printed so a failure can be replayed.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as usize;
+    // Two kill points, different on every run; the seed is printed so a failure
+    // can be replayed.
+    let nanos = kaoqin_tests::fault_seed("killing the collector") as usize;
     let total = expected.len();
     let first = 100 + nanos % (total / 4);
     let second = first + 100 + (nanos / 7) % (total / 4);
@@ -712,10 +710,7 @@ fn an_agent_killed_again_and_again_reopens_its_spool_and_delivers_everything_onc
     let expected = reference_run(dir.path(), &script);
     let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
     let (state, config) = enrolled_agent(dir.path(), "pc", &collector);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let seed = kaoqin_tests::fault_seed("killing the agent");
     // Fault injection: SIGKILL after a varying delay, landing before, during or
     // after the spool write, or in the middle of delivery.
     for round in 0..12u64 {
