@@ -202,7 +202,7 @@ impl<S: Store> Ingest<S> {
             )));
         }
         let body = req.into_inner();
-        let refusal = match self.check_and_store(&auth, body, received_ms).await {
+        let refusal = match self.check_and_store(&auth, &body, received_ms).await {
             Ok(reply) => return Ok(reply),
             Err(e @ (CollectorError::InvalidArgument(_) | CollectorError::PermissionDenied(_))) => {
                 e
@@ -214,9 +214,11 @@ impl<S: Store> Ingest<S> {
         self.refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let detail = refusal.to_string();
+        let seq = refused_seq(&detail);
+        let claimed = seq.and_then(|seq| claimed(&body, seq, received_ms));
         if let Err(e) = self
             .store
-            .record_refusal(auth.num, received_ms, refused_seq(&detail), detail)
+            .record_refusal(auth.num, received_ms, seq, detail, claimed)
             .await
         {
             tracing::warn!(agent_id = %auth.agent_id, error = %e, "Could not record a refused batch as an integrity event.");
@@ -228,7 +230,7 @@ impl<S: Store> Ingest<S> {
     async fn check_and_store(
         &self,
         auth: &crate::store::AgentAuth,
-        body: pb::ReportRequest,
+        body: &pb::ReportRequest,
         received_ms: i64,
     ) -> Result<pb::ReportResponse, CollectorError> {
         if body.agent_id != auth.agent_id {
@@ -345,6 +347,29 @@ fn answer<T>(
     })
 }
 
+/// What the refused event `seq` of `body` claimed, if it is about an OS account:
+/// its instant corrected by the batch's measured offset, and the account.
+fn claimed(body: &pb::ReportRequest, seq: u64, received_ms: i64) -> Option<crate::store::Claimed> {
+    let wire = body.events.iter().find(|e| e.seq == seq)?;
+    let account = match &wire.kind {
+        Some(pb::event::Kind::Session(s)) => s.account.clone(),
+        Some(pb::event::Kind::Usage(u)) => u.account.clone(),
+        _ => return None,
+    };
+    if account.is_empty() || account.len() > 256 {
+        return None;
+    }
+    let offset = if body.sent_at_ms > 0 {
+        received_ms.saturating_sub(body.sent_at_ms)
+    } else {
+        0
+    };
+    Some(crate::store::Claimed {
+        at_ms: wire.at_ms.saturating_add(offset),
+        account,
+    })
+}
+
 /// The seq a refusal names (`event seq N: ...`), if it names one.
 fn refused_seq(message: &str) -> Option<u64> {
     let rest = message.strip_prefix("event seq ")?;
@@ -443,6 +468,7 @@ mod tests {
             _: i64,
             seq: Option<u64>,
             detail: String,
+            _: Option<crate::store::Claimed>,
         ) -> Result<(), StoreError> {
             self.refusals.lock().unwrap().push((seq, detail));
             Ok(())

@@ -396,6 +396,14 @@ pub fn load_signals(
             kind: SignalKind::FirstSeen { account },
         });
     }
+    // What someone tried to write into the day and the collector refused.
+    for (pc, account, claimed_ms) in store.refused_claims(&person.accounts, from_ms, to_ms)? {
+        signals.push(Signal {
+            at: ts(claimed_ms),
+            pc,
+            kind: SignalKind::Refused { account },
+        });
+    }
     Ok((signals, pcs.into_iter().map(|(_, id)| id).collect()))
 }
 

@@ -174,10 +174,22 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
             "names the seq and both instants: {m}"
         );
     }
-    assert_eq!(
-        day_of(&c, &date, "E002"),
-        before,
-        "the verdict is unchanged"
+    // The verdict is unchanged, and its evidence says what was refused.
+    let after = day_of(&c, &date, "E002");
+    for field in [
+        "status",
+        "arrival",
+        "departure",
+        "late_minutes",
+        "early_minutes",
+    ] {
+        assert_eq!(after[field], before[field], "{field}: {after:#}");
+    }
+    assert!(
+        after["evidence"]
+            .to_string()
+            .contains("an event of lisi claimed for this instant was refused by the collector"),
+        "{after:#}"
     );
     // Nor can today be rewritten: lisi "logged on" after the enrolment but four
     // minutes before what the PC already delivered.

@@ -44,7 +44,8 @@ fn same_instant_rank(kind: &SignalKind) -> u8 {
         SignalKind::DataGap { .. }
         | SignalKind::ClockOffset { .. }
         | SignalKind::ClockJump { .. }
-        | SignalKind::FirstSeen { .. } => 5,
+        | SignalKind::FirstSeen { .. }
+        | SignalKind::Refused { .. } => 5,
         SignalKind::AgentStop { .. } => 6,
     }
 }
@@ -266,6 +267,7 @@ pub(crate) fn account_pc(
                     SignalKind::ClockOffset { .. }
                         | SignalKind::ClockJump { .. }
                         | SignalKind::FirstSeen { .. }
+                        | SignalKind::Refused { .. }
                 )
         })
         .collect();

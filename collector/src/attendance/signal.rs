@@ -87,6 +87,12 @@ pub enum SignalKind {
         /// The OS account, in lower case.
         account: String,
     },
+    /// An event for `account` at this instant was refused by the collector (the
+    /// trust rules, or malformed): the collector's record. Evidence only.
+    Refused {
+        /// The OS account, in lower case.
+        account: String,
+    },
     /// The PC's clock was set while the agent ran (new minus old). Evidence only:
     /// the signals on both sides of it are corrected by their own clock's offset.
     ClockJump {

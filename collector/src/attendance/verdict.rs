@@ -386,6 +386,15 @@ fn signal_evidence(
                     format!("{account} first seen on this PC (an account new to it)"),
                 );
             }
+            SignalKind::Refused { account } if is_person_account(person, account) => {
+                push(
+                    s.at,
+                    &s.pc,
+                    format!(
+                        "an event of {account} claimed for this instant was refused by the collector and is not counted (see `kaoqin-collector integrity`)"
+                    ),
+                );
+            }
             SignalKind::ClockJump { jump_ms } if mine => {
                 let dir = if *jump_ms < 0 { "back" } else { "forward" };
                 push(

@@ -401,6 +401,37 @@ impl SqliteStore {
         Ok(out)
     }
 
+    /// Refused events that claimed one of `accounts` at an instant in
+    /// `[from_ms, to_ms]`: (agent id, account in lower case, claimed instant).
+    pub fn refused_claims(
+        &self,
+        accounts: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT a.id, i.account, i.claimed_ms FROM integrity_events i
+                 JOIN agents a ON a.num = i.agent
+                 WHERE i.account = ?1 AND i.claimed_ms BETWEEN ?2 AND ?3",
+            )
+            .map_err(&err)?;
+        let mut out = Vec::new();
+        for account in accounts {
+            let rows = stmt
+                .query_map(params![account.to_ascii_lowercase(), from_ms, to_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(&err)?;
+            for row in rows {
+                out.push(row.map_err(&err)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Events of one PC with `from_ms <= at_ms < to_ms` (agent clock), in time order.
     pub fn pc_events(
         &self,

@@ -219,14 +219,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<BatchOutcome, StoreError>> + Send;
 
     /// Records that a batch of the agent was refused, as an integrity event: when
-    /// (collector clock), the seq it names if any, and why.
+    /// (collector clock), the seq it names if any, why, and what the refused event
+    /// claimed (an instant and an OS account), if it was about one.
     fn record_refusal(
         &self,
         agent_num: i64,
         at_ms: i64,
         seq: Option<u64>,
         detail: String,
+        claimed: Option<Claimed>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What a refused event claimed: its corrected instant and the OS account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub at_ms: i64,
+    pub account: String,
 }
 
 /// Hex SHA-256, used for agent keys and enrolment tokens at rest.

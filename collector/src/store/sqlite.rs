@@ -70,6 +70,8 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 ///     (only such tokens enrol a machine id already known); enrolments (what each
 ///     token was used for); integrity_events (refused batches, re-enrolments: what
 ///     is not derived from stored events).
+/// 13. integrity_events.claimed_ms and .account: the instant and OS account a refused
+///     event claimed, so the verdict of the day it touches can say so.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -335,6 +337,12 @@ CREATE TABLE integrity_events (
 );
 CREATE INDEX integrity_events_by_time ON integrity_events(at_ms);
 "#,
+    r#"
+ALTER TABLE integrity_events ADD COLUMN claimed_ms INTEGER;
+ALTER TABLE integrity_events ADD COLUMN account TEXT;
+CREATE INDEX integrity_events_by_account ON integrity_events(account, claimed_ms)
+    WHERE account IS NOT NULL;
+"#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
 /// read again from the database (`agents revoke` runs in another process).
@@ -452,12 +460,16 @@ pub(crate) struct IntegrityEvent {
     pub(crate) kind: &'static str,
     pub(crate) seq: Option<u64>,
     pub(crate) detail: String,
+    /// For a refused event about an OS account: the corrected instant it claimed
+    /// and the account (lower case).
+    pub(crate) claimed: Option<super::Claimed>,
 }
 
 impl IntegrityEvent {
     fn insert(&self, conn: &Connection, path: &Path) -> Result<(), StoreError> {
         conn.prepare_cached(
-            "INSERT INTO integrity_events (agent, at_ms, kind, seq, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO integrity_events (agent, at_ms, kind, seq, detail, claimed_ms, account)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .and_then(|mut st| {
             st.execute(params![
@@ -465,7 +477,11 @@ impl IntegrityEvent {
                 self.at_ms,
                 self.kind,
                 self.seq.and_then(|s| i64::try_from(s).ok()),
-                self.detail
+                self.detail,
+                self.claimed.as_ref().map(|c| c.at_ms),
+                self.claimed
+                    .as_ref()
+                    .map(|c| c.account.to_ascii_lowercase()),
             ])
         })
         .map_err(sql_err(path))?;
@@ -754,6 +770,7 @@ impl Store for SqliteStore {
         at_ms: i64,
         seq: Option<u64>,
         detail: String,
+        claimed: Option<super::Claimed>,
     ) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Integrity {
@@ -763,6 +780,7 @@ impl Store for SqliteStore {
                 kind: "refused",
                 seq,
                 detail,
+                claimed,
             },
             reply,
         })?;
@@ -916,6 +934,7 @@ impl Writer {
                                 at_ms: now_ms,
                                 kind: "reenrol_refused",
                                 seq: None,
+                                claimed: None,
                                 detail: format!("enrolment as {:?} refused: {why}", host.hostname),
                             }
                             .insert(sp, &path)
@@ -927,7 +946,27 @@ impl Writer {
                     replies.push(after_commit(r, reply));
                 }
                 Job::Integrity { event, reply } => {
-                    let r = with_savepoint(&tx, &path, |sp| event.insert(sp, &path));
+                    let r = with_savepoint(&tx, &path, |sp| {
+                        event.insert(sp, &path)?;
+                        // The day a refused event claimed is judged again, so its
+                        // verdict can say what was refused.
+                        if let Some(c) = &event.claimed
+                            && let Ok(t) = jiff::Timestamp::from_millisecond(c.at_ms)
+                        {
+                            let date = crate::attendance::attendance_date(t, &days);
+                            sp.prepare_cached(
+                                "INSERT OR IGNORE INTO dirty_days (account, date) VALUES (?1, ?2)",
+                            )
+                            .and_then(|mut st| {
+                                st.execute(params![
+                                    c.account.to_ascii_lowercase(),
+                                    date.to_string()
+                                ])
+                            })
+                            .map_err(sql_err(&path))?;
+                        }
+                        Ok(())
+                    });
                     replies.push(after_commit(r, reply));
                 }
             }
@@ -1396,6 +1435,7 @@ fn enroll(
                 at_ms: now_ms,
                 kind: "reenrolled",
                 seq: None,
+                claimed: None,
                 detail: format!(
                     "machine {:?} enrolled again as {} (was {old_hostname}) with a --reenroll token; the key it had no longer works",
                     host.machine_id, host.hostname
