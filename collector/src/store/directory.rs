@@ -379,26 +379,13 @@ impl SqliteStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let conn = self.reader();
-        let err = sql_err(self.path());
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT a.id, p.account, p.first_ms FROM pc_accounts p JOIN agents a ON a.num = p.agent
-                 WHERE p.account = ?1 AND p.first_ms BETWEEN ?2 AND ?3",
-            )
-            .map_err(&err)?;
-        let mut out = Vec::new();
-        for account in accounts {
-            let rows = stmt
-                .query_map(params![account.to_ascii_lowercase(), from_ms, to_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .map_err(&err)?;
-            for row in rows {
-                out.push(row.map_err(&err)?);
-            }
-        }
-        Ok(out)
+        self.by_account(
+            "SELECT a.id, p.account, p.first_ms FROM pc_accounts p JOIN agents a ON a.num = p.agent
+             WHERE p.account = ?1 AND p.first_ms BETWEEN ?2 AND ?3",
+            accounts,
+            from_ms,
+            to_ms,
+        )
     }
 
     /// Refused events that claimed one of `accounts` at an instant in
@@ -409,15 +396,28 @@ impl SqliteStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.by_account(
+            "SELECT a.id, i.account, i.claimed_ms FROM integrity_events i
+             JOIN agents a ON a.num = i.agent
+             WHERE i.account = ?1 AND i.claimed_ms BETWEEN ?2 AND ?3",
+            accounts,
+            from_ms,
+            to_ms,
+        )
+    }
+
+    /// Runs `sql` (parameters: account in lower case, from, to; columns: agent id,
+    /// account, instant) for each of `accounts`.
+    fn by_account(
+        &self,
+        sql: &str,
+        accounts: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT a.id, i.account, i.claimed_ms FROM integrity_events i
-                 JOIN agents a ON a.num = i.agent
-                 WHERE i.account = ?1 AND i.claimed_ms BETWEEN ?2 AND ?3",
-            )
-            .map_err(&err)?;
+        let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
         let mut out = Vec::new();
         for account in accounts {
             let rows = stmt
