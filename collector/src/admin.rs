@@ -306,11 +306,7 @@ pub fn integrity(
     if args.format == ListFormat::Json {
         return print_json(&items);
     }
-    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-    for i in &items {
-        *counts.entry(i.kind).or_default() += 1;
-    }
-    let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let counts = crate::integrity::counts(&items);
     let rows: Vec<Vec<String>> = items
         .into_iter()
         .map(|i| {

@@ -61,8 +61,6 @@ pub struct Ingest<S> {
     max_in_flight: u32,
     /// Take past events from replaying agents (`serve --allow-replay`).
     allow_replay: bool,
-    /// Batches refused since start (each also an integrity event).
-    refused: std::sync::atomic::AtomicU64,
 }
 
 impl<S: Store> Ingest<S> {
@@ -88,7 +86,6 @@ impl<S: Store> Ingest<S> {
             in_flight: tokio::sync::Semaphore::new(policy.max_reports_in_flight as usize),
             max_in_flight: policy.max_reports_in_flight,
             allow_replay: false,
-            refused: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -97,11 +94,6 @@ impl<S: Store> Ingest<S> {
     pub fn allow_replay(mut self, allow: bool) -> Self {
         self.allow_replay = allow;
         self
-    }
-
-    /// How many batches were refused since start.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Refuses what no agent records: an instant (corrected by `offset_ms`) too far
@@ -211,8 +203,6 @@ impl<S: Store> Ingest<S> {
         };
         // What the agent sent contradicts what it could have recorded: the officer
         // sees it, whoever sent it.
-        self.refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let detail = refusal.to_string();
         let seq = refused_seq(&detail);
         let claimed = seq.and_then(|seq| claimed(&body, seq, received_ms));

@@ -77,6 +77,15 @@ fn instant(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
+/// How many items of each kind, in kind order: `"data_gap 2", "refused 1"`.
+pub fn counts(items: &[IntegrityItem]) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for i in items {
+        *counts.entry(i.kind).or_default() += 1;
+    }
+    counts.iter().map(|(k, n)| format!("{k} {n}")).collect()
+}
+
 /// Every integrity item of the query, by agent then instant.
 pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreError> {
     let conn = store.reader();

@@ -1101,10 +1101,7 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
                 now_ms,
             },
         )?;
-        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-        for i in &items {
-            *counts.entry(i.kind).or_default() += 1;
-        }
+        let counts = crate::integrity::counts(&items);
         let integrity: Vec<Value> = items
             .iter()
             .rev()
@@ -1116,7 +1113,6 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
                 }
             })
             .collect();
-        let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
         page(
             app,
             ctx,
