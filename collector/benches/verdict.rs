@@ -113,6 +113,7 @@ fn bench(c: &mut Criterion) {
         name: "张三".into(),
         department: "办公室".into(),
         accounts: vec!["zhangsan".into()],
+        own_pcs: Vec::new(),
     };
     let calendar = Calendar::official();
     let schedules = ScheduleSet::default();
@@ -124,6 +125,7 @@ fn bench(c: &mut Criterion) {
         exemptions: &[],
         settings: &settings,
         known_pcs: &known,
+        own_pcs: None,
         now: "2027-01-01T00:00:00Z".parse().unwrap(),
     };
     let day: Date = "2026-11-24".parse().unwrap();

@@ -1,16 +1,22 @@
-//! The staff directory file: `employee_id,name,department,os_accounts`, one person a
-//! line, OS accounts separated by `;` or `|`.
+//! The staff directory file: `employee_id,name,department,os_accounts[,own_pcs]`, one
+//! person a line, OS accounts and own PCs separated by `;` or `|`. An account may
+//! carry its Windows domain (`OFFICE\zhangsan` matches only in that domain) or not
+//! (`zhangsan` matches in any domain, and on Linux). Own PCs are hostnames or
+//! machine ids; presence on other PCs counts and is marked in the evidence.
 //!
 //! What must stay true: a file is checked whole before anything is written, and every
 //! problem is reported with the file, the line and the field; an OS account (compared
-//! in ASCII lower case) belongs to one person only, and a clash names both lines.
+//! in ASCII lower case, a plain name against the same user in any domain) belongs to
+//! one person only, and a clash names both lines.
 
 use crate::attendance::Person;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The header a staff file must have.
+/// The header a staff file must have; [`OWN_PCS`] may follow it.
 pub const HEADER: [&str; 4] = ["employee_id", "name", "department", "os_accounts"];
+/// The optional fifth column: the person's own PCs.
+pub const OWN_PCS: &str = "own_pcs";
 
 /// Every problem of a file, one a line.
 #[derive(Debug, thiserror::Error)]
@@ -72,18 +78,35 @@ pub fn check_header(
 /// Reads and checks a staff file.
 pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
     let mut rdr = csv_reader(path)?;
-    check_header(path, &mut rdr, &HEADER)?;
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| anyhow::anyhow!("{}: line 1: {e}", path.display()))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    let columns = headers.len();
+    let extra = headers.get(HEADER.len()..).unwrap_or_default();
+    anyhow::ensure!(
+        headers.get(..HEADER.len()).is_some_and(|h| h == HEADER)
+            && extra.iter().all(|h| h == OWN_PCS)
+            && extra.len() <= 1,
+        "{}: line 1: the header must be {:?}, optionally followed by \",{OWN_PCS}\"; found {:?}",
+        path.display(),
+        HEADER.join(","),
+        headers.join(",")
+    );
     let file = path.display().to_string();
+    // Plain user names of accounts listed with a domain: (line, owner).
+    let mut in_domain: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let (records, mut problems) = numbered_records(&file, &mut rdr);
     let mut people: Vec<(u64, Person)> = Vec::new();
     let mut ids: BTreeMap<String, u64> = BTreeMap::new();
     let mut owners: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for (line, rec) in records {
         let at = |field: &str, what: String| format!("{file}: line {line}: {field}: {what}");
-        if rec.len() != HEADER.len() {
+        if rec.len() != columns {
             problems.push(format!(
-                "{file}: line {line}: expected {} fields, found {}",
-                HEADER.len(),
+                "{file}: line {line}: expected {columns} fields, found {}",
                 rec.len()
             ));
             continue;
@@ -116,16 +139,43 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
             if accounts.contains(&lower) {
                 continue;
             }
-            match owners.get(&lower) {
+            // The same account, or the same user once plain and once in a domain.
+            let user = lower.split_once('\\').map(|(_, u)| u.to_owned());
+            let clash = match &user {
+                Some(u) => owners.get(&lower).or_else(|| owners.get(u)),
+                None => owners.get(&lower).or_else(|| in_domain.get(&lower)),
+            };
+            match clash {
                 Some((l, owner)) if owner != &id => problems.push(at(
                     "os_accounts",
                     format!("{a:?} is also given to {owner} on line {l}; an account belongs to one person"),
                 )),
                 _ => {
                     owners.insert(lower.clone(), (line, id.clone()));
+                    if let Some(u) = user {
+                        in_domain.entry(u).or_insert((line, id.clone()));
+                    }
                 }
             }
             accounts.push(lower);
+        }
+        let mut own_pcs: Vec<String> = Vec::new();
+        for pc in rec
+            .get(4)
+            .unwrap_or_default()
+            .split([';', '|'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let lower = pc.to_ascii_lowercase();
+            if lower.len() > 255 || lower.chars().any(|c| c.is_control() || c == ',') {
+                problems.push(at(
+                    OWN_PCS,
+                    format!("{pc:?} is not a hostname or machine id"),
+                ));
+            } else if !own_pcs.contains(&lower) {
+                own_pcs.push(lower);
+            }
         }
         people.push((
             line,
@@ -134,6 +184,7 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
                 name,
                 department,
                 accounts,
+                own_pcs,
             },
         ));
     }
@@ -180,6 +231,29 @@ mod tests {
         );
         assert!(err.contains("line 5: expected 4 fields"), "{err}");
         assert!(err.contains("nothing was imported"), "{err}");
+    }
+
+    #[test]
+    fn own_pcs_are_an_optional_column_and_a_domain_account_clashes_with_its_plain_name() {
+        let p = read("employee_id,name,department,os_accounts,own_pcs\nE001,张三,办公室,OFFICE\\ZhangSan,PC-0231; 4c4c4544\nE002,李四,办公室,lisi,\n")
+            .unwrap();
+        assert_eq!(p[0].accounts, ["office\\zhangsan"]);
+        assert_eq!(p[0].own_pcs, ["pc-0231", "4c4c4544"]);
+        assert!(p[1].own_pcs.is_empty());
+        // Two domains may each have a zhangsan; the plain name would be both.
+        let err = read("employee_id,name,department,os_accounts\nE001,a,x,office\\zs\nE002,b,x,other\\zs\nE003,c,x,ZS\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4: os_accounts: \"ZS\" is also given to E001 on line 2"),
+            "{err}"
+        );
+        assert!(!err.contains("line 3"), "{err}");
+        let err =
+            read("employee_id,name,department,os_accounts\nE001,a,x,zs\nE002,b,x,office\\zs\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("line 3: os_accounts"), "{err}");
     }
 
     #[test]

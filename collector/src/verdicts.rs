@@ -26,7 +26,7 @@ use anyhow::Context as _;
 use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 use kaoqin_proto::event::{self as ev, EventKind};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Bumped whenever the rules' code changes what a verdict says.
 pub const ENGINE_VERSION: &str = "attendance-2";
@@ -404,6 +404,14 @@ pub fn load_signals(
             kind: SignalKind::Refused { account },
         });
     }
+    // A PC enrolled again that day: a reinstall, or a copied identity.
+    for (pc, at_ms) in store.reenrolments(&pcs, from_ms, to_ms)? {
+        signals.push(Signal {
+            at: ts(at_ms),
+            pc,
+            kind: SignalKind::Reenrolled,
+        });
+    }
     Ok((signals, pcs.into_iter().map(|(_, id)| id).collect()))
 }
 
@@ -445,12 +453,18 @@ pub fn judge(
 ) -> anyhow::Result<JudgedDay> {
     let exemptions = exemptions_for(store, person, date, &rules.settings)?;
     let (signals, known_pcs) = load_signals(store, person, date, &rules.settings)?;
+    let own_pcs = if person.own_pcs.is_empty() {
+        None
+    } else {
+        Some(store.pcs_named(&person.own_pcs)?)
+    };
     let ctx = Context {
         calendar: &rules.calendar,
         schedules: &rules.schedules,
         exemptions: &exemptions,
         settings: &rules.settings,
         known_pcs: &known_pcs,
+        own_pcs: own_pcs.as_ref(),
         now,
     };
     let verdict = attendance::verdict(person, date, &signals, &ctx);
@@ -515,6 +529,20 @@ impl<'a> Pending<'a> {
     }
 }
 
+/// The dirty marks of each date with, for each mark of an account in a domain,
+/// its plain name too: a listed account is marked when it is in the set exactly
+/// as [`attendance::account_matches`] would match one of the marks.
+fn dirty_keys(mut marks: HashMap<Date, HashSet<String>>) -> HashMap<Date, HashSet<String>> {
+    for set in marks.values_mut() {
+        let plain: Vec<String> = set
+            .iter()
+            .filter_map(|m| m.split_once('\\').map(|(_, user)| user.to_owned()))
+            .collect();
+        set.extend(plain);
+    }
+    marks
+}
+
 /// Recomputes every person-day marked dirty; returns how many were judged. Days of
 /// accounts that map to nobody are dropped from the marks (their events stay).
 pub fn recompute_dirty(
@@ -527,13 +555,22 @@ pub fn recompute_dirty(
         return Ok(0);
     }
     let staff = store.staff()?;
-    let owner: BTreeMap<&str, &Person> = staff
+    let listed: BTreeMap<&str, &Person> = staff
         .iter()
         .flat_map(|p| p.accounts.iter().map(move |a| (a.as_str(), p)))
         .collect();
+    // A mark names the account as observed: `OFFICE\zhangsan` is the person who
+    // has it listed so, or else the one listed as plain `zhangsan`.
+    let owner = |account: &str| {
+        listed.get(account).copied().or_else(|| {
+            account
+                .split_once('\\')
+                .and_then(|(_, user)| listed.get(user).copied())
+        })
+    };
     let mut todo: BTreeSet<(&str, Date)> = BTreeSet::new();
     for (account, date) in &dirty {
-        if let Some(p) = owner.get(account.as_str()) {
+        if let Some(p) = owner(account) {
             todo.insert((p.employee_id.as_str(), *date));
         }
     }
@@ -549,7 +586,7 @@ pub fn recompute_dirty(
         // are judged once more, which changes nothing).
         let back: Vec<(String, Date)> = dirty
             .iter()
-            .filter(|(a, _)| owner.contains_key(a.as_str()))
+            .filter(|(a, _)| owner(a).is_some())
             .cloned()
             .collect();
         store.mark_dirty(&back)?;
@@ -713,7 +750,7 @@ pub fn walk_between(
         [p] => Some(p.employee_id.as_str()),
         _ => None,
     };
-    let dirty = store.dirty_between(from, to)?;
+    let dirty = dirty_keys(store.dirty_between(from, to)?);
     let settings = &rules.settings;
     let mut dates = Vec::new();
     let mut d = from;
@@ -779,8 +816,9 @@ pub fn walk_between(
         };
         fp_matches
             && dirty.get(&date).is_none_or(|marked| {
+                // Marks are lower case, as the directory keeps accounts; a mark in
+                // a domain also stands under its plain name (see `dirty_keys`).
                 !p.accounts.iter().any(|a| {
-                    // Marks are lower case, as the directory keeps accounts.
                     if a.bytes().any(|b| b.is_ascii_uppercase()) {
                         marked.contains(&a.to_ascii_lowercase())
                     } else {
@@ -917,6 +955,7 @@ mod tests {
             name: id.into(),
             department: "办公室".into(),
             accounts: vec![account.into()],
+            own_pcs: Vec::new(),
         };
         store
             .import_staff(&[person("E2", "lisi"), person("E1", "zhangsan")], 0)

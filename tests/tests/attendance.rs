@@ -618,3 +618,69 @@ fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
     assert_eq!(of(&rows, "E001")["status"], "holiday");
     assert_eq!(of(&rows, "E001")["calendar_provisional"], false);
 }
+
+#[test]
+fn a_domain_account_is_its_plain_name_and_presence_on_another_pc_is_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    // 张三 is listed by plain name with one own PC; the Windows PC reports the
+    // account with its domain.
+    let staff = |text: &str| {
+        let path = dir.path().join("staff.csv");
+        std::fs::write(&path, text).unwrap();
+        run_ok(
+            collector_cmd(&data, &["staff", "import", path.to_str().unwrap()]),
+            LIMIT,
+        )
+        .unwrap();
+    };
+    staff(
+        "employee_id,name,department,os_accounts,own_pcs\n\
+         E001,张三,办公室,zhangsan,PC-OWN-MACHINE\n",
+    );
+    let script = std::fs::read_to_string(fixture("day.jsonl"))
+        .unwrap()
+        .replace("\"user\":\"zhangsan\"", "\"user\":\"OFFICE\\\\zhangsan\"");
+    assert!(script.contains("OFFICE\\\\zhangsan"));
+    let path = dir.path().join("domain-day.jsonl");
+    std::fs::write(&path, script).unwrap();
+    replay_file(
+        &collector,
+        &dir.path().join("pc"),
+        "pc-shared-machine",
+        &path,
+    );
+
+    let rows = daily(&data, "2026-11-24");
+    let e1 = of(&rows, "E001");
+    assert_eq!(e1["status"], "present", "{e1:#}");
+    assert_eq!(e1["late_minutes"], 11, "{e1:#}");
+    assert_eq!(e1["early_minutes"], 10, "{e1:#}");
+    let evidence = e1["evidence"].to_string();
+    assert!(
+        evidence.contains("OFFICE\\\\zhangsan logged on"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("presence on a PC that is not one of the person's own"),
+        "{evidence}"
+    );
+    // The account in its domain is nobody else's.
+    let unmapped = run_ok(collector_cmd(&data, &["staff", "unmapped"]), LIMIT).unwrap();
+    assert!(!unmapped.contains("zhangsan"), "{unmapped}");
+
+    // The PC listed as 张三's own: nothing marked.
+    staff(
+        "employee_id,name,department,os_accounts,own_pcs\n\
+         E001,张三,办公室,zhangsan,pc-shared-machine\n",
+    );
+    let e1 = of(&daily(&data, "2026-11-24"), "E001").clone();
+    assert_eq!(e1["status"], "present", "{e1:#}");
+    assert!(
+        !e1["evidence"]
+            .to_string()
+            .contains("not one of the person's own"),
+        "{e1:#}"
+    );
+}

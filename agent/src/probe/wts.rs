@@ -178,11 +178,21 @@ pub struct SessionInfo {
 }
 
 /// The account name kaoqin reports for a session's `WTSUserName` and
-/// `WTSDomainName`: the user name alone, as on Linux (the collector maps account
-/// names to staff). `None` when no user is logged on.
-pub fn account_name(user: &str, _domain: &str) -> Option<String> {
-    let user = user.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-    (!user.is_empty()).then(|| user.to_owned())
+/// `WTSDomainName`: `DOMAIN\user` (for a local account the domain is the PC's
+/// name), so two domains' `zhangsan` stay apart; the user alone when Windows gives
+/// no domain. The staff directory may list either form. `None` when no user is
+/// logged on.
+pub fn account_name(user: &str, domain: &str) -> Option<String> {
+    let trim = |s: &str| {
+        s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_owned()
+    };
+    let (user, domain) = (trim(user), trim(domain));
+    match (user.is_empty(), domain.is_empty()) {
+        (true, _) => None,
+        (false, true) => Some(user),
+        (false, false) => Some(format!("{domain}\\{user}")),
+    }
 }
 
 /// `WTSINFOEX_LEVEL1_W::SessionFlags` as a lock state: `WTS_SESSIONSTATE_LOCK` (0),
@@ -845,7 +855,10 @@ mod tests {
         // 2026-11-24T00:41:00Z as a FILETIME.
         assert_eq!(filetime_to_ms((T0 + 11_644_473_600_000) * 10_000), Some(T0));
         assert_eq!(filetime_to_ms(0), None);
-        assert_eq!(account_name("zhangsan", "OFFICE"), Some("zhangsan".into()));
+        assert_eq!(
+            account_name("zhangsan", "OFFICE\0"),
+            Some("OFFICE\\zhangsan".into())
+        );
         assert_eq!(account_name("", "OFFICE"), None);
         assert_eq!(account_name("lisi\0", ""), Some("lisi".into()));
     }

@@ -116,7 +116,7 @@ mod verdict;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use jiff::civil::{Date, Time};
@@ -140,8 +140,25 @@ pub struct Person {
     pub name: String,
     /// Department; selects the schedule.
     pub department: String,
-    /// OS account names that are this person (matched without regard to ASCII case).
+    /// OS account names that are this person (see [`account_matches`]).
     pub accounts: Vec<String>,
+    /// The person's own PCs as the directory lists them (hostnames or machine ids,
+    /// lower case); empty when it lists none. Presence on another PC counts, and
+    /// the verdict's evidence marks it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub own_pcs: Vec<String>,
+}
+
+/// Whether the OS account `observed` on a PC is the directory's `listed` one: the
+/// same name without regard to ASCII case, or, for a name listed without a domain,
+/// that name in any domain (`OFFICE\zhangsan` is `zhangsan`). A name listed with its
+/// domain matches only in that domain.
+pub fn account_matches(listed: &str, observed: &str) -> bool {
+    listed.eq_ignore_ascii_case(observed)
+        || (!listed.contains('\\')
+            && observed
+                .split_once('\\')
+                .is_some_and(|(_, user)| listed.eq_ignore_ascii_case(user)))
 }
 
 /// Why someone is excused.
@@ -220,6 +237,10 @@ pub struct Context<'a> {
     /// PCs on which the store has ever seen one of the person's accounts. PCs seen in
     /// the signals themselves are added to these.
     pub known_pcs: &'a [String],
+    /// The agent ids of the person's own PCs when the directory lists any
+    /// ([`Person::own_pcs`] resolved by hostname, machine id or agent id); `None`
+    /// when it lists none. Presence on any other PC is marked in the evidence.
+    pub own_pcs: Option<&'a BTreeSet<String>>,
     /// The present instant: nothing after it is judged.
     pub now: Timestamp,
 }

@@ -12,12 +12,12 @@ use super::Person;
 use super::interval::{self, Iv, add_secs};
 use super::signal::{Signal, SignalKind, StartReason, StopReason};
 
-/// Whether `account` is one of the person's (ASCII case-insensitive).
+/// Whether `account` is one of the person's (see [`super::account_matches`]).
 pub(crate) fn is_person_account(person: &Person, account: &str) -> bool {
     person
         .accounts
         .iter()
-        .any(|a| a.eq_ignore_ascii_case(account))
+        .any(|a| super::account_matches(a, account))
 }
 
 /// One raw presence period (may be a single instant) and where it came from.
@@ -45,7 +45,8 @@ fn same_instant_rank(kind: &SignalKind) -> u8 {
         | SignalKind::ClockOffset { .. }
         | SignalKind::ClockJump { .. }
         | SignalKind::FirstSeen { .. }
-        | SignalKind::Refused { .. } => 5,
+        | SignalKind::Refused { .. }
+        | SignalKind::Reenrolled => 5,
         SignalKind::AgentStop { .. } => 6,
     }
 }
@@ -268,6 +269,7 @@ pub(crate) fn account_pc(
                         | SignalKind::ClockJump { .. }
                         | SignalKind::FirstSeen { .. }
                         | SignalKind::Refused { .. }
+                        | SignalKind::Reenrolled
                 )
         })
         .collect();

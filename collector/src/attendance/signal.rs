@@ -93,6 +93,9 @@ pub enum SignalKind {
         /// The OS account, in lower case.
         account: String,
     },
+    /// The PC was enrolled again at this instant: a reinstall, or its identity
+    /// copied to another machine (the collector's record). Evidence only.
+    Reenrolled,
     /// The PC's clock was set while the agent ran (new minus old). Evidence only:
     /// the signals on both sides of it are corrected by their own clock's offset.
     ClockJump {

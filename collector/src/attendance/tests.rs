@@ -25,6 +25,7 @@ fn person() -> Person {
         name: "张三".into(),
         department: "办公室".into(),
         accounts: vec!["zhangsan".into()],
+        own_pcs: Vec::new(),
     }
 }
 
@@ -128,6 +129,7 @@ struct Fx {
     exemptions: Vec<Exemption>,
     settings: Settings,
     known_pcs: Vec<String>,
+    own_pcs: Option<BTreeSet<String>>,
     now: Timestamp,
 }
 
@@ -139,6 +141,7 @@ impl Fx {
             exemptions: Vec::new(),
             settings: Settings::default(),
             known_pcs: vec![PC.into()],
+            own_pcs: None,
             now: t("2027-01-01 00:00"),
         }
     }
@@ -150,6 +153,7 @@ impl Fx {
             exemptions: &self.exemptions,
             settings: &self.settings,
             known_pcs: &self.known_pcs,
+            own_pcs: self.own_pcs.as_ref(),
             now: self.now,
         };
         verdict(&person(), d, signals, &ctx)
@@ -1304,5 +1308,97 @@ fn presence_merges_across_pcs_and_ignores_a_same_instant_snapshot() {
     assert_eq!(
         pcs_for(&person(), &s).into_iter().collect::<Vec<_>>(),
         vec!["pc-2".to_string(), PC.to_string()]
+    );
+}
+
+#[test]
+fn a_plain_listed_account_matches_in_any_domain_and_a_domain_one_only_in_its_own() {
+    assert!(account_matches("zhangsan", "OFFICE\\ZhangSan"));
+    assert!(account_matches("office\\zhangsan", "OFFICE\\zhangsan"));
+    assert!(!account_matches("office\\zhangsan", "OTHER\\zhangsan"));
+    assert!(!account_matches("office\\zhangsan", "zhangsan"));
+    assert!(!account_matches("zhang", "office\\zhangsan"));
+    // A day logged on as OFFICE\zhangsan is the person listed as plain zhangsan.
+    let d = "2026-11-24";
+    let mut signals: Vec<Signal> = day(d, "08:25", "17:40")
+        .into_iter()
+        .map(|mut s| {
+            if let SignalKind::Session { account, .. } = &mut s.kind {
+                *account = "OFFICE\\zhangsan".into();
+            }
+            if let SignalKind::Heartbeat { accounts, .. } = &mut s.kind {
+                for a in accounts {
+                    *a = "office\\zhangsan".into();
+                }
+            }
+            s
+        })
+        .collect();
+    let v = Fx::new().run(date(2026, 11, 24), &signals);
+    assert_eq!(v.status, Status::Present, "{v:#?}");
+    assert_eq!(v.arrival, Some(t("2026-11-24 08:25")));
+    // Another domain's zhangsan is somebody else.
+    for s in &mut signals {
+        if let SignalKind::Session { account, .. } = &mut s.kind {
+            *account = "OTHER\\zhangsan".into();
+        }
+    }
+    let mut p = person();
+    p.accounts = vec!["office\\zhangsan".into()];
+    let fx = Fx::new();
+    let ctx = Context {
+        calendar: &fx.calendar,
+        schedules: &fx.schedules,
+        exemptions: &fx.exemptions,
+        settings: &fx.settings,
+        known_pcs: &fx.known_pcs,
+        own_pcs: None,
+        now: fx.now,
+    };
+    let v = verdict(&p, date(2026, 11, 24), &signals, &ctx);
+    assert_eq!(v.arrival, None, "{v:#?}");
+}
+
+#[test]
+fn presence_on_a_pc_not_the_persons_own_counts_and_is_marked() {
+    let d = "2026-11-24";
+    let signals = day(d, "08:25", "17:40");
+    let mut fx = Fx::new();
+    let mark = "not one of the person's own";
+    // Own PC listed and used: nothing marked.
+    fx.own_pcs = Some(BTreeSet::from([PC.to_owned()]));
+    let v = fx.run(date(2026, 11, 24), &signals);
+    assert_eq!(v.status, Status::Present);
+    assert!(!has_evidence(&v, mark), "{:#?}", v.evidence);
+    // Another PC: still present, and marked once, at the arrival.
+    fx.own_pcs = Some(BTreeSet::from(["ag-elsewhere".to_owned()]));
+    let v = fx.run(date(2026, 11, 24), &signals);
+    assert_eq!(v.status, Status::Present);
+    assert_eq!(v.arrival, Some(t("2026-11-24 08:25")));
+    let marked: Vec<_> = v
+        .evidence
+        .iter()
+        .filter(|e| e.what.contains(mark))
+        .collect();
+    assert_eq!(marked.len(), 1, "{:#?}", v.evidence);
+    assert_eq!(
+        (marked[0].at, marked[0].pc.as_str()),
+        (t("2026-11-24 08:25"), PC)
+    );
+    // The directory lists no own PC: nothing marked.
+    fx.own_pcs = None;
+    assert!(!has_evidence(&fx.run(date(2026, 11, 24), &signals), mark));
+}
+
+#[test]
+fn a_reenrolment_of_the_pc_is_in_the_evidence() {
+    let mut signals = day("2026-11-24", "08:25", "17:40");
+    signals.push(sig(t("2026-11-24 12:00"), SignalKind::Reenrolled));
+    let v = Fx::new().run(date(2026, 11, 24), &signals);
+    assert_eq!(v.status, Status::Present);
+    assert!(
+        has_evidence(&v, "this PC was enrolled again"),
+        "{:#?}",
+        v.evidence
     );
 }

@@ -395,6 +395,11 @@ fn signal_evidence(
                     ),
                 );
             }
+            SignalKind::Reenrolled if mine => push(
+                s.at,
+                &s.pc,
+                "this PC was enrolled again (a reinstall, or its identity copied to another machine; see `kaoqin-collector integrity`)".into(),
+            ),
             SignalKind::ClockJump { jump_ms } if mine => {
                 let dir = if *jump_ms < 0 { "back" } else { "forward" };
                 push(
@@ -472,6 +477,18 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
             pc: p.pc,
             what,
         });
+    }
+    if let Some(own) = ctx.own_pcs {
+        let mut marked = BTreeSet::new();
+        for p in pieces.iter().filter(|p| window.contains(p.start)) {
+            if !own.contains(&p.pc) && marked.insert(p.pc.clone()) {
+                evidence.push(EvidenceItem {
+                    at: p.start,
+                    pc: p.pc.clone(),
+                    what: "presence on a PC that is not one of the person's own in the staff directory (it counts: PCs may be shared)".into(),
+                });
+            }
+        }
     }
     for (iv, kind, note) in &exempt.list {
         if iv.start < window.end && iv.end > window.start {

@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use kaoqin_proto::event::Event;
 use rusqlite::{OptionalExtension, params};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// How an import changed the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,6 +43,13 @@ pub struct Unmapped {
 
 /// A PC of a person: (internal agent number, agent id).
 pub type KnownPc = (i64, String);
+
+/// SQL that is true when the observed account in column `col` (lower case) is the
+/// listed account `?1` (lower case), as [`crate::attendance::account_matches`]
+/// decides: the same name, or a name listed without a domain in any domain.
+fn account_is(col: &str) -> String {
+    format!("({col} = ?1 OR (instr(?1, '\\') = 0 AND substr({col}, instr({col}, '\\') + 1) = ?1))")
+}
 
 /// A stored day verdict as [`SqliteStore::for_each_verdict`] reads it, borrowed
 /// from the row: the figures reports add up, and with `full` the whole verdict's
@@ -225,14 +232,32 @@ impl SqliteStore {
                 [&p.employee_id],
             )
             .map_err(&err)?;
+            tx.execute(
+                "DELETE FROM staff_pcs WHERE employee_id = ?1",
+                [&p.employee_id],
+            )
+            .map_err(&err)?;
+            for pc in &p.own_pcs {
+                tx.execute(
+                    "INSERT OR IGNORE INTO staff_pcs (employee_id, pc) VALUES (?1, ?2)",
+                    params![p.employee_id, pc.to_ascii_lowercase()],
+                )
+                .map_err(&err)?;
+            }
         }
         for p in people {
             for a in &p.accounts {
                 let account = a.to_ascii_lowercase();
+                // The same name, or the same user in a form that would match it
+                // (`zhangsan` and `OFFICE\zhangsan`).
                 let owner: Option<String> = tx
                     .query_row(
-                        "SELECT employee_id FROM staff_accounts WHERE account = ?1",
-                        [&account],
+                        "SELECT employee_id FROM staff_accounts
+                         WHERE employee_id <> ?2 AND (account = ?1
+                            OR (instr(account, '\\') = 0 AND account = substr(?1, instr(?1, '\\') + 1))
+                            OR (instr(?1, '\\') = 0 AND substr(account, instr(account, '\\') + 1) = ?1))
+                         LIMIT 1",
+                        params![account, p.employee_id],
                         |r| r.get(0),
                     )
                     .optional()
@@ -293,12 +318,27 @@ impl SqliteStore {
             })
             .map_err(&err)?;
         let mut rows = stmt.query([only]).map_err(&err)?;
+        let mut pcs = conn
+            .prepare_cached(
+                "SELECT employee_id, pc FROM staff_pcs WHERE ?1 IS NULL OR employee_id = ?1
+                 ORDER BY employee_id, pc",
+            )
+            .map_err(&err)?;
+        let mut own: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in pcs
+            .query_map([only], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&err)?
+        {
+            let (id, pc) = row.map_err(&err)?;
+            own.entry(id).or_default().push(pc);
+        }
         let mut out: Vec<Person> = Vec::new();
         while let Some(r) = rows.next().map_err(&err)? {
             let id: String = r.get(0).map_err(&err)?;
             let account: Option<String> = r.get(3).map_err(&err)?;
             if out.last().is_none_or(|p| p.employee_id != id) {
                 out.push(Person {
+                    own_pcs: own.remove(&id).unwrap_or_default(),
                     employee_id: id,
                     name: r.get(1).map_err(&err)?,
                     department: r.get(2).map_err(&err)?,
@@ -320,7 +360,8 @@ impl SqliteStore {
             .prepare(
                 "SELECT p.account, a.id, a.hostname, p.last_ms FROM pc_accounts p
                  JOIN agents a ON a.num = p.agent
-                 WHERE p.account NOT IN (SELECT account FROM staff_accounts)
+                 WHERE NOT EXISTS (SELECT 1 FROM staff_accounts s WHERE s.account = p.account
+                    OR s.account = substr(p.account, instr(p.account, '\\') + 1))
                  ORDER BY p.account, a.id",
             )
             .map_err(&err)?;
@@ -350,10 +391,11 @@ impl SqliteStore {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT DISTINCT a.num, a.id FROM pc_accounts p JOIN agents a ON a.num = p.agent
-                 WHERE p.account = ?1",
-            )
+                 WHERE {}",
+                account_is("p.account")
+            ))
             .map_err(&err)?;
         let mut out = BTreeMap::new();
         for account in accounts {
@@ -370,6 +412,56 @@ impl SqliteStore {
         Ok(out.into_iter().collect())
     }
 
+    /// The agent ids of the PCs that `names` (hostnames, machine ids or agent ids,
+    /// any case) name.
+    pub fn pcs_named(&self, names: &[String]) -> Result<BTreeSet<String>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id FROM agents
+                 WHERE lower(hostname) = ?1 OR lower(machine_id) = ?1 OR lower(id) = ?1",
+            )
+            .map_err(&err)?;
+        let mut out = BTreeSet::new();
+        for name in names {
+            for id in stmt
+                .query_map([name.to_ascii_lowercase()], |r| r.get(0))
+                .map_err(&err)?
+            {
+                out.insert(id.map_err(&err)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When each of `pcs` was enrolled again with an instant in `[from_ms, to_ms]`.
+    pub fn reenrolments(
+        &self,
+        pcs: &[KnownPc],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT at_ms FROM integrity_events
+                 WHERE agent = ?1 AND kind = 'reenrolled' AND at_ms BETWEEN ?2 AND ?3",
+            )
+            .map_err(&err)?;
+        let mut out = Vec::new();
+        for (num, id) in pcs {
+            for at in stmt
+                .query_map(params![num, from_ms, to_ms], |r| r.get(0))
+                .map_err(&err)?
+            {
+                out.push((id.clone(), at.map_err(&err)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// When each of `accounts` was first seen on each PC (corrected instant), as
     /// (agent id, account in lower case, first_ms), for first sightings in
     /// `[from_ms, to_ms]`.
@@ -380,8 +472,11 @@ impl SqliteStore {
         to_ms: i64,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.by_account(
-            "SELECT a.id, p.account, p.first_ms FROM pc_accounts p JOIN agents a ON a.num = p.agent
-             WHERE p.account = ?1 AND p.first_ms BETWEEN ?2 AND ?3",
+            &format!(
+                "SELECT a.id, p.account, p.first_ms FROM pc_accounts p JOIN agents a ON a.num = p.agent
+                 WHERE {} AND p.first_ms BETWEEN ?2 AND ?3",
+                account_is("p.account")
+            ),
             accounts,
             from_ms,
             to_ms,
@@ -397,9 +492,12 @@ impl SqliteStore {
         to_ms: i64,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.by_account(
-            "SELECT a.id, i.account, i.claimed_ms FROM integrity_events i
-             JOIN agents a ON a.num = i.agent
-             WHERE i.account = ?1 AND i.claimed_ms BETWEEN ?2 AND ?3",
+            &format!(
+                "SELECT a.id, i.account, i.claimed_ms FROM integrity_events i
+                 JOIN agents a ON a.num = i.agent
+                 WHERE {} AND i.claimed_ms BETWEEN ?2 AND ?3",
+                account_is("i.account")
+            ),
             accounts,
             from_ms,
             to_ms,

@@ -72,6 +72,9 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 ///     is not derived from stored events).
 /// 13. integrity_events.claimed_ms and .account: the instant and OS account a refused
 ///     event claimed, so the verdict of the day it touches can say so.
+/// 14. staff_pcs: each person's own PCs as the directory lists them (hostname or
+///     machine id, lower case); presence on others is marked in the evidence.
+///     Integrity events by agent (re-enrolments in a day's evidence).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -342,6 +345,14 @@ ALTER TABLE integrity_events ADD COLUMN claimed_ms INTEGER;
 ALTER TABLE integrity_events ADD COLUMN account TEXT;
 CREATE INDEX integrity_events_by_account ON integrity_events(account, claimed_ms)
     WHERE account IS NOT NULL;
+"#,
+    r#"
+CREATE TABLE staff_pcs (
+    employee_id TEXT NOT NULL REFERENCES staff(employee_id),
+    pc          TEXT NOT NULL,
+    PRIMARY KEY (employee_id, pc)
+) WITHOUT ROWID;
+CREATE INDEX integrity_events_by_agent ON integrity_events(agent, at_ms);
 "#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
@@ -1555,6 +1566,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reenrolment_is_found_for_the_days_it_touches() {
+        let (_dir, store, e, num) = one_agent().await;
+        let pc = (num, e.agent_id.clone());
+        assert!(
+            store
+                .reenrolments(std::slice::from_ref(&pc), 0, i64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        let t = store
+            .create_token(
+                &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
+                T0,
+            )
+            .unwrap();
+        store
+            .enroll(&t.token, host("m1"), T0 + 60_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .reenrolments(std::slice::from_ref(&pc), T0, T0 + 120_000)
+                .unwrap(),
+            [(e.agent_id.clone(), T0 + 60_000)]
+        );
+        assert!(
+            store
+                .reenrolments(&[pc], T0 + 120_000, i64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
     async fn tokens_expire_run_out_and_must_exist() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
@@ -1709,6 +1754,7 @@ mod tests {
                  ALTER TABLE tokens DROP COLUMN reenroll;
                  DROP TABLE enrolments;
                  DROP TABLE integrity_events;
+                 DROP TABLE staff_pcs;
                  PRAGMA user_version = 7;",
             )
             .unwrap();

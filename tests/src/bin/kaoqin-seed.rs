@@ -359,6 +359,7 @@ fn people(seed: u64, n: usize, departments: usize) -> Vec<Person> {
                 name: format!("{}{}", NAMES[i % NAMES.len()], i + 1),
                 department: department_name(dept),
                 accounts,
+                own_pcs: Vec::new(),
             }
         })
         .collect()
