@@ -685,90 +685,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging();
             let (mut config, data_dir) = dirs.resolve()?;
             config.server.allow_replay |= allow_replay;
-            let addr = grpc.unwrap_or(config.server.grpc);
+            config.server.plaintext |= plaintext;
+            config.server.data_dir = data_dir;
+            let grpc = grpc.unwrap_or(config.server.grpc);
+            let http = http.or(config.server.http);
             raise_open_file_limit();
-            let tls = crate::tls::server_config(&data_dir)?;
-            if tls.is_none() && !(plaintext || config.server.plaintext) {
-                anyhow::bail!(
-                    "no TLS certificate in {}: run `kaoqin-collector tls init --name HOST` first, or pass --plaintext for a lab",
-                    data_dir.join(crate::tls::TLS_DIR).display()
-                );
-            }
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            let rules = crate::verdicts::Rules::from_config(&config)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
-                let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
-                let every =
-                    std::time::Duration::from_secs(config.attendance.recompute_seconds.into());
-                let rules = std::sync::Arc::new(crate::verdicts::LiveRules::new(store.clone(), rules));
-                let reports = crate::report_service::ReportApi::new(store.clone(), rules.clone());
-                let recompute =
-                    crate::verdicts::spawn_recompute(store.clone(), rules.clone(), every);
                 // Signal handlers first: a SIGTERM once `listening` is printed stops
                 // the collector cleanly.
-                let (stop_grpc, stop_web) = (
-                    crate::server::shutdown_signal(),
-                    crate::server::shutdown_signal(),
-                );
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?;
-                let local = listener.local_addr()?;
-                tracing::info!(grpc = %local, %scheme, data_dir = %data_dir.display(), "Collector serving.");
-                if scheme == "http" {
-                    tracing::warn!("Serving gRPC in plaintext: for a lab only.");
-                }
-                // Scripts and tests read the bound address from this line.
-                println!("kaoqin-collector listening grpc={local} scheme={scheme}");
-                std::io::stdout().flush()?;
-                let web = match http.or(config.server.http) {
-                    Some(addr) => {
-                        let l = tokio::net::TcpListener::bind(addr)
-                            .await
-                            .with_context(|| format!("cannot listen on {addr} (http)"))?;
-                        let local = l.local_addr()?;
-                        let app = crate::web::App::with_appeals(
-                            store.clone(),
-                            rules.clone(),
-                            config.appeals,
-                        );
-                        // The pages over HTTPS with gRPC's certificate; plain HTTP
-                        // only where gRPC is plain too (--plaintext, a lab).
-                        let pem = match &tls {
-                            Some(_) => Some(crate::tls::server_pem(&data_dir)?),
-                            None => None,
-                        };
-                        let web_scheme = if pem.is_some() { "https" } else { "http" };
-                        tracing::info!(http = %local, scheme = web_scheme, "Web pages serving.");
-                        // Scripts and tests read the address (and scheme) from this line.
-                        println!("kaoqin-collector listening http={local} scheme={web_scheme}");
-                        std::io::stdout().flush()?;
-                        Some(match pem {
-                            Some((cert, key)) => {
-                                tokio::spawn(crate::web::run_tls(l, app, cert, key, stop_web))
-                            }
-                            None => tokio::spawn(crate::web::run(l, app, stop_web)),
-                        })
-                    }
-                    None => None,
+                let stop = crate::server::shutdown_signal();
+                let listeners = crate::app::Listeners {
+                    grpc: tokio::net::TcpListener::bind(grpc)
+                        .await
+                        .with_context(|| format!("cannot listen on {grpc}"))?,
+                    http: match http {
+                        Some(addr) => Some(
+                            tokio::net::TcpListener::bind(addr)
+                                .await
+                                .with_context(|| format!("cannot listen on {addr} (http)"))?,
+                        ),
+                        None => None,
+                    },
                 };
-                crate::server::run_with_tls(
-                    listener,
-                    store,
-                    &config,
+                let data_dir = config.server.data_dir.clone();
+                let collector = crate::app::Collector::new(
+                    listeners,
+                    config,
                     crate::ingest::system_clock(),
-                    tls,
-                    Some(reports),
-                    stop_grpc,
-                )
-                .await?;
-                recompute.abort();
-                if let Some(web) = web {
-                    web.abort();
+                )?;
+                let scheme = collector.scheme();
+                let local = collector.grpc_addr()?;
+                tracing::info!(grpc = %local, %scheme, data_dir = %data_dir.display(), "Collector serving.");
+                // Scripts and tests read the bound addresses (and schemes) from these lines.
+                println!("kaoqin-collector listening grpc={local} scheme={scheme}");
+                if let Some(http) = collector.http_addr() {
+                    let http = http?;
+                    tracing::info!(%http, %scheme, "Web pages serving.");
+                    println!("kaoqin-collector listening http={http} scheme={scheme}");
                 }
-                tracing::info!("Collector stopped.");
-                anyhow::Ok(())
+                std::io::stdout().flush()?;
+                collector.run(stop).await
             })
         }
         Command::Token {

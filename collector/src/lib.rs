@@ -2,6 +2,7 @@
 //! them, and judges attendance from them.
 
 pub mod admin;
+pub mod app;
 pub mod attendance;
 pub mod audit;
 pub mod cli;

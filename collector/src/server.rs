@@ -1,7 +1,5 @@
-//! Runs the collector's network services until told to stop.
-//!
-//! The binary binds the socket and calls [`run`]; tests bind `127.0.0.1:0` and
-//! call the same function.
+//! The collector's gRPC services, until told to stop ([`crate::app`] wires them
+//! with the rest).
 
 use crate::config::Config;
 use crate::ingest::{Clock, Ingest};
@@ -17,21 +15,10 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Every call is cut off after this long.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Serves gRPC (AgentService, health, reflection) in plaintext on `listener`
-/// until `shutdown` completes, then finishes the calls in flight.
-pub async fn run<S: Store>(
-    listener: TcpListener,
-    store: Arc<S>,
-    config: &Config,
-    clock: Clock,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    run_with_tls(listener, store, config, clock, None, None, shutdown).await
-}
-
-/// As [`run`], over TLS when `tls` is given, and with the ReportService for
-/// scripts when `reports` is given.
-pub async fn run_with_tls<S: Store>(
+/// Serves gRPC (AgentService, health, reflection; the ReportService for scripts
+/// when `reports` is given) on `listener`, over TLS when `tls` is given, until
+/// `shutdown` completes; then finishes the calls in flight.
+pub async fn serve<S: Store>(
     listener: TcpListener,
     store: Arc<S>,
     config: &Config,

@@ -873,24 +873,32 @@ pub fn walk_between(
     pending.flush()
 }
 
-/// Recomputes dirty days every `every` on a blocking thread, with the wall clock as
-/// `now`, until aborted. Once a day (and at start) it logs a missing calendar notice
-/// ([`Calendar::notice_warning`]).
+/// Recomputes dirty days every `every` on a blocking thread, with `clock` as `now`,
+/// until `shutdown` completes; a round under way when it does is finished (its
+/// verdicts stored) before the task ends. Once a day (and at start) it logs a
+/// missing calendar notice ([`Calendar::notice_warning`]).
 pub fn spawn_recompute(
     store: std::sync::Arc<SqliteStore>,
     rules: std::sync::Arc<LiveRules>,
     every: std::time::Duration,
+    clock: crate::ingest::Clock,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut warned_on: Option<Date> = None;
+        tokio::pin!(shutdown);
         loop {
-            tick.tick().await;
-            let (store, rules) = (store.clone(), rules.clone());
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                _ = tick.tick() => {}
+            }
+            let (store, rules, clock) = (store.clone(), rules.clone(), clock.clone());
             let r = tokio::task::spawn_blocking(move || {
                 let rules = rules.current();
-                let now = Timestamp::now();
+                let now = Timestamp::from_millisecond(clock()).unwrap_or_else(|_| Timestamp::now());
                 recompute_dirty(&store, &rules, now).map(|n| (n, rules, now))
             })
             .await;
