@@ -32,9 +32,8 @@
 //! time, so nothing here can go stale or be edited apart from them.
 
 use crate::store::StoreError;
-use crate::store::sqlite::{SqliteStore, sql_err, stored_kind};
+use crate::store::sqlite::SqliteStore;
 use kaoqin_proto::event::{EventKind, LifecycleKind, LifecycleReason};
-use rusqlite::params;
 
 /// One thing the officer should look at.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -88,30 +87,9 @@ pub fn counts(items: &[IntegrityItem]) -> Vec<String> {
 
 /// Every integrity item of the query, by agent then instant.
 pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreError> {
-    let conn = store.reader();
-    let err = sql_err(store.path());
     let mut items = Vec::new();
-    let mut stmt = conn
-        .prepare(
-            "SELECT a.id, a.hostname, e.seq, e.at_ms + e.clock_offset_ms, e.data, e.at_ms
-             FROM events e JOIN agents a ON a.num = e.agent
-             WHERE e.kind IN ('lifecycle', 'data_gap', 'clock_jump')
-               AND e.at_ms + e.clock_offset_ms >= ?1 AND e.at_ms + e.clock_offset_ms < ?2",
-        )
-        .map_err(&err)?;
-    let mut rows = stmt.query(params![q.from_ms, q.to_ms]).map_err(&err)?;
-    while let Some(r) = rows.next().map_err(&err)? {
-        let (agent_id, hostname): (String, String) =
-            (r.get(0).map_err(&err)?, r.get(1).map_err(&err)?);
-        let seq: i64 = r.get(2).map_err(&err)?;
-        let at_ms: i64 = r.get(3).map_err(&err)?;
-        let kind = stored_kind(
-            r.get_ref(4).map_err(&err)?,
-            seq,
-            r.get(5).map_err(&err)?,
-            format_args!("{agent_id}/{seq}"),
-        )?;
-        let (kind, detail) = match kind {
+    for e in store.trouble_events(q.from_ms, q.to_ms)? {
+        let (kind, detail) = match e.kind {
             EventKind::Lifecycle {
                 kind: LifecycleKind::Stop,
                 reason,
@@ -165,128 +143,68 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
             _ => continue,
         };
         items.push(IntegrityItem {
-            agent_id,
-            hostname,
+            agent_id: e.agent_id,
+            hostname: e.hostname,
             kind,
-            at_ms,
-            seq: Some(seq as u64),
+            at_ms: e.at_ms,
+            seq: Some(e.seq),
             detail,
         });
     }
     // Accounts new to a PC, with whose they are.
-    let mut stmt = conn
-        .prepare(
-            "SELECT a.id, a.hostname, p.first_ms, p.account, s.employee_id, s.name
-             FROM pc_accounts p JOIN agents a ON a.num = p.agent
-             LEFT JOIN staff_accounts sa ON sa.account = p.account
-             LEFT JOIN staff s ON s.employee_id = sa.employee_id
-             WHERE p.first_ms >= ?1 AND p.first_ms < ?2",
-        )
-        .map_err(&err)?;
-    let rows = stmt
-        .query_map(params![q.from_ms, q.to_ms], |r| {
-            let hostname: String = r.get(1)?;
-            let account: String = r.get(3)?;
-            let whose = match (
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ) {
-                (Some(id), Some(name)) => format!("{name}, {id}"),
-                _ => "nobody in the staff directory".into(),
-            };
-            Ok(IntegrityItem {
-                agent_id: r.get(0)?,
-                detail: format!("{account} ({whose}) first seen on {hostname}"),
-                hostname,
-                kind: "account_first_seen",
-                at_ms: r.get(2)?,
-                seq: None,
-            })
-        })
-        .map_err(&err)?;
-    for row in rows {
-        items.push(row.map_err(&err)?);
+    for f in store.first_sightings(q.from_ms, q.to_ms)? {
+        let whose = match f.owner {
+            Some((id, name)) => format!("{name}, {id}"),
+            None => "nobody in the staff directory".into(),
+        };
+        items.push(IntegrityItem {
+            detail: format!("{} ({whose}) first seen on {}", f.account, f.hostname),
+            agent_id: f.agent_id,
+            hostname: f.hostname,
+            kind: "account_first_seen",
+            at_ms: f.first_ms,
+            seq: None,
+        });
     }
     // What the collector itself recorded: refusals and enrolments.
-    let mut stmt = conn
-        .prepare(
-            "SELECT a.id, a.hostname, i.at_ms, i.kind, i.seq, i.detail
-             FROM integrity_events i JOIN agents a ON a.num = i.agent
-             WHERE i.at_ms >= ?1 AND i.at_ms < ?2",
-        )
-        .map_err(&err)?;
-    let rows = stmt
-        .query_map(params![q.from_ms, q.to_ms], |r| {
-            let kind: String = r.get(3)?;
-            Ok(IntegrityItem {
-                agent_id: r.get(0)?,
-                hostname: r.get(1)?,
-                kind: match kind.as_str() {
-                    "refused" => "refused",
-                    "reenrolled" => "reenrolled",
-                    "reenrol_refused" => "reenrol_refused",
-                    _ => "other",
-                },
-                at_ms: r.get(2)?,
-                seq: r.get::<_, Option<i64>>(4)?.map(|s| s as u64),
-                detail: r.get(5)?,
-            })
-        })
-        .map_err(&err)?;
-    for row in rows {
-        items.push(row.map_err(&err)?);
+    for r in store.recorded_events(q.from_ms, q.to_ms)? {
+        items.push(IntegrityItem {
+            agent_id: r.agent_id,
+            hostname: r.hostname,
+            kind: match r.kind.as_str() {
+                "refused" => "refused",
+                "reenrolled" => "reenrolled",
+                "reenrol_refused" => "reenrol_refused",
+                _ => "other",
+            },
+            at_ms: r.at_ms,
+            seq: r.seq,
+            detail: r.detail,
+        });
     }
-    // With the literal term the planner can use the partial index batches_by_offset
-    // (offsets of a minute or more); a bound threshold alone makes it scan batches.
-    let mut stmt = conn
-        .prepare(if q.large_offset_ms >= 60_000 {
-            "SELECT a.id, a.hostname, b.received_ms, b.clock_offset_ms, b.first_seq, b.last_seq
-             FROM batches b JOIN agents a ON a.num = b.agent
-             WHERE abs(b.clock_offset_ms) >= 60000 AND abs(b.clock_offset_ms) >= ?3
-               AND b.received_ms >= ?1 AND b.received_ms < ?2"
-        } else {
-            "SELECT a.id, a.hostname, b.received_ms, b.clock_offset_ms, b.first_seq, b.last_seq
-             FROM batches b JOIN agents a ON a.num = b.agent
-             WHERE abs(b.clock_offset_ms) >= ?3 AND b.received_ms >= ?1 AND b.received_ms < ?2"
-        })
-        .map_err(&err)?;
-    let rows = stmt
-        .query_map(params![q.from_ms, q.to_ms, q.large_offset_ms.max(1)], |r| {
-            let offset: i64 = r.get(3)?;
-            Ok(IntegrityItem {
-                agent_id: r.get(0)?,
-                hostname: r.get(1)?,
-                kind: "clock_offset",
-                at_ms: r.get(2)?,
-                seq: None,
-                detail: format!(
-                    "the PC's clock was off by {} (collector minus agent) on the batch of seq {}..{}; its instants were corrected",
-                    minutes(offset),
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?
-                ),
-            })
-        })
-        .map_err(&err)?;
-    for row in rows {
-        items.push(row.map_err(&err)?);
+    for b in store.offset_batches(q.from_ms, q.to_ms, q.large_offset_ms)? {
+        items.push(IntegrityItem {
+            agent_id: b.agent_id,
+            hostname: b.hostname,
+            kind: "clock_offset",
+            at_ms: b.received_ms,
+            seq: None,
+            detail: format!(
+                "the PC's clock was off by {} (collector minus agent) on the batch of seq {}..{}; its instants were corrected",
+                minutes(b.offset_ms),
+                b.first_seq,
+                b.last_seq
+            ),
+        });
     }
-    let mut stmt = conn
-        .prepare("SELECT id, hostname, last_seen_ms, revoked_ms, enrolled_ms FROM agents")
-        .map_err(&err)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .map_err(&err)?;
-    for row in rows {
-        let (agent_id, hostname, last_seen, revoked, enrolled) = row.map_err(&err)?;
+    for a in store.agents()? {
+        let (agent_id, hostname, last_seen, revoked, enrolled) = (
+            a.id,
+            a.hostname,
+            a.last_seen_ms,
+            a.revoked_ms,
+            a.enrolled_ms,
+        );
         if let Some(at) = revoked {
             if at >= q.from_ms && at < q.to_ms {
                 items.push(IntegrityItem {

@@ -6,9 +6,10 @@
 //! - every revocation is written with its audit record in one transaction;
 //! - revocation is seen by a running `serve` within [`super::sqlite::AUTH_RECHECK`].
 
+use super::audit_log as audit;
 use super::sqlite::{SqliteStore, sql_err};
 use super::{AgentInfo, StoreError, TokenInfo, hash_secret};
-use crate::audit::{self, AuditEntry, AuditRecord, Verification};
+use crate::audit::{AuditEntry, AuditRecord, Verification};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// How many hex digits of a token's hash `token list` shows.
@@ -216,7 +217,7 @@ impl SqliteStore {
 
     /// Recomputes the audit log's hash chain.
     pub fn audit_verify(&self) -> Result<Verification, StoreError> {
-        audit::verify(&self.reader())
+        Ok(crate::audit::verify(audit::list(&self.reader())?))
     }
 }
 

@@ -8,9 +8,10 @@
 //!   `serve` sees a notice imported by another process on its next read.
 
 use super::StoreError;
+use super::audit_log as audit;
 use super::sqlite::{SqliteStore, sql_err};
 use crate::attendance::{DayKind, Notice, NoticeDay};
-use crate::audit::{self, AuditEntry};
+use crate::audit::AuditEntry;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 

@@ -1128,23 +1128,7 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
 
 /// Enrolled, unrevoked agents not heard from for [`super::SILENT_AFTER_MS`].
 fn silent_agents(app: &App, now_ms: i64) -> Result<Vec<(String, String, Option<i64>)>, WebError> {
-    let conn = app.store.reader();
-    let err = crate::store::sqlite::sql_err(app.store.path());
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, hostname, last_seen_ms FROM agents
-             WHERE revoked_ms IS NULL AND (last_seen_ms IS NULL OR last_seen_ms < ?1)
-             ORDER BY last_seen_ms",
-        )
-        .map_err(&err)?;
-    let rows = stmt
-        .query_map([now_ms - super::SILENT_AFTER_MS], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .map_err(&err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(&err)?;
-    Ok(rows)
+    Ok(app.store.silent_agents(now_ms - super::SILENT_AFTER_MS)?)
 }
 
 async fn audit_page(State(app): St, ctx: Ctx) -> Response {

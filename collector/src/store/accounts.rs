@@ -1,0 +1,267 @@
+//! Accounts, sessions and API tokens in the embedded store. Who may do what, and
+//! how passwords are kept, is in [`crate::users`].
+
+use super::sqlite::{SqliteStore, sql_err};
+use super::{StoreError, hash_secret, new_secret};
+use crate::users::*;
+use rusqlite::{OptionalExtension, params};
+
+const USER_COLUMNS: &str = "id, username, role, employee_id, must_change_password";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let role: String = r.get(2)?;
+    Ok(User {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        role: Role::parse(&role).unwrap_or(Role::Staff),
+        employee_id: r.get(3)?,
+        departments: Vec::new(),
+        must_change_password: r.get(4)?,
+    })
+}
+
+impl SqliteStore {
+    /// Creates an account with a one-time password, which is returned.
+    pub fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
+        check_username(&new.username).map_err(StoreError::Invalid)?;
+        if new.role == Role::Staff && new.employee_id.is_none() {
+            return Err(StoreError::Invalid(
+                "a staff account needs --employee".into(),
+            ));
+        }
+        if new.role == Role::DeptHead && new.departments.is_empty() {
+            return Err(StoreError::Invalid(
+                "a dept_head account needs --department".into(),
+            ));
+        }
+        let password = one_time_password()?;
+        let hash = hash_password(&password)?;
+        let mut conn = self.reader();
+        let err = sql_err(self.path());
+        let tx = conn.transaction().map_err(&err)?;
+        if let Some(id) = &new.employee_id {
+            let known: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM staff WHERE employee_id = ?1)",
+                    [id],
+                    |r| r.get(0),
+                )
+                .map_err(&err)?;
+            if !known {
+                return Err(StoreError::Invalid(format!(
+                    "employee {id:?} is not in the staff directory"
+                )));
+            }
+        }
+        let exists: bool = tx
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
+                [&new.username],
+                |r| r.get(0),
+            )
+            .map_err(&err)?;
+        if exists {
+            return Err(StoreError::Invalid(format!(
+                "username {:?} is taken",
+                new.username
+            )));
+        }
+        tx.execute(
+            "INSERT INTO users (username, password_hash, role, employee_id, must_change_password, created_ms)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+            params![new.username, hash, new.role.as_str(), new.employee_id, now_ms],
+        )
+        .map_err(&err)?;
+        let id = tx.last_insert_rowid();
+        for d in &new.departments {
+            tx.execute(
+                "INSERT OR IGNORE INTO user_departments (user_id, department) VALUES (?1, ?2)",
+                params![id, d],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
+        Ok(password)
+    }
+
+    fn with_departments(&self, mut user: User) -> Result<User, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT department FROM user_departments WHERE user_id = ?1 ORDER BY department",
+            )
+            .map_err(&err)?;
+        user.departments = stmt
+            .query_map([user.id], |r| r.get(0))
+            .map_err(&err)?
+            .collect::<Result<_, _>>()
+            .map_err(&err)?;
+        Ok(user)
+    }
+
+    /// The account named `username`, if any.
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let u = self
+            .reader()
+            .query_row(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE username = ?1 AND disabled_ms IS NULL"
+                ),
+                [username],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        u.map(|u| self.with_departments(u)).transpose()
+    }
+
+    /// Every account, by username.
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        let list: Vec<User> = {
+            let conn = self.reader();
+            let err = sql_err(self.path());
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {USER_COLUMNS} FROM users ORDER BY username"
+                ))
+                .map_err(&err)?;
+            stmt.query_map([], user_row)
+                .map_err(&err)?
+                .collect::<Result<_, _>>()
+                .map_err(&err)?
+        };
+        list.into_iter().map(|u| self.with_departments(u)).collect()
+    }
+
+    /// The account if `password` is right; `None` for an unknown user or a wrong
+    /// password alike.
+    pub fn check_login(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .reader()
+            .query_row(
+                "SELECT id, password_hash FROM users WHERE username = ?1 AND disabled_ms IS NULL",
+                [username],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        match row {
+            Some((_, hash)) if verify_password(password, &hash) => self.user_by_name(username),
+            Some(_) => Ok(None),
+            None => {
+                // Spend the same time as a wrong password, so timing shows nothing.
+                let _ = verify_password(password, DUMMY_HASH);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sets a person's own password and clears the one-time flag.
+    pub fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(StoreError::Invalid(format!(
+                "a password needs at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        let hash = hash_password(password)?;
+        self.reader()
+            .execute(
+                "UPDATE users SET password_hash = ?1, must_change_password = 0 WHERE id = ?2",
+                params![hash, user_id],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+
+    /// Starts a web session; returns the token for the cookie.
+    pub fn create_session(&self, user_id: i64, now_ms: i64) -> Result<String, StoreError> {
+        let token = new_secret()?;
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        conn.execute("DELETE FROM web_sessions WHERE expires_ms <= ?1", [now_ms])
+            .map_err(&err)?;
+        conn.execute(
+            "INSERT INTO web_sessions (token_hash, user_id, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![hash_secret(&token), user_id, now_ms, now_ms + SESSION_TTL_MS],
+        )
+        .map_err(&err)?;
+        Ok(token)
+    }
+
+    /// The account of a live session token.
+    pub fn session_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+        let u = self
+            .reader()
+            .query_row(
+                "SELECT u.id, u.username, u.role, u.employee_id, u.must_change_password
+                 FROM web_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_ms > ?2 AND u.disabled_ms IS NULL",
+                params![hash_secret(token), now_ms],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        u.map(|u| self.with_departments(u)).transpose()
+    }
+
+    /// Ends a session (logout).
+    pub fn end_session(&self, token: &str) -> Result<(), StoreError> {
+        self.reader()
+            .execute(
+                "DELETE FROM web_sessions WHERE token_hash = ?1",
+                [hash_secret(token)],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+
+    /// Ends every session of an account (after a password change, but the current).
+    pub fn end_sessions_of(&self, user_id: i64, except: Option<&str>) -> Result<(), StoreError> {
+        self.reader()
+            .execute(
+                "DELETE FROM web_sessions WHERE user_id = ?1 AND token_hash != ?2",
+                params![user_id, except.map(hash_secret).unwrap_or_default()],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+
+    /// Creates an API token for `username`, valid for `ttl_ms`; returns it (shown once).
+    pub fn create_api_token(
+        &self,
+        username: &str,
+        ttl_ms: i64,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let user = self
+            .user_by_name(username)?
+            .ok_or_else(|| StoreError::Invalid(format!("no account {username:?}")))?;
+        let token = format!("kqu1-{}", new_secret()?);
+        self.reader()
+            .execute(
+                "INSERT INTO api_tokens (hash, user_id, created_ms, expires_ms, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash_secret(&token), user.id, now_ms, now_ms.saturating_add(ttl_ms), note],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(token)
+    }
+
+    /// The account of a live API token.
+    pub fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+        let u = self
+            .reader()
+            .query_row(
+                "SELECT u.id, u.username, u.role, u.employee_id, u.must_change_password
+                 FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.hash = ?1 AND t.expires_ms > ?2 AND t.revoked_ms IS NULL
+                   AND u.disabled_ms IS NULL",
+                params![hash_secret(token), now_ms],
+                user_row,
+            )
+            .optional()
+            .map_err(sql_err(self.path()))?;
+        u.map(|u| self.with_departments(u)).transpose()
+    }
+}
