@@ -38,7 +38,9 @@ impl SqliteStore {
         let hash = hash_password(&password)?;
         let mut conn = self.reader();
         let err = sql_err(self.path());
-        let tx = conn.transaction().map_err(&err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
         if let Some(id) = &new.employee_id {
             let known: bool = tx
                 .query_row(

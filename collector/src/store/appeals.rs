@@ -207,7 +207,9 @@ impl SqliteStore {
     ) -> Result<Appeal, StoreError> {
         let mut conn = self.reader();
         let err = sql_err(self.path());
-        let tx = conn.transaction().map_err(&err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
         let a = tx
             .query_row(
                 &format!("SELECT {APPEAL_COLUMNS} FROM appeals WHERE id = ?1"),

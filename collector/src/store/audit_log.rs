@@ -6,9 +6,9 @@ use crate::audit::{AuditEntry, AuditRecord, GENESIS, record_hash};
 use rusqlite::{Connection, OptionalExtension, params};
 
 fn err(conn: &Connection) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError::Sqlite {
-        path: conn.path().unwrap_or("audit_log").to_owned(),
-        source: e,
+    move |e| StoreError::Database {
+        at: conn.path().unwrap_or("audit_log").to_owned(),
+        source: Box::new(e),
     }
 }
 

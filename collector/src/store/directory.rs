@@ -863,7 +863,9 @@ impl SqliteStore {
         let mut conn = self.reader();
         let err = sql_err(self.path());
         let ms = |t: Option<Timestamp>| t.map(|t| t.as_millisecond());
-        let tx = conn.transaction().map_err(&err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
         {
             let mut figures = tx
                 .prepare_cached(

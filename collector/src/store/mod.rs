@@ -46,11 +46,13 @@ pub enum StoreError {
     /// of it was stored and resending it unchanged fails again.
     #[error("{0}")]
     Invalid(String),
-    #[error("database {path}: {source}")]
-    Sqlite {
-        path: String,
+    /// The database failed in a way a retry will not fix: `at` names the database
+    /// (a file, a server), `source` the driver's error.
+    #[error("database {at}: {source}")]
+    Database {
+        at: String,
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),

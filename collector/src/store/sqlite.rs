@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "kaoqin.db";
+/// How many connections serve reads at once.
+const READERS: usize = 4;
 /// How many write requests may wait for the writer before new ones are refused.
 const QUEUE_DEPTH: usize = 4096;
 /// The most events one group commit takes before it commits.
@@ -402,9 +404,9 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     {
         return StoreError::Busy(format!("{}: {e}", path.display()));
     }
-    StoreError::Sqlite {
-        path: path.display().to_string(),
-        source: e,
+    StoreError::Database {
+        at: path.display().to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -504,7 +506,11 @@ impl IntegrityEvent {
 pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::SyncSender<Job>,
-    reader: Mutex<Connection>,
+    /// Connections for reads (and the commands' own transactions), so that a long
+    /// report does not hold up a login; see [`SqliteStore::reader`].
+    readers: Vec<Mutex<Connection>>,
+    /// Where the next reader is looked for first.
+    next_reader: std::sync::atomic::AtomicUsize,
     auth: RwLock<HashMap<String, (AgentAuth, std::time::Instant)>>,
     writer: Option<std::thread::JoinHandle<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
@@ -531,7 +537,9 @@ impl SqliteStore {
         writer_conn
             .pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(sql_err(&path))?;
-        let reader = open_connection(&path)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(&path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let checkpoint_conn = open_connection(&path)?;
         let (wake, woken) = mpsc::sync_channel(1);
         let checkpoint_path = path.clone();
@@ -551,7 +559,8 @@ impl SqliteStore {
         let store = SqliteStore {
             path,
             jobs: tx,
-            reader: Mutex::new(reader),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             auth: RwLock::new(HashMap::new()),
             writer: Some(writer),
             checkpointer: Some(checkpointer),
@@ -565,9 +574,28 @@ impl SqliteStore {
         &self.path
     }
 
+    /// A connection for reads: the first free one of [`READERS`], starting at a
+    /// different one each time; when all are busy, waits for one of them. Hold it
+    /// only as long as the read (a second `reader()` while holding one may wait
+    /// for the first when every other reader is busy too).
     pub(crate) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave the connection inconsistent.
-        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+        use std::sync::TryLockError;
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.readers.len();
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                // A panic while holding the lock cannot leave the connection
+                // inconsistent.
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads one agent's identity from the database into the cache.
@@ -1563,6 +1591,22 @@ mod tests {
             // The trust rules have their own test below.
             replay: true,
         }
+    }
+
+    #[test]
+    fn a_long_read_does_not_hold_up_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        // A long report holds a reader; a login's read still gets through.
+        let long = store.reader();
+        let (done, finished) = mpsc::channel();
+        let other = store.clone();
+        std::thread::spawn(move || done.send(other.staff().map(|s| s.len())).unwrap());
+        let got = finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a second read completes while the first holds its reader");
+        assert_eq!(got.unwrap(), 0);
+        drop(long);
     }
 
     #[tokio::test]
