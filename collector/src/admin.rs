@@ -6,7 +6,7 @@
 //! exits non-zero naming the first bad record.
 
 use crate::audit::{self, AuditEntry, Verification};
-use crate::store::sqlite::SqliteStore;
+use crate::store::concerns::*;
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
 
@@ -127,7 +127,7 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// Appends a record of a command run by the local OS user.
 pub fn record(
-    store: &SqliteStore,
+    store: &dyn Stores,
     action: &str,
     subject: &str,
     detail: serde_json::Value,
@@ -146,7 +146,7 @@ pub fn record(
 }
 
 /// `token list`.
-pub fn token_list(store: &SqliteStore, format: ListFormat) -> anyhow::Result<()> {
+pub fn token_list(store: &dyn Stores, format: ListFormat) -> anyhow::Result<()> {
     let tokens = store.tokens()?;
     if format == ListFormat::Json {
         return print_json(&tokens);
@@ -184,7 +184,7 @@ pub fn token_list(store: &SqliteStore, format: ListFormat) -> anyhow::Result<()>
 }
 
 /// `token revoke PREFIX`.
-pub fn token_revoke(store: &SqliteStore, prefix: &str) -> anyhow::Result<()> {
+pub fn token_revoke(store: &dyn Stores, prefix: &str) -> anyhow::Result<()> {
     let short = store.revoke_token(
         prefix,
         &audit::cli_actor(),
@@ -195,7 +195,7 @@ pub fn token_revoke(store: &SqliteStore, prefix: &str) -> anyhow::Result<()> {
 }
 
 /// `agents list|revoke`.
-pub fn agents(store: &SqliteStore, command: AgentsCommand) -> anyhow::Result<()> {
+pub fn agents(store: &dyn Stores, command: AgentsCommand) -> anyhow::Result<()> {
     match command {
         AgentsCommand::List { format, .. } => {
             let agents = store.agents()?;
@@ -250,7 +250,7 @@ pub fn agents(store: &SqliteStore, command: AgentsCommand) -> anyhow::Result<()>
 
 /// `integrity`.
 pub fn integrity(
-    store: &SqliteStore,
+    store: &dyn Stores,
     config: &crate::config::Config,
     rules: &crate::verdicts::Rules,
     args: &IntegrityArgs,
@@ -332,7 +332,7 @@ pub fn integrity(
 }
 
 /// `audit list|verify`.
-pub fn audit(store: &SqliteStore, command: AuditCommand) -> anyhow::Result<()> {
+pub fn audit(store: &dyn Stores, command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::List { format, .. } => {
             let records = store.audit_list()?;

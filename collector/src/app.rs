@@ -185,6 +185,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
 
     async fn bound() -> Listeners {
         Listeners {

@@ -1,6 +1,7 @@
 //! The `kaoqin-collector` command line (ARCHITECTURE.md lists the contract).
 
 use crate::config::Config;
+use crate::store::concerns::*;
 use crate::store::sqlite::SqliteStore;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -335,11 +336,11 @@ pub enum ReportCommand {
 /// Opens the store and the rules of a command's config and data dir.
 fn open_with_rules(
     dirs: &DataDirArg,
-) -> anyhow::Result<(std::sync::Arc<SqliteStore>, crate::verdicts::Rules, Config)> {
+) -> anyhow::Result<(std::sync::Arc<dyn Stores>, crate::verdicts::Rules, Config)> {
     let (config, data_dir) = dirs.resolve()?;
     let rules = crate::verdicts::Rules::from_config(&config)?;
     let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
-    let rules = rules.with_store_notices(&store)?;
+    let rules = rules.with_store_notices(&*store)?;
     Ok((store, rules, config))
 }
 
@@ -360,7 +361,7 @@ fn run_staff(command: StaffCommand) -> anyhow::Result<()> {
                 .import_staff(&people, jiff::Timestamp::now().as_millisecond())
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
             crate::admin::record(
-                &store,
+                &*store,
                 "staff.import",
                 &file.display().to_string(),
                 serde_json::json!({ "people": people.len(), "added": counts.added, "updated": counts.updated }),
@@ -431,7 +432,7 @@ fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
             // The notices imported into the data dir, if it has a database.
             let rules = if data_dir.join(crate::store::sqlite::DB_FILE).exists() {
                 let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
-                rules.with_store_notices(&store)?
+                rules.with_store_notices(&*store)?
             } else {
                 rules
             };
@@ -504,13 +505,13 @@ fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
                     now.as_millisecond(),
                 )
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
-            let rules = rules.with_store_notices(&store)?;
+            let rules = rules.with_store_notices(&*store)?;
             // Judge again the days of the year that have already begun.
             let today = rules.settings.time_zone.to_datetime(now).date();
             let first = jiff::civil::Date::new(year, 1, 1)?;
             let last = jiff::civil::Date::new(year, 12, 31)?.min(today);
             let judged = if first <= last {
-                crate::verdicts::recompute_range(&store, &rules, first, last, now)?
+                crate::verdicts::recompute_range(&*store, &rules, first, last, now)?
             } else {
                 0
             };
@@ -568,7 +569,7 @@ fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
             })?;
             store.add_exemptions(std::slice::from_ref(&e), &rules.settings, now_ms)?;
             crate::admin::record(
-                &store,
+                &*store,
                 "leave.add",
                 &e.employee_id,
                 serde_json::json!({ "kind": e.kind.as_str(), "start": e.start.to_string(), "end": e.end.to_string(), "note": e.note }),
@@ -588,7 +589,7 @@ fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
                 .add_exemptions(&list, &rules.settings, now_ms)
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
             crate::admin::record(
-                &store,
+                &*store,
                 "leave.import",
                 &file.display().to_string(),
                 serde_json::json!({ "exemptions": list.len() }),
@@ -752,7 +753,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let t = store.create_token(&spec, jiff::Timestamp::now().as_millisecond())?;
             crate::admin::record(
-                &store,
+                &*store,
                 "token.create",
                 &crate::store::hash_secret(&t.token)[..crate::store::admin::TOKEN_PREFIX_LEN],
                 serde_json::json!({ "ttl": ttl, "max_uses": uses, "note": note, "expires_ms": t.expires_ms, "reenroll": reenroll }),
@@ -782,7 +783,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Integrity(args) => {
             let (store, rules, config) = open_with_rules(&args.dirs)?;
-            crate::admin::integrity(&store, &config, &rules, &args)
+            crate::admin::integrity(&*store, &config, &rules, &args)
         }
         Command::Audit { command } => {
             let dirs = match &command {
@@ -808,12 +809,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let now = now.unwrap_or_else(jiff::Timestamp::now);
             let n = match (from, to) {
                 (Some(from), Some(to)) => {
-                    crate::verdicts::recompute_range(&store, &rules, from, to, now)?
+                    crate::verdicts::recompute_range(&*store, &rules, from, to, now)?
                 }
-                _ => crate::verdicts::recompute_dirty(&store, &rules, now)?,
+                _ => crate::verdicts::recompute_dirty(&*store, &rules, now)?,
             };
             crate::admin::record(
-                &store,
+                &*store,
                 "verdicts.recompute",
                 &match (from, to) {
                     (Some(f), Some(t)) => format!("{f}..{t}"),
@@ -855,7 +856,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let store = SqliteStore::open(&data_dir)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            store.for_each_event(agent.as_deref(), |e| {
+            store.for_each_event(agent.as_deref(), &mut |e| {
                 serde_json::to_writer(&mut out, &event_json(&e))?;
                 out.write_all(b"\n")?;
                 Ok(())
@@ -893,6 +894,8 @@ pub fn event_json(e: &crate::store::StoredEvent) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
 
     #[test]
     fn ttl_parses_friendly_durations() {

@@ -32,7 +32,7 @@
 //! time, so nothing here can go stale or be edited apart from them.
 
 use crate::store::StoreError;
-use crate::store::sqlite::SqliteStore;
+use crate::store::concerns::*;
 use kaoqin_proto::event::{EventKind, LifecycleKind, LifecycleReason};
 
 /// One thing the officer should look at.
@@ -86,7 +86,7 @@ pub fn counts(items: &[IntegrityItem]) -> Vec<String> {
 }
 
 /// Every integrity item of the query, by agent then instant.
-pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreError> {
+pub fn list(store: &dyn Stores, q: &Query) -> Result<Vec<IntegrityItem>, StoreError> {
     let mut items = Vec::new();
     for e in store.trouble_events(q.from_ms, q.to_ms)? {
         let (kind, detail) = match e.kind {
@@ -245,6 +245,9 @@ pub fn list(store: &SqliteStore, q: &Query) -> Result<Vec<IntegrityItem>, StoreE
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
+    use crate::store::sqlite::SqliteStore;
     use crate::store::{Batch, HostFacts, Store};
     use kaoqin_proto::event::{Event, SessionKind};
 
@@ -341,7 +344,7 @@ mod tests {
             silent_ms: 24 * H,
             now_ms: T0 + 31 * H,
         };
-        let items = list(&store, &q).unwrap();
+        let items = list(&*store, &q).unwrap();
         let got: Vec<(&str, &str, Option<u64>)> = items
             .iter()
             .map(|i| (i.hostname.as_str(), i.kind, i.seq))
@@ -379,7 +382,7 @@ mod tests {
                 large_offset_ms,
                 ..q
             };
-            let mut hosts: Vec<String> = list(&store, &q)
+            let mut hosts: Vec<String> = list(&*store, &q)
                 .unwrap()
                 .into_iter()
                 .filter(|i| i.kind == "clock_offset")
@@ -401,7 +404,7 @@ mod tests {
             from_ms: T0 + 40 * H,
             ..q
         };
-        let kinds: Vec<_> = list(&store, &later)
+        let kinds: Vec<_> = list(&*store, &later)
             .unwrap()
             .into_iter()
             .map(|i| i.kind)

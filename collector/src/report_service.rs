@@ -6,7 +6,7 @@
 //! audited.
 
 use crate::reports::corrections::ReportDay;
-use crate::store::sqlite::SqliteStore;
+use crate::store::concerns::*;
 use crate::users::{Action, Target, User, can, sees_department};
 use crate::verdicts::{LiveRules, Rules};
 use jiff::civil::Date;
@@ -16,12 +16,12 @@ use tonic::{Request, Response, Status};
 
 /// Serves ReportService over the collector's store.
 pub struct ReportApi {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Stores>,
     rules: Arc<LiveRules>,
 }
 
 impl ReportApi {
-    pub fn new(store: Arc<SqliteStore>, rules: Arc<LiveRules>) -> ReportApi {
+    pub fn new(store: Arc<dyn Stores>, rules: Arc<LiveRules>) -> ReportApi {
         ReportApi { store, rules }
     }
 }
@@ -41,7 +41,7 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal("internal error; see the collector's log")
 }
 
-fn user_of<T>(store: &SqliteStore, req: &Request<T>) -> Result<User, Status> {
+fn user_of<T>(store: &dyn Stores, req: &Request<T>) -> Result<User, Status> {
     let token = req
         .metadata()
         .get(kaoqin_proto::AUTHORIZATION_HEADER)
@@ -81,10 +81,10 @@ impl ReportApi {
     /// Runs blocking store work off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&SqliteStore, &Rules) -> Result<T, Status> + Send + 'static,
+        f: impl FnOnce(&dyn Stores, &Rules) -> Result<T, Status> + Send + 'static,
     ) -> Result<T, Status> {
         let (store, rules) = (self.store.clone(), self.rules.clone());
-        tokio::task::spawn_blocking(move || f(&store, &rules.current()))
+        tokio::task::spawn_blocking(move || f(&*store, &rules.current()))
             .await
             .map_err(internal)?
     }
@@ -96,7 +96,7 @@ impl pb::report_service_server::ReportService for ReportApi {
         &self,
         req: Request<pb::GetPersonDaysRequest>,
     ) -> Result<Response<pb::DayRecords>, Status> {
-        let user = user_of(&self.store, &req)?;
+        let user = user_of(&*self.store, &req)?;
         let body = req.into_inner();
         let (from, to) = (date("from", &body.from)?, date("to", &body.to)?);
         if from > to || from.until(to).map_or(true, |s| s.get_days() > 366) {
@@ -153,7 +153,7 @@ impl pb::report_service_server::ReportService for ReportApi {
         &self,
         req: Request<pb::GetDailyRequest>,
     ) -> Result<Response<pb::DayRecords>, Status> {
-        let user = user_of(&self.store, &req)?;
+        let user = user_of(&*self.store, &req)?;
         let body = req.into_inner();
         let day = date("date", &body.date)?;
         self.blocking(move |store, rules| {

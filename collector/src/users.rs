@@ -11,6 +11,7 @@
 //!   person chooses their own.
 
 use crate::store::StoreError;
+use crate::store::concerns::*;
 use crate::store::sqlite::SqliteStore;
 use serde::Serialize;
 
@@ -272,7 +273,7 @@ pub enum UserTokenCommand {
     },
 }
 
-fn open(dirs: &crate::cli::DataDirArg) -> anyhow::Result<std::sync::Arc<SqliteStore>> {
+fn open(dirs: &crate::cli::DataDirArg) -> anyhow::Result<std::sync::Arc<dyn Stores>> {
     let config = match &dirs.config {
         Some(p) => crate::config::Config::load(p)?,
         None => crate::config::Config::default(),
@@ -387,6 +388,8 @@ pub fn run_cli(command: UserCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
 
     fn user(role: Role, employee: Option<&str>, departments: &[&str]) -> User {
         User {

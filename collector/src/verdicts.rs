@@ -20,8 +20,8 @@ use crate::attendance::{
 };
 use crate::config::Config;
 use crate::store::StoredEvent;
+use crate::store::concerns::*;
 use crate::store::directory::{JudgedDay, StoredVerdict};
-use crate::store::sqlite::SqliteStore;
 use anyhow::Context as _;
 use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
@@ -107,13 +107,13 @@ impl Rules {
     }
 
     /// The rules of `config` with the notices imported into `store`.
-    pub fn load(config: &Config, store: &SqliteStore) -> anyhow::Result<Rules> {
+    pub fn load(config: &Config, store: &dyn Stores) -> anyhow::Result<Rules> {
         let base = Rules::from_config(config)?;
         base.with_store_notices(store)
     }
 
     /// These rules with the notices imported into `store` as they are now.
-    pub fn with_store_notices(&self, store: &SqliteStore) -> anyhow::Result<Rules> {
+    pub fn with_store_notices(&self, store: &dyn Stores) -> anyhow::Result<Rules> {
         let revision = store.calendar_revision()?;
         let notices = store.calendar_notices()?;
         Ok(Rules {
@@ -146,7 +146,7 @@ impl Rules {
 /// The rules a long-running server judges with: the config's, with the calendar
 /// notices re-read whenever another process (`calendar import`) changed them.
 pub struct LiveRules {
-    store: std::sync::Arc<SqliteStore>,
+    store: std::sync::Arc<dyn Stores>,
     /// The config's settings, which never change while serving.
     settings: Settings,
     current: std::sync::Mutex<std::sync::Arc<Rules>>,
@@ -154,7 +154,7 @@ pub struct LiveRules {
 
 impl LiveRules {
     /// Starts from `rules` (notices are read on first use).
-    pub fn new(store: std::sync::Arc<SqliteStore>, rules: Rules) -> LiveRules {
+    pub fn new(store: std::sync::Arc<dyn Stores>, rules: Rules) -> LiveRules {
         LiveRules {
             store,
             settings: rules.settings.clone(),
@@ -178,7 +178,7 @@ impl LiveRules {
             .clone();
         match self.store.calendar_revision() {
             Ok(r) if r == last.calendar_revision => last,
-            Ok(_) => match last.with_store_notices(&self.store) {
+            Ok(_) => match last.with_store_notices(&*self.store) {
                 Ok(fresh) => {
                     let fresh = std::sync::Arc::new(fresh);
                     tracing::info!(
@@ -355,7 +355,7 @@ pub fn signals_of(events: &[StoredEvent], settings: &Settings) -> Vec<Signal> {
 /// heartbeats, lifecycle and data gaps), plus each PC's last event before the window
 /// and first after it. Returns the signals and the known PCs.
 pub fn load_signals(
-    store: &SqliteStore,
+    store: &dyn Stores,
     person: &Person,
     date: Date,
     settings: &Settings,
@@ -417,7 +417,7 @@ pub fn load_signals(
 
 /// The person's exemptions that can matter for `date`.
 fn exemptions_for(
-    store: &SqliteStore,
+    store: &dyn Stores,
     person: &Person,
     date: Date,
     settings: &Settings,
@@ -445,7 +445,7 @@ fn context_fp(year_fp: &str, person: &Person, exemptions: &[Exemption]) -> Strin
 
 /// Judges one person-day from the store, without storing the verdict.
 pub fn judge(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     person: &Person,
     date: Date,
@@ -484,7 +484,7 @@ pub fn judge(
 
 /// Judges one person-day from the store and stores the verdict.
 pub fn recompute(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     person: &Person,
     date: Date,
@@ -498,14 +498,14 @@ pub fn recompute(
 /// Verdicts judged but not yet stored, written in one transaction per
 /// [`Pending::LIMIT`] (one fsync for many person-days, not one each).
 struct Pending<'a> {
-    store: &'a SqliteStore,
+    store: &'a dyn Stores,
     days: Vec<JudgedDay>,
 }
 
 impl<'a> Pending<'a> {
     const LIMIT: usize = 1_000;
 
-    fn new(store: &'a SqliteStore) -> Self {
+    fn new(store: &'a dyn Stores) -> Self {
         Pending {
             store,
             days: Vec::new(),
@@ -545,11 +545,7 @@ fn dirty_keys(mut marks: HashMap<Date, HashSet<String>>) -> HashMap<Date, HashSe
 
 /// Recomputes every person-day marked dirty; returns how many were judged. Days of
 /// accounts that map to nobody are dropped from the marks (their events stay).
-pub fn recompute_dirty(
-    store: &SqliteStore,
-    rules: &Rules,
-    now: Timestamp,
-) -> anyhow::Result<usize> {
+pub fn recompute_dirty(store: &dyn Stores, rules: &Rules, now: Timestamp) -> anyhow::Result<usize> {
     let dirty = store.take_dirty()?;
     if dirty.is_empty() {
         return Ok(0);
@@ -597,7 +593,7 @@ pub fn recompute_dirty(
 
 /// Recomputes every person on every date of `from..=to`.
 pub fn recompute_range(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     from: Date,
     to: Date,
@@ -660,7 +656,7 @@ fn headline(s: StoredVerdict<'_>, person: &Person, rules: &Rules) -> anyhow::Res
 /// The verdicts of everyone in the directory on `date`, recomputing the missing
 /// and stale ones first, in employee id order.
 pub fn verdicts_for_date(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     date: Date,
     now: Timestamp,
@@ -678,7 +674,7 @@ pub fn verdicts_for_date(
 /// context fingerprint matches; the fingerprint is computed once per person for
 /// the days without exemptions, which are nearly all of them.
 pub fn verdicts_between(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     from: Date,
     to: Date,
@@ -728,7 +724,7 @@ pub enum Day<'a> {
 /// after the read, in the same order.
 #[allow(clippy::too_many_arguments)]
 pub fn walk_between(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     from: Date,
     to: Date,
@@ -840,7 +836,7 @@ pub fn walk_between(
     };
     let mut next = (0, 0);
     let mut to_judge: Vec<(usize, usize)> = Vec::new();
-    store.for_each_verdict(from, to, only, detail == Detail::Full, |s| {
+    store.for_each_verdict(from, to, only, detail == Detail::Full, &mut |s| {
         while next.0 < dates.len() && key(next) < (s.date, s.employee_id) {
             to_judge.push(next);
             next = step(next);
@@ -878,7 +874,7 @@ pub fn walk_between(
 /// verdicts stored) before the task ends. Once a day (and at start) it logs a
 /// missing calendar notice ([`Calendar::notice_warning`]).
 pub fn spawn_recompute(
-    store: std::sync::Arc<SqliteStore>,
+    store: std::sync::Arc<dyn Stores>,
     rules: std::sync::Arc<LiveRules>,
     every: std::time::Duration,
     clock: crate::ingest::Clock,
@@ -899,7 +895,7 @@ pub fn spawn_recompute(
             let r = tokio::task::spawn_blocking(move || {
                 let rules = rules.current();
                 let now = Timestamp::from_millisecond(clock()).unwrap_or_else(|_| Timestamp::now());
-                recompute_dirty(&store, &rules, now).map(|n| (n, rules, now))
+                recompute_dirty(&*store, &rules, now).map(|n| (n, rules, now))
             })
             .await;
             if let Ok(Ok((_, rules, now))) = &r {
@@ -929,6 +925,9 @@ pub fn spawn_recompute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
+    use crate::store::sqlite::SqliteStore;
     use kaoqin_proto::event::Event;
 
     fn stored(seq: u64, at_ms: i64, offset: i64, kind: EventKind) -> StoredEvent {
@@ -941,10 +940,10 @@ mod tests {
     }
 
     /// Computed at `computed` (ms) or not: which stored rows a read recomputed.
-    fn computed_at(store: &SqliteStore, from: Date, to: Date) -> BTreeMap<(String, Date), i64> {
+    fn computed_at(store: &dyn Stores, from: Date, to: Date) -> BTreeMap<(String, Date), i64> {
         let mut out = BTreeMap::new();
         store
-            .for_each_verdict::<crate::store::StoreError>(from, to, None, false, |v| {
+            .for_each_verdict(from, to, None, false, &mut |v| {
                 out.insert((v.employee_id.to_owned(), v.date), v.computed_ms);
                 Ok(())
             })
@@ -1012,7 +1011,7 @@ mod tests {
         // Everyone's verdicts of the period, read at `now`.
         let read = |detail, now| {
             verdicts_between(
-                &store,
+                &*store,
                 &rules,
                 from,
                 to,
@@ -1045,7 +1044,7 @@ mod tests {
         // Nothing changed: read from the store, evidence left out of the headline.
         let again = read(Detail::Headline, at(2));
         assert!(
-            computed_at(&store, from, to)
+            computed_at(&*store, from, to)
                 .values()
                 .all(|&ms| ms == at(1).as_millisecond())
         );
@@ -1087,7 +1086,7 @@ mod tests {
             .mark_dirty(&[("lisi".into(), "2026-11-25".parse().unwrap())])
             .unwrap();
         let third = read(Detail::Headline, at(3));
-        let recomputed: Vec<(String, String)> = computed_at(&store, from, to)
+        let recomputed: Vec<(String, String)> = computed_at(&*store, from, to)
             .into_iter()
             .filter(|(_, ms)| *ms == at(3).as_millisecond())
             .map(|((id, d), _)| (id, d.to_string()))
@@ -1130,17 +1129,24 @@ mod tests {
         use crate::reports::summary::{self, By};
         for by in [By::Staff, By::Department] {
             let everyone = store.staff().unwrap();
-            let days =
-                summary::load_days(&store, &rules, from, to, &everyone, Detail::Headline, at(5))
-                    .unwrap();
+            let days = summary::load_days(
+                &*store,
+                &rules,
+                from,
+                to,
+                &everyone,
+                Detail::Headline,
+                at(5),
+            )
+            .unwrap();
             let (rows, weeks) =
-                summary::summary_between(&store, &rules, from, to, by, &everyone, at(5)).unwrap();
+                summary::summary_between(&*store, &rules, from, to, by, &everyone, at(5)).unwrap();
             assert_eq!(rows, summary::summarize(&days, by), "{by:?}");
             assert_eq!(weeks, summary::weekly(&days));
             assert_eq!(rows[0].corrected_days, 1, "{rows:?}");
         }
         let (rows, _) = summary::summary_between(
-            &store,
+            &*store,
             &rules,
             from,
             to,
@@ -1164,11 +1170,11 @@ mod tests {
             .into_iter()
             .find(|p| p.employee_id == "E1")
             .unwrap();
-        let mine = verdicts_between(&store, &rules, from, to, &[e1], Detail::Full, at(4)).unwrap();
+        let mine = verdicts_between(&*store, &rules, from, to, &[e1], Detail::Full, at(4)).unwrap();
         assert_eq!(mine.len(), 3);
         assert_eq!(mine[1].status, Leave);
         assert!(
-            computed_at(&store, from, to)
+            computed_at(&*store, from, to)
                 .values()
                 .all(|&ms| ms != at(4).as_millisecond())
         );

@@ -196,7 +196,7 @@ pub fn run_cli(
 ) -> anyhow::Result<()> {
     let (store, rules) = super::open(dirs)?;
     let now = now.unwrap_or_else(jiff::Timestamp::now);
-    let mut verdicts = crate::verdicts::verdicts_for_date(&store, &rules, date, now)?;
+    let mut verdicts = crate::verdicts::verdicts_for_date(&*store, &rules, date, now)?;
     if let Some(d) = department {
         verdicts.retain(|v| v.department == d);
     }
@@ -208,7 +208,7 @@ pub fn run_cli(
         render_days(&days, format, &rules.settings.time_zone, out)
     })?;
     super::audit_export(
-        &store,
+        &*store,
         &format!("report daily --date {date} --format {format:?}"),
     );
     Ok(())

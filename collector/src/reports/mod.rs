@@ -7,6 +7,7 @@ pub mod daily;
 pub mod summary;
 pub mod xlsx;
 
+use crate::store::concerns::*;
 use crate::store::sqlite::SqliteStore;
 use std::io::Write;
 use std::path::Path;
@@ -39,7 +40,7 @@ pub fn write_csv_record<W: Write, S: AsRef<str>>(
 /// Opens the store and the rules of a report command's `--config` and `--data-dir`.
 pub fn open(
     dirs: &crate::cli::DataDirArg,
-) -> anyhow::Result<(Arc<SqliteStore>, crate::verdicts::Rules)> {
+) -> anyhow::Result<(Arc<dyn Stores>, crate::verdicts::Rules)> {
     let config = match &dirs.config {
         Some(p) => crate::config::Config::load(p)?,
         None => crate::config::Config::default(),
@@ -50,7 +51,7 @@ pub fn open(
         .unwrap_or_else(|| config.server.data_dir.clone());
     let rules = crate::verdicts::Rules::from_config(&config)?;
     let store = SqliteStore::open_with(&dir, &rules.settings)?;
-    let rules = rules.with_store_notices(&store)?;
+    let rules = rules.with_store_notices(&*store)?;
     Ok((store, rules))
 }
 
@@ -130,7 +131,7 @@ pub fn write_table(
 
 /// Records a CLI export in the audit log (the OS user is the actor); a failure
 /// is logged, not fatal, since the report was already written.
-pub fn audit_export(store: &SqliteStore, what: &str) {
+pub fn audit_export(store: &dyn Stores, what: &str) {
     let actor = format!(
         "cli:{}",
         std::env::var("USER")
@@ -145,6 +146,8 @@ pub fn audit_export(store: &SqliteStore, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
 
     #[test]
     fn cells_a_spreadsheet_would_run_are_shown_as_text() {

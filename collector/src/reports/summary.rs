@@ -21,7 +21,7 @@
 
 use super::corrections::ReportDay;
 use crate::attendance::Status;
-use crate::store::sqlite::SqliteStore;
+use crate::store::concerns::*;
 use crate::verdicts::Rules;
 use jiff::ToSpan;
 use jiff::civil::Date;
@@ -211,7 +211,7 @@ impl<'a> Figures<'a> {
 /// building a verdict per person-day. Only `people` count (a department, what the
 /// reader may see), in employee id order as [`SqliteStore::staff`] lists them.
 pub fn summary_between(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     from: Date,
     to: Date,
@@ -406,7 +406,7 @@ pub const CATEGORIES: [&str; 5] = ["chat", "games", "media", "downloads", "nonwo
 /// Every verdict of `people` (in employee id order) on every date of `from..=to`
 /// with corrections applied, by date then employee id. At most 366 days.
 pub fn load_days(
-    store: &SqliteStore,
+    store: &dyn Stores,
     rules: &Rules,
     from: Date,
     to: Date,
@@ -594,7 +594,7 @@ pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
     let mut people = store.staff()?;
     people.retain(|p| args.department.as_ref().is_none_or(|d| &p.department == d));
-    let (rows, _) = summary_between(&store, &rules, args.from, args.to, args.by, &people, now)?;
+    let (rows, _) = summary_between(&*store, &rules, args.from, args.to, args.by, &people, now)?;
     let note = super::provisional_note(&rules, args.from, args.to);
     if let Some(n) = &note {
         eprintln!("warning: {n}");
@@ -603,7 +603,7 @@ pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
         render(&rows, args.format, note.as_deref(), out)
     })?;
     super::audit_export(
-        &store,
+        &*store,
         &format!(
             "report summary --from {} --to {} --by {:?} --format {:?}",
             args.from, args.to, args.by, args.format
@@ -617,6 +617,8 @@ mod tests {
     use super::*;
     use crate::attendance::{Coverage, DayKind, DayVerdict};
     use crate::reports::corrections::{Correction, apply};
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
 
     fn day(id: &str, dept: &str, date: &str, status: Status, late: u32, chat: u64) -> DayVerdict {
         DayVerdict {

@@ -21,8 +21,26 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 impl SqliteStore {
+    fn with_departments(&self, mut user: User) -> Result<User, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT department FROM user_departments WHERE user_id = ?1 ORDER BY department",
+            )
+            .map_err(&err)?;
+        user.departments = stmt
+            .query_map([user.id], |r| r.get(0))
+            .map_err(&err)?
+            .collect::<Result<_, _>>()
+            .map_err(&err)?;
+        Ok(user)
+    }
+}
+
+impl super::Accounts for SqliteStore {
     /// Creates an account with a one-time password, which is returned.
-    pub fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
+    fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
         check_username(&new.username).map_err(StoreError::Invalid)?;
         if new.role == Role::Staff && new.employee_id.is_none() {
             return Err(StoreError::Invalid(
@@ -86,24 +104,8 @@ impl SqliteStore {
         Ok(password)
     }
 
-    fn with_departments(&self, mut user: User) -> Result<User, StoreError> {
-        let conn = self.reader();
-        let err = sql_err(self.path());
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT department FROM user_departments WHERE user_id = ?1 ORDER BY department",
-            )
-            .map_err(&err)?;
-        user.departments = stmt
-            .query_map([user.id], |r| r.get(0))
-            .map_err(&err)?
-            .collect::<Result<_, _>>()
-            .map_err(&err)?;
-        Ok(user)
-    }
-
     /// The account named `username`, if any.
-    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+    fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         let u = self
             .reader()
             .query_row(
@@ -119,7 +121,7 @@ impl SqliteStore {
     }
 
     /// Every account, by username.
-    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+    fn users(&self) -> Result<Vec<User>, StoreError> {
         let list: Vec<User> = {
             let conn = self.reader();
             let err = sql_err(self.path());
@@ -138,7 +140,7 @@ impl SqliteStore {
 
     /// The account if `password` is right; `None` for an unknown user or a wrong
     /// password alike.
-    pub fn check_login(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
+    fn check_login(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
         let row: Option<(i64, String)> = self
             .reader()
             .query_row(
@@ -160,7 +162,7 @@ impl SqliteStore {
     }
 
     /// Sets a person's own password and clears the one-time flag.
-    pub fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
+    fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
         if password.chars().count() < MIN_PASSWORD_CHARS {
             return Err(StoreError::Invalid(format!(
                 "a password needs at least {MIN_PASSWORD_CHARS} characters"
@@ -177,7 +179,7 @@ impl SqliteStore {
     }
 
     /// Starts a web session; returns the token for the cookie.
-    pub fn create_session(&self, user_id: i64, now_ms: i64) -> Result<String, StoreError> {
+    fn create_session(&self, user_id: i64, now_ms: i64) -> Result<String, StoreError> {
         let token = new_secret()?;
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -192,7 +194,7 @@ impl SqliteStore {
     }
 
     /// The account of a live session token.
-    pub fn session_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+    fn session_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
         let u = self
             .reader()
             .query_row(
@@ -208,7 +210,7 @@ impl SqliteStore {
     }
 
     /// Ends a session (logout).
-    pub fn end_session(&self, token: &str) -> Result<(), StoreError> {
+    fn end_session(&self, token: &str) -> Result<(), StoreError> {
         self.reader()
             .execute(
                 "DELETE FROM web_sessions WHERE token_hash = ?1",
@@ -219,7 +221,7 @@ impl SqliteStore {
     }
 
     /// Ends every session of an account (after a password change, but the current).
-    pub fn end_sessions_of(&self, user_id: i64, except: Option<&str>) -> Result<(), StoreError> {
+    fn end_sessions_of(&self, user_id: i64, except: Option<&str>) -> Result<(), StoreError> {
         self.reader()
             .execute(
                 "DELETE FROM web_sessions WHERE user_id = ?1 AND token_hash != ?2",
@@ -230,7 +232,7 @@ impl SqliteStore {
     }
 
     /// Creates an API token for `username`, valid for `ttl_ms`; returns it (shown once).
-    pub fn create_api_token(
+    fn create_api_token(
         &self,
         username: &str,
         ttl_ms: i64,
@@ -251,7 +253,7 @@ impl SqliteStore {
     }
 
     /// The account of a live API token.
-    pub fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+    fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
         let u = self
             .reader()
             .query_row(

@@ -8,7 +8,7 @@
 
 use super::audit_log as audit;
 use super::sqlite::{SqliteStore, sql_err};
-use super::{AgentInfo, StoreError, TokenInfo, hash_secret};
+use super::{AgentInfo, NewToken, StoreError, TokenInfo, TokenSpec, hash_secret, new_secret};
 use crate::audit::{AuditEntry, AuditRecord, Verification};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -29,9 +29,11 @@ impl SqliteStore {
         tx.commit().map_err(sql_err(self.path()))?;
         Ok(v)
     }
+}
 
+impl super::Admin for SqliteStore {
     /// Every enrolment token, newest first.
-    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+    fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -69,12 +71,7 @@ impl SqliteStore {
     /// Revokes the one token whose hash starts with `prefix` (at least 6 hex
     /// digits), or the token itself if given whole (`kq1-...`). Returns the hash
     /// prefix. Revoking a revoked token is an error that says so.
-    pub fn revoke_token(
-        &self,
-        prefix: &str,
-        actor: &str,
-        now_ms: i64,
-    ) -> Result<String, StoreError> {
+    fn revoke_token(&self, prefix: &str, actor: &str, now_ms: i64) -> Result<String, StoreError> {
         let prefix = if prefix.starts_with("kq1-") {
             hash_secret(prefix)
         } else {
@@ -135,7 +132,7 @@ impl SqliteStore {
     }
 
     /// Every enrolled agent with its latest measured clock offset, by id.
-    pub fn agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
+    fn agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -167,7 +164,7 @@ impl SqliteStore {
     /// Revokes an agent: its key stops working (a running `serve` notices within
     /// a second) and its machine can enrol again only with a token created after
     /// now. Its stored events stay.
-    pub fn revoke_agent(&self, agent_id: &str, actor: &str, now_ms: i64) -> Result<(), StoreError> {
+    fn revoke_agent(&self, agent_id: &str, actor: &str, now_ms: i64) -> Result<(), StoreError> {
         let err = sql_err(self.path());
         self.write_tx(|conn| {
             let row: Option<(String, Option<i64>)> = conn
@@ -205,18 +202,46 @@ impl SqliteStore {
         })
     }
 
+    /// Creates an enrolment token valid for `ttl_ms`, usable `max_uses` times
+    /// (unlimited if `None`).
+    fn create_token(&self, spec: &TokenSpec, now_ms: i64) -> Result<NewToken, StoreError> {
+        let token = format!("kq1-{}", new_secret()?);
+        let expires_ms = now_ms.saturating_add(spec.ttl_ms);
+        self.reader()
+            .execute(
+                "INSERT INTO tokens (hash, created_ms, expires_ms, max_uses, note, reenroll)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    hash_secret(&token),
+                    now_ms,
+                    expires_ms,
+                    spec.max_uses,
+                    spec.note,
+                    spec.reenroll
+                ],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(NewToken {
+            token,
+            expires_ms,
+            max_uses: spec.max_uses,
+        })
+    }
+}
+
+impl super::Audit for SqliteStore {
     /// Appends to the audit log (see [`crate::audit`]); returns the record's id.
-    pub fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+    fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
         audit::append(&self.reader(), entry)
     }
 
     /// The audit log, oldest first.
-    pub fn audit_list(&self) -> Result<Vec<AuditRecord>, StoreError> {
+    fn audit_list(&self) -> Result<Vec<AuditRecord>, StoreError> {
         audit::list(&self.reader())
     }
 
     /// Recomputes the audit log's hash chain.
-    pub fn audit_verify(&self) -> Result<Verification, StoreError> {
+    fn audit_verify(&self) -> Result<Verification, StoreError> {
         Ok(crate::audit::verify(audit::list(&self.reader())?))
     }
 }
@@ -224,6 +249,8 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
     use crate::store::{HostFacts, Store};
 
     const T0: i64 = 1_795_000_000_000;

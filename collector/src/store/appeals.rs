@@ -38,12 +38,12 @@ fn web_actor(by: &str) -> String {
     }
 }
 
-impl SqliteStore {
+impl super::Appeals for SqliteStore {
     /// Files an appeal; an open appeal of the same day is an error, and so is a day
     /// after `today` or more than `limits.window_days` before it, or a person with
     /// `limits.max_open` appeals open already.
     #[allow(clippy::too_many_arguments)]
-    pub fn add_appeal(
+    fn add_appeal(
         &self,
         employee_id: &str,
         date: Date,
@@ -135,7 +135,7 @@ impl SqliteStore {
     }
 
     /// One appeal.
-    pub fn appeal(&self, id: i64) -> Result<Option<Appeal>, StoreError> {
+    fn appeal(&self, id: i64) -> Result<Option<Appeal>, StoreError> {
         self.reader()
             .query_row(
                 &format!("SELECT {APPEAL_COLUMNS} FROM appeals WHERE id = ?1"),
@@ -147,7 +147,7 @@ impl SqliteStore {
     }
 
     /// Appeals, newest first: of one person, or of everyone; only open ones if asked.
-    pub fn appeals(
+    fn appeals(
         &self,
         employee_id: Option<&str>,
         only_open: bool,
@@ -169,7 +169,7 @@ impl SqliteStore {
 
     /// The open appeals of everyone, oldest first, `limit` from `offset`, and how
     /// many there are.
-    pub fn open_appeals(&self, limit: u32, offset: u32) -> Result<(Vec<Appeal>, u64), StoreError> {
+    fn open_appeals(&self, limit: u32, offset: u32) -> Result<(Vec<Appeal>, u64), StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let total: i64 = conn
@@ -196,7 +196,7 @@ impl SqliteStore {
     /// Decides an open appeal; approving writes a correction to the requested status.
     /// Nobody decides their own: `by` (and `by_employee`, the decider's own staff
     /// record) must be neither the person appealing nor who filed it.
-    pub fn decide_appeal(
+    fn decide_appeal(
         &self,
         id: i64,
         approve: bool,
@@ -284,7 +284,7 @@ impl SqliteStore {
     }
 
     /// The latest correction of every corrected day in `from..=to`, by (employee, date).
-    pub fn corrections(
+    fn corrections(
         &self,
         from: Date,
         to: Date,

@@ -104,6 +104,8 @@ pub fn list(conn: &Connection) -> Result<Vec<AuditRecord>, StoreError> {
 mod tests {
     use super::*;
     use crate::audit::Verification;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
     use crate::store::sqlite::SqliteStore;
 
     const T0: i64 = 1_795_000_000_000;

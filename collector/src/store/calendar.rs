@@ -38,9 +38,9 @@ fn kind_from(text: &str) -> Result<DayKind, StoreError> {
     }
 }
 
-impl SqliteStore {
+impl super::CalendarNotices for SqliteStore {
     /// A number that grows with every imported notice (0: none).
-    pub fn calendar_revision(&self) -> Result<i64, StoreError> {
+    fn calendar_revision(&self) -> Result<i64, StoreError> {
         self.reader()
             .query_row(
                 "SELECT coalesce(max(revision), 0) FROM calendar_notices",
@@ -51,7 +51,7 @@ impl SqliteStore {
     }
 
     /// Every imported notice with its days, by year.
-    pub fn calendar_notices(&self) -> Result<Vec<Notice>, StoreError> {
+    fn calendar_notices(&self) -> Result<Vec<Notice>, StoreError> {
         let err = sql_err(self.path());
         let conn = self.reader();
         let mut stmt = conn
@@ -90,7 +90,7 @@ impl SqliteStore {
     }
 
     /// The imported notices, without their days, by year.
-    pub fn calendar_notice_infos(&self) -> Result<Vec<NoticeInfo>, StoreError> {
+    fn calendar_notice_infos(&self) -> Result<Vec<NoticeInfo>, StoreError> {
         let err = sql_err(self.path());
         let conn = self.reader();
         let mut stmt = conn
@@ -116,7 +116,7 @@ impl SqliteStore {
 
     /// Stores `notice` (already validated), replacing any earlier import of its
     /// year, and audits it; returns whether an earlier import was replaced.
-    pub fn import_calendar_notice(
+    fn import_calendar_notice(
         &self,
         notice: &Notice,
         actor: &str,
@@ -201,6 +201,8 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
     use jiff::civil::date;
 
     fn notice(year: i16, days: &[(i8, i8, DayKind)]) -> Notice {

@@ -198,9 +198,120 @@ fn ts(ms: i64) -> Timestamp {
 }
 
 impl SqliteStore {
+    fn people(&self, only: Option<&str>) -> Result<Vec<Person>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        // Two statements, so that one person's lookup uses the primary key.
+        let mut stmt = conn
+            .prepare_cached(if only.is_some() {
+                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
+                 LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
+                 WHERE s.employee_id = ?1
+                 ORDER BY s.employee_id, a.account"
+            } else {
+                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
+                 LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
+                 WHERE ?1 IS NULL
+                 ORDER BY s.employee_id, a.account"
+            })
+            .map_err(&err)?;
+        let mut rows = stmt.query([only]).map_err(&err)?;
+        let mut pcs = conn
+            .prepare_cached(
+                "SELECT employee_id, pc FROM staff_pcs WHERE ?1 IS NULL OR employee_id = ?1
+                 ORDER BY employee_id, pc",
+            )
+            .map_err(&err)?;
+        let mut own: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in pcs
+            .query_map([only], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&err)?
+        {
+            let (id, pc) = row.map_err(&err)?;
+            own.entry(id).or_default().push(pc);
+        }
+        let mut out: Vec<Person> = Vec::new();
+        while let Some(r) = rows.next().map_err(&err)? {
+            let id: String = r.get(0).map_err(&err)?;
+            let account: Option<String> = r.get(3).map_err(&err)?;
+            if out.last().is_none_or(|p| p.employee_id != id) {
+                out.push(Person {
+                    own_pcs: own.remove(&id).unwrap_or_default(),
+                    employee_id: id,
+                    name: r.get(1).map_err(&err)?,
+                    department: r.get(2).map_err(&err)?,
+                    accounts: Vec::new(),
+                });
+            }
+            if let (Some(a), Some(p)) = (account, out.last_mut()) {
+                p.accounts.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `sql` (parameters: account in lower case, from, to; columns: agent id,
+    /// account, instant) for each of `accounts`.
+    fn by_account(
+        &self,
+        sql: &str,
+        accounts: &[String],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
+        let mut out = Vec::new();
+        for account in accounts {
+            let rows = stmt
+                .query_map(params![account.to_ascii_lowercase(), from_ms, to_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(&err)?;
+            for row in rows {
+                out.push(row.map_err(&err)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn pc_query(
+        &self,
+        pc: &KnownPc,
+        sql: &str,
+        a: i64,
+        b: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
+        let mut rows = stmt.query(params![pc.0, a, b]).map_err(&err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(&err)? {
+            let seq: i64 = r.get(0).map_err(&err)?;
+            let at_ms: i64 = r.get(1).map_err(&err)?;
+            let data = r.get_ref(4).map_err(&err)?;
+            let kind = stored_kind(data, seq, at_ms, format_args!("{}/{seq}", pc.1))?;
+            out.push(StoredEvent {
+                agent_id: pc.1.clone(),
+                event: Event {
+                    seq: seq as u64,
+                    at_ms,
+                    kind,
+                },
+                received_ms: r.get(3).map_err(&err)?,
+                clock_offset_ms: r.get(2).map_err(&err)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl super::Directory for SqliteStore {
     /// Upserts `people` by employee id and sets their accounts, all or nothing. An
     /// account already mapped to someone not in `people` is an error naming both.
-    pub fn import_staff(&self, people: &[Person], now_ms: i64) -> Result<ImportCounts, StoreError> {
+    fn import_staff(&self, people: &[Person], now_ms: i64) -> Result<ImportCounts, StoreError> {
         let mut conn = self.reader();
         let err = sql_err(self.path());
         let tx = conn
@@ -291,69 +402,17 @@ impl SqliteStore {
     }
 
     /// Everyone in the directory, by employee id, with their accounts (lower case).
-    pub fn staff(&self) -> Result<Vec<Person>, StoreError> {
+    fn staff(&self) -> Result<Vec<Person>, StoreError> {
         self.people(None)
     }
 
     /// One staff member with their accounts, if in the directory.
-    pub fn person(&self, employee_id: &str) -> Result<Option<Person>, StoreError> {
+    fn person(&self, employee_id: &str) -> Result<Option<Person>, StoreError> {
         Ok(self.people(Some(employee_id))?.pop())
     }
 
-    fn people(&self, only: Option<&str>) -> Result<Vec<Person>, StoreError> {
-        let conn = self.reader();
-        let err = sql_err(self.path());
-        // Two statements, so that one person's lookup uses the primary key.
-        let mut stmt = conn
-            .prepare_cached(if only.is_some() {
-                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
-                 LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
-                 WHERE s.employee_id = ?1
-                 ORDER BY s.employee_id, a.account"
-            } else {
-                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
-                 LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
-                 WHERE ?1 IS NULL
-                 ORDER BY s.employee_id, a.account"
-            })
-            .map_err(&err)?;
-        let mut rows = stmt.query([only]).map_err(&err)?;
-        let mut pcs = conn
-            .prepare_cached(
-                "SELECT employee_id, pc FROM staff_pcs WHERE ?1 IS NULL OR employee_id = ?1
-                 ORDER BY employee_id, pc",
-            )
-            .map_err(&err)?;
-        let mut own: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for row in pcs
-            .query_map([only], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(&err)?
-        {
-            let (id, pc) = row.map_err(&err)?;
-            own.entry(id).or_default().push(pc);
-        }
-        let mut out: Vec<Person> = Vec::new();
-        while let Some(r) = rows.next().map_err(&err)? {
-            let id: String = r.get(0).map_err(&err)?;
-            let account: Option<String> = r.get(3).map_err(&err)?;
-            if out.last().is_none_or(|p| p.employee_id != id) {
-                out.push(Person {
-                    own_pcs: own.remove(&id).unwrap_or_default(),
-                    employee_id: id,
-                    name: r.get(1).map_err(&err)?,
-                    department: r.get(2).map_err(&err)?,
-                    accounts: Vec::new(),
-                });
-            }
-            if let (Some(a), Some(p)) = (account, out.last_mut()) {
-                p.accounts.push(a);
-            }
-        }
-        Ok(out)
-    }
-
     /// Accounts seen on PCs that belong to nobody in the directory.
-    pub fn unmapped_accounts(&self) -> Result<Vec<Unmapped>, StoreError> {
+    fn unmapped_accounts(&self) -> Result<Vec<Unmapped>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -387,7 +446,7 @@ impl SqliteStore {
     }
 
     /// The PCs on which any of `accounts` was ever seen.
-    pub fn known_pcs(&self, accounts: &[String]) -> Result<Vec<KnownPc>, StoreError> {
+    fn known_pcs(&self, accounts: &[String]) -> Result<Vec<KnownPc>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -414,7 +473,7 @@ impl SqliteStore {
 
     /// The agent ids of the PCs that `names` (hostnames, machine ids or agent ids,
     /// any case) name.
-    pub fn pcs_named(&self, names: &[String]) -> Result<BTreeSet<String>, StoreError> {
+    fn pcs_named(&self, names: &[String]) -> Result<BTreeSet<String>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -436,7 +495,7 @@ impl SqliteStore {
     }
 
     /// When each of `pcs` was enrolled again with an instant in `[from_ms, to_ms]`.
-    pub fn reenrolments(
+    fn reenrolments(
         &self,
         pcs: &[KnownPc],
         from_ms: i64,
@@ -465,7 +524,7 @@ impl SqliteStore {
     /// When each of `accounts` was first seen on each PC (corrected instant), as
     /// (agent id, account in lower case, first_ms), for first sightings in
     /// `[from_ms, to_ms]`.
-    pub fn account_firsts(
+    fn account_firsts(
         &self,
         accounts: &[String],
         from_ms: i64,
@@ -485,7 +544,7 @@ impl SqliteStore {
 
     /// Refused events that claimed one of `accounts` at an instant in
     /// `[from_ms, to_ms]`: (agent id, account in lower case, claimed instant).
-    pub fn refused_claims(
+    fn refused_claims(
         &self,
         accounts: &[String],
         from_ms: i64,
@@ -504,34 +563,8 @@ impl SqliteStore {
         )
     }
 
-    /// Runs `sql` (parameters: account in lower case, from, to; columns: agent id,
-    /// account, instant) for each of `accounts`.
-    fn by_account(
-        &self,
-        sql: &str,
-        accounts: &[String],
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let conn = self.reader();
-        let err = sql_err(self.path());
-        let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
-        let mut out = Vec::new();
-        for account in accounts {
-            let rows = stmt
-                .query_map(params![account.to_ascii_lowercase(), from_ms, to_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .map_err(&err)?;
-            for row in rows {
-                out.push(row.map_err(&err)?);
-            }
-        }
-        Ok(out)
-    }
-
     /// Events of one PC with `from_ms <= at_ms < to_ms` (agent clock), in time order.
-    pub fn pc_events(
+    fn pc_events(
         &self,
         pc: &KnownPc,
         from_ms: i64,
@@ -547,7 +580,7 @@ impl SqliteStore {
     }
 
     /// The last event of a PC before `ms` and its first at or after `ms2`.
-    pub fn pc_neighbours(
+    fn pc_neighbours(
         &self,
         pc: &KnownPc,
         ms: i64,
@@ -570,40 +603,9 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn pc_query(
-        &self,
-        pc: &KnownPc,
-        sql: &str,
-        a: i64,
-        b: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn = self.reader();
-        let err = sql_err(self.path());
-        let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
-        let mut rows = stmt.query(params![pc.0, a, b]).map_err(&err)?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(&err)? {
-            let seq: i64 = r.get(0).map_err(&err)?;
-            let at_ms: i64 = r.get(1).map_err(&err)?;
-            let data = r.get_ref(4).map_err(&err)?;
-            let kind = stored_kind(data, seq, at_ms, format_args!("{}/{seq}", pc.1))?;
-            out.push(StoredEvent {
-                agent_id: pc.1.clone(),
-                event: Event {
-                    seq: seq as u64,
-                    at_ms,
-                    kind,
-                },
-                received_ms: r.get(3).map_err(&err)?,
-                clock_offset_ms: r.get(2).map_err(&err)?,
-            });
-        }
-        Ok(out)
-    }
-
     /// Adds exemptions, all or nothing, and marks the days they touch dirty for
     /// the accounts of their people.
-    pub fn add_exemptions(
+    fn add_exemptions(
         &self,
         list: &[Exemption],
         settings: &Settings,
@@ -661,7 +663,7 @@ impl SqliteStore {
     }
 
     /// Exemptions overlapping `[from_ms, to_ms)`, of one person or everyone.
-    pub fn exemptions(
+    fn exemptions(
         &self,
         employee_id: Option<&str>,
         from_ms: i64,
@@ -706,9 +708,11 @@ impl SqliteStore {
         }
         Ok(out)
     }
+}
 
+impl super::Verdicts for SqliteStore {
     /// Takes (removes and returns) every dirty (account, date).
-    pub fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError> {
+    fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError> {
         let mut conn = self.reader();
         let err = sql_err(self.path());
         let tx = conn
@@ -735,7 +739,7 @@ impl SqliteStore {
     }
 
     /// Marks (account, date) pairs dirty again (a recompute that failed).
-    pub fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
+    fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -749,7 +753,7 @@ impl SqliteStore {
     }
 
     /// The accounts marked dirty on each date of `from..=to`.
-    pub fn dirty_between(
+    fn dirty_between(
         &self,
         from: Date,
         to: Date,
@@ -777,14 +781,14 @@ impl SqliteStore {
     /// Hands `f` the stored verdicts on `from..=to`, of one person or everyone, in
     /// (date, employee id) order; with `full`, each with its whole verdict's JSON.
     /// The read holds the reader connection: `f` must not use the store.
-    pub fn for_each_verdict<E: From<StoreError>>(
+    fn for_each_verdict(
         &self,
         from: Date,
         to: Date,
         employee_id: Option<&str>,
         full: bool,
-        mut f: impl FnMut(StoredVerdict<'_>) -> Result<(), E>,
-    ) -> Result<(), E> {
+        f: &mut dyn FnMut(StoredVerdict<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         const COLS: &str = "v.employee_id, v.date, v.status, v.day_kind, v.provisional,
             v.late_minutes, v.early_minutes, v.office_seconds, v.covered_seconds,
             v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp, v.unverified";
@@ -859,7 +863,7 @@ impl SqliteStore {
 
     /// Stores (replaces) person-days' verdicts, both the figures and the whole, in
     /// one transaction.
-    pub fn put_verdicts(&self, days: &[JudgedDay]) -> Result<(), StoreError> {
+    fn put_verdicts(&self, days: &[JudgedDay]) -> Result<(), StoreError> {
         let mut conn = self.reader();
         let err = sql_err(self.path());
         let ms = |t: Option<Timestamp>| t.map(|t| t.as_millisecond());
@@ -924,6 +928,8 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
 
     fn row(nonwork_json: &str) -> StoredVerdict<'_> {
         StoredVerdict {

@@ -54,13 +54,9 @@ pub struct OffsetBatch {
     pub last_seq: i64,
 }
 
-impl SqliteStore {
+impl super::IntegrityReads for SqliteStore {
     /// Lifecycle, data-gap and clock-jump events with corrected instants in range.
-    pub fn trouble_events(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<TroubleEvent>, StoreError> {
+    fn trouble_events(&self, from_ms: i64, to_ms: i64) -> Result<Vec<TroubleEvent>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -94,11 +90,7 @@ impl SqliteStore {
     }
 
     /// Accounts first seen on a PC in range.
-    pub fn first_sightings(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<FirstSighting>, StoreError> {
+    fn first_sightings(&self, from_ms: i64, to_ms: i64) -> Result<Vec<FirstSighting>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -132,11 +124,7 @@ impl SqliteStore {
     }
 
     /// What the collector recorded about agents in range.
-    pub fn recorded_events(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    fn recorded_events(&self, from_ms: i64, to_ms: i64) -> Result<Vec<RecordedEvent>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
         let mut stmt = conn
@@ -162,7 +150,7 @@ impl SqliteStore {
     }
 
     /// Batches received in range with a clock offset of at least `min_ms` either way.
-    pub fn offset_batches(
+    fn offset_batches(
         &self,
         from_ms: i64,
         to_ms: i64,
@@ -202,7 +190,7 @@ impl SqliteStore {
 
     /// Enrolled, unrevoked agents not heard from since before `before_ms`, the
     /// longest silent first: (agent id, hostname, last seen).
-    pub fn silent_agents(
+    fn silent_agents(
         &self,
         before_ms: i64,
     ) -> Result<Vec<(String, String, Option<i64>)>, StoreError> {

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod appeals;
 pub mod audit_log;
 pub mod calendar;
+pub mod concerns;
 pub mod directory;
 pub mod integrity;
 pub mod sqlite;
@@ -27,6 +28,11 @@ pub mod trust;
 
 use kaoqin_proto::event::Event;
 use std::future::Future;
+
+pub use concerns::{
+    Accounts, Admin, Appeals, Audit, CalendarNotices, Directory, Events, IntegrityReads, Stores,
+    Verdicts,
+};
 
 /// Storage errors. Messages never contain SQL.
 #[derive(Debug, thiserror::Error)]

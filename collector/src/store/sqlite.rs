@@ -11,8 +11,8 @@
 //! beside the writer.
 
 use super::{
-    AgentAuth, Batch, BatchOutcome, Enrolment, HostFacts, NewToken, Store, StoreError, StoredEvent,
-    TokenSpec, hash_secret, new_secret,
+    AgentAuth, Batch, BatchOutcome, Enrolment, HostFacts, Store, StoreError, StoredEvent,
+    hash_secret, new_secret,
 };
 use crate::attendance::Settings;
 use kaoqin_proto::event::{Event, EventKind};
@@ -660,39 +660,15 @@ impl SqliteStore {
             mpsc::TrySendError::Disconnected(_) => StoreError::Busy("writer has stopped".into()),
         })
     }
+}
 
-    /// Creates an enrolment token valid for `ttl_ms`, usable `max_uses` times
-    /// (unlimited if `None`).
-    pub fn create_token(&self, spec: &TokenSpec, now_ms: i64) -> Result<NewToken, StoreError> {
-        let token = format!("kq1-{}", new_secret()?);
-        let expires_ms = now_ms.saturating_add(spec.ttl_ms);
-        self.reader()
-            .execute(
-                "INSERT INTO tokens (hash, created_ms, expires_ms, max_uses, note, reenroll)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    hash_secret(&token),
-                    now_ms,
-                    expires_ms,
-                    spec.max_uses,
-                    spec.note,
-                    spec.reenroll
-                ],
-            )
-            .map_err(sql_err(&self.path))?;
-        Ok(NewToken {
-            token,
-            expires_ms,
-            max_uses: spec.max_uses,
-        })
-    }
-
+impl super::Events for SqliteStore {
     /// Calls `f` with every stored event, in agent then seq order, optionally of
     /// one agent only. Stops at the first error `f` returns.
-    pub fn for_each_event(
+    fn for_each_event(
         &self,
         agent_id: Option<&str>,
-        mut f: impl FnMut(StoredEvent) -> anyhow::Result<()>,
+        f: &mut dyn FnMut(StoredEvent) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let conn = self.reader();
         let err = sql_err(&self.path);
@@ -725,7 +701,7 @@ impl SqliteStore {
     }
 
     /// Counts stored events, and distinct (agent, seq) pairs among them.
-    pub fn count_events(&self) -> Result<(u64, u64), StoreError> {
+    fn count_events(&self) -> Result<(u64, u64), StoreError> {
         self.reader()
             .query_row(
                 "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT agent, seq FROM events)) FROM events",
@@ -1540,6 +1516,8 @@ fn enroll(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::store::concerns::*;
     use kaoqin_proto::event::SessionKind;
 
     const T0: i64 = 1_795_000_000_000;
@@ -1747,7 +1725,7 @@ mod tests {
         assert_eq!(types, ["text", "blob"]);
         let mut read = Vec::new();
         store
-            .for_each_event(None, |s| {
+            .for_each_event(None, &mut |s| {
                 read.push(s.event);
                 Ok(())
             })
@@ -1758,7 +1736,7 @@ mod tests {
             .reader()
             .execute("UPDATE events SET data = x'ff01' WHERE seq = 2", [])
             .unwrap();
-        let err = store.for_each_event(None, |_| Ok(())).unwrap_err();
+        let err = store.for_each_event(None, &mut |_| Ok(())).unwrap_err();
         assert!(
             err.to_string()
                 .contains(&format!("stored event {}/2 does not parse", e.agent_id)),
@@ -1914,7 +1892,7 @@ mod tests {
 
         let mut seen = Vec::new();
         store
-            .for_each_event(Some(&e.agent_id), |s| {
+            .for_each_event(Some(&e.agent_id), &mut |s| {
                 assert_eq!(s.clock_offset_ms, 1500);
                 seen.push(s.event);
                 Ok(())
@@ -2032,7 +2010,7 @@ mod tests {
         assert_eq!(store.count_events().unwrap(), (12_000, 12_000));
         let mut per_agent: BTreeMap<String, Vec<Event>> = BTreeMap::new();
         store
-            .for_each_event(None, |s| {
+            .for_each_event(None, &mut |s| {
                 per_agent.entry(s.agent_id).or_default().push(s.event);
                 Ok(())
             })

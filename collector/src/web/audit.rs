@@ -3,13 +3,13 @@
 //! and correction goes through [`record`].
 
 use crate::audit::{AuditEntry, AuditRecord};
-use crate::store::sqlite::SqliteStore;
+use crate::store::concerns::*;
 
 /// Appends one entry: `actor` is a username (`web:` is prefixed) or an actor name
 /// that already has a prefix (`cli:`); `action` a dotted name such as
 /// `record.view`; `detail` free text.
 pub fn record(
-    store: &SqliteStore,
+    store: &dyn Stores,
     actor: &str,
     action: &str,
     subject: &str,
@@ -31,7 +31,7 @@ pub fn record(
 }
 
 /// The newest `n` records, newest first.
-pub fn recent(store: &SqliteStore, n: usize) -> anyhow::Result<Vec<AuditRecord>> {
+pub fn recent(store: &dyn Stores, n: usize) -> anyhow::Result<Vec<AuditRecord>> {
     let mut all = store.audit_list()?;
     all.reverse();
     all.truncate(n);

@@ -18,7 +18,7 @@ mod pages;
 pub mod params;
 pub mod svg;
 
-use crate::store::sqlite::SqliteStore;
+use crate::store::concerns::*;
 use crate::users::User;
 use crate::verdicts::{LiveRules, Rules};
 use axum::extract::FromRequestParts;
@@ -40,7 +40,7 @@ pub const SILENT_AFTER_MS: i64 = 30 * 60_000;
 
 /// What the handlers share.
 pub struct App {
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Stores>,
     rules: Arc<LiveRules>,
     env: minijinja::Environment<'static>,
     /// Failed login attempts per username (lower case): [`LOGIN_BURST`] at once,
@@ -96,13 +96,13 @@ pub const STYLE_CSS: &str = include_str!("../../templates/style.css");
 
 impl App {
     /// The shared state of the pages, with the default `[appeals]` limits.
-    pub fn new(store: Arc<SqliteStore>, rules: Arc<LiveRules>) -> Arc<App> {
+    pub fn new(store: Arc<dyn Stores>, rules: Arc<LiveRules>) -> Arc<App> {
         App::with_appeals(store, rules, crate::config::AppealsConfig::default())
     }
 
     /// The shared state of the pages.
     pub fn with_appeals(
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Stores>,
         rules: Arc<LiveRules>,
         appeal_limits: crate::config::AppealsConfig,
     ) -> Arc<App> {

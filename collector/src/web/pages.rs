@@ -242,7 +242,13 @@ fn person_month(
 /// Audits a view of someone else's record.
 fn audit_view(app: &App, user: &User, employee_id: &str, what: &str) -> Result<(), WebError> {
     if user.employee_id.as_deref() != Some(employee_id) {
-        audit::record(&app.store, &user.username, "record.view", employee_id, what)?;
+        audit::record(
+            &*app.store,
+            &user.username,
+            "record.view",
+            employee_id,
+            what,
+        )?;
     }
     Ok(())
 }
@@ -250,7 +256,7 @@ fn audit_view(app: &App, user: &User, employee_id: &str, what: &str) -> Result<(
 /// One person's verdicts on `from..=to`, corrections applied, evidence included.
 fn person_days(app: &App, p: &Person, from: Date, to: Date) -> Result<Vec<ReportDay>, WebError> {
     Ok(summary::load_days(
-        &app.store,
+        &*app.store,
         &app.rules(),
         from,
         to,
@@ -407,7 +413,7 @@ async fn password(State(app): St, ctx: Ctx, Form(f): Form<PasswordForm>) -> Resp
             return fail("bad_request", e.to_string());
         }
         app.store.end_sessions_of(u.id, ctx.session.as_deref())?;
-        audit::record(&app.store, &u.username, "user.password", &u.username, "")?;
+        audit::record(&*app.store, &u.username, "user.password", &u.username, "")?;
         Ok(redirect("/", Vec::new()))
     })
     .await
@@ -490,7 +496,7 @@ fn summary_data(
         })
         .collect();
     let (mut rows, weeks) =
-        summary::summary_between(&app.store, &app.rules(), from, to, by, &people, now())?;
+        summary::summary_between(&*app.store, &app.rules(), from, to, by, &people, now())?;
     if let Some(s) = &q.sort {
         summary::sort_rows(&mut rows, s);
     }
@@ -567,7 +573,7 @@ async fn summary_page(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) -
         let u = ctx.user()?;
         let d = summary_data(app, u, &q, Action::View)?;
         audit::record(
-            &app.store,
+            &*app.store,
             &u.username,
             "summary.view",
             d.department.as_deref().unwrap_or("*"),
@@ -654,7 +660,7 @@ async fn summary_export(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>)
         let note = crate::reports::provisional_note(&app.rules(), d.from, d.to);
         summary::render(&d.rows, format, note.as_deref(), &mut body)?;
         audit::record(
-            &app.store,
+            &*app.store,
             &u.username,
             "report.export",
             d.department.as_deref().unwrap_or("*"),
@@ -1092,7 +1098,7 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
         // enrolments) of the last week; silence is the table above.
         let week = 7 * 24 * 3_600_000;
         let items = crate::integrity::list(
-            &app.store,
+            &*app.store,
             &crate::integrity::Query {
                 from_ms: now_ms - week,
                 to_ms: now_ms + 1,
@@ -1137,7 +1143,7 @@ async fn audit_page(State(app): St, ctx: Ctx) -> Response {
         if !can(u, Action::Administer, Target::System) {
             return Err(WebError::Forbidden);
         }
-        let entries = audit::recent(&app.store, 500)?;
+        let entries = audit::recent(&*app.store, 500)?;
         let tz = &app.settings().time_zone;
         let rows: Vec<Value> = entries
             .iter()
@@ -1160,7 +1166,7 @@ async fn api_summary(State(app): St, ctx: Ctx, Query(q): Query<SummaryQuery>) ->
         let u = ctx.user()?;
         let d = summary_data(app, u, &q, Action::Export)?;
         audit::record(
-            &app.store,
+            &*app.store,
             &u.username,
             "report.export",
             d.department.as_deref().unwrap_or("*"),

@@ -48,6 +48,7 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use kaoqin_collector::attendance::{Calendar, Exemption, ExemptionKind, Person};
 use kaoqin_collector::reports::summary;
+use kaoqin_collector::store::concerns::*;
 use kaoqin_collector::store::sqlite::{DB_FILE, SqliteStore};
 use kaoqin_collector::store::{Batch, HostFacts, Store};
 use kaoqin_collector::users::{NewUser, Role};
@@ -217,7 +218,7 @@ fn open(common: &Common) -> anyhow::Result<(Arc<SqliteStore>, Rules)> {
     };
     let rules = Rules::from_config(&config)?;
     let store = SqliteStore::open_with(&common.data, &rules.settings)?;
-    let rules = rules.with_store_notices(&store)?;
+    let rules = rules.with_store_notices(&*store)?;
     Ok((store, rules))
 }
 
@@ -1055,8 +1056,10 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         let t = Instant::now();
         let judged = {
             let (store, rules) = (store.clone(), rules.clone());
-            tokio::task::spawn_blocking(move || verdicts::recompute_dirty(&store, &rules, judge_at))
-                .await??
+            tokio::task::spawn_blocking(move || {
+                verdicts::recompute_dirty(&*store, &rules, judge_at)
+            })
+            .await??
         };
         let recompute_s = t.elapsed().as_secs_f64();
         // Days nobody marked dirty (Saturdays, holidays, absences) are judged when
@@ -1070,13 +1073,13 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
                 let (mut filled, mut rows) = (0u64, 0u64);
                 for &d in days.iter() {
                     let mut have = std::collections::HashSet::new();
-                    store.for_each_verdict::<anyhow::Error>(d, d, None, false, |v| {
+                    store.for_each_verdict(d, d, None, false, &mut |v| {
                         have.insert(v.employee_id.to_owned());
                         Ok(())
                     })?;
                     for p in &staff {
                         if !have.contains(&p.employee_id) {
-                            verdicts::recompute(&store, &rules, p, d, judge_at)?;
+                            verdicts::recompute(&*store, &rules, p, d, judge_at)?;
                             filled += 1;
                         }
                     }
@@ -1345,7 +1348,7 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         // Days left dirty (by the previous measure's ingest bursts) first.
         let (store, rules) = (store.clone(), rules.clone());
         let n = tokio::task::spawn_blocking(move || {
-            verdicts::recompute_dirty(&store, &rules, judge_at)
+            verdicts::recompute_dirty(&*store, &rules, judge_at)
         })
         .await??;
         if n > 0 {
@@ -1398,7 +1401,7 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || {
             time_sync(plan, || {
                 let (rows, _) = summary::summary_between(
-                    &store,
+                    &*store,
                     &rules,
                     from,
                     to,
