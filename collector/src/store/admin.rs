@@ -199,7 +199,9 @@ impl super::Admin for SqliteStore {
                 ),
             )?;
             Ok(())
-        })
+        })?;
+        self.forget_auth(agent_id);
+        Ok(())
     }
 
     /// Creates an enrolment token valid for `ttl_ms`, usable `max_uses` times

@@ -21,8 +21,12 @@ pub mod appeals;
 pub mod audit_log;
 pub mod calendar;
 pub mod concerns;
+#[cfg(test)]
+mod contract;
+pub mod derived;
 pub mod directory;
 pub mod integrity;
+pub mod pg;
 pub mod sqlite;
 pub mod trust;
 

@@ -598,6 +598,14 @@ impl SqliteStore {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Drops an agent's identity from the cache (it was revoked here).
+    pub(super) fn forget_auth(&self, agent_id: &str) {
+        self.auth
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(agent_id);
+    }
+
     /// Reads one agent's identity from the database into the cache.
     fn reload_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
         let found = self
@@ -1154,24 +1162,8 @@ fn insert_batch(
     .map_err(StoreError::Invalid)?;
     // Accounts seen (lower case) with corrected first/last instants, and the
     // attendance days the new events fall on.
-    let mut seen: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut dates: BTreeSet<jiff::civil::Date> = BTreeSet::new();
-    let mut note = |e: &Event| {
-        let at = e.at_ms.saturating_add(b.clock_offset_ms);
-        let mut account = |a: &str| match seen.get_mut(a) {
-            Some(entry) => *entry = (entry.0.min(at), entry.1.max(at)),
-            None => {
-                seen.insert(a.to_ascii_lowercase(), (at, at));
-            }
-        };
-        match &e.kind {
-            EventKind::Heartbeat { accounts, .. } => accounts.iter().for_each(|a| account(a)),
-            k => k.account().into_iter().for_each(account),
-        }
-        if let Ok(t) = jiff::Timestamp::from_millisecond(at) {
-            dates.insert(crate::attendance::attendance_date(t, days));
-        }
-    };
+    let mut facts = super::derived::BatchFacts::default();
+    let mut note = |e: &Event| facts.note(e, b.clock_offset_ms, days);
     // The usual batch is all new: seqs above every stored one, in increasing
     // order. Those rows go in through multi-row INSERTs.
     let all_new = b.events.first().is_some_and(|e| e.seq as i64 > stored_max)
@@ -1203,8 +1195,8 @@ fn insert_batch(
         conn,
         path,
         b.agent_num,
-        &seen,
-        &dates,
+        &facts.seen,
+        &facts.dirty_dates(),
         known.get(&b.agent_num),
     )?;
     let (first, last) = (
@@ -1318,9 +1310,9 @@ fn insert_events(
 }
 
 /// Records which accounts the PC has seen and marks dirty every (account of this
-/// PC, day) the new events touch, and the day before each (a session that started
-/// the evening before runs into it). `known` is what the writer knows is stored
-/// for this PC; returns the `pc_accounts` rows written.
+/// PC, day) of `dates` ([`super::derived::BatchFacts::dirty_dates`]). `known` is
+/// what the writer knows is stored for this PC; returns the `pc_accounts` rows
+/// written.
 fn mark_dirty(
     conn: &Connection,
     path: &Path,
@@ -1357,9 +1349,7 @@ fn mark_dirty(
              SELECT account, ?2 FROM pc_accounts WHERE agent = ?1",
         )
         .map_err(&err)?;
-    let mut all: BTreeSet<jiff::civil::Date> = dates.clone();
-    all.extend(dates.iter().filter_map(|d| d.yesterday().ok()));
-    for d in all {
+    for d in dates {
         dirty.execute(params![agent, d.to_string()]).map_err(&err)?;
     }
     Ok(learned)

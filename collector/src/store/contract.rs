@@ -1,0 +1,294 @@
+//! The store contract, one suite run against every store: SQLite in a temp dir,
+//! PostgreSQL on a throwaway server ([`super::pg::testdb`]).
+//!
+//! What it holds a store to: an event is stored once however often it is sent
+//! and the resend is acknowledged; the acknowledgement is the highest seq stored;
+//! a new seq below what is stored refuses the whole batch and leaves nothing of it;
+//! the trust rules refuse without touching the agent's state; enrolment tokens
+//! are new-only unless made for reinstalls; raw events read back as stored.
+
+use super::concerns::{Admin, Audit, Events};
+use super::{Batch, HostFacts, Store, StoreError, TokenSpec};
+use kaoqin_proto::event::{Event, EventKind};
+
+/// An instant after the stores' enrolments in these tests.
+const T0: i64 = 1_795_000_000_000;
+
+fn host(machine: &str) -> HostFacts {
+    HostFacts {
+        machine_id: machine.into(),
+        hostname: format!("pc-{machine}"),
+        os: "linux".into(),
+        ..HostFacts::default()
+    }
+}
+
+fn heartbeat(seq: u64) -> Event {
+    Event {
+        seq,
+        at_ms: T0 + (seq % 1_000_000) as i64 * 1000,
+        kind: EventKind::Heartbeat {
+            interval_seconds: 60,
+            accounts: vec!["ZhangSan".into()],
+        },
+    }
+}
+
+fn batch(num: i64, seqs: impl IntoIterator<Item = u64>) -> Batch {
+    Batch {
+        agent_num: num,
+        received_ms: T0 + 3_600_000,
+        sent_at_ms: T0 + 3_600_000,
+        clock_offset_ms: 0,
+        events: seqs.into_iter().map(heartbeat).collect(),
+        replay: false,
+    }
+}
+
+/// Enrols machine `m` with a fresh new-machines token; the agent's number.
+async fn enrolled<S: Store + Admin>(s: &S, m: &str) -> i64 {
+    let t = s
+        .create_token(&TokenSpec::new_machines(86_400_000, None), T0 - 60_000)
+        .unwrap();
+    let e = s.enroll(&t.token, host(m), T0 - 60_000).await.unwrap();
+    s.agent_auth(&e.agent_id).unwrap().unwrap().num
+}
+
+fn stored_seqs<S: Events>(s: &S) -> Vec<u64> {
+    let mut out = Vec::new();
+    s.for_each_event(None, &mut |e| {
+        out.push(e.event.seq);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+pub(crate) async fn exactly_once_and_resends_acknowledged<S: Store + Admin + Events>(s: &S) {
+    let num = enrolled(s, "m1").await;
+    let first = s.store_batch(batch(num, 1..=5)).await.unwrap();
+    assert_eq!((first.acked_seq, first.inserted), (5, 5));
+    let again = s.store_batch(batch(num, 3..=7)).await.unwrap();
+    assert_eq!(
+        (again.acked_seq, again.inserted),
+        (7, 2),
+        "resends acknowledged"
+    );
+    let same = s.store_batch(batch(num, 1..=7)).await.unwrap();
+    assert_eq!((same.acked_seq, same.inserted), (7, 0));
+    assert_eq!(s.count_events().unwrap(), (7, 7));
+    assert_eq!(stored_seqs(s), (1..=7).collect::<Vec<_>>());
+    // What was stored reads back as sent.
+    let mut back = Vec::new();
+    s.for_each_event(None, &mut |e| {
+        back.push(e.event);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(back, (1..=7).map(heartbeat).collect::<Vec<_>>());
+}
+
+pub(crate) async fn a_seq_going_backwards_refuses_the_whole_batch<S: Store + Admin + Events>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    s.store_batch(batch(num, [1, 2, 3, 5])).await.unwrap();
+    let err = s.store_batch(batch(num, [6, 4])).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.starts_with("event seq 4: seq: goes backwards")),
+        "{err:?}"
+    );
+    assert_eq!(stored_seqs(s), [1, 2, 3, 5], "nothing of the refused batch");
+    let next = s.store_batch(batch(num, [6])).await.unwrap();
+    assert_eq!(next.acked_seq, 6);
+}
+
+pub(crate) async fn the_trust_rules_refuse_without_touching_the_agent<S: Store + Admin + Events>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    s.store_batch(batch(num, 1..=3)).await.unwrap();
+    // Before the enrolment: refused, unless a replay.
+    let mut early = batch(num, [4]);
+    early.events[0].at_ms = T0 - 86_400_000;
+    let err = s.store_batch(early.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains("before this agent first enrolled")),
+        "{err:?}"
+    );
+    // A seq no spool produces: refused, and the state is as before.
+    let err = s
+        .store_batch(batch(num, [i64::MAX as u64]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    let next = s.store_batch(batch(num, [4])).await.unwrap();
+    assert_eq!(next.acked_seq, 4, "the next real batch is taken");
+    early.events[0].seq = 5;
+    early.replay = true;
+    assert_eq!(s.store_batch(early).await.unwrap().acked_seq, 5);
+    // Refusals are recorded.
+    s.record_refusal(
+        num,
+        T0,
+        Some(6),
+        "history cannot be written".into(),
+        Some(super::Claimed {
+            at_ms: T0,
+            account: "LiSi".into(),
+        }),
+    )
+    .await
+    .unwrap();
+}
+
+pub(crate) async fn tokens_are_for_new_machines_unless_made_for_reinstalls<
+    S: Store + Admin + Audit,
+>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    let t = s
+        .create_token(&TokenSpec::new_machines(86_400_000, Some(1)), T0)
+        .unwrap();
+    let err = s.enroll(&t.token, host("m1"), T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Denied(_)), "{err:?}");
+    let re = s
+        .create_token(
+            &TokenSpec::new_machines(86_400_000, Some(1)).reenrolling(),
+            T0,
+        )
+        .unwrap();
+    let e = s.enroll(&re.token, host("m1"), T0).await.unwrap();
+    assert!(e.re_enrolled);
+    assert_eq!(s.agent_auth(&e.agent_id).unwrap().unwrap().num, num);
+    let err = s.enroll(&re.token, host("m2"), T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::BadToken(m) if m.contains("used up")));
+    let tokens = s.tokens().unwrap();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.reenroll && t.used_for == ["pc-m1 (again)"]),
+        "{tokens:?}"
+    );
+    // Revocation is audited, and the chain verifies.
+    s.revoke_agent(&e.agent_id, "cli:test", T0 + 1).unwrap();
+    assert!(s.agent_auth(&e.agent_id).unwrap().unwrap().revoked);
+    let log = s.audit_list().unwrap();
+    assert_eq!(log.last().unwrap().action, "agent.revoke");
+    assert!(matches!(
+        s.audit_verify().unwrap(),
+        crate::audit::Verification::Intact { .. }
+    ));
+}
+
+/// Runs one contract test against SQLite and PostgreSQL.
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = crate::store::sqlite::SqliteStore::open(dir.path()).unwrap();
+                super::$name(&*store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(pg) = crate::store::pg::testdb::TestPg::start() else {
+                    return;
+                };
+                let url = pg.database("kaoqin");
+                let store = crate::store::pg::PgStore::open(
+                    &url,
+                    &crate::attendance::Settings::default(),
+                )
+                .unwrap();
+                super::$name(&*store).await;
+            }
+        }
+    )*};
+}
+
+both_stores!(
+    exactly_once_and_resends_acknowledged,
+    a_seq_going_backwards_refuses_the_whole_batch,
+    the_trust_rules_refuse_without_touching_the_agent,
+    tokens_are_for_new_machines_unless_made_for_reinstalls,
+);
+
+/// Two collectors on one PostgreSQL database store one agent's overlapping
+/// batches at once: every event once, and no acknowledgement beyond what is
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_on_one_database_store_each_event_once() {
+    let Some(pg) = crate::store::pg::testdb::TestPg::start() else {
+        return;
+    };
+    let url = pg.database("kaoqin");
+    let settings = crate::attendance::Settings::default();
+    let a = crate::store::pg::PgStore::open(&url, &settings).unwrap();
+    let b = crate::store::pg::PgStore::open(&url, &settings).unwrap();
+    let num = enrolled(&*a, "m1").await;
+    let mut tasks = Vec::new();
+    for round in 0..20u64 {
+        for (i, s) in [a.clone(), b.clone()].into_iter().enumerate() {
+            // Each collector gets the same window of seqs, as an agent retrying
+            // against the other one would send it.
+            let seqs = (round * 10 + 1)..=(round * 10 + 10 + i as u64 * 5);
+            tasks.push(tokio::spawn(async move {
+                s.store_batch(batch(num, seqs.clone()))
+                    .await
+                    .map(|o| (seqs, o))
+            }));
+        }
+    }
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok((seqs, o)) => assert!(o.acked_seq >= *seqs.end(), "{o:?} for {seqs:?}"),
+            // A window that lands after a later one is a seq going backwards for
+            // the later one's gap: refused whole, as for one collector.
+            Err(StoreError::Invalid(m)) => assert!(m.contains("goes backwards"), "{m}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let (rows, distinct) = a.count_events().unwrap();
+    assert_eq!(rows, distinct, "each (agent, seq) once");
+    let seqs = stored_seqs(&*b);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    let acked = a.agents().unwrap()[0].max_seq;
+    assert_eq!(
+        Some(&acked),
+        seqs.last(),
+        "the acknowledgement is what is stored"
+    );
+}
+
+/// A collector whose database goes away answers Busy (agents keep their spools
+/// and retry) and works again, by itself, once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_is_busy_and_recovers_by_itself() {
+    let Some(pg) = crate::store::pg::testdb::TestPg::start() else {
+        return;
+    };
+    let url = pg.database("kaoqin");
+    let s = crate::store::pg::PgStore::open(&url, &crate::attendance::Settings::default()).unwrap();
+    let num = enrolled(&*s, "m1").await;
+    s.store_batch(batch(num, 1..=3)).await.unwrap();
+    pg.crash();
+    let err = s.store_batch(batch(num, 4..=6)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+    assert!(matches!(s.count_events(), Err(StoreError::Busy(_))));
+    pg.restart();
+    // Connections the crash broke are dropped as they are found; a few tries
+    // at most, with no wait between them.
+    let mut outcome = Err(StoreError::Busy(String::new()));
+    for _ in 0..super::pg::POOL_SIZE + 2 {
+        outcome = s.store_batch(batch(num, 4..=6)).await;
+        if outcome.is_ok() {
+            break;
+        }
+    }
+    assert_eq!(outcome.unwrap().acked_seq, 6);
+    assert_eq!(s.count_events().unwrap(), (6, 6));
+}
