@@ -15,7 +15,7 @@
 
 use crate::config::Config;
 use crate::ingest::Clock;
-use crate::store::sqlite::SqliteStore;
+use crate::store::Opened;
 use crate::verdicts::{LiveRules, Rules};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ pub struct Collector {
     listeners: Listeners,
     config: Config,
     clock: Clock,
-    store: Arc<SqliteStore>,
+    store: Opened,
     rules: Arc<LiveRules>,
     tls: Option<tonic::transport::ServerTlsConfig>,
     /// The server certificate and key (PEM) for the pages, when over TLS.
@@ -44,7 +44,8 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Opens the store in `config.server.data_dir` and reads the rules and the TLS
+    /// Opens the store (`config.storage.url`, or the SQLite file in
+    /// `config.server.data_dir`) and reads the rules and the TLS
     /// certificate. Fails, naming the problem, on a bad rule, an unreadable store,
     /// or no certificate where plaintext is not allowed.
     pub fn new(listeners: Listeners, config: Config, clock: Clock) -> anyhow::Result<Collector> {
@@ -61,8 +62,9 @@ impl Collector {
             _ => None,
         };
         let rules = Rules::from_config(&config)?;
-        let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
-        let rules = Arc::new(LiveRules::new(store.clone(), rules));
+        let store = crate::store::open(&data_dir, config.storage.url.as_deref(), &rules.settings)?;
+        tracing::info!(store = %store.describe(), "Store open.");
+        let rules = Arc::new(LiveRules::new(store.stores(), rules));
         Ok(Collector {
             listeners,
             config,
@@ -118,14 +120,14 @@ impl Collector {
         };
         let every = std::time::Duration::from_secs(config.attendance.recompute_seconds.into());
         let recompute = crate::verdicts::spawn_recompute(
-            store.clone(),
+            store.stores(),
             rules.clone(),
             every,
             clock.clone(),
             stopped(),
         );
         let web = listeners.http.map(|l| {
-            let app = crate::web::App::with_appeals(store.clone(), rules.clone(), config.appeals);
+            let app = crate::web::App::with_appeals(store.stores(), rules.clone(), config.appeals);
             match web_pem {
                 Some((cert, key)) => {
                     tokio::spawn(crate::web::run_tls(l, app, cert, key, stopped()))
@@ -133,12 +135,12 @@ impl Collector {
                 None => tokio::spawn(crate::web::run(l, app, stopped())),
             }
         });
-        let reports = crate::report_service::ReportApi::new(store.clone(), rules);
+        let reports = crate::report_service::ReportApi::new(store.stores(), rules);
         let grpc_stop = stopped();
         let mut grpc = tokio::spawn(async move {
             crate::server::serve(
                 listeners.grpc,
-                store,
+                Arc::new(store),
                 &config,
                 clock,
                 tls,
@@ -274,6 +276,6 @@ mod tests {
             .unwrap();
         // Everything let go of the store: nothing listens, and the file opens again.
         assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
-        SqliteStore::open(dir.path()).unwrap();
+        crate::store::sqlite::SqliteStore::open(dir.path()).unwrap();
     }
 }

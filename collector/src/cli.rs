@@ -2,7 +2,6 @@
 
 use crate::config::Config;
 use crate::store::concerns::*;
-use crate::store::sqlite::SqliteStore;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -25,6 +24,10 @@ pub struct DataDirArg {
     /// Configuration file.
     #[arg(long, env = "KAOQIN_CONFIG")]
     pub config: Option<PathBuf>,
+    /// PostgreSQL instead of the SQLite file in the data dir:
+    /// postgres://user:password@host:port/database (overrides storage.url).
+    #[arg(long, env = "KAOQIN_DATABASE")]
+    pub database: Option<String>,
 }
 
 impl DataDirArg {
@@ -33,11 +36,27 @@ impl DataDirArg {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
+        let mut config = config;
         let dir = self
             .data_dir
             .clone()
             .unwrap_or_else(|| config.server.data_dir.clone());
+        config.server.data_dir = dir.clone();
+        if let Some(url) = &self.database {
+            config.storage.url = Some(url.clone());
+        }
         Ok((config, dir))
+    }
+
+    /// Opens the store these arguments name, with the rules' settings.
+    pub(crate) fn open_store(
+        &self,
+    ) -> anyhow::Result<(std::sync::Arc<dyn Stores>, crate::verdicts::Rules, Config)> {
+        let (config, data_dir) = self.resolve()?;
+        let rules = crate::verdicts::Rules::from_config(&config)?;
+        let store =
+            crate::store::open(&data_dir, config.storage.url.as_deref(), &rules.settings)?.stores();
+        Ok((store, rules, config))
     }
 }
 
@@ -337,9 +356,7 @@ pub enum ReportCommand {
 fn open_with_rules(
     dirs: &DataDirArg,
 ) -> anyhow::Result<(std::sync::Arc<dyn Stores>, crate::verdicts::Rules, Config)> {
-    let (config, data_dir) = dirs.resolve()?;
-    let rules = crate::verdicts::Rules::from_config(&config)?;
-    let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
+    let (store, rules, config) = dirs.open_store()?;
     let rules = rules.with_store_notices(&*store)?;
     Ok((store, rules, config))
 }
@@ -429,9 +446,11 @@ fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
         CalendarCommand::Show { year, format, dirs } => {
             let (config, data_dir) = dirs.resolve()?;
             let rules = crate::verdicts::Rules::from_config(&config)?;
-            // The notices imported into the data dir, if it has a database.
-            let rules = if data_dir.join(crate::store::sqlite::DB_FILE).exists() {
-                let store = SqliteStore::open_with(&data_dir, &rules.settings)?;
+            // The notices imported into the store, if there is one.
+            let rules = if config.storage.url.is_some()
+                || data_dir.join(crate::store::sqlite::DB_FILE).exists()
+            {
+                let (store, _, _) = dirs.open_store()?;
                 rules.with_store_notices(&*store)?
             } else {
                 rules
@@ -743,8 +762,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if uses == 0 {
                 anyhow::bail!("--uses: must be at least 1");
             }
-            let (_, data_dir) = dirs.resolve()?;
-            let store = SqliteStore::open(&data_dir)?;
+            let (store, _, _) = dirs.open_store()?;
             let spec = crate::store::TokenSpec {
                 ttl_ms,
                 max_uses: Some(uses),
@@ -764,22 +782,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::List { dirs, format },
         } => {
-            let (_, data_dir) = dirs.resolve()?;
-            crate::admin::token_list(&*SqliteStore::open(&data_dir)?, format)
+            let (store, _, _) = dirs.open_store()?;
+            crate::admin::token_list(&*store, format)
         }
         Command::Token {
             command: TokenCommand::Revoke { prefix, dirs },
         } => {
-            let (_, data_dir) = dirs.resolve()?;
-            crate::admin::token_revoke(&*SqliteStore::open(&data_dir)?, &prefix)
+            let (store, _, _) = dirs.open_store()?;
+            crate::admin::token_revoke(&*store, &prefix)
         }
         Command::Agents { command } => {
             let dirs = match &command {
                 crate::admin::AgentsCommand::List { dirs, .. }
                 | crate::admin::AgentsCommand::Revoke { dirs, .. } => dirs.clone(),
             };
-            let (_, data_dir) = dirs.resolve()?;
-            crate::admin::agents(&*SqliteStore::open(&data_dir)?, command)
+            let (store, _, _) = dirs.open_store()?;
+            crate::admin::agents(&*store, command)
         }
         Command::Integrity(args) => {
             let (store, rules, config) = open_with_rules(&args.dirs)?;
@@ -790,8 +808,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::admin::AuditCommand::List { dirs, .. }
                 | crate::admin::AuditCommand::Verify { dirs, .. } => dirs.clone(),
             };
-            let (_, data_dir) = dirs.resolve()?;
-            crate::admin::audit(&*SqliteStore::open(&data_dir)?, command)
+            let (store, _, _) = dirs.open_store()?;
+            crate::admin::audit(&*store, command)
         }
         Command::Staff { command } => run_staff(command),
         Command::Calendar { command } => run_calendar(command),
@@ -852,8 +870,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             agent,
             format: _,
         } => {
-            let (_, data_dir) = dirs.resolve()?;
-            let store = SqliteStore::open(&data_dir)?;
+            let (store, _, _) = dirs.open_store()?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             store.for_each_event(agent.as_deref(), &mut |e| {

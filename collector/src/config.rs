@@ -15,6 +15,16 @@ pub struct Config {
     pub agents: AgentPolicy,
     pub attendance: AttendanceConfig,
     pub appeals: AppealsConfig,
+    pub storage: StorageConfig,
+}
+
+/// Where the collector keeps its data.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `postgres://user:pass@host:port/db` for PostgreSQL; unset, the embedded
+    /// SQLite file in the data dir. `--database` and `KAOQIN_DATABASE` win over it.
+    pub url: Option<String>,
 }
 
 /// What staff may appeal.

@@ -12,7 +12,6 @@
 
 use crate::store::StoreError;
 use crate::store::concerns::*;
-use crate::store::sqlite::SqliteStore;
 use serde::Serialize;
 
 /// How long a web session lasts without logging in again.
@@ -205,6 +204,33 @@ pub fn check_username(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What a new account needs before anything is stored: a good username, an
+/// employee for a staff account, a department for a department head.
+pub fn check_new_user(new: &NewUser) -> Result<(), StoreError> {
+    check_username(&new.username).map_err(StoreError::Invalid)?;
+    if new.role == Role::Staff && new.employee_id.is_none() {
+        return Err(StoreError::Invalid(
+            "a staff account needs --employee".into(),
+        ));
+    }
+    if new.role == Role::DeptHead && new.departments.is_empty() {
+        return Err(StoreError::Invalid(
+            "a dept_head account needs --department".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A password a person may choose: long enough.
+pub fn check_password(password: &str) -> Result<(), StoreError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "a password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// A new account to create.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -274,15 +300,7 @@ pub enum UserTokenCommand {
 }
 
 fn open(dirs: &crate::cli::DataDirArg) -> anyhow::Result<std::sync::Arc<dyn Stores>> {
-    let config = match &dirs.config {
-        Some(p) => crate::config::Config::load(p)?,
-        None => crate::config::Config::default(),
-    };
-    let dir = dirs
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| config.server.data_dir.clone());
-    Ok(SqliteStore::open(&dir)?)
+    Ok(dirs.open_store()?.0)
 }
 
 /// Runs `kaoqin-collector user ...`.

@@ -118,6 +118,8 @@ pub struct Collector {
     pub addr: std::net::SocketAddr,
     /// The CA certificate agents pin, when serving TLS.
     pub ca: Option<PathBuf>,
+    /// The PostgreSQL database it stores in, if not the data dir's SQLite file.
+    pub database: Option<String>,
 }
 
 impl Collector {
@@ -179,10 +181,24 @@ impl Collector {
         config: Option<&Path>,
         allow_replay: bool,
     ) -> anyhow::Result<Collector> {
+        Collector::spawn_on(data_dir, addr, ca, config, allow_replay, None)
+    }
+
+    fn spawn_on(
+        data_dir: &Path,
+        addr: &str,
+        ca: Option<PathBuf>,
+        config: Option<&Path>,
+        allow_replay: bool,
+        database: Option<&str>,
+    ) -> anyhow::Result<Collector> {
         let mut cmd = Command::new(bin("kaoqin-collector"));
         cmd.args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc", addr]);
+        if let Some(url) = database {
+            cmd.arg("--database").arg(url);
+        }
         if allow_replay {
             cmd.arg("--allow-replay");
         }
@@ -220,7 +236,28 @@ impl Collector {
             data_dir: data_dir.to_path_buf(),
             addr,
             ca,
+            database: database.map(str::to_owned),
         })
+    }
+
+    /// As [`Collector::start`], storing in the PostgreSQL database at `url`
+    /// (`serve --database URL`) instead of the data dir's SQLite file.
+    pub fn start_on_database(data_dir: &Path, addr: &str, url: &str) -> anyhow::Result<Collector> {
+        Collector::spawn_on(data_dir, addr, None, None, true, Some(url))
+    }
+
+    /// A `kaoqin-collector` command on this collector's store: its data dir and,
+    /// where it has one, its database.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("KAOQIN_LOG", "warn");
+        if let Some(url) = &self.database {
+            cmd.arg("--database").arg(url);
+        }
+        cmd
     }
 
     /// The URL agents use.
@@ -231,27 +268,23 @@ impl Collector {
 
     /// `kaoqin-collector token create`.
     pub fn token(&self) -> anyhow::Result<String> {
-        let mut cmd = Command::new(bin("kaoqin-collector"));
-        cmd.args(["token", "create", "--data-dir"])
-            .arg(&self.data_dir);
+        let cmd = self.cmd(&["token", "create"]);
         Ok(run_ok(cmd, Duration::from_secs(30))?.trim().to_owned())
     }
 
     /// A new enrolment token that also enrols machines already known (a
     /// reinstall): `token create --reenroll`.
     pub fn reenroll_token(&self) -> anyhow::Result<String> {
-        let mut cmd = Command::new(bin("kaoqin-collector"));
-        cmd.args(["token", "create", "--reenroll", "--data-dir"])
-            .arg(&self.data_dir);
+        let cmd = self.cmd(&["token", "create", "--reenroll"]);
         Ok(run_ok(cmd, Duration::from_secs(30))?.trim().to_owned())
     }
 
     /// Stored events as JSON objects (`kaoqin-collector events`).
     pub fn events(&self) -> anyhow::Result<Vec<serde_json::Value>> {
-        let mut cmd = Command::new(bin("kaoqin-collector"));
-        cmd.args(["events", "--format", "jsonl", "--data-dir"])
-            .arg(&self.data_dir);
-        let out = run_ok(cmd, Duration::from_secs(30))?;
+        let out = run_ok(
+            self.cmd(&["events", "--format", "jsonl"]),
+            Duration::from_secs(30),
+        )?;
         out.lines()
             .map(|l| serde_json::from_str(l).with_context(|| format!("event line {l:?}")))
             .collect()

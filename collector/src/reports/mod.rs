@@ -8,7 +8,6 @@ pub mod summary;
 pub mod xlsx;
 
 use crate::store::concerns::*;
-use crate::store::sqlite::SqliteStore;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,16 +40,7 @@ pub fn write_csv_record<W: Write, S: AsRef<str>>(
 pub fn open(
     dirs: &crate::cli::DataDirArg,
 ) -> anyhow::Result<(Arc<dyn Stores>, crate::verdicts::Rules)> {
-    let config = match &dirs.config {
-        Some(p) => crate::config::Config::load(p)?,
-        None => crate::config::Config::default(),
-    };
-    let dir = dirs
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| config.server.data_dir.clone());
-    let rules = crate::verdicts::Rules::from_config(&config)?;
-    let store = SqliteStore::open_with(&dir, &rules.settings)?;
+    let (store, rules, _) = dirs.open_store()?;
     let rules = rules.with_store_notices(&*store)?;
     Ok((store, rules))
 }

@@ -41,17 +41,7 @@ impl SqliteStore {
 impl super::Accounts for SqliteStore {
     /// Creates an account with a one-time password, which is returned.
     fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
-        check_username(&new.username).map_err(StoreError::Invalid)?;
-        if new.role == Role::Staff && new.employee_id.is_none() {
-            return Err(StoreError::Invalid(
-                "a staff account needs --employee".into(),
-            ));
-        }
-        if new.role == Role::DeptHead && new.departments.is_empty() {
-            return Err(StoreError::Invalid(
-                "a dept_head account needs --department".into(),
-            ));
-        }
+        check_new_user(new)?;
         let password = one_time_password()?;
         let hash = hash_password(&password)?;
         let mut conn = self.reader();
@@ -163,11 +153,7 @@ impl super::Accounts for SqliteStore {
 
     /// Sets a person's own password and clears the one-time flag.
     fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
-        if password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(StoreError::Invalid(format!(
-                "a password needs at least {MIN_PASSWORD_CHARS} characters"
-            )));
-        }
+        check_password(password)?;
         let hash = hash_password(password)?;
         self.reader()
             .execute(

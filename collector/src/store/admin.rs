@@ -15,6 +15,22 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// How many hex digits of a token's hash `token list` shows.
 pub const TOKEN_PREFIX_LEN: usize = 12;
 
+/// The hash prefix a revocation names: the hash of a whole token (`kq1-…`), or at
+/// least 6 hex digits of one as `token list` shows it.
+pub(crate) fn token_hash_prefix(prefix: &str) -> Result<String, StoreError> {
+    let prefix = if prefix.starts_with("kq1-") {
+        hash_secret(prefix)
+    } else {
+        prefix.to_ascii_lowercase()
+    };
+    if prefix.len() < 6 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(StoreError::Conflict(format!(
+            "{prefix:?}: give at least 6 hex digits of the hash as `token list` shows it"
+        )));
+    }
+    Ok(prefix)
+}
+
 impl SqliteStore {
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the command connection.
     pub(super) fn write_tx<T>(
@@ -72,16 +88,7 @@ impl super::Admin for SqliteStore {
     /// digits), or the token itself if given whole (`kq1-...`). Returns the hash
     /// prefix. Revoking a revoked token is an error that says so.
     fn revoke_token(&self, prefix: &str, actor: &str, now_ms: i64) -> Result<String, StoreError> {
-        let prefix = if prefix.starts_with("kq1-") {
-            hash_secret(prefix)
-        } else {
-            prefix.to_ascii_lowercase()
-        };
-        if prefix.len() < 6 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(StoreError::Conflict(format!(
-                "{prefix:?}: give at least 6 hex digits of the hash as `token list` shows it"
-            )));
-        }
+        let prefix = token_hash_prefix(prefix)?;
         let err = sql_err(self.path());
         self.write_tx(|conn| {
             let mut stmt = conn

@@ -29,8 +29,69 @@ fn appeal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Appeal> {
 
 const APPEAL_COLUMNS: &str = "id, employee_id, date, requested_status, reason, created_by, created_ms, state, decided_by, decided_ms, comment";
 
+/// The rules of a new appeal that need no stored state: a day already judged,
+/// inside the window, a reason, a status an appeal may ask for. Returns the
+/// trimmed reason.
+pub(crate) fn check_new_appeal(
+    date: Date,
+    requested: Status,
+    reason: &str,
+    today: Date,
+    limits: crate::config::AppealsConfig,
+) -> Result<&str, StoreError> {
+    if date > today {
+        return Err(StoreError::Invalid(format!(
+            "date: {date} has not come yet; an appeal concerns a day that is judged"
+        )));
+    }
+    let oldest = today
+        .checked_sub(jiff::Span::new().days(i64::from(limits.window_days)))
+        .unwrap_or(Date::MIN);
+    if date < oldest {
+        return Err(StoreError::Invalid(format!(
+            "date: {date} is more than {} days ago (the earliest day that may be appealed is {oldest})",
+            limits.window_days
+        )));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(StoreError::Invalid(
+            "an appeal needs a reason of at most 2000 characters".into(),
+        ));
+    }
+    if !APPEALABLE.contains(&requested) {
+        return Err(StoreError::Invalid(format!(
+            "an appeal may ask for present, leave or field, not {}",
+            status_name(requested)
+        )));
+    }
+    Ok(reason)
+}
+
+/// Whether `by` (whose own staff record is `by_employee`) may decide `a`: it is
+/// open, and it is not their own case nor one they filed.
+pub(crate) fn check_decision(
+    a: &Appeal,
+    by: &str,
+    by_employee: Option<&str>,
+) -> Result<(), StoreError> {
+    if a.state != "open" {
+        return Err(StoreError::Conflict(format!(
+            "appeal {} was already {}",
+            a.id, a.state
+        )));
+    }
+    if a.created_by == by || by_employee == Some(a.employee_id.as_str()) {
+        return Err(StoreError::Denied(format!(
+            "appeal {} is {}'s own case; someone else decides it",
+            a.id, a.employee_id
+        )));
+    }
+    Ok(())
+}
+
 /// The audit actor of a web user (a name with a `:` is an actor already).
-fn web_actor(by: &str) -> String {
+pub(crate) fn web_actor(by: &str) -> String {
     if by.contains(':') {
         by.to_owned()
     } else {
@@ -54,32 +115,7 @@ impl super::Appeals for SqliteStore {
         limits: crate::config::AppealsConfig,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        if date > today {
-            return Err(StoreError::Invalid(format!(
-                "date: {date} has not come yet; an appeal concerns a day that is judged"
-            )));
-        }
-        let oldest = today
-            .checked_sub(jiff::Span::new().days(i64::from(limits.window_days)))
-            .unwrap_or(Date::MIN);
-        if date < oldest {
-            return Err(StoreError::Invalid(format!(
-                "date: {date} is more than {} days ago (the earliest day that may be appealed is {oldest})",
-                limits.window_days
-            )));
-        }
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 2000 {
-            return Err(StoreError::Invalid(
-                "an appeal needs a reason of at most 2000 characters".into(),
-            ));
-        }
-        if !APPEALABLE.contains(&requested) {
-            return Err(StoreError::Invalid(format!(
-                "an appeal may ask for present, leave or field, not {}",
-                status_name(requested)
-            )));
-        }
+        let reason = check_new_appeal(date, requested, reason, today, limits)?;
         let conn = self.reader();
         let err = sql_err(self.path());
         let open: bool = conn
@@ -219,18 +255,7 @@ impl super::Appeals for SqliteStore {
             .optional()
             .map_err(&err)?
             .ok_or_else(|| StoreError::Invalid(format!("no appeal {id}")))?;
-        if a.state != "open" {
-            return Err(StoreError::Conflict(format!(
-                "appeal {id} was already {}",
-                a.state
-            )));
-        }
-        if a.created_by == by || by_employee == Some(a.employee_id.as_str()) {
-            return Err(StoreError::Denied(format!(
-                "appeal {id} is {}'s own case; someone else decides it",
-                a.employee_id
-            )));
-        }
+        check_decision(&a, by, by_employee)?;
         let state = if approve { "approved" } else { "rejected" };
         tx.execute(
             "UPDATE appeals SET state = ?1, decided_by = ?2, decided_ms = ?3, comment = ?4 WHERE id = ?5",

@@ -28,7 +28,26 @@ pub struct NoticeInfo {
     pub days: usize,
 }
 
-fn kind_from(text: &str) -> Result<DayKind, StoreError> {
+/// How many holidays and make-up workdays a notice names; an error for a day of
+/// any other kind.
+pub(crate) fn notice_counts(notice: &Notice) -> Result<(usize, usize), StoreError> {
+    let (mut holidays, mut makeup) = (0, 0);
+    for d in &notice.days {
+        match d.kind {
+            DayKind::Holiday => holidays += 1,
+            DayKind::MakeupWorkday => makeup += 1,
+            other => {
+                return Err(StoreError::Invalid(format!(
+                    "{}: a notice names holidays and make-up workdays, not {other}",
+                    d.date
+                )));
+            }
+        }
+    }
+    Ok((holidays, makeup))
+}
+
+pub(crate) fn kind_from(text: &str) -> Result<DayKind, StoreError> {
     match text {
         "holiday" => Ok(DayKind::Holiday),
         "makeup_workday" => Ok(DayKind::MakeupWorkday),
@@ -157,18 +176,8 @@ impl super::CalendarNotices for SqliteStore {
                     "INSERT INTO calendar_notice_days (date, year, kind, note) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(&err)?;
-            let (mut holidays, mut makeup) = (0, 0);
+            let (holidays, makeup) = notice_counts(notice)?;
             for d in &notice.days {
-                match d.kind {
-                    DayKind::Holiday => holidays += 1,
-                    DayKind::MakeupWorkday => makeup += 1,
-                    other => {
-                        return Err(StoreError::Invalid(format!(
-                            "{}: a notice names holidays and make-up workdays, not {other}",
-                            d.date
-                        )));
-                    }
-                }
                 insert
                     .execute(params![
                         d.date.to_string(),

@@ -165,7 +165,7 @@ const EVERYONE_EXEMPTIONS: &str = "SELECT employee_id, kind, start_ms, end_ms, n
     ORDER BY +employee_id, start_ms, id";
 
 /// A snake_case enum name as stored in a TEXT column.
-fn enum_from_text<T: serde::de::DeserializeOwned>(
+pub(crate) fn enum_from_text<T: serde::de::DeserializeOwned>(
     column: &str,
     text: &str,
 ) -> Result<T, StoreError> {
@@ -173,14 +173,14 @@ fn enum_from_text<T: serde::de::DeserializeOwned>(
         .map_err(|_| StoreError::Corrupt(format!("day_verdicts.{column} {text:?}")))
 }
 
-fn enum_to_text<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn enum_to_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
 }
 
-fn parse_kind(s: &str) -> Option<ExemptionKind> {
+pub(crate) fn parse_kind(s: &str) -> Option<ExemptionKind> {
     match s {
         "leave" => Some(ExemptionKind::Leave),
         "field" => Some(ExemptionKind::Field),
@@ -189,7 +189,7 @@ fn parse_kind(s: &str) -> Option<ExemptionKind> {
     }
 }
 
-fn ts(ms: i64) -> Timestamp {
+pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
         Timestamp::MIN
     } else {

@@ -247,6 +247,102 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// An opened store of either kind: what `serve` ingests into and every command
+/// reads through.
+#[derive(Clone)]
+pub enum Opened {
+    Sqlite(std::sync::Arc<sqlite::SqliteStore>),
+    Postgres(std::sync::Arc<pg::PgStore>),
+}
+
+/// Opens the store: PostgreSQL when `url` is given (`postgres://…`), else the
+/// embedded SQLite file in `data_dir`. `settings` decide which attendance days a
+/// batch marks dirty.
+pub fn open(
+    data_dir: &std::path::Path,
+    url: Option<&str>,
+    settings: &crate::attendance::Settings,
+) -> Result<Opened, StoreError> {
+    match url {
+        None => Ok(Opened::Sqlite(sqlite::SqliteStore::open_with(
+            data_dir, settings,
+        )?)),
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            Ok(Opened::Postgres(pg::PgStore::open(u, settings)?))
+        }
+        Some(u) => Err(StoreError::Invalid(format!(
+            "--database {}: expected postgres://user:password@host:port/database (or no --database for the SQLite file in the data dir)",
+            pg::redact(u)
+        ))),
+    }
+}
+
+impl Opened {
+    /// Every concern of the store, for the modules above `store/`.
+    pub fn stores(&self) -> std::sync::Arc<dyn Stores> {
+        match self {
+            Opened::Sqlite(s) => s.clone(),
+            Opened::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// What the store is, for the log: the SQLite file or the server.
+    pub fn describe(&self) -> String {
+        match self {
+            Opened::Sqlite(s) => s.path().display().to_string(),
+            Opened::Postgres(s) => s.at().to_owned(),
+        }
+    }
+}
+
+impl Store for Opened {
+    async fn enroll(
+        &self,
+        token: &str,
+        host: HostFacts,
+        now_ms: i64,
+    ) -> Result<Enrolment, StoreError> {
+        match self {
+            Opened::Sqlite(s) => s.enroll(token, host, now_ms).await,
+            Opened::Postgres(s) => s.enroll(token, host, now_ms).await,
+        }
+    }
+
+    fn agent_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
+        match self {
+            Opened::Sqlite(s) => s.agent_auth(agent_id),
+            Opened::Postgres(s) => s.agent_auth(agent_id),
+        }
+    }
+
+    async fn store_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {
+        match self {
+            Opened::Sqlite(s) => s.store_batch(batch).await,
+            Opened::Postgres(s) => s.store_batch(batch).await,
+        }
+    }
+
+    async fn record_refusal(
+        &self,
+        agent_num: i64,
+        at_ms: i64,
+        seq: Option<u64>,
+        detail: String,
+        claimed: Option<Claimed>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Opened::Sqlite(s) => {
+                s.record_refusal(agent_num, at_ms, seq, detail, claimed)
+                    .await
+            }
+            Opened::Postgres(s) => {
+                s.record_refusal(agent_num, at_ms, seq, detail, claimed)
+                    .await
+            }
+        }
+    }
+}
+
 /// What a refused event claimed: its corrected instant and the OS account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {

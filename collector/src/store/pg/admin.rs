@@ -150,16 +150,7 @@ impl crate::store::Admin for PgStore {
     }
 
     fn revoke_token(&self, prefix: &str, actor: &str, now_ms: i64) -> Result<String, StoreError> {
-        let prefix = if prefix.starts_with("kq1-") {
-            hash_secret(prefix)
-        } else {
-            prefix.to_ascii_lowercase()
-        };
-        if prefix.len() < 6 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(StoreError::Conflict(format!(
-                "{prefix:?}: give at least 6 hex digits of the hash as `token list` shows it"
-            )));
-        }
+        let prefix = crate::store::admin::token_hash_prefix(prefix)?;
         self.block(self.with_audit(
             |short: &String| {
                 AuditEntry::new(

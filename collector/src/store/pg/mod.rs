@@ -14,7 +14,10 @@
 //! The traits per concern are synchronous; this store runs each call on its own
 //! small runtime and waits for it (see [`PgStore::block`]).
 
+pub mod accounts;
 pub mod admin;
+pub mod appeals;
+pub mod directory;
 pub mod ingest;
 pub mod schema;
 
@@ -164,6 +167,37 @@ impl PgInner {
             .map_err(|e| StoreError::Busy(format!("database {}: {e}", self.at)))
     }
 
+    /// Runs one statement (prepared once per connection) and returns its rows.
+    pub(crate) async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let c = self.conn().await?;
+        let stmt = c.prepare_cached(sql).await.map_err(self.err())?;
+        c.query(&stmt, params).await.map_err(self.err())
+    }
+
+    /// The one row of a statement, if any.
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// Runs one statement; returns how many rows it changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let c = self.conn().await?;
+        let stmt = c.prepare_cached(sql).await.map_err(self.err())?;
+        c.execute(&stmt, params).await.map_err(self.err())
+    }
+
     /// Runs `f` on this store's runtime and waits for it: from a plain thread
     /// directly, from inside another runtime on a helper thread (a runtime cannot
     /// be waited on from inside one).
@@ -241,5 +275,5 @@ impl Drop for PgStore {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testdb;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testdb;

@@ -3,7 +3,8 @@
 //! server runs as the `postgres` user, which PostgreSQL insists on.
 //!
 //! Without PostgreSQL installed a test is skipped with a message, unless `CI=true`,
-//! where that is a failure.
+//! where that is a failure. Used by this crate's store tests and by the
+//! end-to-end tests; never by the collector itself.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,7 +17,7 @@ const BIN_DIRS: [&str; 3] = [
 ];
 
 /// A running server.
-pub(crate) struct TestPg {
+pub struct TestPg {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
@@ -40,7 +41,7 @@ fn run(cmd: &mut Command) -> Result<String, String> {
 impl TestPg {
     /// Starts a server, or returns `None` (with a message) where PostgreSQL is
     /// not installed and `CI` is not `true`.
-    pub(crate) fn start() -> Option<TestPg> {
+    pub fn start() -> Option<TestPg> {
         let Some(bin) = BIN_DIRS
             .iter()
             .map(PathBuf::from)
@@ -117,7 +118,7 @@ impl TestPg {
     }
 
     /// Creates database `name` and returns its URL.
-    pub(crate) fn database(&self, name: &str) -> String {
+    pub fn database(&self, name: &str) -> String {
         run(self
             .cmd("psql")
             .args([
@@ -135,7 +136,7 @@ impl TestPg {
     }
 
     /// Stops the server at once, as a crash would.
-    pub(crate) fn crash(&self) {
+    pub fn crash(&self) {
         let _ =
             run(self
                 .cmd("pg_ctl")
@@ -145,7 +146,7 @@ impl TestPg {
     }
 
     /// Starts it again on the same port.
-    pub(crate) fn restart(&self) {
+    pub fn restart(&self) {
         run(self.cmd("pg_ctl").arg("-D").arg(self.data()).args([
             "-o",
             &format!(
@@ -161,8 +162,7 @@ impl TestPg {
         .expect("restart");
     }
 
-    #[allow(dead_code)]
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 }

@@ -1,0 +1,214 @@
+//! Accounts, sessions and API tokens on PostgreSQL (see [`crate::users`]).
+
+use super::PgStore;
+use crate::store::{Accounts, StoreError, hash_secret, new_secret};
+use crate::users::*;
+
+const USER_COLUMNS: &str = "u.id, u.username, u.role, u.employee_id, u.must_change_password,
+    ARRAY(SELECT department FROM user_departments d WHERE d.user_id = u.id ORDER BY department)";
+
+fn user_row(r: &tokio_postgres::Row) -> User {
+    let role: String = r.get(2);
+    User {
+        id: r.get(0),
+        username: r.get(1),
+        role: Role::parse(&role).unwrap_or(Role::Staff),
+        employee_id: r.get(3),
+        departments: r.get(5),
+        must_change_password: r.get(4),
+    }
+}
+
+impl Accounts for PgStore {
+    fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
+        check_new_user(new)?;
+        let password = one_time_password()?;
+        let hash = hash_password(&password)?;
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let err = self.err();
+            let tx = conn.transaction().await.map_err(&err)?;
+            if let Some(id) = &new.employee_id {
+                let known: bool = tx
+                    .query_one(
+                        "SELECT EXISTS(SELECT 1 FROM staff WHERE employee_id = $1)",
+                        &[id],
+                    )
+                    .await
+                    .map_err(&err)?
+                    .get(0);
+                if !known {
+                    return Err(StoreError::Invalid(format!(
+                        "employee {id:?} is not in the staff directory"
+                    )));
+                }
+            }
+            let row = tx
+                .query_opt(
+                    "INSERT INTO users (username, password_hash, role, employee_id, must_change_password, created_ms)
+                     VALUES ($1, $2, $3, $4, true, $5)
+                     ON CONFLICT (username) DO NOTHING RETURNING id",
+                    &[&new.username, &hash, &new.role.as_str(), &new.employee_id, &now_ms],
+                )
+                .await
+                .map_err(&err)?;
+            let Some(row) = row else {
+                return Err(StoreError::Invalid(format!(
+                    "username {:?} is taken",
+                    new.username
+                )));
+            };
+            let id: i64 = row.get(0);
+            for d in &new.departments {
+                tx.execute(
+                    "INSERT INTO user_departments (user_id, department) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[&id, d],
+                )
+                .await
+                .map_err(&err)?;
+            }
+            tx.commit().await.map_err(&err)?;
+            Ok(())
+        })?;
+        Ok(password)
+    }
+
+    fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.block(async {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE username = $1 AND disabled_ms IS NULL"
+            );
+            Ok(self
+                .query_opt(&sql, &[&username])
+                .await?
+                .as_ref()
+                .map(user_row))
+        })
+    }
+
+    fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.block(async {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY username");
+            Ok(self.query(&sql, &[]).await?.iter().map(user_row).collect())
+        })
+    }
+
+    fn check_login(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
+        let row = self.block(self.query_opt(
+            "SELECT id, password_hash FROM users WHERE username = $1 AND disabled_ms IS NULL",
+            &[&username],
+        ))?;
+        match row {
+            Some(r) if verify_password(password, r.get(1)) => self.user_by_name(username),
+            Some(_) => Ok(None),
+            None => {
+                // Spend the same time as a wrong password, so timing shows nothing.
+                let _ = verify_password(password, DUMMY_HASH);
+                Ok(None)
+            }
+        }
+    }
+
+    fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
+        check_password(password)?;
+        let hash = hash_password(password)?;
+        self.block(self.execute(
+            "UPDATE users SET password_hash = $1, must_change_password = false WHERE id = $2",
+            &[&hash, &user_id],
+        ))?;
+        Ok(())
+    }
+
+    fn create_session(&self, user_id: i64, now_ms: i64) -> Result<String, StoreError> {
+        let token = new_secret()?;
+        self.block(async {
+            self.execute(
+                "DELETE FROM web_sessions WHERE expires_ms <= $1",
+                &[&now_ms],
+            )
+            .await?;
+            self.execute(
+                "INSERT INTO web_sessions (token_hash, user_id, created_ms, expires_ms)
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &hash_secret(&token),
+                    &user_id,
+                    &now_ms,
+                    &(now_ms + SESSION_TTL_MS),
+                ],
+            )
+            .await
+        })?;
+        Ok(token)
+    }
+
+    fn session_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+        self.block(async {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM web_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = $1 AND s.expires_ms > $2 AND u.disabled_ms IS NULL"
+            );
+            let row = self
+                .query_opt(&sql, &[&hash_secret(token), &now_ms])
+                .await?;
+            Ok(row.as_ref().map(user_row))
+        })
+    }
+
+    fn end_session(&self, token: &str) -> Result<(), StoreError> {
+        self.block(self.execute(
+            "DELETE FROM web_sessions WHERE token_hash = $1",
+            &[&hash_secret(token)],
+        ))?;
+        Ok(())
+    }
+
+    fn end_sessions_of(&self, user_id: i64, except: Option<&str>) -> Result<(), StoreError> {
+        let keep = except.map(hash_secret).unwrap_or_default();
+        self.block(self.execute(
+            "DELETE FROM web_sessions WHERE user_id = $1 AND token_hash != $2",
+            &[&user_id, &keep],
+        ))?;
+        Ok(())
+    }
+
+    fn create_api_token(
+        &self,
+        username: &str,
+        ttl_ms: i64,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let user = self
+            .user_by_name(username)?
+            .ok_or_else(|| StoreError::Invalid(format!("no account {username:?}")))?;
+        let token = format!("kqu1-{}", new_secret()?);
+        self.block(self.execute(
+            "INSERT INTO api_tokens (hash, user_id, created_ms, expires_ms, note)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &hash_secret(&token),
+                &user.id,
+                &now_ms,
+                &now_ms.saturating_add(ttl_ms),
+                &note,
+            ],
+        ))?;
+        Ok(token)
+    }
+
+    fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
+        self.block(async {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.hash = $1 AND t.expires_ms > $2 AND t.revoked_ms IS NULL
+                   AND u.disabled_ms IS NULL"
+            );
+            let row = self
+                .query_opt(&sql, &[&hash_secret(token), &now_ms])
+                .await?;
+            Ok(row.as_ref().map(user_row))
+        })
+    }
+}
