@@ -135,6 +135,8 @@ impl Collector {
                 None => tokio::spawn(crate::web::run(l, app, stopped())),
             }
         });
+        let (store_ok, watch_ok) = tokio::sync::watch::channel(true);
+        let watcher = watch_store(store.stores(), store_ok, stopped());
         let reports = crate::report_service::ReportApi::new(store.stores(), rules);
         let grpc_stop = stopped();
         let mut grpc = tokio::spawn(async move {
@@ -143,8 +145,11 @@ impl Collector {
                 Arc::new(store),
                 &config,
                 clock,
-                tls,
-                Some(reports),
+                crate::server::Options {
+                    tls,
+                    reports: Some(reports),
+                    store_ok: watch_ok,
+                },
                 grpc_stop,
             )
             .await
@@ -164,11 +169,44 @@ impl Collector {
             None => Ok(Ok(())),
         };
         recompute.await?;
+        watcher.await?;
         grpc??;
         web??;
         tracing::info!("Collector stopped.");
         Ok(())
     }
+}
+
+/// How often the store is asked whether it answers.
+const STORE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks the store every [`STORE_CHECK`] whether it answers and says so on
+/// `ok` when that changes (health follows it), until `shutdown`.
+fn watch_store(
+    store: Arc<dyn crate::store::Stores>,
+    ok: tokio::sync::watch::Sender<bool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut periodic = crate::periodic::Periodic::new(STORE_CHECK, shutdown);
+        while periodic.next().await {
+            let store = store.clone();
+            let answers = tokio::task::spawn_blocking(move || store.ping())
+                .await
+                .map(|r| r.map_err(|e| e.to_string()));
+            let now_ok = matches!(answers, Ok(Ok(())));
+            if *ok.borrow() != now_ok {
+                match &answers {
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "The store does not answer; health says NOT_SERVING until it does.")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "The store check failed."),
+                    Ok(Ok(())) => tracing::info!("The store answers again; health says SERVING."),
+                }
+                ok.send_replace(now_ok);
+            }
+        }
+    })
 }
 
 /// Serves on `listeners` with `config` until `shutdown` completes, then drains:

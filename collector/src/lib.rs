@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod integrity;
 pub mod leave;
 pub mod notice;
+pub mod periodic;
 pub mod ratelimit;
 pub mod report_service;
 pub mod reports;

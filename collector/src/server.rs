@@ -15,18 +15,31 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Every call is cut off after this long.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Serves gRPC (AgentService, health, reflection; the ReportService for scripts
-/// when `reports` is given) on `listener`, over TLS when `tls` is given, until
-/// `shutdown` completes; then finishes the calls in flight.
+/// What gRPC serves besides agents.
+pub struct Options {
+    /// TLS with the server certificate; plaintext when `None`.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The ReportService for scripts.
+    pub reports: Option<crate::report_service::ReportApi>,
+    /// Whether the store answers: health follows it.
+    pub store_ok: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Serves gRPC (AgentService, health, reflection, and what `options` adds) on
+/// `listener` until `shutdown` completes; then finishes the calls in flight.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     store: Arc<S>,
     config: &Config,
     clock: Clock,
-    tls: Option<tonic::transport::ServerTlsConfig>,
-    reports: Option<crate::report_service::ReportApi>,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let Options {
+        tls,
+        reports,
+        mut store_ok,
+    } = options;
     let ingest = Ingest::new(store, &config.agents, clock).allow_replay(config.server.allow_replay);
     if config.server.allow_replay {
         tracing::warn!(
@@ -39,11 +52,34 @@ pub async fn serve<S: Store>(
     health
         .set_serving::<pb::agent_service_server::AgentServiceServer<Ingest<S>>>()
         .await;
-    if reports.is_some() {
+    let with_reports = reports.is_some();
+    if with_reports {
         health
             .set_serving::<pb::report_service_server::ReportServiceServer<crate::report_service::ReportApi>>()
             .await;
     }
+    // Health follows the store: NOT_SERVING while it does not answer, so a load
+    // balancer sends agents elsewhere; SERVING again once it does.
+    let follow = health.clone();
+    let follower = tokio::spawn(async move {
+        while store_ok.changed().await.is_ok() {
+            let ok = *store_ok.borrow_and_update();
+            type Agents<S> = pb::agent_service_server::AgentServiceServer<Ingest<S>>;
+            type Reports =
+                pb::report_service_server::ReportServiceServer<crate::report_service::ReportApi>;
+            if ok {
+                follow.set_serving::<Agents<S>>().await;
+                if with_reports {
+                    follow.set_serving::<Reports>().await;
+                }
+            } else {
+                follow.set_not_serving::<Agents<S>>().await;
+                if with_reports {
+                    follow.set_not_serving::<Reports>().await;
+                }
+            }
+        }
+    });
     // Reflection in both versions: v1, and v1alpha, which grpcio-reflection,
     // older grpcurl and Postman speak.
     let reflection_builder = || {
@@ -76,6 +112,7 @@ pub async fn serve<S: Store>(
         }))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
+    follower.abort();
     Ok(())
 }
 

@@ -881,16 +881,9 @@ pub fn spawn_recompute(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut periodic = crate::periodic::Periodic::new(every, shutdown);
         let mut warned_on: Option<Date> = None;
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                _ = tick.tick() => {}
-            }
+        while periodic.next().await {
             let (store, rules, clock) = (store.clone(), rules.clone(), clock.clone());
             let r = tokio::task::spawn_blocking(move || {
                 let rules = rules.current();

@@ -48,6 +48,12 @@ impl SqliteStore {
 }
 
 impl super::Admin for SqliteStore {
+    fn ping(&self) -> Result<(), StoreError> {
+        self.reader()
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(sql_err(self.path()))
+    }
+
     /// Every enrolment token, newest first.
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.reader();

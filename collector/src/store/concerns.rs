@@ -61,6 +61,9 @@ pub trait Accounts: Send + Sync {
 
 /// Enrolment tokens and agents, as the officer's commands see them.
 pub trait Admin: Send + Sync {
+    /// Whether the store answers at all (health checks): `Busy` when it does not.
+    fn ping(&self) -> Result<(), StoreError>;
+
     /// Every enrolment token, newest first.
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError>;
 

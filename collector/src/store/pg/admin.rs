@@ -109,6 +109,13 @@ impl PgInner {
 }
 
 impl crate::store::Admin for PgStore {
+    fn ping(&self) -> Result<(), StoreError> {
+        self.block(async {
+            self.query("SELECT 1", &[]).await?;
+            Ok(())
+        })
+    }
+
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         self.block(async {
             let conn = self.conn().await?;
