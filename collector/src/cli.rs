@@ -144,6 +144,17 @@ pub enum Command {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
     },
+    /// Move an office from its SQLite file to an empty PostgreSQL database:
+    /// everything, with the audit chain intact. Stop `serve` first.
+    Migrate {
+        /// The data dir whose kaoqin.db is moved.
+        #[arg(long)]
+        from: PathBuf,
+        /// postgres://user:password@host:port/database (empty: no agents, staff,
+        /// users or audit log).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -865,6 +876,44 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: ReportCommand::Summary(args),
         } => crate::reports::summary::run_cli(args),
         Command::User { command } => crate::users::run_cli(command),
+        Command::Migrate { from, to } => {
+            init_logging();
+            let db = from.join(crate::store::sqlite::DB_FILE);
+            anyhow::ensure!(
+                db.exists(),
+                "--from {}: no {} there",
+                from.display(),
+                crate::store::sqlite::DB_FILE
+            );
+            let settings = crate::attendance::Settings::default();
+            let source = crate::store::sqlite::SqliteStore::open_with(&from, &settings)?;
+            let crate::store::Opened::Postgres(target) =
+                crate::store::open(&from, Some(&to), &settings)?
+            else {
+                anyhow::bail!("--to: expected postgres://user:password@host:port/database");
+            };
+            let before = source.audit_verify()?;
+            let counts = source.migrate_to(&target)?;
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            println!(
+                "migrated {total} rows from {} to {}:",
+                db.display(),
+                target.at()
+            );
+            for (table, n) in &counts {
+                println!("  {table:<22} {n:>10}");
+            }
+            match (before, target.audit_verify()?) {
+                (
+                    crate::audit::Verification::Intact { head: a, records },
+                    crate::audit::Verification::Intact { head: b, .. },
+                ) if a == b => {
+                    println!("audit chain: {records} records, head {b}, as in the SQLite file")
+                }
+                (_, after) => anyhow::bail!("the audit chain did not come over intact: {after:?}"),
+            }
+            Ok(())
+        }
         Command::Events {
             dirs,
             agent,

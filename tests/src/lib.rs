@@ -309,6 +309,13 @@ impl Drop for Collector {
     }
 }
 
+/// A `kaoqin-collector` command with no data dir of its own (`migrate`).
+pub fn collector_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("kaoqin-collector"));
+    cmd.args(args).env("KAOQIN_LOG", "warn");
+    cmd
+}
+
 /// A `kaoqin-agent` command with its state dir set.
 pub fn agent(state_dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin("kaoqin-agent"));

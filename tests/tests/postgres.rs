@@ -258,3 +258,60 @@ fn a_lost_database_and_a_killed_collector_lose_nothing_and_count_nothing_twice()
     assert_eq!(events.len(), one.events().unwrap().len(), "every event");
     assert_eq!(figures(&a), figures(&one));
 }
+
+#[test]
+fn an_office_moves_from_sqlite_to_postgres_with_everything() {
+    let Some(pg) = TestPg::start() else {
+        return;
+    };
+    let url = pg.database("office");
+    let dir = tempfile::tempdir().unwrap();
+    let one = on_sqlite(dir.path());
+    let expected = figures(&one);
+    let events = stored_once(&one).len();
+    let data = one.data_dir.clone();
+    drop(one);
+
+    let migrate = || {
+        kaoqin_tests::collector_command(&[
+            "migrate",
+            "--from",
+            data.to_str().unwrap(),
+            "--to",
+            &url,
+        ])
+    };
+    let out = run_ok(migrate(), LIMIT).unwrap();
+    let count = |table: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(table))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {table} count in {out}"))
+    };
+    assert_eq!(count("events ") as usize, events, "{out}");
+    assert_eq!(count("staff "), 3, "{out}");
+    assert_eq!(count("agents "), 2, "{out}");
+    assert!(count("day_verdicts ") >= 3, "{out}");
+    assert!(out.contains("as in the SQLite file"), "{out}");
+
+    // A collector on the database has it all, and the audit chain verifies.
+    let moved =
+        Collector::start_on_database(&dir.path().join("moved"), "127.0.0.1:0", &url).unwrap();
+    assert_eq!(figures(&moved), expected);
+    assert_eq!(stored_once(&moved).len(), events);
+    run_ok(moved.cmd(&["audit", "verify"]), LIMIT).unwrap();
+    // New rows continue the ids: a token made now is listed beside the two old ones.
+    moved.token().unwrap();
+    let tokens = run_ok(moved.cmd(&["token", "list", "--format", "json"]), LIMIT).unwrap();
+    let tokens: Vec<serde_json::Value> = serde_json::from_str(&tokens).unwrap();
+    assert_eq!(tokens.len(), 3, "{tokens:#?}");
+    // A second migration into the now used database is refused, changing nothing.
+    let again = kaoqin_tests::run_bounded(migrate(), LIMIT).unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("migrate into an empty one"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(stored_once(&moved).len(), events);
+}

@@ -26,6 +26,7 @@ mod contract;
 pub mod derived;
 pub mod directory;
 pub mod integrity;
+pub mod migrate;
 pub mod pg;
 pub mod sqlite;
 pub mod trust;
