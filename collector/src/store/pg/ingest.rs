@@ -226,13 +226,13 @@ impl PgInner {
         let mut conn = self.conn().await?;
         let err = self.err();
         let tx = conn.transaction().await.map_err(&err)?;
-        let row = tx
-            .query_one(
+        let lock = tx
+            .prepare_cached(
                 "SELECT max_seq, enrolled_ms, latest_at_ms FROM agents WHERE num = $1 FOR UPDATE",
-                &[&b.agent_num],
             )
             .await
             .map_err(&err)?;
+        let row = tx.query_one(&lock, &[&b.agent_num]).await.map_err(&err)?;
         let state = crate::store::trust::AgentState {
             max_seq: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
             enrolled_ms: row.get(1),
@@ -251,7 +251,9 @@ impl PgInner {
         let sent: Vec<i64> = b.events.iter().map(|e| e.seq as i64).collect();
         let present: std::collections::HashSet<i64> = if sent.iter().any(|s| *s <= stored_max) {
             tx.query(
-                "SELECT seq FROM events WHERE agent = $1 AND seq = ANY($2)",
+                &tx.prepare_cached("SELECT seq FROM events WHERE agent = $1 AND seq = ANY($2)")
+                    .await
+                    .map_err(&err)?,
                 &[&b.agent_num, &sent],
             )
             .await
@@ -288,90 +290,92 @@ impl PgInner {
             .iter()
             .map(|e| kaoqin_proto::convert::encode_stored_kind(e))
             .collect();
-        let inserted = if fresh.is_empty() {
-            0
-        } else {
-            tx.execute(
-                "INSERT INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
-                 SELECT $1, s, a, $2, $3, k, acc, d
-                 FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bytea[])
-                      AS t(s, a, k, acc, d)
-                 ON CONFLICT (agent, seq) DO NOTHING",
-                &[
-                    &b.agent_num,
-                    &b.clock_offset_ms,
-                    &b.received_ms,
-                    &seqs,
-                    &ats,
-                    &kinds,
-                    &accounts,
-                    &data,
-                ],
-            )
-            .await
-            .map_err(&err)?
-        };
         let max_seq = fresh.iter().map(|e| e.seq as i64).max().unwrap_or(0);
-        // Which accounts the PC has seen, and the days to judge again.
-        for (account, (first, last)) in &facts.seen {
-            tx.execute(
-                "INSERT INTO pc_accounts (agent, account, first_ms, last_ms) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (agent, account) DO UPDATE SET
-                    first_ms = LEAST(pc_accounts.first_ms, excluded.first_ms),
-                    last_ms = GREATEST(pc_accounts.last_ms, excluded.last_ms)",
-                &[&b.agent_num, account, first, last],
-            )
-            .await
-            .map_err(&err)?;
-        }
+        let seen: Vec<&String> = facts.seen.keys().collect();
+        let firsts: Vec<i64> = facts.seen.values().map(|v| v.0).collect();
+        let lasts: Vec<i64> = facts.seen.values().map(|v| v.1).collect();
         let dates: Vec<String> = facts.dirty_dates().iter().map(|d| d.to_string()).collect();
-        if !dates.is_empty() {
-            tx.execute(
-                "INSERT INTO dirty_days (account, date)
-                 SELECT p.account, d FROM pc_accounts p, unnest($2::text[]) AS d
-                 WHERE p.agent = $1
-                 ON CONFLICT DO NOTHING",
-                &[&b.agent_num, &dates],
-            )
-            .await
-            .map_err(&err)?;
-        }
         let (first, last) = (
             b.events.first().map_or(0, |e| e.seq as i64),
             b.events.last().map_or(0, |e| e.seq as i64),
         );
-        tx.execute(
-            "INSERT INTO batches (agent, received_ms, sent_at_ms, clock_offset_ms, first_seq, last_seq, events, inserted)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &b.agent_num,
-                &b.received_ms,
-                &b.sent_at_ms,
-                &b.clock_offset_ms,
-                &first,
-                &last,
-                &(b.events.len() as i64),
-                &(inserted as i64),
-            ],
-        )
-        .await
-        .map_err(&err)?;
-        let acked: i64 = tx
-            .query_one(
+        // Under the agent's lock every fresh event is new.
+        let (new_rows, events_sent) = (fresh.len() as i64, b.events.len() as i64);
+        let prepared = tokio::try_join!(
+            tx.prepare_cached(
+                "INSERT INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
+                 SELECT $1, s, a, $2, $3, k, acc, d
+                 FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bytea[])
+                      AS t(s, a, k, acc, d)
+                 ON CONFLICT DO NOTHING"
+            ),
+            // Which accounts the PC has seen, and the days to judge again.
+            tx.prepare_cached(
+                "INSERT INTO pc_accounts (agent, account, first_ms, last_ms)
+                 SELECT $1, a, f, l FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS t(a, f, l)
+                 ON CONFLICT (agent, account) DO UPDATE SET
+                    first_ms = LEAST(pc_accounts.first_ms, excluded.first_ms),
+                    last_ms = GREATEST(pc_accounts.last_ms, excluded.last_ms)"
+            ),
+            tx.prepare_cached(
+                "INSERT INTO dirty_days (account, date)
+                 SELECT p.account, d FROM pc_accounts p, unnest($2::text[]) AS d
+                 WHERE p.agent = $1
+                 ON CONFLICT DO NOTHING"
+            ),
+            tx.prepare_cached(
+                "INSERT INTO batches (agent, received_ms, sent_at_ms, clock_offset_ms, first_seq, last_seq, events, inserted)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            tx.prepare_cached(
                 "UPDATE agents SET max_seq = GREATEST(max_seq, $2), last_seen_ms = $3,
                         clock_offset_ms = $4, latest_at_ms = $5
-                 WHERE num = $1 RETURNING max_seq",
-                &[
-                    &b.agent_num,
-                    &max_seq,
-                    &b.received_ms,
-                    &b.clock_offset_ms,
-                    &latest,
-                ],
-            )
-            .await
-            .map_err(&err)?
-            .get(0);
+                 WHERE num = $1 RETURNING max_seq"
+            ),
+        )
+        .map_err(&err)?;
+        let (ins_events, ins_accounts, ins_dirty, ins_batch, update) = prepared;
+        // Sent together and answered together (one round trip); the server runs
+        // them in this order, so the dirty marks see the accounts just recorded.
+        type P<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+        let event_rows: [P<'_>; 8] = [
+            &b.agent_num,
+            &b.clock_offset_ms,
+            &b.received_ms,
+            &seqs,
+            &ats,
+            &kinds,
+            &accounts,
+            &data,
+        ];
+        let account_rows: [P<'_>; 4] = [&b.agent_num, &seen, &firsts, &lasts];
+        let dirty_rows: [P<'_>; 2] = [&b.agent_num, &dates];
+        let batch_row: [P<'_>; 8] = [
+            &b.agent_num,
+            &b.received_ms,
+            &b.sent_at_ms,
+            &b.clock_offset_ms,
+            &first,
+            &last,
+            &events_sent,
+            &new_rows,
+        ];
+        let agent_row: [P<'_>; 5] = [
+            &b.agent_num,
+            &max_seq,
+            &b.received_ms,
+            &b.clock_offset_ms,
+            &latest,
+        ];
+        let (inserted, _, _, _, acked) = tokio::try_join!(
+            tx.execute(&ins_events, &event_rows),
+            tx.execute(&ins_accounts, &account_rows),
+            tx.execute(&ins_dirty, &dirty_rows),
+            tx.execute(&ins_batch, &batch_row),
+            tx.query_one(&update, &agent_row),
+        )
+        .map_err(&err)?;
+        let acked: i64 = acked.get(0);
         tx.commit().await.map_err(&err)?;
         Ok(BatchOutcome {
             acked_seq: acked as u64,
