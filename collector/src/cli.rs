@@ -61,6 +61,19 @@ impl DataDirArg {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Drop the raw events of the months before YYYY-MM (UTC months), whose
+    /// verdicts must be final; those days keep their verdicts, frozen.
+    Prune {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The first month kept, YYYY-MM.
+        #[arg(long)]
+        before: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve agents (gRPC) until SIGINT or SIGTERM.
     Serve {
@@ -133,8 +146,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::users::UserCommand,
     },
-    /// Print stored raw events, one JSON object a line.
+    /// Print stored raw events, one JSON object a line; `events prune` drops old ones.
+    #[command(args_conflicts_with_subcommands = true)]
     Events {
+        #[command(subcommand)]
+        command: Option<EventsCommand>,
         #[command(flatten)]
         dirs: DataDirArg,
         /// Only this agent's events.
@@ -915,6 +931,29 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events {
+            command: Some(EventsCommand::Prune { dirs, before }),
+            ..
+        } => {
+            let before: jiff::civil::Date = format!("{before}-01")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--before {before:?}: expected a month, YYYY-MM"))?;
+            let (store, rules, _) = dirs.open_store()?;
+            let now = jiff::Timestamp::now();
+            let today = rules.settings.time_zone.to_datetime(now).date();
+            crate::store::retention::check_before(before, today)?;
+            let pruned =
+                store.prune_events(before, &crate::audit::cli_actor(), now.as_millisecond())?;
+            println!(
+                "dropped {} events and {} batches before {}; verdicts before {} are frozen",
+                pruned.events,
+                pruned.batches,
+                before.strftime("%Y-%m"),
+                crate::store::retention::frozen_before(before)
+            );
+            Ok(())
+        }
+        Command::Events {
+            command: None,
             dirs,
             agent,
             format: _,

@@ -564,9 +564,13 @@ pub fn recompute_dirty(store: &dyn Stores, rules: &Rules, now: Timestamp) -> any
                 .and_then(|(_, user)| listed.get(user).copied())
         })
     };
+    // Days whose events were pruned keep the verdict they have.
+    let frozen = store.frozen_before()?;
     let mut todo: BTreeSet<(&str, Date)> = BTreeSet::new();
     for (account, date) in &dirty {
-        if let Some(p) = owner(account) {
+        if let Some(p) = owner(account)
+            && frozen.is_none_or(|f| *date >= f)
+        {
             todo.insert((p.employee_id.as_str(), *date));
         }
     }
@@ -747,6 +751,8 @@ pub fn walk_between(
         _ => None,
     };
     let dirty = dirty_keys(store.dirty_between(from, to)?);
+    // A stored verdict of a day whose events were pruned stands as it is.
+    let frozen = store.frozen_before()?;
     let settings = &rules.settings;
     let mut dates = Vec::new();
     let mut d = from;
@@ -780,6 +786,9 @@ pub fn walk_between(
         .collect();
     let mut exempt_fp: Vec<Option<(u64, usize, String)>> = vec![None; people.len()];
     let mut fresh = |di: usize, i: usize, s: &StoredVerdict<'_>| -> bool {
+        if frozen.is_some_and(|f| s.date < f) {
+            return true;
+        }
         if s.provisional {
             return false;
         }

@@ -8,6 +8,7 @@
 use super::calendar::NoticeInfo;
 use super::directory::{ImportCounts, JudgedDay, KnownPc, StoredVerdict, Unmapped};
 use super::integrity::{FirstSighting, OffsetBatch, RecordedEvent, TroubleEvent};
+use super::retention::Pruned;
 use super::{AgentInfo, NewToken, StoreError, StoredEvent, TokenInfo, TokenSpec};
 use crate::attendance::{Exemption, Notice, Person, Settings, Status};
 use crate::audit::{AuditEntry, AuditRecord, Verification};
@@ -326,6 +327,15 @@ pub trait Events: Send + Sync {
 
     /// Counts stored events, and distinct (agent, seq) pairs among them.
     fn count_events(&self) -> Result<(u64, u64), StoreError>;
+
+    /// Drops the raw events and batches of the (UTC) months before `before` (the
+    /// first of a month) and freezes the verdicts before
+    /// [`super::retention::frozen_before`]; refuses while any of those is dirty or
+    /// provisional. Audited as `events.prune` by `actor`.
+    fn prune_events(&self, before: Date, actor: &str, now_ms: i64) -> Result<Pruned, StoreError>;
+
+    /// The day before which verdicts are frozen (their events were pruned).
+    fn frozen_before(&self) -> Result<Option<Date>, StoreError>;
 }
 
 /// Every concern of a store: what the collector above `store/` holds.

@@ -7,7 +7,7 @@
 //! the trust rules refuse without touching the agent's state; enrolment tokens
 //! are new-only unless made for reinstalls; raw events read back as stored.
 
-use super::concerns::{Admin, Audit, Events};
+use super::concerns::{Admin, Audit, Events, Verdicts};
 use super::{Batch, HostFacts, Store, StoreError, TokenSpec};
 use kaoqin_proto::event::{Event, EventKind};
 
@@ -182,6 +182,57 @@ pub(crate) async fn tokens_are_for_new_machines_unless_made_for_reinstalls<
     ));
 }
 
+pub(crate) async fn old_months_are_pruned_once_their_verdicts_are_final<
+    S: Store + Admin + Audit + Events + Verdicts,
+>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    let at = |day: &str| -> i64 {
+        format!("{day}T01:00:00Z")
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond()
+    };
+    // A replayed October and November, stored with their dirty marks.
+    let mut b = batch(num, 1..=4);
+    b.replay = true;
+    for (e, day) in
+        b.events
+            .iter_mut()
+            .zip(["2026-10-05", "2026-10-30", "2026-11-02", "2026-11-20"])
+    {
+        e.at_ms = at(day);
+    }
+    s.store_batch(b).await.unwrap();
+    let before: jiff::civil::Date = "2026-11-01".parse().unwrap();
+    let err = s.prune_events(before, "cli:test", T0).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("not final")),
+        "{err:?}"
+    );
+    assert_eq!(s.count_events().unwrap().0, 4, "nothing dropped");
+    assert_eq!(s.frozen_before().unwrap(), None);
+    // Once judged (the marks taken), October goes.
+    s.take_dirty().unwrap();
+    let pruned = s.prune_events(before, "cli:test", T0).unwrap();
+    assert_eq!(pruned.events, 2);
+    assert_eq!(stored_seqs(s), [3, 4]);
+    assert_eq!(
+        s.frozen_before().unwrap(),
+        Some("2026-11-03".parse().unwrap())
+    );
+    assert_eq!(
+        s.audit_list().unwrap().last().unwrap().action,
+        "events.prune"
+    );
+    // Ingest goes on.
+    let mut next = batch(num, [5]);
+    next.events[0].at_ms = at("2026-11-21");
+    next.replay = true;
+    assert_eq!(s.store_batch(next).await.unwrap().acked_seq, 5);
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -215,6 +266,7 @@ both_stores!(
     a_seq_going_backwards_refuses_the_whole_batch,
     the_trust_rules_refuse_without_touching_the_agent,
     tokens_are_for_new_machines_unless_made_for_reinstalls,
+    old_months_are_pruned_once_their_verdicts_are_final,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

@@ -15,7 +15,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The tables, parents before children.
-const TABLES: [&str; 23] = [
+const TABLES: [&str; 24] = [
     "tokens",
     "agents",
     "batches",
@@ -39,6 +39,7 @@ const TABLES: [&str; 23] = [
     "corrections",
     "calendar_notices",
     "calendar_notice_days",
+    "retention",
 ];
 
 /// Identity columns, which go on from the highest id copied.
@@ -112,6 +113,19 @@ impl SqliteStore {
                 "--to {}: the database already holds agents, staff, users or an audit log; migrate into an empty one",
                 to.at()
             )));
+        }
+        // The monthly partitions the events need, first.
+        let (lo, hi): (Option<i64>, Option<i64>) = conn
+            .query_row("SELECT min(at_ms), max(at_ms) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(&err)?;
+        if let (Some(lo), Some(hi)) = (lo, hi) {
+            const DAY_MS: i64 = 86_400_000;
+            // Months outside 2000..2100 have no partition of their own.
+            let (lo, hi) = (lo.max(946_684_800_000), hi.min(4_102_444_800_000));
+            let months = (lo..=hi).step_by(28 * DAY_MS as usize).chain([hi]);
+            to.block(to.ensure_months(months))?;
         }
         let mut counts = Vec::new();
         for table in TABLES {

@@ -28,6 +28,7 @@ pub mod directory;
 pub mod integrity;
 pub mod migrate;
 pub mod pg;
+pub mod retention;
 pub mod sqlite;
 pub mod trust;
 

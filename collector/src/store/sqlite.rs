@@ -77,6 +77,8 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 /// 14. staff_pcs: each person's own PCs as the directory lists them (hostname or
 ///     machine id, lower case); presence on others is marked in the evidence.
 ///     Integrity events by agent (re-enrolments in a day's evidence).
+/// 15. retention: the day before which verdicts are frozen, their raw events
+///     pruned (`events prune`, `crate::store::retention`).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -355,6 +357,13 @@ CREATE TABLE staff_pcs (
     PRIMARY KEY (employee_id, pc)
 ) WITHOUT ROWID;
 CREATE INDEX integrity_events_by_agent ON integrity_events(agent, at_ms);
+"#,
+    r#"
+CREATE TABLE retention (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    frozen_before TEXT NOT NULL,
+    pruned_ms     INTEGER NOT NULL
+);
 "#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
@@ -717,6 +726,74 @@ impl super::Events for SqliteStore {
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
             .map_err(sql_err(&self.path))
+    }
+
+    fn prune_events(
+        &self,
+        before: jiff::civil::Date,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<super::retention::Pruned, StoreError> {
+        use super::retention;
+        let boundary = retention::boundary_ms(before)?;
+        let frozen = retention::frozen_before(before).to_string();
+        let err = sql_err(&self.path);
+        self.write_tx(|conn| {
+            let (dirty, provisional): (i64, i64) = conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM dirty_days WHERE date < ?1),
+                            (SELECT count(*) FROM day_verdicts WHERE date < ?1 AND provisional)",
+                    [&frozen],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(&err)?;
+            if let Some(refusal) = retention::not_final(before, dirty, provisional) {
+                return Err(refusal);
+            }
+            let events = conn
+                .execute("DELETE FROM events WHERE at_ms < ?1", [boundary])
+                .map_err(&err)? as u64;
+            let batches = conn
+                .execute("DELETE FROM batches WHERE received_ms < ?1", [boundary])
+                .map_err(&err)? as u64;
+            conn.execute(
+                "INSERT INTO retention (id, frozen_before, pruned_ms) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET
+                    frozen_before = max(frozen_before, excluded.frozen_before),
+                    pruned_ms = excluded.pruned_ms",
+                params![frozen, now_ms],
+            )
+            .map_err(&err)?;
+            let pruned = retention::Pruned { events, batches };
+            super::audit_log::append(
+                conn,
+                &crate::audit::AuditEntry::new(
+                    now_ms,
+                    actor,
+                    "events.prune",
+                    before.strftime("%Y-%m").to_string(),
+                    serde_json::json!({ "events": events, "batches": batches, "frozen_before": frozen }),
+                ),
+            )?;
+            Ok(pruned)
+        })
+    }
+
+    fn frozen_before(&self) -> Result<Option<jiff::civil::Date>, StoreError> {
+        let text: Option<String> = self
+            .reader()
+            .query_row(
+                "SELECT frozen_before FROM retention WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err(&self.path))?;
+        text.map(|t| {
+            t.parse()
+                .map_err(|_| StoreError::Corrupt(format!("retention.frozen_before {t:?}")))
+        })
+        .transpose()
     }
 }
 
@@ -1767,6 +1844,7 @@ mod tests {
                  DROP TABLE enrolments;
                  DROP TABLE integrity_events;
                  DROP TABLE staff_pcs;
+                 DROP TABLE retention;
                  PRAGMA user_version = 7;",
             )
             .unwrap();

@@ -395,4 +395,98 @@ impl crate::store::Events for PgStore {
             Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
         })
     }
+
+    fn prune_events(
+        &self,
+        before: jiff::civil::Date,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<crate::store::retention::Pruned, StoreError> {
+        use crate::store::retention;
+        let boundary = retention::boundary_ms(before)?;
+        let frozen = retention::frozen_before(before).to_string();
+        let (before_y, before_m) = (before.year(), before.month());
+        self.block(self.with_audit(
+            |p: &retention::Pruned| {
+                AuditEntry::new(
+                    now_ms,
+                    actor,
+                    "events.prune",
+                    before.strftime("%Y-%m").to_string(),
+                    serde_json::json!({ "events": p.events, "batches": p.batches, "frozen_before": frozen }),
+                )
+            },
+            async |tx| {
+                let err = self.err();
+                let r = tx
+                    .query_one(
+                        "SELECT (SELECT count(*) FROM dirty_days WHERE date < $1),
+                                (SELECT count(*) FROM day_verdicts WHERE date < $1 AND provisional)",
+                        &[&frozen],
+                    )
+                    .await
+                    .map_err(&err)?;
+                if let Some(refusal) = retention::not_final(before, r.get(0), r.get(1)) {
+                    return Err(refusal);
+                }
+                // Whole months go with their partitions; the rest row by row.
+                let parts = tx
+                    .query(
+                        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                         WHERE i.inhparent = 'events'::regclass AND c.relname::text LIKE 'events\\_%\\_%'",
+                        &[],
+                    )
+                    .await
+                    .map_err(&err)?;
+                let mut events = 0u64;
+                for p in &parts {
+                    let name: String = p.get(0);
+                    let month = name
+                        .strip_prefix("events_")
+                        .and_then(|ym| ym.split_once('_'))
+                        .and_then(|(y, m)| Some((y.parse::<i16>().ok()?, m.parse::<i8>().ok()?)));
+                    if month.is_some_and(|ym| ym < (before_y, before_m)) {
+                        let n: i64 = tx
+                            .query_one(&format!("SELECT count(*) FROM {name}"), &[])
+                            .await
+                            .map_err(&err)?
+                            .get(0);
+                        tx.batch_execute(&format!("DROP TABLE {name}"))
+                            .await
+                            .map_err(&err)?;
+                        events += n as u64;
+                    }
+                }
+                events += tx
+                    .execute("DELETE FROM events WHERE at_ms < $1", &[&boundary])
+                    .await
+                    .map_err(&err)?;
+                let batches = tx
+                    .execute("DELETE FROM batches WHERE received_ms < $1", &[&boundary])
+                    .await
+                    .map_err(&err)?;
+                tx.execute(
+                    "INSERT INTO retention (id, frozen_before, pruned_ms) VALUES (1, $1, $2)
+                     ON CONFLICT (id) DO UPDATE SET
+                        frozen_before = GREATEST(retention.frozen_before, excluded.frozen_before),
+                        pruned_ms = excluded.pruned_ms",
+                    &[&frozen, &now_ms],
+                )
+                .await
+                .map_err(&err)?;
+                Ok(retention::Pruned { events, batches })
+            },
+        ))
+    }
+
+    fn frozen_before(&self) -> Result<Option<jiff::civil::Date>, StoreError> {
+        let row =
+            self.block(self.query_opt("SELECT frozen_before FROM retention WHERE id = 1", &[]))?;
+        row.map(|r| {
+            let t: String = r.get(0);
+            t.parse()
+                .map_err(|_| StoreError::Corrupt(format!("retention.frozen_before {t:?}")))
+        })
+        .transpose()
+    }
 }

@@ -223,6 +223,7 @@ impl PgInner {
     }
 
     async fn batch_tx(&self, b: &Batch) -> Result<BatchOutcome, StoreError> {
+        self.ensure_months(b.events.iter().map(|e| e.at_ms)).await?;
         let mut conn = self.conn().await?;
         let err = self.err();
         let tx = conn.transaction().await.map_err(&err)?;

@@ -50,6 +50,19 @@ pub struct PgInner {
     /// Decide which attendance days a batch marks dirty.
     settings: Settings,
     auth: RwLock<HashMap<String, (AgentAuth, std::time::Instant)>>,
+    /// Monthly partitions of `events` known to exist: (year, month).
+    months: std::sync::Mutex<std::collections::HashSet<(i16, i8)>>,
+}
+
+/// The UTC month of an instant, when the events table has monthly partitions for
+/// it (2000 to 2099; others are kept in `events_other`).
+fn month_of(at_ms: i64) -> Option<(i16, i8)> {
+    let d = jiff::tz::TimeZone::UTC
+        .to_datetime(jiff::Timestamp::from_millisecond(at_ms).ok()?)
+        .date();
+    (2000..2100)
+        .contains(&d.year())
+        .then(|| (d.year(), d.month()))
 }
 
 impl std::ops::Deref for PgStore {
@@ -140,6 +153,7 @@ impl PgStore {
                 at,
                 settings: settings.clone(),
                 auth: RwLock::new(HashMap::new()),
+                months: Default::default(),
             }),
             rt: Some(rt),
         };
@@ -165,6 +179,31 @@ impl PgInner {
             .get()
             .await
             .map_err(|e| StoreError::Busy(format!("database {}: {e}", self.at)))
+    }
+
+    /// Makes sure the monthly partitions for `instants` exist (each is made once,
+    /// by whichever collector first stores an event of its month).
+    pub(crate) async fn ensure_months(
+        &self,
+        instants: impl Iterator<Item = i64>,
+    ) -> Result<(), StoreError> {
+        let wanted: std::collections::BTreeSet<(i16, i8)> = instants.filter_map(month_of).collect();
+        let missing: Vec<(i16, i8)> = {
+            let known = self.months.lock().unwrap_or_else(|p| p.into_inner());
+            wanted.into_iter().filter(|m| !known.contains(m)).collect()
+        };
+        for (y, m) in missing {
+            self.execute(
+                "SELECT kaoqin_event_month($1, $2)",
+                &[&i32::from(y), &i32::from(m)],
+            )
+            .await?;
+            self.months
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((y, m));
+        }
+        Ok(())
     }
 
     /// Runs one statement (prepared once per connection) and returns its rows.
