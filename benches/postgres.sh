@@ -54,16 +54,26 @@ one() { # store: sqlite | pg1 | pg2
   # Every collector listening (its store open and migrated) before anything else.
   for i in $(seq 1 $n); do urls+=("$(url_of "$work" "c$i")"); done
   token=$("$bin/kaoqin-collector" token create --data-dir "$work/c1" ${db:+--database "$db"} --uses 100000)
+  # CPU seconds the database server and the collectors spend over the run.
+  pg_cpu() { ps -u postgres -o times= 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+  collector_cpu() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
+  local pg0 c0=()
+  pg0=$(pg_cpu)
+  for p in "${pids[@]}"; do c0+=("$(collector_cpu "$p")"); done
   for i in $(seq 1 $n); do
     "$bin/kaoqin-loadgen" --collector "${urls[$((i-1))]}" --token "$token" --agents "$per" \
       --interval 0 --batch "$batch" --duration 20 --run-id "$store$i" 2>"$work/lg$i.err" | tail -1 >"$work/lg$i.out" &
     lines+=($!)
   done
   for p in "${lines[@]}"; do wait "$p"; done
+  local pg1; pg1=$(pg_cpu)
   for i in $(seq 1 $n); do
-    rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/${pids[$((i-1))]}/status")
-    echo "$scenario run $run $store collector $i/$n: $(cat "$work/lg$i.out")  collector_peak_rss_mib: $rss"
+    local pid=${pids[$((i-1))]}
+    rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$pid/status")
+    cpu=$(echo "$(collector_cpu "$pid") - ${c0[$((i-1))]}" | bc)
+    echo "$scenario run $run $store collector $i/$n: $(cat "$work/lg$i.out")  collector_peak_rss_mib: $rss  collector_cpu_s: $cpu"
   done
+  echo "$scenario run $run $store: postgres_cpu_s: $(echo "$pg1 - $pg0" | bc)"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
   rm -rf "$work"
 }
