@@ -187,28 +187,28 @@ pub fn render_days(
 /// Runs `report daily`: everyone's verdict on `date` (corrections applied), written
 /// to `out_file` or stdout, and the export recorded in the audit log.
 pub fn run_cli(
-    dirs: &crate::cli::DataDirArg,
+    store: &dyn crate::store::Stores,
+    rules: &crate::verdicts::Rules,
     date: jiff::civil::Date,
     department: Option<&str>,
     format: Format,
     out_file: Option<&std::path::Path>,
     now: Option<jiff::Timestamp>,
 ) -> anyhow::Result<()> {
-    let (store, rules) = super::open(dirs)?;
     let now = now.unwrap_or_else(jiff::Timestamp::now);
-    let mut verdicts = crate::verdicts::verdicts_for_date(&*store, &rules, date, now)?;
+    let mut verdicts = crate::verdicts::verdicts_for_date(store, rules, date, now)?;
     if let Some(d) = department {
         verdicts.retain(|v| v.department == d);
     }
     let days = super::corrections::apply(verdicts, &store.corrections(date, date)?);
-    if let Some(n) = super::provisional_note(&rules, date, date) {
+    if let Some(n) = super::provisional_note(rules, date, date) {
         eprintln!("warning: {n}");
     }
     super::write_output(out_file, format == Format::Xlsx, |out| {
         render_days(&days, format, &rules.settings.time_zone, out)
     })?;
     super::audit_export(
-        &*store,
+        store,
         &format!("report daily --date {date} --format {format:?}"),
     );
     Ok(())

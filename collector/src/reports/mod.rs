@@ -10,7 +10,6 @@ pub mod xlsx;
 use crate::store::concerns::*;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 /// A CSV cell as spreadsheet programs may open it: a text beginning with `=`, `+`,
 /// `-`, `@` (or a tab or carriage return) would be taken for a formula, so it gets
@@ -34,15 +33,6 @@ pub fn write_csv_record<W: Write, S: AsRef<str>>(
         .map(|c| spreadsheet_safe(c.as_ref()).into_owned())
         .collect();
     w.write_record(&cells)
-}
-
-/// Opens the store and the rules of a report command's `--config` and `--data-dir`.
-pub fn open(
-    dirs: &crate::cli::DataDirArg,
-) -> anyhow::Result<(Arc<dyn Stores>, crate::verdicts::Rules)> {
-    let (store, rules, _) = dirs.open_store()?;
-    let rules = rules.with_store_notices(&*store)?;
-    Ok((store, rules))
 }
 
 /// What a report of `from..=to` says when part of it lies in a year without a

@@ -560,42 +560,29 @@ pub fn weekly(days: &[ReportDay]) -> Vec<Week> {
     t.weeks()
 }
 
-/// `report summary` arguments.
-#[derive(Debug, clap::Args)]
-pub struct SummaryArgs {
-    #[command(flatten)]
-    pub dirs: crate::cli::DataDirArg,
-    /// First date.
-    #[arg(long)]
+/// What `report summary` is asked for.
+#[derive(Debug, Clone)]
+pub struct SummaryRequest {
     pub from: Date,
-    /// Last date (inclusive).
-    #[arg(long)]
     pub to: Date,
-    /// One row per staff member or per department.
-    #[arg(long, value_enum, default_value = "staff")]
     pub by: By,
-    /// Only this department.
-    #[arg(long)]
     pub department: Option<String>,
-    /// Output format (xlsx needs --out).
-    #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Write to this file instead of stdout.
-    #[arg(long)]
     pub out: Option<std::path::PathBuf>,
-    /// The present instant (tests and replays); default: the clock.
-    #[arg(long, hide = true)]
     pub now: Option<jiff::Timestamp>,
 }
 
 /// Runs `report summary`.
-pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
-    let (store, rules) = super::open(&args.dirs)?;
+pub fn run_cli(
+    store: &dyn Stores,
+    rules: &crate::verdicts::Rules,
+    args: SummaryRequest,
+) -> anyhow::Result<()> {
     let now = args.now.unwrap_or_else(jiff::Timestamp::now);
     let mut people = store.staff()?;
     people.retain(|p| args.department.as_ref().is_none_or(|d| &p.department == d));
-    let (rows, _) = summary_between(&*store, &rules, args.from, args.to, args.by, &people, now)?;
-    let note = super::provisional_note(&rules, args.from, args.to);
+    let (rows, _) = summary_between(store, rules, args.from, args.to, args.by, &people, now)?;
+    let note = super::provisional_note(rules, args.from, args.to);
     if let Some(n) = &note {
         eprintln!("warning: {n}");
     }
@@ -603,7 +590,7 @@ pub fn run_cli(args: SummaryArgs) -> anyhow::Result<()> {
         render(&rows, args.format, note.as_deref(), out)
     })?;
     super::audit_export(
-        &*store,
+        store,
         &format!(
             "report summary --from {} --to {} --by {:?} --format {:?}",
             args.from, args.to, args.by, args.format

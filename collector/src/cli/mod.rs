@@ -1,5 +1,8 @@
 //! The `kaoqin-collector` command line (ARCHITECTURE.md lists the contract).
 
+pub mod admin;
+pub mod users;
+
 use crate::config::Config;
 use crate::store::concerns::*;
 use anyhow::Context;
@@ -106,15 +109,15 @@ pub enum Command {
     /// Enrolled agents: list them, revoke one.
     Agents {
         #[command(subcommand)]
-        command: crate::admin::AgentsCommand,
+        command: crate::cli::admin::AgentsCommand,
     },
     /// What the officer must look at: agents stopped or crashed, data lost, clocks
     /// off, agents silent or revoked.
-    Integrity(crate::admin::IntegrityArgs),
+    Integrity(crate::cli::admin::IntegrityArgs),
     /// The hash-chained audit log: list it, verify it.
     Audit {
         #[command(subcommand)]
-        command: crate::admin::AuditCommand,
+        command: crate::cli::admin::AuditCommand,
     },
     /// The staff directory: who is who, and which OS accounts are theirs.
     Staff {
@@ -144,7 +147,7 @@ pub enum Command {
     /// Accounts of the people who read reports (web pages, API tokens).
     User {
         #[command(subcommand)]
-        command: crate::users::UserCommand,
+        command: users::UserCommand,
     },
     /// Print stored raw events, one JSON object a line; `events prune` drops old ones.
     #[command(args_conflicts_with_subcommands = true)]
@@ -215,7 +218,7 @@ pub enum TokenCommand {
         #[command(flatten)]
         dirs: DataDirArg,
         #[arg(long, value_enum, default_value = "table")]
-        format: crate::admin::ListFormat,
+        format: crate::cli::admin::ListFormat,
     },
     /// Revoke a token by the start of its hash (as `token list` shows it) or by the
     /// token itself; agents already enrolled with it keep working.
@@ -376,7 +379,35 @@ pub enum ReportCommand {
     /// Totals per staff member or department over a period: days present, late and
     /// early counts and minutes, absences, unknown days, non-work minutes by
     /// category, coverage (corrections applied).
-    Summary(crate::reports::summary::SummaryArgs),
+    Summary(SummaryArgs),
+}
+
+/// `report summary` arguments.
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub dirs: DataDirArg,
+    /// First date.
+    #[arg(long)]
+    pub from: jiff::civil::Date,
+    /// Last date (inclusive).
+    #[arg(long)]
+    pub to: jiff::civil::Date,
+    /// One row per staff member or per department.
+    #[arg(long, value_enum, default_value = "staff")]
+    pub by: crate::reports::summary::By,
+    /// Only this department.
+    #[arg(long)]
+    pub department: Option<String>,
+    /// Output format (xlsx needs --out).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::reports::summary::Format,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The present instant (tests and replays); default: the clock.
+    #[arg(long, hide = true)]
+    pub now: Option<jiff::Timestamp>,
 }
 
 /// Opens the store and the rules of a command's config and data dir.
@@ -404,7 +435,7 @@ fn run_staff(command: StaffCommand) -> anyhow::Result<()> {
             let counts = store
                 .import_staff(&people, jiff::Timestamp::now().as_millisecond())
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
-            crate::admin::record(
+            crate::cli::admin::record(
                 &*store,
                 "staff.import",
                 &file.display().to_string(),
@@ -614,7 +645,7 @@ fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
                 )
             })?;
             store.add_exemptions(std::slice::from_ref(&e), &rules.settings, now_ms)?;
-            crate::admin::record(
+            crate::cli::admin::record(
                 &*store,
                 "leave.add",
                 &e.employee_id,
@@ -634,7 +665,7 @@ fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
             store
                 .add_exemptions(&list, &rules.settings, now_ms)
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
-            crate::admin::record(
+            crate::cli::admin::record(
                 &*store,
                 "leave.import",
                 &file.display().to_string(),
@@ -797,7 +828,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 reenroll,
             };
             let t = store.create_token(&spec, jiff::Timestamp::now().as_millisecond())?;
-            crate::admin::record(
+            crate::cli::admin::record(
                 &*store,
                 "token.create",
                 &crate::store::hash_secret(&t.token)[..crate::store::admin::TOKEN_PREFIX_LEN],
@@ -810,33 +841,33 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             command: TokenCommand::List { dirs, format },
         } => {
             let (store, _, _) = dirs.open_store()?;
-            crate::admin::token_list(&*store, format)
+            crate::cli::admin::token_list(&*store, format)
         }
         Command::Token {
             command: TokenCommand::Revoke { prefix, dirs },
         } => {
             let (store, _, _) = dirs.open_store()?;
-            crate::admin::token_revoke(&*store, &prefix)
+            crate::cli::admin::token_revoke(&*store, &prefix)
         }
         Command::Agents { command } => {
             let dirs = match &command {
-                crate::admin::AgentsCommand::List { dirs, .. }
-                | crate::admin::AgentsCommand::Revoke { dirs, .. } => dirs.clone(),
+                crate::cli::admin::AgentsCommand::List { dirs, .. }
+                | crate::cli::admin::AgentsCommand::Revoke { dirs, .. } => dirs.clone(),
             };
             let (store, _, _) = dirs.open_store()?;
-            crate::admin::agents(&*store, command)
+            crate::cli::admin::agents(&*store, command)
         }
         Command::Integrity(args) => {
             let (store, rules, config) = open_with_rules(&args.dirs)?;
-            crate::admin::integrity(&*store, &config, &rules, &args)
+            crate::cli::admin::integrity(&*store, &config, &rules, &args)
         }
         Command::Audit { command } => {
             let dirs = match &command {
-                crate::admin::AuditCommand::List { dirs, .. }
-                | crate::admin::AuditCommand::Verify { dirs, .. } => dirs.clone(),
+                crate::cli::admin::AuditCommand::List { dirs, .. }
+                | crate::cli::admin::AuditCommand::Verify { dirs, .. } => dirs.clone(),
             };
             let (store, _, _) = dirs.open_store()?;
-            crate::admin::audit(&*store, command)
+            crate::cli::admin::audit(&*store, command)
         }
         Command::Staff { command } => run_staff(command),
         Command::Calendar { command } => run_calendar(command),
@@ -858,7 +889,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => crate::verdicts::recompute_dirty(&*store, &rules, now)?,
             };
-            crate::admin::record(
+            crate::cli::admin::record(
                 &*store,
                 "verdicts.recompute",
                 &match (from, to) {
@@ -880,18 +911,34 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     out,
                     now,
                 },
-        } => crate::reports::daily::run_cli(
-            &dirs,
-            date,
-            department.as_deref(),
-            format,
-            out.as_deref(),
-            now,
-        ),
+        } => {
+            let (store, rules, _) = open_with_rules(&dirs)?;
+            crate::reports::daily::run_cli(
+                &*store,
+                &rules,
+                date,
+                department.as_deref(),
+                format,
+                out.as_deref(),
+                now,
+            )
+        }
         Command::Report {
             command: ReportCommand::Summary(args),
-        } => crate::reports::summary::run_cli(args),
-        Command::User { command } => crate::users::run_cli(command),
+        } => {
+            let (store, rules, _) = open_with_rules(&args.dirs)?;
+            let request = crate::reports::summary::SummaryRequest {
+                from: args.from,
+                to: args.to,
+                by: args.by,
+                department: args.department,
+                format: args.format,
+                out: args.out,
+                now: args.now,
+            };
+            crate::reports::summary::run_cli(&*store, &rules, request)
+        }
+        Command::User { command } => users::run_cli(command),
         Command::Migrate { from, to } => {
             init_logging();
             let db = from.join(crate::store::sqlite::DB_FILE);
