@@ -64,6 +64,11 @@ impl Collector {
         let rules = Rules::from_config(&config)?;
         let store = crate::store::open(&data_dir, config.storage.url.as_deref(), &rules.settings)?;
         tracing::info!(store = %store.describe(), "Store open.");
+        if matches!(store, crate::store::Opened::Postgres(_)) {
+            tracing::info!(
+                "Rate and login limits count what this collector sees: with several collectors on one database, an office gets up to that many times each limit."
+            );
+        }
         let rules = Arc::new(LiveRules::new(store.stores(), rules));
         Ok(Collector {
             listeners,

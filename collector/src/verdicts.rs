@@ -590,8 +590,11 @@ pub fn recompute_dirty(store: &dyn Stores, rules: &Rules, now: Timestamp) -> any
             .cloned()
             .collect();
         store.mark_dirty(&back)?;
+        store.release_dirty(&dirty)?;
         return Err(e);
     }
+    // Stored: the days are no longer claimed (marks made meanwhile stay).
+    store.release_dirty(&dirty)?;
     Ok(todo.len())
 }
 

@@ -258,8 +258,20 @@ pub trait Directory: Send + Sync {
 
 /// Stored day verdicts and the marks of days to judge again.
 pub trait Verdicts: Send + Sync {
-    /// Takes (removes and returns) every dirty (account, date).
-    fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError>;
+    /// Takes every dirty (account, date) that no other recompute holds, as of
+    /// `now_ms`: each is held (claimed) until [`Verdicts::release_dirty`], and the
+    /// claims of a recompute that died are taken again once
+    /// [`super::DIRTY_LEASE_MS`] have passed. A mark made meanwhile is a new one.
+    fn take_dirty_at(&self, now_ms: i64) -> Result<Vec<(String, Date)>, StoreError>;
+
+    /// [`Verdicts::take_dirty_at`] the wall clock's present.
+    fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError> {
+        self.take_dirty_at(jiff::Timestamp::now().as_millisecond())
+    }
+
+    /// Ends the claims on taken days: their verdicts are stored, or they were
+    /// marked dirty again.
+    fn release_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError>;
 
     /// Marks (account, date) pairs dirty again (a recompute that failed).
     fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError>;

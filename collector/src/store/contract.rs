@@ -233,6 +233,32 @@ pub(crate) async fn old_months_are_pruned_once_their_verdicts_are_final<
     assert_eq!(s.store_batch(next).await.unwrap().acked_seq, 5);
 }
 
+pub(crate) async fn dirty_days_taken_by_a_recompute_that_dies_are_taken_again<
+    S: Store + Admin + Verdicts,
+>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    s.store_batch(batch(num, 1..=2)).await.unwrap();
+    let mut taken = s.take_dirty_at(T0).unwrap();
+    taken.sort();
+    assert!(!taken.is_empty());
+    assert!(taken.iter().all(|(a, _)| a == "zhangsan"), "{taken:?}");
+    // Held: another recompute gets nothing, a while later too.
+    assert!(s.take_dirty_at(T0 + 60_000).unwrap().is_empty());
+    // The recompute died: after the lease the days are taken again.
+    let mut again = s.take_dirty_at(T0 + super::DIRTY_LEASE_MS + 1).unwrap();
+    again.sort();
+    assert_eq!(again, taken);
+    // Released once stored: never taken again.
+    s.release_dirty(&again).unwrap();
+    assert!(
+        s.take_dirty_at(T0 + 3 * super::DIRTY_LEASE_MS)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -267,6 +293,7 @@ both_stores!(
     the_trust_rules_refuse_without_touching_the_agent,
     tokens_are_for_new_machines_unless_made_for_reinstalls,
     old_months_are_pruned_once_their_verdicts_are_final,
+    dirty_days_taken_by_a_recompute_that_dies_are_taken_again,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

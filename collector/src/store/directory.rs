@@ -711,12 +711,21 @@ impl super::Directory for SqliteStore {
 }
 
 impl super::Verdicts for SqliteStore {
-    /// Takes (removes and returns) every dirty (account, date).
-    fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError> {
+    fn take_dirty_at(&self, now_ms: i64) -> Result<Vec<(String, Date)>, StoreError> {
         let mut conn = self.reader();
         let err = sql_err(self.path());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        // Claims a recompute did not release in time are marks again.
+        let stale = now_ms - super::DIRTY_LEASE_MS;
+        tx.execute(
+            "INSERT OR IGNORE INTO dirty_days (account, date)
+             SELECT account, date FROM dirty_claims WHERE claimed_ms < ?1",
+            [stale],
+        )
+        .map_err(&err)?;
+        tx.execute("DELETE FROM dirty_claims WHERE claimed_ms < ?1", [stale])
             .map_err(&err)?;
         let out = {
             let mut stmt = tx
@@ -725,9 +734,15 @@ impl super::Verdicts for SqliteStore {
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                 .map_err(&err)?;
+            let mut claim = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO dirty_claims (account, date, claimed_ms) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(&err)?;
             let mut out = Vec::new();
             for row in rows {
                 let (a, d) = row.map_err(&err)?;
+                claim.execute(params![a, d, now_ms]).map_err(&err)?;
                 if let Ok(d) = d.parse() {
                     out.push((a, d));
                 }
@@ -736,6 +751,18 @@ impl super::Verdicts for SqliteStore {
         };
         tx.commit().map_err(&err)?;
         Ok(out)
+    }
+
+    fn release_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached("DELETE FROM dirty_claims WHERE account = ?1 AND date = ?2")
+            .map_err(&err)?;
+        for (a, d) in days {
+            stmt.execute(params![a, d.to_string()]).map_err(&err)?;
+        }
+        Ok(())
     }
 
     /// Marks (account, date) pairs dirty again (a recompute that failed).

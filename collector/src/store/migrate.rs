@@ -15,7 +15,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The tables, parents before children.
-const TABLES: [&str; 24] = [
+const TABLES: [&str; 25] = [
     "tokens",
     "agents",
     "batches",
@@ -30,6 +30,7 @@ const TABLES: [&str; 24] = [
     "day_verdicts",
     "day_verdict_details",
     "dirty_days",
+    "dirty_claims",
     "audit_log",
     "users",
     "user_departments",

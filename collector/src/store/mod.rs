@@ -40,6 +40,10 @@ pub use concerns::{
     Verdicts,
 };
 
+/// How long a recompute may hold the dirty days it took before another takes
+/// them again (it died, or lost its database).
+pub const DIRTY_LEASE_MS: i64 = 10 * 60 * 1000;
+
 /// Storage errors. Messages never contain SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -79,6 +79,8 @@ const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 ///     Integrity events by agent (re-enrolments in a day's evidence).
 /// 15. retention: the day before which verdicts are frozen, their raw events
 ///     pruned (`events prune`, `crate::store::retention`).
+/// 16. dirty_claims: dirty days a recompute has taken and not yet stored, taken
+///     again by the next one if it dies ([`super::DIRTY_LEASE_MS`]).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -364,6 +366,14 @@ CREATE TABLE retention (
     frozen_before TEXT NOT NULL,
     pruned_ms     INTEGER NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE dirty_claims (
+    account    TEXT NOT NULL,
+    date       TEXT NOT NULL,
+    claimed_ms INTEGER NOT NULL,
+    PRIMARY KEY (account, date)
+) WITHOUT ROWID;
 "#,
 ];
 /// How long a cached agent identity is trusted before its key and revocation are
@@ -1845,6 +1855,7 @@ mod tests {
                  DROP TABLE integrity_events;
                  DROP TABLE staff_pcs;
                  DROP TABLE retention;
+                 DROP TABLE dirty_claims;
                  PRAGMA user_version = 7;",
             )
             .unwrap();

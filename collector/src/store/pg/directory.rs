@@ -436,15 +436,40 @@ impl Directory for PgStore {
 }
 
 impl Verdicts for PgStore {
-    fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError> {
-        // Rows another collector is taking at this moment are passed over, not
-        // waited for: each mark goes to one collector.
-        let rows = self.block(self.query(
-            "DELETE FROM dirty_days WHERE (account, date) IN
-                (SELECT account, date FROM dirty_days FOR UPDATE SKIP LOCKED)
-             RETURNING account, date",
-            &[],
-        ))?;
+    fn take_dirty_at(&self, now_ms: i64) -> Result<Vec<(String, Date)>, StoreError> {
+        let stale = now_ms - crate::store::DIRTY_LEASE_MS;
+        let rows = self.block(async {
+            let mut conn = self.conn().await?;
+            let err = self.err();
+            let tx = conn.transaction().await.map_err(&err)?;
+            // Claims a collector did not release in time are marks again.
+            tx.execute(
+                "WITH stale AS (DELETE FROM dirty_claims WHERE claimed_ms < $1 RETURNING account, date)
+                 INSERT INTO dirty_days (account, date) SELECT account, date FROM stale
+                 ON CONFLICT DO NOTHING",
+                &[&stale],
+            )
+            .await
+            .map_err(&err)?;
+            // Rows another collector is taking at this moment are passed over, not
+            // waited for: each mark goes to one collector.
+            let rows = tx
+                .query(
+                    "WITH taken AS (
+                        DELETE FROM dirty_days WHERE (account, date) IN
+                            (SELECT account, date FROM dirty_days FOR UPDATE SKIP LOCKED)
+                        RETURNING account, date)
+                     INSERT INTO dirty_claims (account, date, claimed_ms)
+                     SELECT account, date, $1 FROM taken
+                     ON CONFLICT (account, date) DO UPDATE SET claimed_ms = excluded.claimed_ms
+                     RETURNING account, date",
+                    &[&now_ms],
+                )
+                .await
+                .map_err(&err)?;
+            tx.commit().await.map_err(&err)?;
+            Ok(rows)
+        })?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -452,6 +477,17 @@ impl Verdicts for PgStore {
                 d.parse().ok().map(|d| (r.get(0), d))
             })
             .collect())
+    }
+
+    fn release_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
+        let accounts: Vec<&str> = days.iter().map(|(a, _)| a.as_str()).collect();
+        let dates: Vec<String> = days.iter().map(|(_, d)| d.to_string()).collect();
+        self.block(self.execute(
+            "DELETE FROM dirty_claims c USING unnest($1::text[], $2::text[]) AS r(a, d)
+             WHERE c.account = r.a AND c.date = r.d",
+            &[&accounts, &dates],
+        ))?;
+        Ok(())
     }
 
     fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {

@@ -171,6 +171,12 @@ CREATE TABLE dirty_days (
     date    TEXT NOT NULL,
     PRIMARY KEY (account, date)
 );
+CREATE TABLE dirty_claims (
+    account    TEXT NOT NULL,
+    date       TEXT NOT NULL,
+    claimed_ms BIGINT NOT NULL,
+    PRIMARY KEY (account, date)
+);
 
 CREATE TABLE audit_log (
     id        BIGINT PRIMARY KEY,
