@@ -44,7 +44,7 @@ impl super::Accounts for SqliteStore {
         check_new_user(new)?;
         let password = one_time_password()?;
         let hash = hash_password(&password)?;
-        let mut conn = self.reader();
+        let mut conn = self.writer();
         let err = sql_err(self.path());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -155,7 +155,7 @@ impl super::Accounts for SqliteStore {
     fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
         check_password(password)?;
         let hash = hash_password(password)?;
-        self.reader()
+        self.writer()
             .execute(
                 "UPDATE users SET password_hash = ?1, must_change_password = 0 WHERE id = ?2",
                 params![hash, user_id],
@@ -167,7 +167,7 @@ impl super::Accounts for SqliteStore {
     /// Starts a web session; returns the token for the cookie.
     fn create_session(&self, user_id: i64, now_ms: i64) -> Result<String, StoreError> {
         let token = new_secret()?;
-        let conn = self.reader();
+        let conn = self.writer();
         let err = sql_err(self.path());
         conn.execute("DELETE FROM web_sessions WHERE expires_ms <= ?1", [now_ms])
             .map_err(&err)?;
@@ -197,7 +197,7 @@ impl super::Accounts for SqliteStore {
 
     /// Ends a session (logout).
     fn end_session(&self, token: &str) -> Result<(), StoreError> {
-        self.reader()
+        self.writer()
             .execute(
                 "DELETE FROM web_sessions WHERE token_hash = ?1",
                 [hash_secret(token)],
@@ -208,7 +208,7 @@ impl super::Accounts for SqliteStore {
 
     /// Ends every session of an account (after a password change, but the current).
     fn end_sessions_of(&self, user_id: i64, except: Option<&str>) -> Result<(), StoreError> {
-        self.reader()
+        self.writer()
             .execute(
                 "DELETE FROM web_sessions WHERE user_id = ?1 AND token_hash != ?2",
                 params![user_id, except.map(hash_secret).unwrap_or_default()],
@@ -229,7 +229,7 @@ impl super::Accounts for SqliteStore {
             .user_by_name(username)?
             .ok_or_else(|| StoreError::Invalid(format!("no account {username:?}")))?;
         let token = format!("kqu1-{}", new_secret()?);
-        self.reader()
+        self.writer()
             .execute(
                 "INSERT INTO api_tokens (hash, user_id, created_ms, expires_ms, note) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![hash_secret(&token), user.id, now_ms, now_ms.saturating_add(ttl_ms), note],

@@ -32,12 +32,12 @@ pub(crate) fn token_hash_prefix(prefix: &str) -> Result<String, StoreError> {
 }
 
 impl SqliteStore {
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the command connection.
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the writing connection.
     pub(super) fn write_tx<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let conn = self.reader();
+        let conn = self.writer();
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)
                 .map_err(sql_err(self.path()))?;
@@ -222,7 +222,7 @@ impl super::Admin for SqliteStore {
     fn create_token(&self, spec: &TokenSpec, now_ms: i64) -> Result<NewToken, StoreError> {
         let token = format!("kq1-{}", new_secret()?);
         let expires_ms = now_ms.saturating_add(spec.ttl_ms);
-        self.reader()
+        self.writer()
             .execute(
                 "INSERT INTO tokens (hash, created_ms, expires_ms, max_uses, note, reenroll)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -247,7 +247,7 @@ impl super::Admin for SqliteStore {
 impl super::Audit for SqliteStore {
     /// Appends to the audit log (see [`crate::audit`]); returns the record's id.
     fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
-        audit::append(&self.reader(), entry)
+        audit::append(&self.writer(), entry)
     }
 
     /// The audit log, oldest first.

@@ -116,7 +116,7 @@ impl super::Appeals for SqliteStore {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let reason = check_new_appeal(date, requested, reason, today, limits)?;
-        let conn = self.reader();
+        let conn = self.writer();
         let err = sql_err(self.path());
         let open: bool = conn
             .query_row(
@@ -241,7 +241,7 @@ impl super::Appeals for SqliteStore {
         by_employee: Option<&str>,
         now_ms: i64,
     ) -> Result<Appeal, StoreError> {
-        let mut conn = self.reader();
+        let mut conn = self.writer();
         let err = sql_err(self.path());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

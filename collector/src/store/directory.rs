@@ -312,7 +312,7 @@ impl super::Directory for SqliteStore {
     /// Upserts `people` by employee id and sets their accounts, all or nothing. An
     /// account already mapped to someone not in `people` is an error naming both.
     fn import_staff(&self, people: &[Person], now_ms: i64) -> Result<ImportCounts, StoreError> {
-        let mut conn = self.reader();
+        let mut conn = self.writer();
         let err = sql_err(self.path());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -611,7 +611,7 @@ impl super::Directory for SqliteStore {
         settings: &Settings,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.reader();
+        let mut conn = self.writer();
         let err = sql_err(self.path());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -712,7 +712,7 @@ impl super::Directory for SqliteStore {
 
 impl super::Verdicts for SqliteStore {
     fn take_dirty_at(&self, now_ms: i64) -> Result<Vec<(String, Date)>, StoreError> {
-        let mut conn = self.reader();
+        let mut conn = self.writer();
         let err = sql_err(self.path());
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -754,7 +754,7 @@ impl super::Verdicts for SqliteStore {
     }
 
     fn release_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
-        let conn = self.reader();
+        let conn = self.writer();
         let err = sql_err(self.path());
         let mut stmt = conn
             .prepare_cached("DELETE FROM dirty_claims WHERE account = ?1 AND date = ?2")
@@ -767,7 +767,7 @@ impl super::Verdicts for SqliteStore {
 
     /// Marks (account, date) pairs dirty again (a recompute that failed).
     fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
-        let conn = self.reader();
+        let conn = self.writer();
         let err = sql_err(self.path());
         let mut stmt = conn
             .prepare_cached("INSERT OR IGNORE INTO dirty_days (account, date) VALUES (?1, ?2)")
@@ -891,7 +891,7 @@ impl super::Verdicts for SqliteStore {
     /// Stores (replaces) person-days' verdicts, both the figures and the whole, in
     /// one transaction.
     fn put_verdicts(&self, days: &[JudgedDay]) -> Result<(), StoreError> {
-        let mut conn = self.reader();
+        let mut conn = self.writer();
         let err = sql_err(self.path());
         let ms = |t: Option<Timestamp>| t.map(|t| t.as_millisecond());
         let tx = conn

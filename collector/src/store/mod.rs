@@ -1,8 +1,11 @@
 //! Where the collector keeps what agents send.
 //!
-//! [`Store`] is what ingest needs from storage; [`sqlite::SqliteStore`] is the
-//! embedded default (one SQLite file in WAL mode in the data dir). A server
-//! database implements the same trait when an office outgrows one machine.
+//! [`Store`] is what ingest needs from storage, and the traits of [`concerns`]
+//! are what everything else needs; [`sqlite::SqliteStore`] is the embedded
+//! default (one SQLite file in WAL mode in the data dir: every write on one
+//! writing connection, reads from a small pool), [`pg::PgStore`] the server
+//! database for several collectors. [`open`] picks one; the `contract` test suite holds
+//! both to the same behaviour.
 //!
 //! Invariants every implementation keeps:
 //! - an event is identified by (agent, seq) and stored at most once; a resend is

@@ -530,6 +530,9 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     /// Where the next reader is looked for first.
     next_reader: std::sync::atomic::AtomicUsize,
+    /// The one connection that writes: the writer thread's group commits and the
+    /// commands' own changes take turns on it (see [`SqliteStore::writer`]).
+    writer_conn: Arc<Mutex<Connection>>,
     auth: RwLock<HashMap<String, (AgentAuth, std::time::Instant)>>,
     writer: Option<std::thread::JoinHandle<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
@@ -570,16 +573,19 @@ impl SqliteStore {
                 run_checkpoints(&checkpoint_conn, &checkpoint_path, &woken, &restart_wanted)
             })?;
         let (tx, rx) = mpsc::sync_channel(QUEUE_DEPTH);
+        let writer_conn = Arc::new(Mutex::new(writer_conn));
+        let shared_writer = writer_conn.clone();
         let writer_path = path.clone();
         let days = settings.clone();
         let writer = std::thread::Builder::new()
             .name("kaoqin-writer".into())
-            .spawn(move || Writer::new(writer_conn, writer_path, days, wake, restart).run(rx))?;
+            .spawn(move || Writer::new(shared_writer, writer_path, days, wake, restart).run(rx))?;
         let store = SqliteStore {
             path,
             jobs: tx,
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
+            writer_conn,
             auth: RwLock::new(HashMap::new()),
             writer: Some(writer),
             checkpointer: Some(checkpointer),
@@ -591,6 +597,13 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The writing connection, for a command's change: it waits for the group
+    /// commit under way, and the next one waits for it, so writes never meet
+    /// SQLite's lock.
+    pub(crate) fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer_conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A connection for reads: the first free one of [`READERS`], starting at a
@@ -915,7 +928,7 @@ type Learned = Vec<(i64, String, i64, i64)>;
 
 /// The writer thread's state.
 struct Writer {
-    conn: Connection,
+    conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     days: Settings,
     pc_accounts: PcAccounts,
@@ -931,7 +944,7 @@ type Replies = Vec<Reply>;
 
 impl Writer {
     fn new(
-        conn: Connection,
+        conn: Arc<Mutex<Connection>>,
         path: PathBuf,
         days: Settings,
         checkpoint: mpsc::SyncSender<()>,
@@ -970,10 +983,8 @@ impl Writer {
                 // Most of the log is copied already; this copies the rest, and the
                 // next transaction writes the log from its start.
                 let started = std::time::Instant::now();
-                match self
-                    .conn
-                    .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(2))
-                {
+                let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(2)) {
                     Ok(pages) => tracing::debug!(
                         pages,
                         ms = started.elapsed().as_millis() as u64,
@@ -994,10 +1005,9 @@ impl Writer {
         let days = self.days.clone();
         let mut replies: Replies = Vec::with_capacity(group.len());
         let mut learned: Learned = Vec::new();
-        let tx = match self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        {
+        let shared = self.conn.clone();
+        let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 let e = classify(&path, e);
@@ -1662,6 +1672,42 @@ mod tests {
             .expect("a second read completes while the first holds its reader");
         assert_eq!(got.unwrap(), 0);
         drop(long);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_writing_makes_ingest_wait_its_turn_not_fail() {
+        let (_dir, store, _e, num) = one_agent().await;
+        // A command holds the writing connection (a long staff import, a prune).
+        let (locked, is_locked) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let command = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                let _conn = store.writer();
+                locked.send(()).unwrap();
+                released.recv().unwrap();
+            }
+        });
+        is_locked.recv().unwrap();
+        let ingest = tokio::spawn({
+            let store = store.clone();
+            async move { store.store_batch(batch(num, events(1..=3))).await }
+        });
+        // The batch waits rather than failing with Busy...
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+            while !ingest.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_err(),
+            "the batch was stored while the command wrote"
+        );
+        // ...and is stored once the command is done.
+        release.send(()).unwrap();
+        command.join().unwrap();
+        assert_eq!(ingest.await.unwrap().unwrap().acked_seq, 3);
     }
 
     #[tokio::test]
