@@ -1,0 +1,693 @@
+//! The writer thread: group commits of batches, enrolments and integrity
+//! events, each job in its own savepoint, answered after COMMIT; and the
+//! checkpointer beside it.
+
+use super::*;
+
+/// How stale `pc_accounts.last_ms` (shown as an unmapped account's "last seen")
+/// may get: an account seen again within this long after the instant stored for
+/// it is not written again. Saves a b-tree page per Report.
+const PC_ACCOUNT_SLACK_MS: i64 = 15 * 60 * 1000;
+/// The most PCs whose accounts the writer remembers.
+const PC_ACCOUNT_CACHE_PCS: usize = 100_000;
+
+/// What the writer knows is stored in `pc_accounts`: PC -> account -> (first, last).
+/// Only the writer writes that table, and it learns a row only once the
+/// transaction that wrote it has committed, so what it remembers is on disk.
+type PcAccounts = HashMap<i64, HashMap<String, (i64, i64)>>;
+/// Rows of `pc_accounts` written by one job: (PC, account, first, last).
+type Learned = Vec<(i64, String, i64, i64)>;
+
+/// The writer thread's state.
+pub(super) struct Writer {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    days: Settings,
+    pc_accounts: PcAccounts,
+    /// Tells the checkpointer that the log has grown.
+    checkpoint: mpsc::SyncSender<()>,
+    /// Set by the checkpointer when the log is past [`CHECKPOINT_RESTART_PAGES`].
+    restart: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Sends one job's answer once the group's commit is known (its error, if any).
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Replies = Vec<Reply>;
+
+impl Writer {
+    pub(super) fn new(
+        conn: Arc<Mutex<Connection>>,
+        path: PathBuf,
+        days: Settings,
+        checkpoint: mpsc::SyncSender<()>,
+        restart: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Writer {
+        Writer {
+            conn,
+            path,
+            days,
+            pc_accounts: HashMap::new(),
+            checkpoint,
+            restart,
+        }
+    }
+
+    pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut group = vec![first];
+            let mut events = 0;
+            while events < GROUP_MAX_EVENTS {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        if let Job::Batch(b, _, _) = &job {
+                            events += b.events.len();
+                        }
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+            if self
+                .restart
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+            {
+                // Most of the log is copied already; this copies the rest, and the
+                // next transaction writes the log from its start.
+                let started = std::time::Instant::now();
+                let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+                match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(2)) {
+                    Ok(pages) => tracing::debug!(
+                        pages,
+                        ms = started.elapsed().as_millis() as u64,
+                        "Restarted the write-ahead log."
+                    ),
+                    Err(e) => {
+                        tracing::warn!(db = %self.path.display(), error = %e, "Could not restart the write-ahead log; it keeps growing until it can.")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies every job in one transaction; each job in its own savepoint so one
+    /// job's failure does not fail the others. Answers are sent after COMMIT.
+    fn commit_group(&mut self, group: Vec<Job>) {
+        let path = self.path.clone();
+        let days = self.days.clone();
+        let mut replies: Replies = Vec::with_capacity(group.len());
+        let mut learned: Learned = Vec::new();
+        let shared = self.conn.clone();
+        let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = classify(&path, e);
+                for job in group {
+                    fail(job, &e);
+                }
+                return;
+            }
+        };
+        for job in group {
+            match job {
+                Job::Batch(batch, encoded, reply) => {
+                    let known = &self.pc_accounts;
+                    let r = with_savepoint(&tx, &path, |sp| {
+                        insert_batch(sp, &path, &batch, &encoded, &days, known)
+                    })
+                    .map(|(outcome, rows)| {
+                        learned.extend(rows);
+                        outcome
+                    });
+                    replies.push(after_commit(r, reply));
+                }
+                Job::Enroll {
+                    token,
+                    host,
+                    now_ms,
+                    reply,
+                } => {
+                    let r =
+                        with_savepoint(&tx, &path, |sp| enroll(sp, &path, &token, &host, now_ms));
+                    if let Err(StoreError::Denied(why)) = &r {
+                        // Someone with a token tried to take a known PC's identity.
+                        let attempt = |sp: &Connection| {
+                            let num: Option<i64> = sp
+                                .query_row(
+                                    "SELECT num FROM agents WHERE machine_id = ?1",
+                                    [&host.machine_id],
+                                    |r| r.get(0),
+                                )
+                                .optional()
+                                .map_err(sql_err(&path))?;
+                            IntegrityEvent {
+                                agent_num: num.unwrap_or_default(),
+                                at_ms: now_ms,
+                                kind: "reenrol_refused",
+                                seq: None,
+                                claimed: None,
+                                detail: format!("enrolment as {:?} refused: {why}", host.hostname),
+                            }
+                            .insert(sp, &path)
+                        };
+                        if let Err(e) = with_savepoint(&tx, &path, attempt) {
+                            tracing::warn!(error = %e, "Could not record a refused enrolment.");
+                        }
+                    }
+                    replies.push(after_commit(r, reply));
+                }
+                Job::Integrity { event, reply } => {
+                    let r = with_savepoint(&tx, &path, |sp| {
+                        event.insert(sp, &path)?;
+                        // The day a refused event claimed is judged again, so its
+                        // verdict can say what was refused.
+                        if let Some(c) = &event.claimed
+                            && let Ok(t) = jiff::Timestamp::from_millisecond(c.at_ms)
+                        {
+                            let date = crate::attendance::attendance_date(t, &days);
+                            sp.prepare_cached(
+                                "INSERT OR IGNORE INTO dirty_days (account, date) VALUES (?1, ?2)",
+                            )
+                            .and_then(|mut st| {
+                                st.execute(params![
+                                    c.account.to_ascii_lowercase(),
+                                    date.to_string()
+                                ])
+                            })
+                            .map_err(sql_err(&path))?;
+                        }
+                        Ok(())
+                    });
+                    replies.push(after_commit(r, reply));
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let commit = tx.commit().map_err(|e| classify(&path, e));
+        tracing::trace!(
+            ms = started.elapsed().as_millis() as u64,
+            jobs = replies.len(),
+            "Committed."
+        );
+        if let Err(e) = &commit {
+            tracing::warn!(error = %e, "Failed to commit a group of writes; every request in it is refused.");
+        }
+        if commit.is_ok() {
+            // Full means a checkpoint is already due.
+            let _ = self.checkpoint.try_send(());
+            if self.pc_accounts.len() > PC_ACCOUNT_CACHE_PCS {
+                self.pc_accounts.clear();
+            }
+            for (pc, account, first, last) in learned {
+                self.pc_accounts
+                    .entry(pc)
+                    .or_default()
+                    .insert(account, (first, last));
+            }
+        }
+        for reply in replies {
+            reply(commit.as_ref().err());
+        }
+    }
+}
+
+/// Copies the write-ahead log into the database file whenever the writer has
+/// committed, at most once per [`CHECKPOINT_PACE`], until the writer ends. Run
+/// beside the writer, the copying and its fsync no longer hold up the group
+/// commit that happened to cross SQLite's own checkpoint threshold.
+pub(super) fn run_checkpoints(
+    conn: &Connection,
+    path: &Path,
+    woken: &mpsc::Receiver<()>,
+    restart: &std::sync::atomic::AtomicBool,
+) {
+    let checkpoint = |mode: &str| -> Option<i64> {
+        let r = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(1)
+        });
+        match r {
+            Ok(pages) => Some(pages),
+            Err(e) => {
+                tracing::warn!(db = %path.display(), error = %e, "Checkpoint of the write-ahead log failed; the next commit tries again.");
+                None
+            }
+        }
+    };
+    let mut due = woken.recv().is_ok();
+    while due {
+        let started = std::time::Instant::now();
+        if checkpoint("PASSIVE").is_some_and(|pages| pages > CHECKPOINT_RESTART_PAGES) {
+            restart.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::trace!(ms = started.elapsed().as_millis() as u64, "Checkpointed.");
+        // Wait out the pace, noting whether the writer committed meanwhile.
+        let mut committed = false;
+        loop {
+            match woken.recv_timeout(CHECKPOINT_PACE.saturating_sub(started.elapsed())) {
+                Ok(()) => committed = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    committed = false;
+                    break;
+                }
+            }
+        }
+        due = committed || woken.recv().is_ok();
+    }
+    checkpoint("TRUNCATE");
+}
+
+/// The answer to one job of a group, sent once the group's commit is known: a
+/// job that succeeded fails after all if the commit did.
+fn after_commit<T: Send + 'static>(
+    r: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+) -> Reply {
+    Box::new(move |commit_err| {
+        let _ = reply.send(match (r, commit_err) {
+            (Ok(_), Some(e)) => Err(busy_copy(e)),
+            (r, _) => r,
+        });
+    })
+}
+
+/// A commit failure reported to each request of the group, as retryable.
+fn busy_copy(e: &StoreError) -> StoreError {
+    StoreError::Busy(e.to_string())
+}
+
+fn fail(job: Job, e: &StoreError) {
+    match job {
+        Job::Batch(_, _, reply) => {
+            let _ = reply.send(Err(busy_copy(e)));
+        }
+        Job::Enroll { reply, .. } => {
+            let _ = reply.send(Err(busy_copy(e)));
+        }
+        Job::Integrity { reply, .. } => {
+            let _ = reply.send(Err(busy_copy(e)));
+        }
+    }
+}
+
+fn with_savepoint<T>(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    // Cached statements: a Report of one event is a handful of statements, and
+    // compiling these two each time was a measurable share of them.
+    let run = |sql: &str| {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map_err(|e| classify(path, e))
+    };
+    run("SAVEPOINT job")?;
+    match f(tx) {
+        Ok(v) => {
+            run("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.execute_batch("ROLLBACK TO job; RELEASE job");
+            Err(e)
+        }
+    }
+}
+
+fn insert_batch(
+    conn: &Connection,
+    path: &Path,
+    b: &Batch,
+    encoded: &[Vec<u8>],
+    days: &Settings,
+    known: &PcAccounts,
+) -> Result<(BatchOutcome, Learned), StoreError> {
+    let err = sql_err(path);
+    let mut inserted = 0u64;
+    let mut max_seq = 0u64;
+    // The highest seq stored before this batch: a new event at or below it is a
+    // seq going backwards (a resend of a stored one is not new).
+    let state = conn
+        .prepare_cached("SELECT max_seq, enrolled_ms, latest_at_ms FROM agents WHERE num = ?1")
+        .map_err(&err)?
+        .query_row([b.agent_num], |r| {
+            Ok(crate::store::trust::AgentState {
+                max_seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                enrolled_ms: r.get(1)?,
+                latest_at_ms: r.get(2)?,
+            })
+        })
+        .map_err(&err)?;
+    let stored_max = state.max_seq as i64;
+    let latest = crate::store::trust::check_batch(
+        &state,
+        &b.events,
+        b.clock_offset_ms,
+        b.received_ms,
+        b.replay,
+    )
+    .map_err(StoreError::Invalid)?;
+    // Accounts seen (lower case) with corrected first/last instants, and the
+    // attendance days the new events fall on.
+    let mut facts = crate::store::derived::BatchFacts::default();
+    let mut note = |e: &Event| facts.note(e, b.clock_offset_ms, days);
+    // The usual batch is all new: seqs above every stored one, in increasing
+    // order. Those rows go in through multi-row INSERTs.
+    let all_new = b.events.first().is_some_and(|e| e.seq as i64 > stored_max)
+        && b.events.windows(2).all(|w| w[0].seq < w[1].seq);
+    if all_new {
+        inserted = insert_events(conn, path, b, &b.events, encoded)?;
+        max_seq = b.events.last().map_or(0, |e| e.seq);
+        b.events.iter().for_each(&mut note);
+    } else {
+        // Resends among them: one row at a time, to tell each resend (ignored)
+        // from a seq that goes backwards (refused).
+        for (e, data) in b.events.iter().zip(encoded) {
+            let (e1, data1) = (std::slice::from_ref(e), std::slice::from_ref(data));
+            let n = insert_events(conn, path, b, e1, data1)?;
+            if n == 1 && e.seq as i64 <= stored_max {
+                return Err(StoreError::Invalid(format!(
+                    "event seq {}: seq: goes backwards (this agent's events are stored up to seq {stored_max} and {} is not among them); nothing of the batch was stored",
+                    e.seq, e.seq
+                )));
+            }
+            inserted += n;
+            max_seq = max_seq.max(e.seq);
+            if n == 1 {
+                note(e);
+            }
+        }
+    }
+    let learned = mark_dirty(
+        conn,
+        path,
+        b.agent_num,
+        &facts.seen,
+        &facts.dirty_dates(),
+        known.get(&b.agent_num),
+    )?;
+    let (first, last) = (
+        b.events.first().map_or(0, |e| e.seq),
+        b.events.last().map_or(0, |e| e.seq),
+    );
+    conn.prepare_cached(
+        "INSERT INTO batches (agent, received_ms, sent_at_ms, clock_offset_ms, first_seq, last_seq, events, inserted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(&err)?
+    .execute(params![
+        b.agent_num,
+        b.received_ms,
+        b.sent_at_ms,
+        b.clock_offset_ms,
+        first as i64,
+        last as i64,
+        b.events.len() as i64,
+        inserted as i64
+    ])
+    .map_err(&err)?;
+    let acked: i64 = conn
+        .prepare_cached(
+            "UPDATE agents SET max_seq = max(max_seq, ?2), last_seen_ms = ?3, clock_offset_ms = ?4,
+                    latest_at_ms = ?5
+             WHERE num = ?1 RETURNING max_seq",
+        )
+        .map_err(&err)?
+        .query_row(
+            params![
+                b.agent_num,
+                max_seq as i64,
+                b.received_ms,
+                b.clock_offset_ms,
+                latest
+            ],
+            |r| r.get(0),
+        )
+        .map_err(&err)?;
+    Ok((
+        BatchOutcome {
+            acked_seq: acked as u64,
+            inserted,
+        },
+        learned,
+    ))
+}
+
+/// Rows in one multi-row INSERT of new events.
+const INSERT_CHUNK: usize = 64;
+
+/// Inserts `events` of batch `b` with their stored forms, ignoring any already
+/// stored, [`INSERT_CHUNK`] rows to a statement: one statement's set-up (cursors
+/// on the table and its indexes) then serves many rows. Returns how many rows
+/// were inserted.
+fn insert_events(
+    conn: &Connection,
+    path: &Path,
+    b: &Batch,
+    events: &[Event],
+    encoded: &[Vec<u8>],
+) -> Result<u64, StoreError> {
+    fn sql(rows: usize) -> String {
+        let mut sql = String::from(
+            "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data) VALUES ",
+        );
+        for i in 0..rows {
+            sql.push_str(if i == 0 {
+                "(?,?,?,?,?,?,?,?)"
+            } else {
+                ",(?,?,?,?,?,?,?,?)"
+            });
+        }
+        sql
+    }
+    static FULL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sql(INSERT_CHUNK));
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sql(1));
+    let err = sql_err(path);
+    let mut inserted = 0;
+    for (events, data) in events
+        .chunks(INSERT_CHUNK)
+        .zip(encoded.chunks(INSERT_CHUNK))
+    {
+        let mut stmt = match events.len() {
+            INSERT_CHUNK => conn.prepare_cached(&FULL),
+            1 => conn.prepare_cached(&ONE),
+            n => conn.prepare_cached(&sql(n)),
+        }
+        .map_err(&err)?;
+        for (i, (e, data)) in events.iter().zip(data).enumerate() {
+            let at = i * 8;
+            stmt.raw_bind_parameter(at + 1, b.agent_num).map_err(&err)?;
+            stmt.raw_bind_parameter(at + 2, e.seq as i64)
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 3, e.at_ms).map_err(&err)?;
+            stmt.raw_bind_parameter(at + 4, b.clock_offset_ms)
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 5, b.received_ms)
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 6, e.kind.name())
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 7, e.kind.account())
+                .map_err(&err)?;
+            stmt.raw_bind_parameter(at + 8, data.as_slice())
+                .map_err(&err)?;
+        }
+        inserted += stmt.raw_execute().map_err(&err)? as u64;
+    }
+    Ok(inserted)
+}
+
+/// Records which accounts the PC has seen and marks dirty every (account of this
+/// PC, day) of `dates` ([`crate::store::derived::BatchFacts::dirty_dates`]). `known` is
+/// what the writer knows is stored for this PC; returns the `pc_accounts` rows
+/// written.
+fn mark_dirty(
+    conn: &Connection,
+    path: &Path,
+    agent: i64,
+    seen: &BTreeMap<String, (i64, i64)>,
+    dates: &BTreeSet<jiff::civil::Date>,
+    known: Option<&HashMap<String, (i64, i64)>>,
+) -> Result<Learned, StoreError> {
+    let err = sql_err(path);
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO pc_accounts (agent, account, first_ms, last_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (agent, account) DO UPDATE SET
+                first_ms = min(first_ms, excluded.first_ms), last_ms = max(last_ms, excluded.last_ms)
+             RETURNING first_ms, last_ms",
+        )
+        .map_err(&err)?;
+    let mut learned = Learned::new();
+    for (account, &(first, last)) in seen {
+        let stored = known.and_then(|k| k.get(account));
+        if stored.is_some_and(|&(f, l)| f <= first && last <= l + PC_ACCOUNT_SLACK_MS) {
+            continue;
+        }
+        let (f, l) = upsert
+            .query_row(params![agent, account, first, last], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(&err)?;
+        learned.push((agent, account.clone(), f, l));
+    }
+    let mut dirty = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO dirty_days (account, date)
+             SELECT account, ?2 FROM pc_accounts WHERE agent = ?1",
+        )
+        .map_err(&err)?;
+    for d in dates {
+        dirty.execute(params![agent, d.to_string()]).map_err(&err)?;
+    }
+    Ok(learned)
+}
+
+fn enroll(
+    conn: &Connection,
+    path: &Path,
+    token: &str,
+    host: &HostFacts,
+    now_ms: i64,
+) -> Result<(Enrolment, AgentAuth), StoreError> {
+    let err = sql_err(path);
+    let hash = hash_secret(token);
+    /// expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll
+    type TokenRow = (i64, Option<i64>, i64, Option<i64>, i64, bool);
+    let row: Option<TokenRow> = conn
+        .query_row(
+            "SELECT expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll FROM tokens WHERE hash = ?1",
+            [&hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    let Some((expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll)) = row else {
+        return Err(StoreError::BadToken("unknown enrolment token".into()));
+    };
+    if revoked_ms.is_some() {
+        return Err(StoreError::BadToken(
+            "enrolment token has been revoked".into(),
+        ));
+    }
+    if now_ms >= expires_ms {
+        return Err(StoreError::BadToken(format!(
+            "enrolment token expired at {}",
+            jiff::Timestamp::from_millisecond(expires_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| expires_ms.to_string())
+        )));
+    }
+    if max_uses.is_some_and(|m| uses >= m) {
+        return Err(StoreError::BadToken("enrolment token is used up".into()));
+    }
+    // A revoked machine comes back only with a token made after its revocation:
+    // the token it saved when it first enrolled must not undo the revocation.
+    let revoked: Option<(String, i64)> = conn
+        .query_row(
+            "SELECT id, revoked_ms FROM agents WHERE machine_id = ?1 AND revoked_ms IS NOT NULL",
+            [&host.machine_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    if let Some((id, revoked_ms)) = revoked
+        && created_ms <= revoked_ms
+    {
+        return Err(StoreError::BadToken(format!(
+            "agent {id} of this machine was revoked at {}; enrol it with a token created after that",
+            jiff::Timestamp::from_millisecond(revoked_ms)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| revoked_ms.to_string())
+        )));
+    }
+    let existing: Option<(i64, String, i64, String)> = conn
+        .query_row(
+            "SELECT num, id, max_seq, hostname FROM agents WHERE machine_id = ?1",
+            [&host.machine_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(&err)?;
+    if let Some((_, id, _, hostname)) = &existing
+        && !reenroll
+    {
+        return Err(StoreError::Denied(format!(
+            "machine {:?} is already enrolled as agent {id} ({hostname}); enrolling it again needs a token created with `token create --reenroll` (for a reinstall)",
+            host.machine_id
+        )));
+    }
+    conn.execute("UPDATE tokens SET uses = uses + 1 WHERE hash = ?1", [&hash])
+        .map_err(&err)?;
+    let key = new_secret()?;
+    let key_hash = hash_secret(&key);
+    let (num, agent_id, last_seq, re_enrolled) = match existing {
+        Some((num, id, max_seq, old_hostname)) => {
+            IntegrityEvent {
+                agent_num: num,
+                at_ms: now_ms,
+                kind: "reenrolled",
+                seq: None,
+                claimed: None,
+                detail: format!(
+                    "machine {:?} enrolled again as {} (was {old_hostname}) with a --reenroll token; the key it had no longer works",
+                    host.machine_id, host.hostname
+                ),
+            }
+            .insert(conn, path)?;
+            conn.execute(
+                "UPDATE agents SET hostname = ?2, os = ?3, os_version = ?4, agent_version = ?5,
+                        key_hash = ?6, revoked_ms = NULL WHERE num = ?1",
+                params![
+                    num,
+                    host.hostname,
+                    host.os,
+                    host.os_version,
+                    host.agent_version,
+                    key_hash
+                ],
+            )
+            .map_err(&err)?;
+            (num, id, max_seq as u64, true)
+        }
+        None => {
+            let id = format!("ag-{}", &new_secret()?[..16]);
+            conn.execute(
+                "INSERT INTO agents (id, machine_id, hostname, os, os_version, agent_version, key_hash, enrolled_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    host.machine_id,
+                    host.hostname,
+                    host.os,
+                    host.os_version,
+                    host.agent_version,
+                    key_hash,
+                    now_ms
+                ],
+            )
+            .map_err(&err)?;
+            (conn.last_insert_rowid(), id, 0, false)
+        }
+    };
+    conn.execute(
+        "INSERT INTO enrolments (token_hash, agent, at_ms, hostname, reenrolled) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![hash, num, now_ms, host.hostname, re_enrolled],
+    )
+    .map_err(&err)?;
+    Ok((
+        Enrolment {
+            agent_id: agent_id.clone(),
+            agent_key: key,
+            last_seq,
+            re_enrolled,
+        },
+        AgentAuth {
+            agent_id,
+            num,
+            key_hash,
+            revoked: false,
+        },
+    ))
+}
