@@ -50,7 +50,7 @@ impl PgStore {
                           WHERE a.employee_id = s.employee_id ORDER BY account),
                     ARRAY(SELECT pc FROM staff_pcs p WHERE p.employee_id = s.employee_id ORDER BY pc)
              FROM staff s WHERE $1::text IS NULL OR s.employee_id = $1
-             ORDER BY s.employee_id",
+             ORDER BY s.employee_id COLLATE \"C\"",
             &[&only],
         ))?;
         Ok(rows
@@ -528,48 +528,63 @@ impl Verdicts for PgStore {
         full: bool,
         f: &mut dyn FnMut(StoredVerdict<'_>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let rows = self.block(self.query(
-            "SELECT v.employee_id, v.date, v.status, v.day_kind, v.provisional,
-                    v.late_minutes, v.early_minutes, v.office_seconds, v.covered_seconds,
-                    v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp,
-                    v.unverified,
-                    CASE WHEN $4 THEN (SELECT d.verdict FROM day_verdict_details d
-                                       WHERE d.employee_id = v.employee_id AND d.date = v.date)
-                    END
-             FROM day_verdicts v
-             WHERE v.date BETWEEN $1 AND $2 AND ($3::text IS NULL OR v.employee_id = $3)
-             ORDER BY v.date, v.employee_id",
-            &[&from.to_string(), &to.to_string(), &employee_id, &full],
-        ))?;
-        for r in &rows {
-            let date_text: &str = r.get(1);
-            let date: Date = date_text
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("day_verdicts.date {date_text:?}")))?;
-            let int = |i: usize| -> i64 { r.get(i) };
-            let opt = |i: usize| -> Option<i64> { r.get(i) };
-            f(StoredVerdict {
-                employee_id: r.get(0),
-                date,
-                status: enum_from_text("status", r.get(2))?,
-                day_kind: enum_from_text("day_kind", r.get(3))?,
-                provisional: r.get(4),
-                late_minutes: u32::try_from(int(5)).unwrap_or(0),
-                early_minutes: u32::try_from(int(6)).unwrap_or(0),
-                coverage: Coverage {
-                    office_seconds: u64::try_from(int(7)).unwrap_or(0),
-                    covered_seconds: u64::try_from(int(8)).unwrap_or(0),
-                },
-                arrival: opt(9).map(ts),
-                departure: opt(10).map(ts),
-                nonwork_json: r.get(11),
-                computed_ms: int(12),
-                context_fp: r.get(13),
-                unverified: u32::try_from(int(14)).unwrap_or(0),
-                verdict_json: r.get(15),
-            })?;
+        // A page of rows at a time in key order (byte order, as Rust compares the
+        // ids the rows are merged with), so a year of everyone's verdicts is never
+        // held in memory whole.
+        const PAGE: i64 = 20_000;
+        let (from, to) = (from.to_string(), to.to_string());
+        let mut after: (String, String) = (String::new(), String::new());
+        loop {
+            let rows = self.block(self.query(
+                "SELECT v.employee_id, v.date, v.status, v.day_kind, v.provisional,
+                        v.late_minutes, v.early_minutes, v.office_seconds, v.covered_seconds,
+                        v.arrival_ms, v.departure_ms, v.nonwork, v.computed_ms, v.context_fp,
+                        v.unverified,
+                        CASE WHEN $4 THEN (SELECT d.verdict FROM day_verdict_details d
+                                           WHERE d.employee_id = v.employee_id AND d.date = v.date)
+                        END
+                 FROM day_verdicts v
+                 WHERE v.date BETWEEN $1 AND $2 AND ($3::text IS NULL OR v.employee_id = $3)
+                   AND (v.date COLLATE \"C\", v.employee_id COLLATE \"C\") > ($5, $6)
+                 ORDER BY v.date COLLATE \"C\", v.employee_id COLLATE \"C\"
+                 LIMIT $7",
+                &[&from, &to, &employee_id, &full, &after.0, &after.1, &PAGE],
+            ))?;
+            for r in &rows {
+                let date_text: &str = r.get(1);
+                let date: Date = date_text
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("day_verdicts.date {date_text:?}")))?;
+                let int = |i: usize| -> i64 { r.get(i) };
+                let opt = |i: usize| -> Option<i64> { r.get(i) };
+                f(StoredVerdict {
+                    employee_id: r.get(0),
+                    date,
+                    status: enum_from_text("status", r.get(2))?,
+                    day_kind: enum_from_text("day_kind", r.get(3))?,
+                    provisional: r.get(4),
+                    late_minutes: u32::try_from(int(5)).unwrap_or(0),
+                    early_minutes: u32::try_from(int(6)).unwrap_or(0),
+                    coverage: Coverage {
+                        office_seconds: u64::try_from(int(7)).unwrap_or(0),
+                        covered_seconds: u64::try_from(int(8)).unwrap_or(0),
+                    },
+                    arrival: opt(9).map(ts),
+                    departure: opt(10).map(ts),
+                    nonwork_json: r.get(11),
+                    computed_ms: int(12),
+                    context_fp: r.get(13),
+                    unverified: u32::try_from(int(14)).unwrap_or(0),
+                    verdict_json: r.get(15),
+                })?;
+            }
+            match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE => {
+                    after = (last.get::<_, String>(1), last.get::<_, String>(0));
+                }
+                _ => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     fn put_verdicts(&self, days: &[JudgedDay]) -> Result<(), StoreError> {
