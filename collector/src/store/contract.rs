@@ -259,6 +259,48 @@ pub(crate) async fn dirty_days_taken_by_a_recompute_that_dies_are_taken_again<
     );
 }
 
+pub(crate) async fn stored_verdicts_read_back_in_key_order<S: super::Stores>(s: &S) {
+    use crate::attendance::Person;
+    let person = |id: &str| Person {
+        employee_id: id.into(),
+        name: id.into(),
+        department: "办公室".into(),
+        accounts: vec![id.to_ascii_lowercase()],
+        own_pcs: Vec::new(),
+    };
+    // Ids whose byte order differs from a language's collation.
+    let people = [person("E-2"), person("E10"), person("e1")];
+    s.import_staff(&people, T0).unwrap();
+    let rules = crate::verdicts::Rules::from_config(&crate::config::Config::default()).unwrap();
+    let now = jiff::Timestamp::from_millisecond(T0).unwrap();
+    let from: jiff::civil::Date = "2026-11-02".parse().unwrap();
+    for d in 0..3 {
+        let date = from.checked_add(jiff::Span::new().days(d)).unwrap();
+        for p in people.iter().rev() {
+            crate::verdicts::recompute(s, &rules, p, date, now).unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    s.for_each_verdict(from, "2026-11-04".parse().unwrap(), None, true, &mut |v| {
+        assert!(v.verdict_json.is_some());
+        seen.push((v.date.to_string(), v.employee_id.to_owned()));
+        Ok(())
+    })
+    .unwrap();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    assert_eq!(seen, sorted, "(date, id) in byte order");
+    let mut one = 0;
+    s.for_each_verdict(from, from, Some("E10"), false, &mut |v| {
+        assert_eq!((v.employee_id, v.verdict_json), ("E10", None));
+        one += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(one, 1);
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -294,6 +336,7 @@ both_stores!(
     tokens_are_for_new_machines_unless_made_for_reinstalls,
     old_months_are_pruned_once_their_verdicts_are_final,
     dirty_days_taken_by_a_recompute_that_dies_are_taken_again,
+    stored_verdicts_read_back_in_key_order,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

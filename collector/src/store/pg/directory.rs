@@ -531,7 +531,11 @@ impl Verdicts for PgStore {
         // A page of rows at a time in key order (byte order, as Rust compares the
         // ids the rows are merged with), so a year of everyone's verdicts is never
         // held in memory whole.
+        #[cfg(not(test))]
         const PAGE: i64 = 20_000;
+        // Small in tests, so that the store tests read several pages.
+        #[cfg(test)]
+        const PAGE: i64 = 4;
         let (from, to) = (from.to_string(), to.to_string());
         let mut after: (String, String) = (String::new(), String::new());
         loop {
