@@ -269,6 +269,9 @@ fn an_office_moves_from_sqlite_to_postgres_with_everything() {
     let one = on_sqlite(dir.path());
     let expected = figures(&one);
     let events = stored_once(&one).len();
+    // A pruned office: the retention record comes along too.
+    let pruned = run_ok(one.cmd(&["events", "prune", "--before", "2026-11"]), LIMIT).unwrap();
+    assert!(pruned.contains("dropped 0 events"), "{pruned}");
     let data = one.data_dir.clone();
     drop(one);
 
@@ -293,6 +296,7 @@ fn an_office_moves_from_sqlite_to_postgres_with_everything() {
     assert_eq!(count("agents "), 2, "{out}");
     assert!(count("day_verdicts ") >= 3, "{out}");
     assert!(out.contains("as in the SQLite file"), "{out}");
+    assert_eq!(count("retention "), 1, "{out}");
 
     // A collector on the database has it all, and the audit chain verifies.
     let moved =

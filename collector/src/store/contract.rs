@@ -143,7 +143,7 @@ pub(crate) async fn the_trust_rules_refuse_without_touching_the_agent<S: Store +
 }
 
 pub(crate) async fn tokens_are_for_new_machines_unless_made_for_reinstalls<
-    S: Store + Admin + Audit,
+    S: Store + Admin + Audit + super::IntegrityReads,
 >(
     s: &S,
 ) {
@@ -153,6 +153,12 @@ pub(crate) async fn tokens_are_for_new_machines_unless_made_for_reinstalls<
         .unwrap();
     let err = s.enroll(&t.token, host("m1"), T0).await.unwrap_err();
     assert!(matches!(err, StoreError::Denied(_)), "{err:?}");
+    // The attempt is on record; the token was not used.
+    let recorded = s.recorded_events(0, i64::MAX).unwrap();
+    assert!(
+        recorded.iter().any(|r| r.kind == "reenrol_refused"),
+        "{recorded:?}"
+    );
     let re = s
         .create_token(
             &TokenSpec::new_machines(86_400_000, Some(1)).reenrolling(),
@@ -226,11 +232,12 @@ pub(crate) async fn old_months_are_pruned_once_their_verdicts_are_final<
         s.audit_list().unwrap().last().unwrap().action,
         "events.prune"
     );
-    // Ingest goes on.
-    let mut next = batch(num, [5]);
+    // Ingest goes on, also for a late event of the pruned month.
+    let mut next = batch(num, [5, 6]);
     next.events[0].at_ms = at("2026-11-21");
+    next.events[1].at_ms = at("2026-10-10");
     next.replay = true;
-    assert_eq!(s.store_batch(next).await.unwrap().acked_seq, 5);
+    assert_eq!(s.store_batch(next).await.unwrap().acked_seq, 6);
 }
 
 pub(crate) async fn dirty_days_taken_by_a_recompute_that_dies_are_taken_again<

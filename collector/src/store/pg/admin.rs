@@ -429,7 +429,8 @@ impl crate::store::Events for PgStore {
                 if let Some(refusal) = retention::not_final(before, r.get(0), r.get(1)) {
                     return Err(refusal);
                 }
-                // Whole months go with their partitions; the rest row by row.
+                // Whole months are emptied with their partitions; the rest row by
+                // row.
                 let parts = tx
                     .query(
                         "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -451,7 +452,10 @@ impl crate::store::Events for PgStore {
                             .await
                             .map_err(&err)?
                             .get(0);
-                        tx.batch_execute(&format!("DROP TABLE {name}"))
+                        // Emptied, not dropped: collectors remember which monthly
+                        // partitions exist, and a late event of the month still
+                        // has one to go to.
+                        tx.batch_execute(&format!("TRUNCATE TABLE {name}"))
                             .await
                             .map_err(&err)?;
                         events += n as u64;

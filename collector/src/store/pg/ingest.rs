@@ -59,6 +59,14 @@ impl PgInner {
         let mut conn = self.conn().await?;
         let err = self.err();
         let tx = conn.transaction().await.map_err(&err)?;
+        // One enrolment of a machine at a time, whichever collector: the second
+        // sees the first's row.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('machine:' || $1))",
+            &[&host.machine_id],
+        )
+        .await
+        .map_err(&err)?;
         let hash = hash_secret(token);
         let Some(row) = tx
             .query_opt(
@@ -120,10 +128,27 @@ impl PgInner {
                 )));
             }
             if !reenroll {
-                return Err(StoreError::Denied(format!(
+                let why = format!(
                     "machine {:?} is already enrolled as agent {id} ({hostname}); enrolling it again needs a token created with `token create --reenroll` (for a reinstall)",
                     host.machine_id
-                )));
+                );
+                // Someone with a token tried to take a known PC's identity: that is
+                // recorded, and nothing else changes.
+                let detail = format!("enrolment as {:?} refused: {why}", host.hostname);
+                let num: i64 = r.get(0);
+                insert_integrity(
+                    &tx,
+                    self,
+                    num,
+                    now_ms,
+                    "reenrol_refused",
+                    None,
+                    &detail,
+                    None,
+                )
+                .await?;
+                tx.commit().await.map_err(&err)?;
+                return Err(StoreError::Denied(why));
             }
         }
         tx.execute(

@@ -77,7 +77,7 @@ BEGIN
     END IF;
 END $$;
 CREATE TABLE retention (
-    id            INT PRIMARY KEY CHECK (id = 1),
+    id            BIGINT PRIMARY KEY CHECK (id = 1),
     frozen_before TEXT NOT NULL,
     pruned_ms     BIGINT NOT NULL
 );
