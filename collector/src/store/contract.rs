@@ -308,6 +308,51 @@ pub(crate) async fn stored_verdicts_read_back_in_key_order<S: super::Stores>(s: 
     assert_eq!(one, 1);
 }
 
+pub(crate) async fn a_plain_listed_account_finds_its_pcs_in_any_domain<S: Store + super::Stores>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    let mut b = batch(num, [1]);
+    b.events[0].kind = EventKind::Session {
+        kind: kaoqin_proto::event::SessionKind::Logon,
+        account: "OFFICE\\ZhangSan".into(),
+    };
+    s.store_batch(b).await.unwrap();
+    let pcs = |listed: &str| s.known_pcs(&[listed.to_owned()]).unwrap().len();
+    assert_eq!(pcs("zhangsan"), 1, "a plain name in any domain");
+    assert_eq!(pcs("office\\zhangsan"), 1, "its own domain");
+    assert_eq!(pcs("other\\zhangsan"), 0, "not another domain");
+    assert_eq!(pcs("zhang"), 0);
+    assert_eq!(s.unmapped_accounts().unwrap().len(), 1);
+    let person = crate::attendance::Person {
+        employee_id: "E001".into(),
+        name: "张三".into(),
+        department: "办公室".into(),
+        accounts: vec!["zhangsan".into()],
+        own_pcs: vec!["PC-M1".into()],
+    };
+    s.import_staff(std::slice::from_ref(&person), T0).unwrap();
+    assert!(
+        s.unmapped_accounts().unwrap().is_empty(),
+        "claimed by its plain name"
+    );
+    assert_eq!(s.person("E001").unwrap().unwrap().own_pcs, ["pc-m1"]);
+    assert_eq!(
+        s.pcs_named(&["PC-M1".into()]).unwrap().len(),
+        1,
+        "by hostname"
+    );
+    // The same user in a domain, for someone else: refused, naming the owner.
+    let other = crate::attendance::Person {
+        employee_id: "E002".into(),
+        accounts: vec!["office\\zhangsan".into()],
+        own_pcs: Vec::new(),
+        ..person
+    };
+    let err = s.import_staff(&[other], T0).unwrap_err().to_string();
+    assert!(err.contains("already belongs to E001"), "{err}");
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -344,6 +389,7 @@ both_stores!(
     old_months_are_pruned_once_their_verdicts_are_final,
     dirty_days_taken_by_a_recompute_that_dies_are_taken_again,
     stored_verdicts_read_back_in_key_order,
+    a_plain_listed_account_finds_its_pcs_in_any_domain,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

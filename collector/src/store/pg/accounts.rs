@@ -5,7 +5,7 @@ use crate::store::{Accounts, StoreError, hash_secret, new_secret};
 use crate::users::*;
 
 const USER_COLUMNS: &str = "u.id, u.username, u.role, u.employee_id, u.must_change_password,
-    ARRAY(SELECT department FROM user_departments d WHERE d.user_id = u.id ORDER BY department)";
+    ARRAY(SELECT department FROM user_departments d WHERE d.user_id = u.id ORDER BY department COLLATE \"C\")";
 
 fn user_row(r: &tokio_postgres::Row) -> User {
     let role: String = r.get(2);
@@ -89,7 +89,7 @@ impl Accounts for PgStore {
 
     fn users(&self) -> Result<Vec<User>, StoreError> {
         self.block(async {
-            let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY username");
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY username COLLATE \"C\"");
             Ok(self.query(&sql, &[]).await?.iter().map(user_row).collect())
         })
     }

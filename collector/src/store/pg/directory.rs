@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// SQL that is true when the observed account in `col` (lower case) is the listed
 /// account `$1` (lower case): the same name, or a name listed without a domain in
-/// any domain.
+/// any domain. (`chr(92)` is the backslash, whatever the server's string settings.)
 fn account_is(col: &str) -> String {
     format!(
-        "({col} = $1 OR (strpos($1, '\\') = 0 AND substr({col}, strpos({col}, '\\') + 1) = $1))"
+        "({col} = $1 OR (strpos($1, chr(92)) = 0 AND substr({col}, strpos({col}, chr(92)) + 1) = $1))"
     )
 }
 
@@ -47,8 +47,9 @@ impl PgStore {
         let rows = self.block(self.query(
             "SELECT s.employee_id, s.name, s.department,
                     ARRAY(SELECT account FROM staff_accounts a
-                          WHERE a.employee_id = s.employee_id ORDER BY account),
-                    ARRAY(SELECT pc FROM staff_pcs p WHERE p.employee_id = s.employee_id ORDER BY pc)
+                          WHERE a.employee_id = s.employee_id ORDER BY account COLLATE \"C\"),
+                    ARRAY(SELECT pc FROM staff_pcs p WHERE p.employee_id = s.employee_id
+                          ORDER BY pc COLLATE \"C\")
              FROM staff s WHERE $1::text IS NULL OR s.employee_id = $1
              ORDER BY s.employee_id COLLATE \"C\"",
             &[&only],
@@ -151,8 +152,8 @@ impl Directory for PgStore {
                         .query_opt(
                             "SELECT employee_id FROM staff_accounts
                              WHERE employee_id <> $2 AND (account = $1
-                                OR (strpos(account, '\\') = 0 AND account = substr($1, strpos($1, '\\') + 1))
-                                OR (strpos($1, '\\') = 0 AND substr(account, strpos(account, '\\') + 1) = $1))
+                                OR (strpos(account, chr(92)) = 0 AND account = substr($1, strpos($1, chr(92)) + 1))
+                                OR (strpos($1, chr(92)) = 0 AND substr(account, strpos(account, chr(92)) + 1) = $1))
                              LIMIT 1",
                             &[&account, &p.employee_id],
                         )
@@ -203,7 +204,7 @@ impl Directory for PgStore {
             "SELECT p.account, a.id, a.hostname, p.last_ms FROM pc_accounts p
              JOIN agents a ON a.num = p.agent
              WHERE NOT EXISTS (SELECT 1 FROM staff_accounts s WHERE s.account = p.account
-                OR s.account = substr(p.account, strpos(p.account, '\\') + 1))
+                OR s.account = substr(p.account, strpos(p.account, chr(92)) + 1))
              ORDER BY p.account, a.id",
             &[],
         ))?;
