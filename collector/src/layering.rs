@@ -67,6 +67,7 @@ fn command_line_types_stay_in_cli() {
             "clap::Subcommand",
             "clap::Args",
             "clap::Parser",
+            "clap::ValueEnum",
             "#[command(",
             "#[arg(",
         ],

@@ -19,7 +19,7 @@ pub const SESSION_TTL_MS: i64 = 12 * 3_600_000;
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// What someone is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything, including accounts and the audit log.

@@ -1,6 +1,7 @@
 //! The `kaoqin-collector` command line (ARCHITECTURE.md lists the contract).
 
 pub mod admin;
+pub mod choices;
 pub mod users;
 
 use crate::config::Config;
@@ -368,7 +369,7 @@ pub enum ReportCommand {
         department: Option<String>,
         /// Output format (xlsx needs --out unless stdout is redirected).
         #[arg(long, value_enum, default_value = "table")]
-        format: crate::reports::daily::Format,
+        format: choices::DailyFormat,
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -395,13 +396,13 @@ pub struct SummaryArgs {
     pub to: jiff::civil::Date,
     /// One row per staff member or per department.
     #[arg(long, value_enum, default_value = "staff")]
-    pub by: crate::reports::summary::By,
+    pub by: choices::ByArg,
     /// Only this department.
     #[arg(long)]
     pub department: Option<String>,
     /// Output format (xlsx needs --out).
     #[arg(long, value_enum, default_value = "table")]
-    pub format: crate::reports::summary::Format,
+    pub format: choices::SummaryFormat,
     /// Write to this file instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -918,7 +919,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 &rules,
                 date,
                 department.as_deref(),
-                format,
+                format.into(),
                 out.as_deref(),
                 now,
             )
@@ -930,9 +931,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let request = crate::reports::summary::SummaryRequest {
                 from: args.from,
                 to: args.to,
-                by: args.by,
+                by: args.by.into(),
                 department: args.department,
-                format: args.format,
+                format: args.format.into(),
                 out: args.out,
                 now: args.now,
             };

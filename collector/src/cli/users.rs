@@ -16,7 +16,7 @@ pub enum UserCommand {
         username: String,
         /// admin, officer, dept-head or staff.
         #[arg(long, value_enum)]
-        role: Role,
+        role: super::choices::RoleArg,
         /// The staff member this account is (required for staff).
         #[arg(long)]
         employee: Option<String>,
@@ -79,7 +79,7 @@ pub fn run_cli(command: UserCommand) -> anyhow::Result<()> {
             let password = store.add_user(
                 &NewUser {
                     username: username.clone(),
-                    role,
+                    role: role.into(),
                     employee_id: employee,
                     departments,
                 },
@@ -87,7 +87,7 @@ pub fn run_cli(command: UserCommand) -> anyhow::Result<()> {
             )?;
             eprintln!(
                 "Created {} account {username}; the password below must be changed at first login.",
-                role.as_str()
+                Role::from(role).as_str()
             );
             println!("{password}");
         }

@@ -15,7 +15,7 @@ use crate::attendance::DayVerdict;
 use std::io::Write;
 
 /// Output formats of `report daily`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// A JSON array of day records.
     Json,

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 /// How rows are grouped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum By {
     /// One row per staff member.
     #[default]
@@ -423,7 +423,7 @@ pub fn load_days(
 }
 
 /// Output formats of `report summary` (and `report daily`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
     Csv,
