@@ -39,7 +39,6 @@ impl SqliteStore {
 }
 
 impl super::Accounts for SqliteStore {
-    /// Creates an account with a one-time password, which is returned.
     fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
         check_new_user(new)?;
         let password = one_time_password()?;
@@ -94,7 +93,6 @@ impl super::Accounts for SqliteStore {
         Ok(password)
     }
 
-    /// The account named `username`, if any.
     fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         let u = self
             .reader()
@@ -110,7 +108,6 @@ impl super::Accounts for SqliteStore {
         u.map(|u| self.with_departments(u)).transpose()
     }
 
-    /// Every account, by username.
     fn users(&self) -> Result<Vec<User>, StoreError> {
         let list: Vec<User> = {
             let conn = self.reader();
@@ -128,8 +125,6 @@ impl super::Accounts for SqliteStore {
         list.into_iter().map(|u| self.with_departments(u)).collect()
     }
 
-    /// The account if `password` is right; `None` for an unknown user or a wrong
-    /// password alike.
     fn check_login(&self, username: &str, password: &str) -> Result<Option<User>, StoreError> {
         let row: Option<(i64, String)> = self
             .reader()
@@ -151,7 +146,6 @@ impl super::Accounts for SqliteStore {
         }
     }
 
-    /// Sets a person's own password and clears the one-time flag.
     fn set_password(&self, user_id: i64, password: &str) -> Result<(), StoreError> {
         check_password(password)?;
         let hash = hash_password(password)?;
@@ -164,7 +158,6 @@ impl super::Accounts for SqliteStore {
         Ok(())
     }
 
-    /// Starts a web session; returns the token for the cookie.
     fn create_session(&self, user_id: i64, now_ms: i64) -> Result<String, StoreError> {
         let token = new_secret()?;
         let conn = self.writer();
@@ -179,7 +172,6 @@ impl super::Accounts for SqliteStore {
         Ok(token)
     }
 
-    /// The account of a live session token.
     fn session_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
         let u = self
             .reader()
@@ -195,7 +187,6 @@ impl super::Accounts for SqliteStore {
         u.map(|u| self.with_departments(u)).transpose()
     }
 
-    /// Ends a session (logout).
     fn end_session(&self, token: &str) -> Result<(), StoreError> {
         self.writer()
             .execute(
@@ -206,7 +197,6 @@ impl super::Accounts for SqliteStore {
         Ok(())
     }
 
-    /// Ends every session of an account (after a password change, but the current).
     fn end_sessions_of(&self, user_id: i64, except: Option<&str>) -> Result<(), StoreError> {
         self.writer()
             .execute(
@@ -217,7 +207,6 @@ impl super::Accounts for SqliteStore {
         Ok(())
     }
 
-    /// Creates an API token for `username`, valid for `ttl_ms`; returns it (shown once).
     fn create_api_token(
         &self,
         username: &str,
@@ -238,7 +227,6 @@ impl super::Accounts for SqliteStore {
         Ok(token)
     }
 
-    /// The account of a live API token.
     fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError> {
         let u = self
             .reader()

@@ -54,7 +54,6 @@ impl super::Admin for SqliteStore {
             .map_err(sql_err(self.path()))
     }
 
-    /// Every enrolment token, newest first.
     fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -90,9 +89,6 @@ impl super::Admin for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    /// Revokes the one token whose hash starts with `prefix` (at least 6 hex
-    /// digits), or the token itself if given whole (`kq1-...`). Returns the hash
-    /// prefix. Revoking a revoked token is an error that says so.
     fn revoke_token(&self, prefix: &str, actor: &str, now_ms: i64) -> Result<String, StoreError> {
         let prefix = token_hash_prefix(prefix)?;
         let err = sql_err(self.path());
@@ -144,7 +140,6 @@ impl super::Admin for SqliteStore {
         })
     }
 
-    /// Every enrolled agent with its latest measured clock offset, by id.
     fn agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -174,9 +169,6 @@ impl super::Admin for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    /// Revokes an agent: its key stops working (a running `serve` notices within
-    /// a second) and its machine can enrol again only with a token created after
-    /// now. Its stored events stay.
     fn revoke_agent(&self, agent_id: &str, actor: &str, now_ms: i64) -> Result<(), StoreError> {
         let err = sql_err(self.path());
         self.write_tx(|conn| {
@@ -217,8 +209,6 @@ impl super::Admin for SqliteStore {
         Ok(())
     }
 
-    /// Creates an enrolment token valid for `ttl_ms`, usable `max_uses` times
-    /// (unlimited if `None`).
     fn create_token(&self, spec: &TokenSpec, now_ms: i64) -> Result<NewToken, StoreError> {
         let token = format!("kq1-{}", new_secret()?);
         let expires_ms = now_ms.saturating_add(spec.ttl_ms);
@@ -245,17 +235,14 @@ impl super::Admin for SqliteStore {
 }
 
 impl super::Audit for SqliteStore {
-    /// Appends to the audit log (see [`crate::audit`]); returns the record's id.
     fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
         audit::append(&self.writer(), entry)
     }
 
-    /// The audit log, oldest first.
     fn audit_list(&self) -> Result<Vec<AuditRecord>, StoreError> {
         audit::list(&self.reader())
     }
 
-    /// Recomputes the audit log's hash chain.
     fn audit_verify(&self) -> Result<Verification, StoreError> {
         Ok(crate::audit::verify(audit::list(&self.reader())?))
     }

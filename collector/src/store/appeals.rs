@@ -170,7 +170,6 @@ impl super::Appeals for SqliteStore {
         Ok(id)
     }
 
-    /// One appeal.
     fn appeal(&self, id: i64) -> Result<Option<Appeal>, StoreError> {
         self.reader()
             .query_row(
@@ -182,7 +181,6 @@ impl super::Appeals for SqliteStore {
             .map_err(sql_err(self.path()))
     }
 
-    /// Appeals, newest first: of one person, or of everyone; only open ones if asked.
     fn appeals(
         &self,
         employee_id: Option<&str>,
@@ -203,8 +201,6 @@ impl super::Appeals for SqliteStore {
             .map_err(&err)
     }
 
-    /// The open appeals of everyone, oldest first, `limit` from `offset`, and how
-    /// many there are.
     fn open_appeals(&self, limit: u32, offset: u32) -> Result<(Vec<Appeal>, u64), StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -229,9 +225,6 @@ impl super::Appeals for SqliteStore {
         Ok((page, u64::try_from(total).unwrap_or(0)))
     }
 
-    /// Decides an open appeal; approving writes a correction to the requested status.
-    /// Nobody decides their own: `by` (and `by_employee`, the decider's own staff
-    /// record) must be neither the person appealing nor who filed it.
     fn decide_appeal(
         &self,
         id: i64,
@@ -308,7 +301,6 @@ impl super::Appeals for SqliteStore {
         Ok(self.appeal(id)?.unwrap_or(a))
     }
 
-    /// The latest correction of every corrected day in `from..=to`, by (employee, date).
     fn corrections(
         &self,
         from: Date,

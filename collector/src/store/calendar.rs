@@ -58,7 +58,6 @@ pub(crate) fn kind_from(text: &str) -> Result<DayKind, StoreError> {
 }
 
 impl super::CalendarNotices for SqliteStore {
-    /// A number that grows with every imported notice (0: none).
     fn calendar_revision(&self) -> Result<i64, StoreError> {
         self.reader()
             .query_row(
@@ -69,7 +68,6 @@ impl super::CalendarNotices for SqliteStore {
             .map_err(sql_err(self.path()))
     }
 
-    /// Every imported notice with its days, by year.
     fn calendar_notices(&self) -> Result<Vec<Notice>, StoreError> {
         let err = sql_err(self.path());
         let conn = self.reader();
@@ -108,7 +106,6 @@ impl super::CalendarNotices for SqliteStore {
         Ok(out)
     }
 
-    /// The imported notices, without their days, by year.
     fn calendar_notice_infos(&self) -> Result<Vec<NoticeInfo>, StoreError> {
         let err = sql_err(self.path());
         let conn = self.reader();
@@ -133,8 +130,6 @@ impl super::CalendarNotices for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    /// Stores `notice` (already validated), replacing any earlier import of its
-    /// year, and audits it; returns whether an earlier import was replaced.
     fn import_calendar_notice(
         &self,
         notice: &Notice,

@@ -353,6 +353,22 @@ pub(crate) async fn a_plain_listed_account_finds_its_pcs_in_any_domain<S: Store 
     assert!(err.contains("already belongs to E001"), "{err}");
 }
 
+pub(crate) async fn a_reenrolment_is_found_for_the_days_it_touches<S: Store + super::Stores>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    let id = s.agents().unwrap()[0].id.clone();
+    let pc = (num, id.clone());
+    let found = |from, to| s.reenrolments(std::slice::from_ref(&pc), from, to).unwrap();
+    assert!(found(0, i64::MAX).is_empty());
+    let t = s
+        .create_token(&TokenSpec::new_machines(86_400_000, None).reenrolling(), T0)
+        .unwrap();
+    s.enroll(&t.token, host("m1"), T0 + 60_000).await.unwrap();
+    assert_eq!(found(T0, T0 + 120_000), [(id, T0 + 60_000)]);
+    assert!(found(T0 + 120_000, i64::MAX).is_empty());
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -390,6 +406,7 @@ both_stores!(
     dirty_days_taken_by_a_recompute_that_dies_are_taken_again,
     stored_verdicts_read_back_in_key_order,
     a_plain_listed_account_finds_its_pcs_in_any_domain,
+    a_reenrolment_is_found_for_the_days_it_touches,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

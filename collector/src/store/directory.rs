@@ -309,8 +309,6 @@ impl SqliteStore {
 }
 
 impl super::Directory for SqliteStore {
-    /// Upserts `people` by employee id and sets their accounts, all or nothing. An
-    /// account already mapped to someone not in `people` is an error naming both.
     fn import_staff(&self, people: &[Person], now_ms: i64) -> Result<ImportCounts, StoreError> {
         let mut conn = self.writer();
         let err = sql_err(self.path());
@@ -401,17 +399,14 @@ impl super::Directory for SqliteStore {
         Ok(counts)
     }
 
-    /// Everyone in the directory, by employee id, with their accounts (lower case).
     fn staff(&self) -> Result<Vec<Person>, StoreError> {
         self.people(None)
     }
 
-    /// One staff member with their accounts, if in the directory.
     fn person(&self, employee_id: &str) -> Result<Option<Person>, StoreError> {
         Ok(self.people(Some(employee_id))?.pop())
     }
 
-    /// Accounts seen on PCs that belong to nobody in the directory.
     fn unmapped_accounts(&self) -> Result<Vec<Unmapped>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -445,7 +440,6 @@ impl super::Directory for SqliteStore {
         Ok(out)
     }
 
-    /// The PCs on which any of `accounts` was ever seen.
     fn known_pcs(&self, accounts: &[String]) -> Result<Vec<KnownPc>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -471,8 +465,6 @@ impl super::Directory for SqliteStore {
         Ok(out.into_iter().collect())
     }
 
-    /// The agent ids of the PCs that `names` (hostnames, machine ids or agent ids,
-    /// any case) name.
     fn pcs_named(&self, names: &[String]) -> Result<BTreeSet<String>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -494,7 +486,6 @@ impl super::Directory for SqliteStore {
         Ok(out)
     }
 
-    /// When each of `pcs` was enrolled again with an instant in `[from_ms, to_ms]`.
     fn reenrolments(
         &self,
         pcs: &[KnownPc],
@@ -521,9 +512,6 @@ impl super::Directory for SqliteStore {
         Ok(out)
     }
 
-    /// When each of `accounts` was first seen on each PC (corrected instant), as
-    /// (agent id, account in lower case, first_ms), for first sightings in
-    /// `[from_ms, to_ms]`.
     fn account_firsts(
         &self,
         accounts: &[String],
@@ -542,8 +530,6 @@ impl super::Directory for SqliteStore {
         )
     }
 
-    /// Refused events that claimed one of `accounts` at an instant in
-    /// `[from_ms, to_ms]`: (agent id, account in lower case, claimed instant).
     fn refused_claims(
         &self,
         accounts: &[String],
@@ -563,7 +549,6 @@ impl super::Directory for SqliteStore {
         )
     }
 
-    /// Events of one PC with `from_ms <= at_ms < to_ms` (agent clock), in time order.
     fn pc_events(
         &self,
         pc: &KnownPc,
@@ -579,7 +564,6 @@ impl super::Directory for SqliteStore {
         )
     }
 
-    /// The last event of a PC before `ms` and its first at or after `ms2`.
     fn pc_neighbours(
         &self,
         pc: &KnownPc,
@@ -603,8 +587,6 @@ impl super::Directory for SqliteStore {
         Ok(out)
     }
 
-    /// Adds exemptions, all or nothing, and marks the days they touch dirty for
-    /// the accounts of their people.
     fn add_exemptions(
         &self,
         list: &[Exemption],
@@ -662,7 +644,6 @@ impl super::Directory for SqliteStore {
         Ok(())
     }
 
-    /// Exemptions overlapping `[from_ms, to_ms)`, of one person or everyone.
     fn exemptions(
         &self,
         employee_id: Option<&str>,
@@ -765,7 +746,6 @@ impl super::Verdicts for SqliteStore {
         Ok(())
     }
 
-    /// Marks (account, date) pairs dirty again (a recompute that failed).
     fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
         let conn = self.writer();
         let err = sql_err(self.path());
@@ -779,7 +759,6 @@ impl super::Verdicts for SqliteStore {
         Ok(())
     }
 
-    /// The accounts marked dirty on each date of `from..=to`.
     fn dirty_between(
         &self,
         from: Date,
@@ -805,9 +784,6 @@ impl super::Verdicts for SqliteStore {
         Ok(out)
     }
 
-    /// Hands `f` the stored verdicts on `from..=to`, of one person or everyone, in
-    /// (date, employee id) order; with `full`, each with its whole verdict's JSON.
-    /// The read holds the reader connection: `f` must not use the store.
     fn for_each_verdict(
         &self,
         from: Date,
@@ -888,8 +864,6 @@ impl super::Verdicts for SqliteStore {
         Ok(())
     }
 
-    /// Stores (replaces) person-days' verdicts, both the figures and the whole, in
-    /// one transaction.
     fn put_verdicts(&self, days: &[JudgedDay]) -> Result<(), StoreError> {
         let mut conn = self.writer();
         let err = sql_err(self.path());

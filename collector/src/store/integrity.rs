@@ -55,7 +55,6 @@ pub struct OffsetBatch {
 }
 
 impl super::IntegrityReads for SqliteStore {
-    /// Lifecycle, data-gap and clock-jump events with corrected instants in range.
     fn trouble_events(&self, from_ms: i64, to_ms: i64) -> Result<Vec<TroubleEvent>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -89,7 +88,6 @@ impl super::IntegrityReads for SqliteStore {
         Ok(out)
     }
 
-    /// Accounts first seen on a PC in range.
     fn first_sightings(&self, from_ms: i64, to_ms: i64) -> Result<Vec<FirstSighting>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -123,7 +121,6 @@ impl super::IntegrityReads for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    /// What the collector recorded about agents in range.
     fn recorded_events(&self, from_ms: i64, to_ms: i64) -> Result<Vec<RecordedEvent>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());
@@ -149,7 +146,6 @@ impl super::IntegrityReads for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    /// Batches received in range with a clock offset of at least `min_ms` either way.
     fn offset_batches(
         &self,
         from_ms: i64,
@@ -188,8 +184,6 @@ impl super::IntegrityReads for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(&err)
     }
 
-    /// Enrolled, unrevoked agents not heard from since before `before_ms`, the
-    /// longest silent first: (agent id, hostname, last seen).
     fn silent_agents(
         &self,
         before_ms: i64,

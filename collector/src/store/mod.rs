@@ -28,6 +28,7 @@ pub mod concerns;
 mod contract;
 pub mod derived;
 pub mod directory;
+pub mod enrolment;
 pub mod integrity;
 pub mod migrate;
 pub mod pg;
@@ -137,6 +138,46 @@ pub struct BatchOutcome {
     pub acked_seq: u64,
     /// How many events of the batch were new (the rest were resends).
     pub inserted: u64,
+}
+
+/// Agent identities a collector has looked up, each trusted for
+/// [`sqlite::AUTH_RECHECK`] before it is read from the database again (a
+/// revocation by another process or collector is seen within that time).
+#[derive(Debug, Default)]
+pub struct AuthCache(
+    std::sync::RwLock<std::collections::HashMap<String, (AgentAuth, std::time::Instant)>>,
+);
+
+impl AuthCache {
+    fn map(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<
+        '_,
+        std::collections::HashMap<String, (AgentAuth, std::time::Instant)>,
+    > {
+        self.0.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The identity of `agent_id` while it is fresh.
+    pub fn fresh(&self, agent_id: &str) -> Option<AgentAuth> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        map.get(agent_id)
+            .filter(|(_, checked)| checked.elapsed() < sqlite::AUTH_RECHECK)
+            .map(|(a, _)| a.clone())
+    }
+
+    /// Remembers what the database says of `agent_id` now (`None`: unknown).
+    pub fn put(&self, agent_id: &str, found: Option<&AgentAuth>) {
+        let mut map = self.map();
+        match found {
+            Some(a) => {
+                map.insert(a.agent_id.clone(), (a.clone(), std::time::Instant::now()));
+            }
+            None => {
+                map.remove(agent_id);
+            }
+        }
+    }
 }
 
 /// An enrolment token as `token list` shows it: never the token itself.

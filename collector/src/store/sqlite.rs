@@ -19,7 +19,7 @@ use kaoqin_proto::event::{Event, EventKind};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
 
 /// The database file's name inside the data dir.
@@ -202,7 +202,7 @@ pub struct SqliteStore {
     /// The one connection that writes: the writer thread's group commits and the
     /// commands' own changes take turns on it (see [`SqliteStore::writer`]).
     writer_conn: Arc<Mutex<Connection>>,
-    auth: RwLock<HashMap<String, (AgentAuth, std::time::Instant)>>,
+    auth: super::AuthCache,
     writer: Option<std::thread::JoinHandle<()>>,
     checkpointer: Option<std::thread::JoinHandle<()>>,
 }
@@ -255,7 +255,7 @@ impl SqliteStore {
             readers,
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             writer_conn,
-            auth: RwLock::new(HashMap::new()),
+            auth: super::AuthCache::default(),
             writer: Some(writer),
             checkpointer: Some(checkpointer),
         };
@@ -301,10 +301,7 @@ impl SqliteStore {
 
     /// Drops an agent's identity from the cache (it was revoked here).
     pub(super) fn forget_auth(&self, agent_id: &str) {
-        self.auth
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(agent_id);
+        self.auth.put(agent_id, None);
     }
 
     /// Reads one agent's identity from the database into the cache.
@@ -326,15 +323,7 @@ impl SqliteStore {
                 .optional()
             })
             .map_err(sql_err(&self.path))?;
-        let mut map = self.auth.write().unwrap_or_else(|p| p.into_inner());
-        match &found {
-            Some(a) => {
-                map.insert(a.agent_id.clone(), (a.clone(), std::time::Instant::now()));
-            }
-            None => {
-                map.remove(agent_id);
-            }
-        }
+        self.auth.put(agent_id, found.as_ref());
         Ok(found)
     }
 
@@ -354,11 +343,9 @@ impl SqliteStore {
                 })
             })
             .map_err(&err)?;
-        let mut map = self.auth.write().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
         for row in rows {
             let a = row.map_err(&err)?;
-            map.insert(a.agent_id.clone(), (a, now));
+            self.auth.put(&a.agent_id, Some(&a));
         }
         Ok(())
     }
@@ -372,8 +359,6 @@ impl SqliteStore {
 }
 
 impl super::Events for SqliteStore {
-    /// Calls `f` with every stored event, in agent then seq order, optionally of
-    /// one agent only. Stops at the first error `f` returns.
     fn for_each_event(
         &self,
         agent_id: Option<&str>,
@@ -409,7 +394,6 @@ impl super::Events for SqliteStore {
         Ok(())
     }
 
-    /// Counts stored events, and distinct (agent, seq) pairs among them.
     fn count_events(&self) -> Result<(u64, u64), StoreError> {
         self.reader()
             .query_row(
@@ -521,10 +505,7 @@ impl Store for SqliteStore {
         let (enrolment, auth) = rx
             .await
             .map_err(|_| StoreError::Busy("writer has stopped".into()))??;
-        self.auth
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(auth.agent_id.clone(), (auth, std::time::Instant::now()));
+        self.auth.put(&auth.agent_id, Some(&auth));
         Ok(enrolment)
     }
 
@@ -532,16 +513,10 @@ impl Store for SqliteStore {
     /// id the cache does not know, from the database, so a revocation or
     /// enrolment made by another process is seen within a second.
     fn agent_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
-        if let Some((a, checked)) = self
-            .auth
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(agent_id)
-            && checked.elapsed() < AUTH_RECHECK
-        {
-            return Ok(Some(a.clone()));
+        match self.auth.fresh(agent_id) {
+            Some(a) => Ok(Some(a)),
+            None => self.reload_auth(agent_id),
         }
-        self.reload_auth(agent_id)
     }
 
     async fn store_batch(&self, batch: Batch) -> Result<BatchOutcome, StoreError> {

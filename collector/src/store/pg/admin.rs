@@ -274,10 +274,7 @@ impl crate::store::Admin for PgStore {
                 Ok(hostname)
             },
         ))?;
-        self.auth
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(agent_id);
+        self.auth.put(agent_id, None);
         Ok(())
     }
 

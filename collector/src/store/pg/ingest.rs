@@ -6,18 +6,12 @@
 
 use super::{PgInner, PgStore, joined};
 use crate::store::derived::BatchFacts;
-use crate::store::sqlite::AUTH_RECHECK;
+use crate::store::enrolment::{self, KnownMachine, TokenState};
 use crate::store::{
     AgentAuth, Batch, BatchOutcome, Claimed, Enrolment, HostFacts, Store, StoreError, hash_secret,
     new_secret,
 };
 use deadpool_postgres::GenericClient;
-
-fn show(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| ms.to_string())
-}
 
 /// Appends one integrity event.
 #[allow(clippy::too_many_arguments)]
@@ -68,7 +62,7 @@ impl PgInner {
         .await
         .map_err(&err)?;
         let hash = hash_secret(token);
-        let Some(row) = tx
+        let token_state = tx
             .query_opt(
                 "SELECT expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll
                  FROM tokens WHERE hash = $1 FOR UPDATE",
@@ -76,38 +70,14 @@ impl PgInner {
             )
             .await
             .map_err(&err)?
-        else {
-            return Err(StoreError::BadToken("unknown enrolment token".into()));
-        };
-        let (expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll): (
-            i64,
-            Option<i64>,
-            i64,
-            Option<i64>,
-            i64,
-            bool,
-        ) = (
-            row.get(0),
-            row.get(1),
-            row.get(2),
-            row.get(3),
-            row.get(4),
-            row.get(5),
-        );
-        if revoked_ms.is_some() {
-            return Err(StoreError::BadToken(
-                "enrolment token has been revoked".into(),
-            ));
-        }
-        if now_ms >= expires_ms {
-            return Err(StoreError::BadToken(format!(
-                "enrolment token expired at {}",
-                show(expires_ms)
-            )));
-        }
-        if max_uses.is_some_and(|m| uses >= m) {
-            return Err(StoreError::BadToken("enrolment token is used up".into()));
-        }
+            .map(|r| TokenState {
+                expires_ms: r.get(0),
+                max_uses: r.get(1),
+                uses: r.get(2),
+                revoked_ms: r.get(3),
+                created_ms: r.get(4),
+                reenroll: r.get(5),
+            });
         let existing = tx
             .query_opt(
                 "SELECT num, id, max_seq, hostname, revoked_ms FROM agents WHERE machine_id = $1
@@ -116,40 +86,33 @@ impl PgInner {
             )
             .await
             .map_err(&err)?;
-        if let Some(r) = &existing {
-            let (id, hostname, revoked): (String, String, Option<i64>) =
-                (r.get(1), r.get(3), r.get(4));
-            if let Some(revoked_ms) = revoked
-                && created_ms <= revoked_ms
-            {
-                return Err(StoreError::BadToken(format!(
-                    "agent {id} of this machine was revoked at {}; enrol it with a token created after that",
-                    show(revoked_ms)
-                )));
-            }
-            if !reenroll {
-                let why = format!(
-                    "machine {:?} is already enrolled as agent {id} ({hostname}); enrolling it again needs a token created with `token create --reenroll` (for a reinstall)",
-                    host.machine_id
-                );
+        let known = existing.as_ref().map(|r| KnownMachine {
+            agent_id: r.get(1),
+            hostname: r.get(3),
+            revoked_ms: r.get(4),
+        });
+        match enrolment::check(token_state.as_ref(), known, host, now_ms) {
+            Err(StoreError::Denied(why)) => {
                 // Someone with a token tried to take a known PC's identity: that is
                 // recorded, and nothing else changes.
-                let detail = format!("enrolment as {:?} refused: {why}", host.hostname);
-                let num: i64 = r.get(0);
-                insert_integrity(
-                    &tx,
-                    self,
-                    num,
-                    now_ms,
-                    "reenrol_refused",
-                    None,
-                    &detail,
-                    None,
-                )
-                .await?;
-                tx.commit().await.map_err(&err)?;
+                if let Some(r) = &existing {
+                    let detail = enrolment::refused_detail(host, &why);
+                    insert_integrity(
+                        &tx,
+                        self,
+                        r.get(0),
+                        now_ms,
+                        "reenrol_refused",
+                        None,
+                        &detail,
+                        None,
+                    )
+                    .await?;
+                    tx.commit().await.map_err(&err)?;
+                }
                 return Err(StoreError::Denied(why));
             }
+            checked => checked?,
         }
         tx.execute(
             "UPDATE tokens SET uses = uses + 1 WHERE hash = $1",
@@ -163,10 +126,7 @@ impl PgInner {
             Some(r) => {
                 let (num, id, max_seq, old_hostname): (i64, String, i64, String) =
                     (r.get(0), r.get(1), r.get(2), r.get(3));
-                let detail = format!(
-                    "machine {:?} enrolled again as {} (was {old_hostname}) with a --reenroll token; the key it had no longer works",
-                    host.machine_id, host.hostname
-                );
+                let detail = enrolment::reenrolled_detail(host, &old_hostname);
                 insert_integrity(&tx, self, num, now_ms, "reenrolled", None, &detail, None).await?;
                 tx.execute(
                     "UPDATE agents SET hostname = $2, os = $3, os_version = $4, agent_version = $5,
@@ -214,19 +174,13 @@ impl PgInner {
         .await
         .map_err(&err)?;
         tx.commit().await.map_err(&err)?;
-        Ok((
-            Enrolment {
-                agent_id: agent_id.clone(),
-                agent_key: key,
-                last_seq,
-                re_enrolled,
-            },
-            AgentAuth {
-                agent_id,
-                num,
-                key_hash,
-                revoked: false,
-            },
+        Ok(enrolment::outcome(
+            num,
+            agent_id,
+            key,
+            key_hash,
+            last_seq,
+            re_enrolled,
         ))
     }
 
@@ -452,35 +406,18 @@ impl Store for PgStore {
                 .spawn(async move { inner.enroll_tx(&token, &host, now_ms).await })
                 .await,
         )?;
-        self.auth
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(auth.agent_id.clone(), (auth, std::time::Instant::now()));
+        self.auth.put(&auth.agent_id, Some(&auth));
         Ok(enrolment)
     }
 
-    /// From the cache while it is fresh ([`AUTH_RECHECK`]), otherwise from the
+    /// From the cache while it is fresh ([`crate::store::sqlite::AUTH_RECHECK`]), otherwise from the
     /// database: a revocation by any collector or command is seen within a second.
     fn agent_auth(&self, agent_id: &str) -> Result<Option<AgentAuth>, StoreError> {
-        if let Some((a, checked)) = self
-            .auth
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(agent_id)
-            && checked.elapsed() < AUTH_RECHECK
-        {
-            return Ok(Some(a.clone()));
+        if let Some(a) = self.auth.fresh(agent_id) {
+            return Ok(Some(a));
         }
         let found = self.block(self.load_auth(agent_id))?;
-        let mut map = self.auth.write().unwrap_or_else(|p| p.into_inner());
-        match &found {
-            Some(a) => {
-                map.insert(a.agent_id.clone(), (a.clone(), std::time::Instant::now()));
-            }
-            None => {
-                map.remove(agent_id);
-            }
-        }
+        self.auth.put(agent_id, found.as_ref());
         Ok(found)
     }
 

@@ -21,11 +21,9 @@ pub mod directory;
 pub mod ingest;
 pub mod schema;
 
-use super::{AgentAuth, StoreError};
+use super::StoreError;
 use crate::attendance::Settings;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::RwLock;
 
 /// An arbitrary constant that names kaoqin's migration lock among advisory locks.
 const MIGRATION_LOCK: i64 = 0x6b61_6f71_696e_0001;
@@ -49,7 +47,7 @@ pub struct PgInner {
     at: String,
     /// Decide which attendance days a batch marks dirty.
     settings: Settings,
-    auth: RwLock<HashMap<String, (AgentAuth, std::time::Instant)>>,
+    auth: crate::store::AuthCache,
     /// Monthly partitions of `events` known to exist: (year, month).
     months: std::sync::Mutex<std::collections::HashSet<(i16, i8)>>,
 }
@@ -152,7 +150,7 @@ impl PgStore {
                 handle: rt.handle().clone(),
                 at,
                 settings: settings.clone(),
-                auth: RwLock::new(HashMap::new()),
+                auth: Default::default(),
                 months: Default::default(),
             }),
             rt: Some(rt),

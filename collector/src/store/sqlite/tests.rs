@@ -107,40 +107,6 @@ async fn a_command_writing_makes_ingest_wait_its_turn_not_fail() {
 }
 
 #[tokio::test]
-async fn a_reenrolment_is_found_for_the_days_it_touches() {
-    let (_dir, store, e, num) = one_agent().await;
-    let pc = (num, e.agent_id.clone());
-    assert!(
-        store
-            .reenrolments(std::slice::from_ref(&pc), 0, i64::MAX)
-            .unwrap()
-            .is_empty()
-    );
-    let t = store
-        .create_token(
-            &crate::store::TokenSpec::new_machines(86_400_000, None).reenrolling(),
-            T0,
-        )
-        .unwrap();
-    store
-        .enroll(&t.token, host("m1"), T0 + 60_000)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .reenrolments(std::slice::from_ref(&pc), T0, T0 + 120_000)
-            .unwrap(),
-        [(e.agent_id.clone(), T0 + 60_000)]
-    );
-    assert!(
-        store
-            .reenrolments(&[pc], T0 + 120_000, i64::MAX)
-            .unwrap()
-            .is_empty()
-    );
-}
-
-#[tokio::test]
 async fn tokens_expire_run_out_and_must_exist() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();

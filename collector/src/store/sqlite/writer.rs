@@ -147,7 +147,7 @@ impl Writer {
                                 kind: "reenrol_refused",
                                 seq: None,
                                 claimed: None,
-                                detail: format!("enrolment as {:?} refused: {why}", host.hostname),
+                                detail: crate::store::enrolment::refused_detail(&host, why),
                             }
                             .insert(sp, &path)
                         };
@@ -553,87 +553,57 @@ fn enroll(
 ) -> Result<(Enrolment, AgentAuth), StoreError> {
     let err = sql_err(path);
     let hash = hash_secret(token);
-    /// expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll
-    type TokenRow = (i64, Option<i64>, i64, Option<i64>, i64, bool);
-    let row: Option<TokenRow> = conn
+    use crate::store::enrolment::{self, KnownMachine, TokenState};
+    let token_state: Option<TokenState> = conn
         .query_row(
             "SELECT expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll FROM tokens WHERE hash = ?1",
             [&hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| {
+                Ok(TokenState {
+                    expires_ms: r.get(0)?,
+                    max_uses: r.get(1)?,
+                    uses: r.get(2)?,
+                    revoked_ms: r.get(3)?,
+                    created_ms: r.get(4)?,
+                    reenroll: r.get(5)?,
+                })
+            },
         )
         .optional()
         .map_err(&err)?;
-    let Some((expires_ms, max_uses, uses, revoked_ms, created_ms, reenroll)) = row else {
-        return Err(StoreError::BadToken("unknown enrolment token".into()));
-    };
-    if revoked_ms.is_some() {
-        return Err(StoreError::BadToken(
-            "enrolment token has been revoked".into(),
-        ));
-    }
-    if now_ms >= expires_ms {
-        return Err(StoreError::BadToken(format!(
-            "enrolment token expired at {}",
-            jiff::Timestamp::from_millisecond(expires_ms)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| expires_ms.to_string())
-        )));
-    }
-    if max_uses.is_some_and(|m| uses >= m) {
-        return Err(StoreError::BadToken("enrolment token is used up".into()));
-    }
-    // A revoked machine comes back only with a token made after its revocation:
-    // the token it saved when it first enrolled must not undo the revocation.
-    let revoked: Option<(String, i64)> = conn
+    let existing: Option<(i64, String, i64, String, Option<i64>)> = conn
         .query_row(
-            "SELECT id, revoked_ms FROM agents WHERE machine_id = ?1 AND revoked_ms IS NOT NULL",
+            "SELECT num, id, max_seq, hostname, revoked_ms FROM agents WHERE machine_id = ?1",
             [&host.machine_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()
         .map_err(&err)?;
-    if let Some((id, revoked_ms)) = revoked
-        && created_ms <= revoked_ms
-    {
-        return Err(StoreError::BadToken(format!(
-            "agent {id} of this machine was revoked at {}; enrol it with a token created after that",
-            jiff::Timestamp::from_millisecond(revoked_ms)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| revoked_ms.to_string())
-        )));
-    }
-    let existing: Option<(i64, String, i64, String)> = conn
-        .query_row(
-            "SELECT num, id, max_seq, hostname FROM agents WHERE machine_id = ?1",
-            [&host.machine_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()
-        .map_err(&err)?;
-    if let Some((_, id, _, hostname)) = &existing
-        && !reenroll
-    {
-        return Err(StoreError::Denied(format!(
-            "machine {:?} is already enrolled as agent {id} ({hostname}); enrolling it again needs a token created with `token create --reenroll` (for a reinstall)",
-            host.machine_id
-        )));
-    }
+    enrolment::check(
+        token_state.as_ref(),
+        existing
+            .as_ref()
+            .map(|(_, id, _, hostname, revoked_ms)| KnownMachine {
+                agent_id: id,
+                hostname,
+                revoked_ms: *revoked_ms,
+            }),
+        host,
+        now_ms,
+    )?;
     conn.execute("UPDATE tokens SET uses = uses + 1 WHERE hash = ?1", [&hash])
         .map_err(&err)?;
     let key = new_secret()?;
     let key_hash = hash_secret(&key);
     let (num, agent_id, last_seq, re_enrolled) = match existing {
-        Some((num, id, max_seq, old_hostname)) => {
+        Some((num, id, max_seq, old_hostname, _)) => {
             IntegrityEvent {
                 agent_num: num,
                 at_ms: now_ms,
                 kind: "reenrolled",
                 seq: None,
                 claimed: None,
-                detail: format!(
-                    "machine {:?} enrolled again as {} (was {old_hostname}) with a --reenroll token; the key it had no longer works",
-                    host.machine_id, host.hostname
-                ),
+                detail: enrolment::reenrolled_detail(host, &old_hostname),
             }
             .insert(conn, path)?;
             conn.execute(
@@ -676,18 +646,12 @@ fn enroll(
         params![hash, num, now_ms, host.hostname, re_enrolled],
     )
     .map_err(&err)?;
-    Ok((
-        Enrolment {
-            agent_id: agent_id.clone(),
-            agent_key: key,
-            last_seq,
-            re_enrolled,
-        },
-        AgentAuth {
-            agent_id,
-            num,
-            key_hash,
-            revoked: false,
-        },
+    Ok(enrolment::outcome(
+        num,
+        agent_id,
+        key,
+        key_hash,
+        last_seq,
+        re_enrolled,
     ))
 }
