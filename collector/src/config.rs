@@ -62,6 +62,34 @@ pub struct AttendanceConfig {
     pub schedules: Option<crate::attendance::ScheduleSet>,
     /// The office's own calendar days (a closure day, an extra holiday).
     pub calendar_override: Vec<CalendarOverride>,
+    /// How 旷工 and overtime are counted (`[attendance.rules]`).
+    pub rules: CountingConfig,
+}
+
+/// `[attendance.rules]`: the office's counting rules (docs/attendance-rules.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CountingConfig {
+    /// Late or early by more than this many minutes is half a day of 旷工.
+    pub absenteeism_after_minutes: u32,
+    /// Overtime counts in stretches of at least this many minutes.
+    pub overtime_min_block_minutes: u32,
+    /// Overtime minutes are rounded down to a multiple of this (1: exact).
+    pub overtime_round_minutes: u32,
+    /// Overtime counts only inside an approved overtime request.
+    pub overtime_needs_request: bool,
+}
+
+impl Default for CountingConfig {
+    fn default() -> Self {
+        let d = crate::attendance::OfficeRules::default();
+        CountingConfig {
+            absenteeism_after_minutes: d.absenteeism_after_minutes,
+            overtime_min_block_minutes: d.overtime_min_block_minutes,
+            overtime_round_minutes: d.overtime_round_minutes,
+            overtime_needs_request: d.overtime_needs_request,
+        }
+    }
 }
 
 impl Default for AttendanceConfig {
@@ -73,6 +101,7 @@ impl Default for AttendanceConfig {
             schedules_file: None,
             schedules: None,
             calendar_override: Vec::new(),
+            rules: CountingConfig::default(),
         }
     }
 }

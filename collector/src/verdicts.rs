@@ -29,7 +29,7 @@ use kaoqin_proto::event::{self as ev, EventKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Bumped whenever the rules' code changes what a verdict says.
-pub const ENGINE_VERSION: &str = "attendance-2";
+pub const ENGINE_VERSION: &str = "attendance-3";
 
 /// Everything besides events that verdicts depend on, built from the config and
 /// the notices imported into the store.
@@ -55,10 +55,17 @@ pub fn settings(config: &Config) -> anyhow::Result<Settings> {
         .attendance
         .boundary()
         .map_err(|e| anyhow::anyhow!("attendance.day_boundary = {e}"))?;
+    let r = &config.attendance.rules;
     Ok(Settings {
         time_zone,
         day_boundary,
         large_offset_ms: i64::from(config.attendance.large_offset_minutes) * 60_000,
+        office: attendance::OfficeRules {
+            absenteeism_after_minutes: r.absenteeism_after_minutes,
+            overtime_min_block_minutes: r.overtime_min_block_minutes,
+            overtime_round_minutes: r.overtime_round_minutes,
+            overtime_needs_request: r.overtime_needs_request,
+        },
     })
 }
 
@@ -89,10 +96,11 @@ impl Rules {
             overrides.push((d, o.kind, o.note.clone()));
         }
         let fingerprint = sha(&format!(
-            "{ENGINE_VERSION}|{:?}|{}|{}|{:?}|{:?}",
+            "{ENGINE_VERSION}|{:?}|{}|{}|{:?}|{:?}|{:?}",
             settings.time_zone.iana_name(),
             settings.day_boundary,
             settings.large_offset_ms,
+            settings.office,
             schedules,
             overrides
         ));
@@ -629,8 +637,9 @@ pub enum Detail {
     /// report).
     Full,
     /// The figures summaries add up, from `day_verdicts` alone: `checkpoints`,
-    /// `evidence`, `schedule_version` and `policy_note` are left empty, and the
-    /// name and department are the directory's.
+    /// `evidence`, `schedule_version` and `policy_note` are left empty, the
+    /// office's counts (旷工, 缺卡, overtime) at zero (the monthly sheet reads
+    /// [`Detail::Full`]), and the name and department are the directory's.
     Headline,
 }
 
@@ -657,6 +666,9 @@ fn headline(s: StoredVerdict<'_>, person: &Person, rules: &Rules) -> anyhow::Res
         evidence: Vec::new(),
         schedule_version: String::new(),
         policy_note: String::new(),
+        absenteeism_half_days: 0,
+        missing_checkpoints: 0,
+        overtime_minutes: Default::default(),
     })
 }
 

@@ -106,6 +106,7 @@
 //! ```
 
 pub mod calendar;
+mod counting;
 mod interval;
 mod presence;
 pub mod schedule;
@@ -161,7 +162,9 @@ pub fn account_matches(listed: &str, observed: &str) -> bool {
                 .is_some_and(|(_, user)| listed.eq_ignore_ascii_case(user)))
 }
 
-/// Why someone is excused.
+/// What an approved entry of a person's time is: an exemption that excuses
+/// (leave, field work, a business trip), or a correction from an approved request
+/// (an arrival or departure the PC could not see, overtime).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExemptionKind {
@@ -171,20 +174,51 @@ pub enum ExemptionKind {
     Field,
     /// A business trip.
     BusinessTrip,
+    /// Present from `start` (a missed punch: "at the front desk from 08:20").
+    ArrivalPunch,
+    /// Present until `start` (a missed punch at the end of the day).
+    DeparturePunch,
+    /// Overtime approved over `[start, end)` (counts when
+    /// [`OfficeRules::overtime_needs_request`]).
+    Overtime,
 }
 
 impl ExemptionKind {
-    /// The name used in reports.
+    /// Every kind, in order.
+    pub const ALL: [ExemptionKind; 6] = [
+        Self::Leave,
+        Self::Field,
+        Self::BusinessTrip,
+        Self::ArrivalPunch,
+        Self::DeparturePunch,
+        Self::Overtime,
+    ];
+
+    /// The name used in reports and storage.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Leave => "leave",
             Self::Field => "field",
             Self::BusinessTrip => "business_trip",
+            Self::ArrivalPunch => "arrival_punch",
+            Self::DeparturePunch => "departure_punch",
+            Self::Overtime => "overtime",
         }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<ExemptionKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether it excuses the office hours it covers (leave, field work, a trip).
+    pub fn excuses(self) -> bool {
+        matches!(self, Self::Leave | Self::Field | Self::BusinessTrip)
     }
 }
 
-/// An approved absence from the office over `[start, end)`: whole days or part of one.
+/// An approved entry of a person's time over `[start, end)`: an exemption (whole
+/// days or part of one), or a correction (a punch is the instant `start`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exemption {
     /// Whose.
@@ -208,6 +242,52 @@ pub struct Settings {
     pub day_boundary: Time,
     /// A clock offset at least this large (milliseconds, either sign) becomes evidence.
     pub large_offset_ms: i64,
+    /// How 旷工, 缺卡 and overtime are counted.
+    pub office: OfficeRules,
+}
+
+/// The office's counting rules on top of the verdict (see docs/attendance-rules.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OfficeRules {
+    /// A charged late arrival or early departure of more than this many minutes is
+    /// half a day of 旷工 (absenteeism); default 30.
+    pub absenteeism_after_minutes: u32,
+    /// Presence outside office hours counts as overtime in stretches of at least
+    /// this many minutes; default 30.
+    pub overtime_min_block_minutes: u32,
+    /// Overtime minutes are rounded down to a multiple of this; default 30 (1: exact).
+    pub overtime_round_minutes: u32,
+    /// Overtime counts only inside an approved overtime request; default false.
+    pub overtime_needs_request: bool,
+}
+
+impl Default for OfficeRules {
+    fn default() -> Self {
+        OfficeRules {
+            absenteeism_after_minutes: 30,
+            overtime_min_block_minutes: 30,
+            overtime_round_minutes: 30,
+            overtime_needs_request: false,
+        }
+    }
+}
+
+/// Overtime minutes of a day by the kind of day (offices pay them differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Overtime {
+    /// Before or after office hours on a working day.
+    pub workday: u32,
+    /// On a rest day (a weekend, or a day off inside a holiday period).
+    pub rest_day: u32,
+    /// On a statutory public holiday (法定节假日).
+    pub holiday: u32,
+}
+
+impl Overtime {
+    /// All kinds together.
+    pub fn total(&self) -> u32 {
+        self.workday + self.rest_day + self.holiday
+    }
 }
 
 impl Default for Settings {
@@ -219,6 +299,7 @@ impl Default for Settings {
                 .unwrap_or(TimeZone::fixed(jiff::tz::offset(8))),
             day_boundary: jiff::civil::time(4, 0, 0, 0),
             large_offset_ms: 60_000,
+            office: OfficeRules::default(),
         }
     }
 }
@@ -387,6 +468,18 @@ pub struct DayVerdict {
     pub schedule_version: String,
     /// Why the status is what it is, in one or two sentences.
     pub policy_note: String,
+    /// Half days of 旷工: 2 for a working day judged absent, 1 for each charged late
+    /// arrival or early departure past [`OfficeRules::absenteeism_after_minutes`]
+    /// (at most 2). Never from unknown or unverified.
+    #[serde(default)]
+    pub absenteeism_half_days: u32,
+    /// Checkpoints (缺卡) with no presence in their session on a day the person was
+    /// present.
+    #[serde(default)]
+    pub missing_checkpoints: u32,
+    /// Presence outside office hours, by kind of day.
+    #[serde(default)]
+    pub overtime_minutes: Overtime,
 }
 
 impl DayVerdict {

@@ -305,19 +305,19 @@ fn arrival_and_departure_table() {
     }
 }
 
-#[test]
-fn split_shift_with_all_four_checkpoints() {
-    let mut fx = Fx::new();
-    fx.schedules = ScheduleSet::from_toml(
-        r#"
+/// A split day that checks all four checkpoints.
+const FOUR_CHECKPOINTS: &str = r#"
 [[default]]
 effective_from = "2024-01-01"
 sessions = [
   { start = "08:30", end = "12:00", check_arrival = true, check_departure = true },
   { start = "14:00", end = "17:30", check_arrival = true, check_departure = true },
-]"#,
-    )
-    .unwrap();
+]"#;
+
+#[test]
+fn split_shift_with_all_four_checkpoints() {
+    let mut fx = Fx::new();
+    fx.schedules = ScheduleSet::from_toml(FOUR_CHECKPOINTS).unwrap();
     // Lunch logged off: the PC shows the person was not at it, so the minutes
     // count.
     let mut s = day("2026-03-16", "08:25", "17:35");
@@ -1400,5 +1400,177 @@ fn a_reenrolment_of_the_pc_is_in_the_evidence() {
         has_evidence(&v, "this PC was enrolled again"),
         "{:#?}",
         v.evidence
+    );
+}
+
+// ------------------------------------------------------- the office's counts
+
+fn punch(fx: Fx, kind: ExemptionKind, at: &str) -> Fx {
+    fx.exempt(kind, at, at)
+}
+
+#[test]
+fn absenteeism_counts_charged_minutes_past_the_threshold_and_absent_days_only() {
+    let fx = Fx::new();
+    // Late 45 min (arrival 09:15) and early 40 min (logoff 16:50): two half days.
+    let v = fx.run(MON, &day("2026-03-16", "09:15", "16:50"));
+    assert_eq!((v.late_minutes, v.early_minutes), (45, 40));
+    assert_eq!(v.absenteeism_half_days, 2, "{}", v.policy_note);
+    assert!(
+        v.policy_note
+            .contains("late 45 min at 08:30, more than 30 min")
+    );
+    // Late 30 min exactly is not more than 30: nothing.
+    let v = fx.run(MON, &day("2026-03-16", "09:00", "17:35"));
+    assert_eq!((v.late_minutes, v.absenteeism_half_days), (30, 0));
+    // Late 31 min: half a day.
+    let v = fx.run(MON, &day("2026-03-16", "09:01", "17:35"));
+    assert_eq!(v.absenteeism_half_days, 1);
+    // Absent on evidence: a whole day; with a morning of leave: half.
+    let mut alive = vec![boot("2026-03-16 07:50", None)];
+    alive.extend(heartbeats("2026-03-16 07:51", "2026-03-16 18:00", 60, &[]));
+    let v = fx.run(MON, &alive);
+    assert_eq!((v.status, v.absenteeism_half_days), (Status::Absent, 2));
+    let half = Fx::new().exempt(ExemptionKind::Leave, "2026-03-16 08:30", "2026-03-16 12:00");
+    let v = half.run(MON, &alive);
+    assert_eq!((v.status, v.absenteeism_half_days), (Status::Absent, 1));
+    // Unknown is never absenteeism: the PC says nothing after 10:00.
+    let mut s = vec![boot("2026-03-16 07:50", None)];
+    s.extend(heartbeats("2026-03-16 07:51", "2026-03-16 10:00", 60, &[]));
+    let v = fx.run(MON, &s);
+    assert_eq!((v.status, v.absenteeism_half_days), (Status::Unknown, 0));
+    // Unverified lateness is never absenteeism: the agent started at 09:10 after a
+    // crash, so 08:30-09:10 is not accounted for.
+    let s = vec![
+        sig(
+            t("2026-03-16 09:10"),
+            SignalKind::AgentStart {
+                reason: StartReason::CrashRestart,
+                previous_seen: None,
+            },
+        ),
+        sess("2026-03-16 09:15", SessionKind::Logon),
+    ];
+    let v = fx.run(MON, &s);
+    assert_eq!(v.late_minutes, 0, "{}", v.policy_note);
+    assert_eq!(v.absenteeism_half_days, 0);
+}
+
+#[test]
+fn a_session_without_presence_is_a_missing_checkpoint_only_on_evidence() {
+    let mut fx = Fx::new();
+    fx.schedules = ScheduleSet::from_toml(FOUR_CHECKPOINTS).unwrap();
+    // Morning only, then logged off and the PC on all afternoon: the afternoon's
+    // arrival is missing (缺卡).
+    let mut s = vec![boot("2026-03-16 07:50", None)];
+    s.push(sess("2026-03-16 08:20", SessionKind::Logon));
+    s.push(sess("2026-03-16 11:55", SessionKind::Logoff));
+    s.extend(heartbeats(
+        "2026-03-16 07:51",
+        "2026-03-16 18:00",
+        60,
+        &[("2026-03-16 08:20", "2026-03-16 11:55")],
+    ));
+    let v = fx.run(MON, &s);
+    assert_eq!(v.status, Status::Present);
+    assert_eq!(
+        checkpoint(&v, 1, CheckpointKind::Arrival).outcome,
+        Outcome::Missed
+    );
+    assert_eq!(v.missing_checkpoints, 1, "{:#?}", v.evidence);
+    assert!(has_evidence(
+        &v,
+        "missing checkpoint: no presence for the arrival at 14:00"
+    ));
+    // The agent dies at 12:10: the afternoon is not accounted for, nothing counts.
+    s.retain(|x| x.at <= t("2026-03-16 12:10"));
+    let v = fx.run(MON, &s);
+    assert_eq!(v.missing_checkpoints, 0, "{:#?}", v.evidence);
+    assert!(has_evidence(&v, "missing arrival at 14:00 not counted"));
+}
+
+#[test]
+fn overtime_is_presence_outside_office_hours_by_kind_of_day() {
+    let fx = Fx::new();
+    // In at 08:10 (20 min before: under the 30-min block), out at 18:35 (65 min
+    // after 17:30: 60 counted). Lunch is not overtime.
+    let v = fx.run(MON, &day("2026-03-16", "08:10", "18:35"));
+    assert_eq!(
+        v.overtime_minutes,
+        Overtime {
+            workday: 60,
+            rest_day: 0,
+            holiday: 0
+        }
+    );
+    assert!(has_evidence(
+        &v,
+        "overtime (workday) from 17:30:00 to 18:35:00: 65 min, 60 min counted"
+    ));
+    // Saturday 2026-03-21: all presence is rest-day overtime.
+    let sat = date(2026, 3, 21);
+    let v = fx.run(sat, &day("2026-03-21", "09:00", "12:10"));
+    assert_eq!((v.status, v.overtime_minutes.rest_day), (Status::Rest, 180));
+    // National Day 2026-10-01 is statutory; 2026-10-04 (a Sunday in the holiday
+    // period) is a rest day.
+    let v = fx.run(date(2026, 10, 1), &day("2026-10-01", "09:00", "11:00"));
+    assert_eq!(v.overtime_minutes.holiday, 120);
+    let v = fx.run(date(2026, 10, 4), &day("2026-10-04", "09:00", "11:00"));
+    assert_eq!(
+        (v.overtime_minutes.rest_day, v.overtime_minutes.holiday),
+        (120, 0)
+    );
+    // Only with an approved request, when the office says so.
+    let mut strict = Fx::new();
+    strict.settings.office.overtime_needs_request = true;
+    let v = strict.run(MON, &day("2026-03-16", "08:10", "18:35"));
+    assert_eq!(v.overtime_minutes.total(), 0);
+    let strict = strict.exempt(
+        ExemptionKind::Overtime,
+        "2026-03-16 17:30",
+        "2026-03-16 18:30",
+    );
+    let v = strict.run(MON, &day("2026-03-16", "08:10", "18:35"));
+    assert_eq!(v.overtime_minutes.workday, 60);
+    assert!(has_evidence(
+        &v,
+        "overtime approved from 17:30:00 to 18:30:00"
+    ));
+    // Overtime does not excuse anything: the day is judged as before.
+    assert_eq!(v.status, Status::Present);
+}
+
+#[test]
+fn an_approved_missed_punch_is_presence_from_or_until_its_instant() {
+    // Logged on at 08:50 (20 min late), but at the front desk from 08:20.
+    let fx = punch(Fx::new(), ExemptionKind::ArrivalPunch, "2026-03-16 08:20");
+    let v = fx.run(MON, &day("2026-03-16", "08:50", "17:35"));
+    assert_eq!(v.arrival, Some(t("2026-03-16 08:20")));
+    assert_eq!(v.late_minutes, 0, "{}", v.policy_note);
+    assert!(
+        has_evidence(
+            &v,
+            "arrival: first presence of the day (missed punch: approved)"
+        ),
+        "{:#?}",
+        v.evidence
+    );
+    // Logged off at 16:00, but at a meeting in the building until 17:40.
+    let fx = punch(Fx::new(), ExemptionKind::DeparturePunch, "2026-03-16 17:40");
+    let v = fx.run(MON, &day("2026-03-16", "08:20", "16:00"));
+    assert_eq!(v.departure, Some(t("2026-03-16 17:40")));
+    assert_eq!(v.early_minutes, 0);
+    // A punch does not excuse office hours as an exemption would.
+    let fx = punch(Fx::new(), ExemptionKind::ArrivalPunch, "2026-03-16 08:20");
+    let v = fx.run(MON, &day("2026-03-16", "08:50", "16:00"));
+    assert_eq!(v.early_minutes, 90);
+    // Someone else's punch changes nothing.
+    let mut other = punch(Fx::new(), ExemptionKind::ArrivalPunch, "2026-03-16 08:20");
+    other.exemptions[0].employee_id = "E002".into();
+    assert_eq!(
+        other
+            .run(MON, &day("2026-03-16", "08:50", "17:35"))
+            .late_minutes,
+        20
     );
 }

@@ -11,6 +11,7 @@ use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
+use super::counting;
 use super::interval::{self, Iv, add_secs};
 use super::presence::{self, Piece, is_person_account};
 use super::schedule::Schedule;
@@ -152,7 +153,7 @@ impl Exempt {
     fn new(person: &Person, exemptions: &[Exemption]) -> Exempt {
         let mut list: Vec<(Iv, ExemptionKind, String)> = exemptions
             .iter()
-            .filter(|e| e.employee_id == person.employee_id && e.start < e.end)
+            .filter(|e| e.employee_id == person.employee_id && e.kind.excuses() && e.start < e.end)
             .map(|e| (Iv::new(e.start, e.end), e.kind, e.note.clone()))
             .collect();
         list.sort();
@@ -444,8 +445,10 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     pcs.extend(ctx.known_pcs.iter().cloned());
     let exempt = Exempt::new(person, ctx.exemptions);
 
-    // Presence of the day: merged blocks that start inside the window.
-    let pieces = presence::presence_pieces(person, &signals, now);
+    // Presence of the day: merged blocks that start inside the window, with the
+    // approved missed punches.
+    let mut pieces = presence::presence_pieces(person, &signals, now);
+    counting::add_punches(person, ctx.exemptions, &mut pieces, window, now);
     let blocks: Vec<Iv> = presence::merge_blocks(&pieces)
         .into_iter()
         .filter(|b| window.contains(b.start) && b.start <= now)
@@ -481,7 +484,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     if let Some(own) = ctx.own_pcs {
         let mut marked = BTreeSet::new();
         for p in pieces.iter().filter(|p| window.contains(p.start)) {
-            if !own.contains(&p.pc) && marked.insert(p.pc.clone()) {
+            if p.pc != counting::REQUEST_PC && !own.contains(&p.pc) && marked.insert(p.pc.clone()) {
                 evidence.push(EvidenceItem {
                     at: p.start,
                     pc: p.pc.clone(),
@@ -505,6 +508,38 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
             });
         }
     }
+
+    // Approved overtime of the person touching the day.
+    let approved_overtime = interval::normalize(
+        ctx.exemptions
+            .iter()
+            .filter(|e| {
+                e.employee_id == person.employee_id
+                    && e.kind == ExemptionKind::Overtime
+                    && e.start < window.end
+                    && e.end > window.start
+            })
+            .map(|e| {
+                evidence.push(EvidenceItem {
+                    at: e.start.max(window.start),
+                    pc: "-".into(),
+                    what: format!(
+                        "overtime approved from {} to {}: {}",
+                        fmt(e.start),
+                        fmt(e.end),
+                        e.note
+                    ),
+                });
+                Iv::new(e.start, e.end)
+            })
+            .collect(),
+    );
+    let statutory = super::statutory::days(date.year())
+        .iter()
+        .any(|d| d.date == date);
+    let overtime_kind = counting::OvertimeKind::of(day_kind, statutory);
+    let rules = &settings.office;
+    let block_ivs = |bs: &[Iv]| interval::normalize(bs.to_vec());
 
     let (schedule, version) = ctx.schedules.schedule_for(&person.department, date);
     let calendar_provisional = ctx.calendar.is_provisional(date.year());
@@ -542,9 +577,25 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         evidence: Vec::new(),
         schedule_version: version.to_string(),
         policy_note: String::new(),
+        absenteeism_half_days: 0,
+        missing_checkpoints: 0,
+        overtime_minutes: Default::default(),
     };
 
     if !day_kind.is_working() {
+        let (ot, why) = counting::overtime(
+            &block_ivs(&blocks),
+            &approved_overtime,
+            overtime_kind,
+            rules,
+            &fmt,
+        );
+        v.overtime_minutes = ot;
+        evidence.extend(why.into_iter().map(|(at, what)| EvidenceItem {
+            at,
+            pc: "-".into(),
+            what,
+        }));
         v.status = if day_kind == DayKind::Holiday {
             Status::Holiday
         } else {
@@ -720,6 +771,92 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
                 missing.join(", ")
             );
         }
+    }
+    // The office's counts: 旷工, 缺卡 and overtime.
+    if v.status == Status::Present || v.status == Status::Absent {
+        let partly_exempt =
+            interval::total_seconds(&interval::subtract(&office_all, &exempt.merged))
+                < interval::total_seconds(&office_all);
+        let (halves, why) = counting::absenteeism(
+            v.status == Status::Absent,
+            partly_exempt,
+            &judged.checkpoints,
+            rules,
+        );
+        v.absenteeism_half_days = halves;
+        for w in why {
+            v.policy_note.push_str(&format!(" {w}."));
+        }
+    }
+    if v.status == Status::Present {
+        for c in judged
+            .checkpoints
+            .iter()
+            .filter(|c| c.outcome == Outcome::Missed)
+        {
+            let Some(s) = plan.get(c.session) else {
+                continue;
+            };
+            let over = interval::subtract(&[Iv::new(s.start, s.end)], &exempt.merged);
+            let gaps: Vec<(&str, Iv, String)> = accounts
+                .iter()
+                .flat_map(|(pc, acc)| {
+                    unaccounted(acc, &over)
+                        .into_iter()
+                        .map(move |(g, r)| (*pc, g, r))
+                })
+                .collect();
+            let what = if c.kind == CheckpointKind::Arrival {
+                "arrival"
+            } else {
+                "departure"
+            };
+            if gaps.is_empty() {
+                v.missing_checkpoints += 1;
+                evidence.push(EvidenceItem {
+                    at: c.expected,
+                    pc: "-".into(),
+                    what: format!(
+                        "missing checkpoint: no presence for the {what} at {}",
+                        c.scheduled.strftime("%H:%M")
+                    ),
+                });
+            } else {
+                for (pc, g, reasons) in gaps {
+                    evidence.push(EvidenceItem {
+                        at: g.start,
+                        pc: pc.to_string(),
+                        what: format!(
+                            "missing {what} at {} not counted: not accounted for from {} to {}: {reasons}",
+                            c.scheduled.strftime("%H:%M"),
+                            fmt(g.start),
+                            fmt(g.end)
+                        ),
+                    });
+                }
+            }
+        }
+        // Office hours run from the first session's start to the last one's end
+        // (lunch is not overtime); under flexible hours from the arrival.
+        let span = match (plan.first(), plan.last()) {
+            (Some(a), Some(b)) => {
+                let start = match schedule {
+                    Schedule::Flexible(_) => arrival.map_or(a.start, |x| x.min(a.start)),
+                    Schedule::Fixed { .. } => a.start,
+                };
+                vec![Iv::new(start, b.end)]
+            }
+            _ => Vec::new(),
+        };
+        let outside = interval::subtract(&block_ivs(&blocks), &span);
+        let (ot, why) =
+            counting::overtime(&outside, &approved_overtime, overtime_kind, rules, &fmt);
+        v.overtime_minutes = ot;
+        evidence.extend(why.into_iter().map(|(at, what)| EvidenceItem {
+            at,
+            pc: "-".into(),
+            what,
+        }));
     }
     v.policy_note.push_str(&calendar_note);
     v.checkpoints = judged.checkpoints;

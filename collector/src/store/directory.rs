@@ -181,12 +181,7 @@ pub(crate) fn enum_to_text<T: serde::Serialize>(value: &T) -> String {
 }
 
 pub(crate) fn parse_kind(s: &str) -> Option<ExemptionKind> {
-    match s {
-        "leave" => Some(ExemptionKind::Leave),
-        "field" => Some(ExemptionKind::Field),
-        "business_trip" => Some(ExemptionKind::BusinessTrip),
-        _ => None,
-    }
+    ExemptionKind::parse(s)
 }
 
 pub(crate) fn ts(ms: i64) -> Timestamp {
