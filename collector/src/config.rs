@@ -15,7 +15,63 @@ pub struct Config {
     pub agents: AgentPolicy,
     pub attendance: AttendanceConfig,
     pub appeals: AppealsConfig,
+    pub requests: RequestsConfig,
     pub storage: StorageConfig,
+}
+
+/// `[requests]`: leave, field work, trips, overtime and missed punches.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestsConfig {
+    /// Days back a missed punch may be asked for.
+    pub missed_punch_days: u32,
+    /// Missed-punch requests one person may have pending or approved per month.
+    pub missed_punch_per_month: u32,
+    /// Leave types a request may take only within the person's imported balance
+    /// for the year (`leave balance import`); the others are not counted.
+    pub balance_types: Vec<String>,
+    /// The office's own leave types beside the built-in ones.
+    pub leave_types: Vec<LeaveTypeConfig>,
+    /// Requests that need a second decision, by an officer, after the
+    /// department head's.
+    pub second_approval: Vec<SecondApproval>,
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        RequestsConfig {
+            missed_punch_days: 7,
+            missed_punch_per_month: 3,
+            balance_types: vec!["annual".into(), "compensatory".into()],
+            leave_types: Vec::new(),
+            second_approval: vec![SecondApproval {
+                kind: "leave".into(),
+                over_days: 3,
+            }],
+        }
+    }
+}
+
+/// One of the office's own leave types.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LeaveTypeConfig {
+    /// The stable code (`family_visit`): letters, digits and `_`.
+    pub code: String,
+    /// Its name in Chinese (探亲假).
+    pub zh: String,
+    /// Its name in English.
+    pub en: String,
+}
+
+/// A kind of request (`leave`, `field`, `business_trip`, `overtime`,
+/// `missed_punch`) that needs an officer's decision too when longer than
+/// `over_days` days (0: always).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecondApproval {
+    pub kind: String,
+    pub over_days: u32,
 }
 
 /// Where the collector keeps its data.

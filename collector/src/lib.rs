@@ -17,6 +17,7 @@ pub mod periodic;
 pub mod ratelimit;
 pub mod report_service;
 pub mod reports;
+pub mod requests;
 pub mod server;
 pub mod staff;
 pub mod store;

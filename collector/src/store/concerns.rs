@@ -13,6 +13,7 @@ use super::{AgentInfo, NewToken, StoreError, StoredEvent, TokenInfo, TokenSpec};
 use crate::attendance::{Exemption, Notice, Person, Settings, Status};
 use crate::audit::{AuditEntry, AuditRecord, Verification};
 use crate::reports::corrections::{Appeal, Correction};
+use crate::requests::{ChangeFn, LeaveBalance, LimitCheck, NewRequest, Request, RequestQuery};
 use crate::users::{NewUser, User};
 use jiff::civil::Date;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -149,6 +150,58 @@ pub trait Appeals: Send + Sync {
         from: Date,
         to: Date,
     ) -> Result<BTreeMap<(String, Date), Correction>, StoreError>;
+}
+
+/// Requests (leave, field work, trips, overtime, missed punches), their
+/// decisions, and leave balances. The rules are [`crate::requests`]'s; the store
+/// runs them inside its transactions so that what they read cannot change before
+/// what they decide is written.
+pub trait Requests: Send + Sync {
+    /// Stores `new` as pending if `check` accepts it, handed the person's pending
+    /// and approved requests overlapping `[window.0, window.1)` and their leave
+    /// balances, inside the transaction that stores it (two requests filed at
+    /// once take turns, on every collector). Appends `audit`. A refusal of
+    /// `check` is [`StoreError::Conflict`] with its words.
+    fn add_request(
+        &self,
+        new: &NewRequest,
+        window: (i64, i64),
+        check: &LimitCheck<'_>,
+        audit: &AuditEntry,
+    ) -> Result<i64, StoreError>;
+
+    /// One request with its decisions.
+    fn request(&self, id: i64) -> Result<Option<Request>, StoreError>;
+
+    /// The requests `q` asks for, newest first, with their decisions.
+    fn requests(&self, q: &RequestQuery) -> Result<Vec<Request>, StoreError>;
+
+    /// Changes request `id` as `change` decides from its current state, in one
+    /// transaction with what the change does: the decision, the status, the
+    /// entries it writes or withdraws (and the days they touch marked dirty, by
+    /// `settings`) and its audit entries. Returns the request as changed.
+    fn change_request(
+        &self,
+        id: i64,
+        settings: &Settings,
+        change: &ChangeFn<'_>,
+    ) -> Result<Request, StoreError>;
+
+    /// Leave balances, of one person or everyone, of one year or all, by person,
+    /// year and type.
+    fn leave_balances(
+        &self,
+        employee_id: Option<&str>,
+        year: Option<i16>,
+    ) -> Result<Vec<LeaveBalance>, StoreError>;
+
+    /// Sets balances (replacing those of the same person, year and type), all or
+    /// nothing; every person must be in the directory. Appends `audit`.
+    fn import_leave_balances(
+        &self,
+        list: &[LeaveBalance],
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
 }
 
 /// The State Council holiday notices an office imported.
@@ -356,6 +409,7 @@ pub trait Stores:
     + Admin
     + Audit
     + Appeals
+    + Requests
     + CalendarNotices
     + Directory
     + Verdicts
@@ -369,6 +423,7 @@ impl<
         + Admin
         + Audit
         + Appeals
+        + Requests
         + CalendarNotices
         + Directory
         + Verdicts

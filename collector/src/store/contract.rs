@@ -369,6 +369,256 @@ pub(crate) async fn a_reenrolment_is_found_for_the_days_it_touches<S: Store + su
     assert!(found(T0 + 120_000, i64::MAX).is_empty());
 }
 
+fn filing(employee_id: &str, start_ms: i64, days: u32) -> crate::requests::NewRequest {
+    crate::requests::NewRequest {
+        employee_id: employee_id.into(),
+        kind: crate::requests::RequestKind::Leave,
+        leave_type: "annual".into(),
+        punch: None,
+        start_ms,
+        end_ms: start_ms + i64::from(days) * 86_400_000,
+        whole_days: true,
+        half_days: days * 2,
+        reason: "family".into(),
+        filed_by: "zhangsan".into(),
+        filed_ms: T0,
+        steps: 2,
+    }
+}
+
+fn audited(what: &str) -> crate::audit::AuditEntry {
+    crate::audit::AuditEntry::new(T0, "web:test", what, "E001", serde_json::json!({}))
+}
+
+pub(crate) async fn requests_are_filed_decided_applied_and_withdrawn_in_one_transaction<
+    S: super::Stores,
+>(
+    s: &S,
+) {
+    use crate::requests::{Change, Decision, Effect, RequestQuery, RequestStatus};
+    let settings = crate::attendance::Settings::default();
+    let person = |id: &str, account: &str| crate::attendance::Person {
+        employee_id: id.into(),
+        name: id.into(),
+        department: "办公室".into(),
+        accounts: vec![account.into()],
+        own_pcs: Vec::new(),
+    };
+    s.import_staff(&[person("E001", "zhangsan"), person("E002", "lisi")], T0)
+        .unwrap();
+    // A limit that refuses stores nothing and says why.
+    let refuse = |_: &[crate::requests::Request], _: &[crate::requests::LeaveBalance]| {
+        Err("leave_type: the annual balance is 0 days".to_owned())
+    };
+    let err = s
+        .add_request(
+            &filing("E001", T0, 2),
+            (0, i64::MAX),
+            &refuse,
+            &audited("request.file"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("balance is 0")),
+        "{err:?}"
+    );
+    assert!(s.requests(&RequestQuery::default()).unwrap().is_empty());
+    // The check sees the person's pending and approved requests and balances.
+    s.import_leave_balances(
+        &[crate::requests::LeaveBalance {
+            employee_id: "E001".into(),
+            year: 2026,
+            leave_type: "annual".into(),
+            half_days: 10,
+        }],
+        &audited("leave.balance_import"),
+    )
+    .unwrap();
+    let first = s
+        .add_request(
+            &filing("E001", T0, 2),
+            (0, i64::MAX),
+            &|seen, bal| {
+                assert!(seen.is_empty());
+                assert_eq!(bal.len(), 1);
+                Ok(())
+            },
+            &audited("request.file"),
+        )
+        .unwrap();
+    let second = s
+        .add_request(
+            &filing("E001", T0 + 10 * 86_400_000, 1),
+            (0, i64::MAX),
+            &|seen, _| {
+                assert_eq!(seen.iter().map(|r| r.id).collect::<Vec<_>>(), [first]);
+                Ok(())
+            },
+            &audited("request.file"),
+        )
+        .unwrap();
+    assert!(second > first);
+    let r = s.request(first).unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.half_days, r.steps),
+        (RequestStatus::Pending, 4, 2)
+    );
+    assert_eq!(r.reason, "family");
+    let q = |status| RequestQuery {
+        status: Some(status),
+        ..RequestQuery::default()
+    };
+    assert_eq!(s.requests(&q(RequestStatus::Pending)).unwrap().len(), 2);
+    let mine = RequestQuery {
+        employee_id: Some("E002".into()),
+        ..RequestQuery::default()
+    };
+    assert!(s.requests(&mine).unwrap().is_empty());
+    // Two decisions, then the entry and the dirty days with the second.
+    let decision = |step: u8, approve: bool| Decision {
+        step,
+        by: format!("approver{step}"),
+        approve,
+        comment: "ok".into(),
+        at_ms: T0 + 1000,
+    };
+    let change = |status, step, effect: Effect| {
+        move |_: &crate::requests::Request| {
+            Ok(Change {
+                status,
+                decision: Some(decision(step, true)),
+                closed_by: None,
+                effect: effect.clone(),
+                audit: vec![audited("request.approve")],
+            })
+        }
+    };
+    let _ = s.take_dirty_at(T0).unwrap();
+    let after = s
+        .change_request(
+            first,
+            &settings,
+            &change(RequestStatus::Pending, 1, Effect::None),
+        )
+        .unwrap();
+    assert_eq!(
+        (after.status, after.decisions.len()),
+        (RequestStatus::Pending, 1)
+    );
+    assert!(s.exemptions(Some("E001"), 0, i64::MAX).unwrap().is_empty());
+    // The same step twice is refused and changes nothing.
+    assert!(
+        s.change_request(
+            first,
+            &settings,
+            &change(RequestStatus::Approved, 1, Effect::None)
+        )
+        .is_err()
+    );
+    assert_eq!(
+        s.request(first).unwrap().unwrap().status,
+        RequestStatus::Pending
+    );
+    let entry = crate::attendance::Exemption {
+        employee_id: "E001".into(),
+        kind: crate::attendance::ExemptionKind::Leave,
+        start: crate::store::directory::ts(T0),
+        end: crate::store::directory::ts(T0 + 2 * 86_400_000),
+        note: "request 1".into(),
+    };
+    let after = s
+        .change_request(
+            first,
+            &settings,
+            &change(
+                RequestStatus::Approved,
+                2,
+                Effect::Apply(vec![entry.clone()]),
+            ),
+        )
+        .unwrap();
+    assert_eq!(after.status, RequestStatus::Approved);
+    assert_eq!(
+        after.decisions.iter().map(|d| d.step).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(s.exemptions(Some("E001"), 0, i64::MAX).unwrap(), [entry]);
+    let dirty = s.take_dirty_at(T0 + 2000).unwrap();
+    assert!(
+        dirty.iter().any(|(a, _)| a == "zhangsan") && dirty.iter().all(|(a, _)| a == "zhangsan"),
+        "{dirty:?}"
+    );
+    s.release_dirty(&dirty).unwrap();
+    // Withdrawing takes the entry out and marks the days again.
+    let after = s
+        .change_request(first, &settings, &|_| {
+            Ok(Change {
+                status: RequestStatus::Cancelled,
+                decision: None,
+                closed_by: Some("approver1".into()),
+                effect: Effect::Withdraw,
+                audit: vec![audited("request.cancel")],
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        (after.status, after.closed_by.as_deref(), after.closed_ms),
+        (RequestStatus::Cancelled, Some("approver1"), Some(T0))
+    );
+    assert!(s.exemptions(Some("E001"), 0, i64::MAX).unwrap().is_empty());
+    assert_eq!(s.take_dirty_at(T0 + 3000).unwrap().len(), dirty.len());
+    // A refusal by the change writes nothing.
+    let err = s
+        .change_request(second, &settings, &|_| {
+            Err(StoreError::Denied("own".into()))
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Denied(_)));
+    assert!(matches!(
+        s.change_request(999_999, &settings, &|_| Err(StoreError::Denied("x".into()))),
+        Err(StoreError::NotFound(_))
+    ));
+    let actions: Vec<String> = s
+        .audit_list()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "leave.balance_import",
+            "request.file",
+            "request.file",
+            "request.approve",
+            "request.approve",
+            "request.cancel"
+        ]
+    );
+    // Balances: replaced by person, year and type; unknown people refused whole.
+    let bal = |id: &str, half_days| crate::requests::LeaveBalance {
+        employee_id: id.into(),
+        year: 2026,
+        leave_type: "annual".into(),
+        half_days,
+    };
+    s.import_leave_balances(&[bal("E001", 11), bal("E002", 4)], &audited("x"))
+        .unwrap();
+    let err = s
+        .import_leave_balances(&[bal("E002", 6), bal("E404", 4)], &audited("x"))
+        .unwrap_err();
+    assert!(err.to_string().contains("E404"), "{err}");
+    assert_eq!(
+        s.leave_balances(None, Some(2026)).unwrap(),
+        [bal("E001", 11), bal("E002", 4)]
+    );
+    assert_eq!(
+        s.leave_balances(Some("E002"), None).unwrap(),
+        [bal("E002", 4)]
+    );
+    assert!(s.leave_balances(None, Some(2027)).unwrap().is_empty());
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -407,6 +657,7 @@ both_stores!(
     stored_verdicts_read_back_in_key_order,
     a_plain_listed_account_finds_its_pcs_in_any_domain,
     a_reenrolment_is_found_for_the_days_it_touches,
+    requests_are_filed_decided_applied_and_withdrawn_in_one_transaction,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

@@ -180,6 +180,95 @@ pub(crate) fn enum_to_text<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
+/// Stores one exemption (of a person in the directory), linked to the request it
+/// comes from if any, and marks the days it touches dirty for the person's
+/// accounts.
+pub(crate) fn insert_exemption(
+    tx: &rusqlite::Transaction<'_>,
+    path: &std::path::Path,
+    e: &Exemption,
+    request_id: Option<i64>,
+    settings: &Settings,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let err = sql_err(path);
+    require_person(tx, path, &e.employee_id)?;
+    tx.execute(
+        "INSERT INTO exemptions (employee_id, kind, start_ms, end_ms, note, created_ms, request_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            e.employee_id,
+            e.kind.as_str(),
+            e.start.as_millisecond(),
+            e.end.as_millisecond(),
+            e.note,
+            now_ms,
+            request_id
+        ],
+    )
+    .map_err(&err)?;
+    mark_days(tx, path, &e.employee_id, e.start, e.end, settings)
+}
+
+/// Refuses, naming them, someone not in the staff directory.
+pub(crate) fn require_person(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    employee_id: &str,
+) -> Result<(), StoreError> {
+    let known: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM staff WHERE employee_id = ?1",
+            [employee_id],
+            |r| r.get(0),
+        )
+        .map_err(sql_err(path))?;
+    if known {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "employee {employee_id} is not in the staff directory (import it with `staff import`)"
+        )))
+    }
+}
+
+/// Marks the attendance days from `start` to `end` dirty for the accounts of
+/// `employee_id`.
+pub(crate) fn mark_days(
+    tx: &rusqlite::Transaction<'_>,
+    path: &std::path::Path,
+    employee_id: &str,
+    start: Timestamp,
+    end: Timestamp,
+    settings: &Settings,
+) -> Result<(), StoreError> {
+    let err = sql_err(path);
+    for d in exemption_days(start, end, settings) {
+        tx.execute(
+            "INSERT OR IGNORE INTO dirty_days (account, date)
+             SELECT account, ?2 FROM staff_accounts WHERE employee_id = ?1",
+            params![employee_id, d.to_string()],
+        )
+        .map_err(&err)?;
+    }
+    Ok(())
+}
+
+/// The attendance days an exemption over `[start, end]` touches.
+pub(crate) fn exemption_days(start: Timestamp, end: Timestamp, settings: &Settings) -> Vec<Date> {
+    let mut out = Vec::new();
+    let mut d = attendance_date(start, settings);
+    let last = attendance_date(end, settings);
+    while d <= last {
+        out.push(d);
+        match d.tomorrow() {
+            Ok(n) => d = n,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 pub(crate) fn parse_kind(s: &str) -> Option<ExemptionKind> {
     ExemptionKind::parse(s)
 }
@@ -594,46 +683,7 @@ impl super::Directory for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;
         for e in list {
-            let known: bool = tx
-                .query_row(
-                    "SELECT count(*) > 0 FROM staff WHERE employee_id = ?1",
-                    [&e.employee_id],
-                    |r| r.get(0),
-                )
-                .map_err(&err)?;
-            if !known {
-                return Err(StoreError::Conflict(format!(
-                    "employee {} is not in the staff directory (import it with `staff import`)",
-                    e.employee_id
-                )));
-            }
-            tx.execute(
-                "INSERT INTO exemptions (employee_id, kind, start_ms, end_ms, note, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    e.employee_id,
-                    e.kind.as_str(),
-                    e.start.as_millisecond(),
-                    e.end.as_millisecond(),
-                    e.note,
-                    now_ms
-                ],
-            )
-            .map_err(&err)?;
-            let mut d = attendance_date(e.start, settings);
-            let last = attendance_date(e.end, settings);
-            while d <= last {
-                tx.execute(
-                    "INSERT OR IGNORE INTO dirty_days (account, date)
-                     SELECT account, ?2 FROM staff_accounts WHERE employee_id = ?1",
-                    params![e.employee_id, d.to_string()],
-                )
-                .map_err(&err)?;
-                match d.tomorrow() {
-                    Ok(n) => d = n,
-                    Err(_) => break,
-                }
-            }
+            insert_exemption(&tx, self.path(), e, None, settings, now_ms)?;
         }
         tx.commit().map_err(&err)?;
         Ok(())

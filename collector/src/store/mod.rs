@@ -32,6 +32,7 @@ pub mod enrolment;
 pub mod integrity;
 pub mod migrate;
 pub mod pg;
+pub mod requests;
 pub mod retention;
 pub mod sqlite;
 pub mod trust;
@@ -40,8 +41,8 @@ use kaoqin_proto::event::Event;
 use std::future::Future;
 
 pub use concerns::{
-    Accounts, Admin, Appeals, Audit, CalendarNotices, Directory, Events, IntegrityReads, Stores,
-    Verdicts,
+    Accounts, Admin, Appeals, Audit, CalendarNotices, Directory, Events, IntegrityReads, Requests,
+    Stores, Verdicts,
 };
 
 /// How long a recompute may hold the dirty days it took before another takes
@@ -82,6 +83,9 @@ pub enum StoreError {
     /// someone else, an unknown employee).
     #[error("{0}")]
     Conflict(String),
+    /// What the request names does not exist (a request id).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// Facts an agent tells about its host when it enrols.

@@ -237,6 +237,7 @@ impl From<crate::store::StoreError> for WebError {
         match e {
             StoreError::Invalid(m) | StoreError::Conflict(m) => WebError::BadRequest(m),
             StoreError::Denied(m) => WebError::Denied(m),
+            StoreError::NotFound(_) => WebError::NotFound,
             other => WebError::Internal(other.into()),
         }
     }

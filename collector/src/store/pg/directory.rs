@@ -3,7 +3,7 @@
 //! as the SQLite store's does.
 
 use super::PgStore;
-use crate::attendance::{Coverage, Exemption, Person, Settings, attendance_date};
+use crate::attendance::{Coverage, Exemption, Person, Settings};
 use crate::store::directory::{
     ImportCounts, JudgedDay, KnownPc, StoredVerdict, Unmapped, enum_from_text, enum_to_text,
     parse_kind, ts,
@@ -354,53 +354,7 @@ impl Directory for PgStore {
             let err = self.err();
             let tx = conn.transaction().await.map_err(&err)?;
             for e in list {
-                let known: bool = tx
-                    .query_one(
-                        "SELECT EXISTS(SELECT 1 FROM staff WHERE employee_id = $1)",
-                        &[&e.employee_id],
-                    )
-                    .await
-                    .map_err(&err)?
-                    .get(0);
-                if !known {
-                    return Err(StoreError::Conflict(format!(
-                        "employee {} is not in the staff directory (import it with `staff import`)",
-                        e.employee_id
-                    )));
-                }
-                tx.execute(
-                    "INSERT INTO exemptions (employee_id, kind, start_ms, end_ms, note, created_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        &e.employee_id,
-                        &e.kind.as_str(),
-                        &e.start.as_millisecond(),
-                        &e.end.as_millisecond(),
-                        &e.note,
-                        &now_ms,
-                    ],
-                )
-                .await
-                .map_err(&err)?;
-                let mut days = Vec::new();
-                let mut d = attendance_date(e.start, settings);
-                let last = attendance_date(e.end, settings);
-                while d <= last {
-                    days.push(d.to_string());
-                    match d.tomorrow() {
-                        Ok(n) => d = n,
-                        Err(_) => break,
-                    }
-                }
-                tx.execute(
-                    "INSERT INTO dirty_days (account, date)
-                     SELECT account, d FROM staff_accounts, unnest($2::text[]) AS d
-                     WHERE employee_id = $1
-                     ON CONFLICT DO NOTHING",
-                    &[&e.employee_id, &days],
-                )
-                .await
-                .map_err(&err)?;
+                insert_exemption(&tx, self, e, None, settings, now_ms).await?;
             }
             tx.commit().await.map_err(&err)?;
             Ok(())
@@ -780,4 +734,84 @@ impl IntegrityReads for PgStore {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
+}
+
+/// Stores one exemption (of a person in the directory), linked to the request it
+/// comes from if any, and marks the days it touches dirty for the person's
+/// accounts.
+pub(super) async fn insert_exemption(
+    tx: &impl deadpool_postgres::GenericClient,
+    store: &super::PgInner,
+    e: &Exemption,
+    request_id: Option<i64>,
+    settings: &Settings,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let err = store.err();
+    require_person(tx, store, &e.employee_id).await?;
+    tx.execute(
+        "INSERT INTO exemptions (employee_id, kind, start_ms, end_ms, note, created_ms, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &e.employee_id,
+            &e.kind.as_str(),
+            &e.start.as_millisecond(),
+            &e.end.as_millisecond(),
+            &e.note,
+            &now_ms,
+            &request_id,
+        ],
+    )
+    .await
+    .map_err(&err)?;
+    mark_days(tx, store, &e.employee_id, e.start, e.end, settings).await
+}
+
+/// Refuses, naming them, someone not in the staff directory.
+pub(super) async fn require_person(
+    c: &impl deadpool_postgres::GenericClient,
+    store: &super::PgInner,
+    employee_id: &str,
+) -> Result<(), StoreError> {
+    let known: bool = c
+        .query_one(
+            "SELECT EXISTS(SELECT 1 FROM staff WHERE employee_id = $1)",
+            &[&employee_id],
+        )
+        .await
+        .map_err(store.err())?
+        .get(0);
+    if known {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "employee {employee_id} is not in the staff directory (import it with `staff import`)"
+        )))
+    }
+}
+
+/// Marks the attendance days from `start` to `end` dirty for the accounts of
+/// `employee_id`.
+pub(super) async fn mark_days(
+    tx: &impl deadpool_postgres::GenericClient,
+    store: &super::PgInner,
+    employee_id: &str,
+    start: jiff::Timestamp,
+    end: jiff::Timestamp,
+    settings: &Settings,
+) -> Result<(), StoreError> {
+    let days: Vec<String> = crate::store::directory::exemption_days(start, end, settings)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tx.execute(
+        "INSERT INTO dirty_days (account, date)
+         SELECT account, d FROM staff_accounts, unnest($2::text[]) AS d
+         WHERE employee_id = $1
+         ON CONFLICT DO NOTHING",
+        &[&employee_id, &days],
+    )
+    .await
+    .map_err(store.err())?;
+    Ok(())
 }

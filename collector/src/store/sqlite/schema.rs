@@ -42,6 +42,8 @@
 ///     pruned (`events prune`, `crate::store::retention`).
 /// 16. dirty_claims: dirty days a recompute has taken and not yet stored, taken
 ///     again by the next one if it dies ([`crate::store::DIRTY_LEASE_MS`]).
+/// 17. requests, request_decisions, leave_balances (`crate::requests`);
+///     exemptions.request_id links what an approved request wrote.
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -335,5 +337,45 @@ CREATE TABLE dirty_claims (
     claimed_ms INTEGER NOT NULL,
     PRIMARY KEY (account, date)
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE TABLE requests (
+    id          INTEGER PRIMARY KEY,
+    employee_id TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    leave_type  TEXT NOT NULL DEFAULT '',
+    punch       TEXT,
+    start_ms    INTEGER NOT NULL,
+    end_ms      INTEGER NOT NULL,
+    whole_days  INTEGER NOT NULL,
+    half_days   INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    filed_by    TEXT NOT NULL,
+    filed_ms    INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    steps       INTEGER NOT NULL,
+    closed_by   TEXT,
+    closed_ms   INTEGER
+);
+CREATE INDEX requests_by_person ON requests(employee_id, start_ms);
+CREATE INDEX requests_by_status ON requests(status, id);
+CREATE TABLE request_decisions (
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    step       INTEGER NOT NULL,
+    by_user    TEXT NOT NULL,
+    approve    INTEGER NOT NULL,
+    comment    TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    PRIMARY KEY (request_id, step)
+) WITHOUT ROWID;
+CREATE TABLE leave_balances (
+    employee_id TEXT NOT NULL,
+    year        INTEGER NOT NULL,
+    leave_type  TEXT NOT NULL,
+    half_days   INTEGER NOT NULL,
+    PRIMARY KEY (employee_id, year, leave_type)
+) WITHOUT ROWID;
+ALTER TABLE exemptions ADD COLUMN request_id INTEGER;
+CREATE INDEX exemptions_by_request ON exemptions(request_id) WHERE request_id IS NOT NULL;
 "#,
 ];

@@ -264,6 +264,11 @@ async fn the_agent_row_keeps_the_latest_clock_offset_also_after_an_upgrade() {
              DROP TABLE staff_pcs;
              DROP TABLE retention;
              DROP TABLE dirty_claims;
+             DROP INDEX exemptions_by_request;
+             ALTER TABLE exemptions DROP COLUMN request_id;
+             DROP TABLE request_decisions;
+             DROP TABLE requests;
+             DROP TABLE leave_balances;
              PRAGMA user_version = 7;",
         )
         .unwrap();
