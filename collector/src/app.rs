@@ -132,7 +132,7 @@ impl Collector {
             stopped(),
         );
         let web = listeners.http.map(|l| {
-            let app = crate::web::App::with_appeals(store.stores(), rules.clone(), config.appeals);
+            let app = crate::web::App::configured(store.stores(), rules.clone(), &config);
             match web_pem {
                 Some((cert, key)) => {
                     tokio::spawn(crate::web::run_tls(l, app, cert, key, stopped()))

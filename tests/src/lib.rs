@@ -120,6 +120,8 @@ pub struct Collector {
     pub ca: Option<PathBuf>,
     /// The PostgreSQL database it stores in, if not the data dir's SQLite file.
     pub database: Option<String>,
+    /// Where the pages and the JSON API answer, when served (`--http`).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl Collector {
@@ -174,6 +176,15 @@ impl Collector {
         Collector::spawn(data_dir, addr, Some(ca), None, true)
     }
 
+    /// As [`Collector::start_configured`] on any loopback port, serving the pages
+    /// and the JSON API too (`--http 127.0.0.1:0`, see [`Collector::web`]).
+    pub fn start_web(data_dir: &Path, config: &str) -> anyhow::Result<Collector> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("collector.toml");
+        std::fs::write(&path, config)?;
+        Collector::spawn_on(data_dir, "127.0.0.1:0", None, Some(&path), true, None, true)
+    }
+
     fn spawn(
         data_dir: &Path,
         addr: &str,
@@ -181,7 +192,7 @@ impl Collector {
         config: Option<&Path>,
         allow_replay: bool,
     ) -> anyhow::Result<Collector> {
-        Collector::spawn_on(data_dir, addr, ca, config, allow_replay, None)
+        Collector::spawn_on(data_dir, addr, ca, config, allow_replay, None, false)
     }
 
     fn spawn_on(
@@ -191,11 +202,15 @@ impl Collector {
         config: Option<&Path>,
         allow_replay: bool,
         database: Option<&str>,
+        web: bool,
     ) -> anyhow::Result<Collector> {
         let mut cmd = Command::new(bin("kaoqin-collector"));
         cmd.args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc", addr]);
+        if web {
+            cmd.args(["--http", "127.0.0.1:0"]);
+        }
         if let Some(url) = database {
             cmd.arg("--database").arg(url);
         }
@@ -218,32 +233,46 @@ impl Collector {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(a) = line.strip_prefix("kaoqin-collector listening grpc=") {
-                    let addr = a.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_owned());
+                if let Some(rest) = line.strip_prefix("kaoqin-collector listening ") {
+                    let first = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(first.to_owned());
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a.parse()?,
-            Err(_) => {
+        let (mut addr, mut http) = (None, None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while addr.is_none() || (web && http.is_none()) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
                 bail!("collector did not start listening within 30 s");
+            };
+            if let Some(a) = line.strip_prefix("grpc=") {
+                addr = Some(a.parse()?);
+            } else if let Some(a) = line.strip_prefix("http=") {
+                http = Some(a.parse()?);
             }
-        };
+        }
+        let addr = addr.context("grpc address")?;
         Ok(Collector {
             child,
             data_dir: data_dir.to_path_buf(),
             addr,
             ca,
             database: database.map(str::to_owned),
+            http,
         })
+    }
+
+    /// The base URL of the pages and the JSON API (`http://127.0.0.1:PORT`).
+    pub fn web(&self) -> String {
+        format!("http://{}", self.http.expect("started with start_web"))
     }
 
     /// As [`Collector::start`], storing in the PostgreSQL database at `url`
     /// (`serve --database URL`) instead of the data dir's SQLite file.
     pub fn start_on_database(data_dir: &Path, addr: &str, url: &str) -> anyhow::Result<Collector> {
-        Collector::spawn_on(data_dir, addr, None, None, true, Some(url))
+        Collector::spawn_on(data_dir, addr, None, None, true, Some(url), false)
     }
 
     /// A `kaoqin-collector` command on this collector's store: its data dir and,

@@ -330,6 +330,36 @@ pub enum LeaveCommand {
         #[arg(long)]
         employee: Option<String>,
     },
+    /// Leave balances per person, year and leave type (a request over the
+    /// balance is refused).
+    Balance {
+        #[command(subcommand)]
+        command: BalanceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BalanceCommand {
+    /// Import balances from a CSV file with the header
+    /// employee_id,year,leave_type,days (days in whole or half days, 5 or 5.5);
+    /// all or nothing, replacing the same person, year and type.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
+    /// List balances as CSV: employee_id,year,leave_type,days.
+    List {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// Only this employee's.
+        #[arg(long)]
+        employee: Option<String>,
+        /// Only this year.
+        #[arg(long)]
+        year: Option<i16>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -381,6 +411,28 @@ pub enum ReportCommand {
     /// early counts and minutes, absences, unknown days, non-work minutes by
     /// category, coverage (corrections applied).
     Summary(SummaryArgs),
+    /// The monthly sheet (考勤月报) to print and sign: a symbol per person and day,
+    /// the month's totals (late, early, 旷工, 缺卡, leave by type, overtime by
+    /// kind), a legend and signature lines; A4 landscape.
+    Monthly {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Only this department.
+        #[arg(long)]
+        department: Option<String>,
+        /// Output format.
+        #[arg(long, value_parser = ["xlsx", "json"], default_value = "xlsx")]
+        format: String,
+        /// Write to this file (an XLSX needs one unless stdout is redirected).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The present instant (tests and replays); default: the clock.
+        #[arg(long, hide = true)]
+        now: Option<jiff::Timestamp>,
+    },
 }
 
 /// `report summary` arguments.
@@ -678,6 +730,53 @@ fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
                 file.display()
             );
         }
+        LeaveCommand::Balance {
+            command: BalanceCommand::Import { file, dirs },
+        } => {
+            let (store, _, config) = open_with_rules(&dirs)?;
+            let types: Vec<String> = crate::requests::leave_types(&config.requests)
+                .into_iter()
+                .map(|(code, _, _)| code)
+                .collect();
+            let list = crate::requests::balance::read_csv(&file, &types)?;
+            let audit = crate::audit::AuditEntry::new(
+                now_ms,
+                crate::audit::cli_actor(),
+                "leave.balance_import",
+                file.display().to_string(),
+                serde_json::json!({ "balances": list.len() }),
+            );
+            store
+                .import_leave_balances(&list, &audit)
+                .with_context(|| format!("{}: nothing was imported", file.display()))?;
+            println!(
+                "Imported {} leave balances from {}.",
+                list.len(),
+                file.display()
+            );
+        }
+        LeaveCommand::Balance {
+            command:
+                BalanceCommand::List {
+                    dirs,
+                    employee,
+                    year,
+                },
+        } => {
+            let (store, _, _) = open_with_rules(&dirs)?;
+            let stdout = std::io::stdout();
+            let mut w = csv::Writer::from_writer(stdout.lock());
+            w.write_record(crate::requests::balance::HEADER)?;
+            for b in store.leave_balances(employee.as_deref(), year)? {
+                w.write_record([
+                    b.employee_id,
+                    b.year.to_string(),
+                    b.leave_type,
+                    crate::requests::balance::days(b.half_days),
+                ])?;
+            }
+            w.flush()?;
+        }
         LeaveCommand::List { dirs, employee } => {
             let (store, _, _) = open_with_rules(&dirs)?;
             let stdout = std::io::stdout();
@@ -938,6 +1037,65 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 now: args.now,
             };
             crate::reports::summary::run_cli(&*store, &rules, request)
+        }
+        Command::Report {
+            command:
+                ReportCommand::Monthly {
+                    dirs,
+                    month,
+                    department,
+                    format,
+                    out,
+                    now,
+                },
+        } => {
+            let (store, rules, config) = open_with_rules(&dirs)?;
+            let first: jiff::civil::Date = format!("{month}-01")
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--month {month:?}: expected a month, YYYY-MM"))?;
+            let people: Vec<crate::attendance::Person> = store
+                .staff()?
+                .into_iter()
+                .filter(|p| department.as_ref().is_none_or(|d| &p.department == d))
+                .collect();
+            if let Some(d) = &department {
+                anyhow::ensure!(
+                    !people.is_empty(),
+                    "--department {d:?}: nobody in the staff directory is in it"
+                );
+            }
+            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let sheet = crate::reports::monthly::build(
+                &*store,
+                &rules,
+                first,
+                department.as_deref(),
+                &people,
+                now,
+            )?;
+            let names = crate::requests::leave_types(&config.requests);
+            let name = |code: &str| {
+                names
+                    .iter()
+                    .find(|(c, _, _)| c == code)
+                    .map_or_else(|| code.to_owned(), |(_, zh, _)| zh.clone())
+            };
+            crate::cli::admin::record(
+                &*store,
+                "report.export",
+                department.as_deref().unwrap_or("*"),
+                serde_json::json!({ "what": format!("monthly sheet {month} {format}") }),
+            )?;
+            crate::reports::write_output(out.as_deref(), format == "xlsx", |w| {
+                if format == "xlsx" {
+                    let title = crate::reports::monthly::title(&sheet);
+                    w.write_all(&crate::reports::monthly::to_xlsx(&sheet, &title, &name)?)?;
+                } else {
+                    serde_json::to_writer_pretty(&mut *w, &sheet)?;
+                    writeln!(w)?;
+                }
+                Ok(())
+            })
         }
         Command::User { command } => users::run_cli(command),
         Command::Migrate { from, to } => {

@@ -101,6 +101,8 @@ pub fn apply(
                 v.late_minutes = 0;
                 v.early_minutes = 0;
                 v.unverified = 0;
+                v.absenteeism_half_days = 0;
+                v.missing_checkpoints = 0;
                 v.policy_note = format!(
                     "Corrected from {} to {} by {}: {}. {}",
                     status_name(c.original.unwrap_or(Status::Unknown)),

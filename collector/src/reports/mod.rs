@@ -4,6 +4,7 @@
 
 pub mod corrections;
 pub mod daily;
+pub mod monthly;
 pub mod summary;
 pub mod xlsx;
 

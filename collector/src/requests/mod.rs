@@ -21,6 +21,7 @@
 //!   but the request. Every step is audited.
 
 pub mod balance;
+pub mod service;
 
 use crate::attendance::{CheckpointKind, Exemption, ExemptionKind, Person};
 use crate::audit::AuditEntry;

@@ -15,7 +15,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The tables, parents before children.
-const TABLES: [&str; 25] = [
+const TABLES: [&str; 28] = [
     "tokens",
     "agents",
     "batches",
@@ -26,6 +26,9 @@ const TABLES: [&str; 25] = [
     "staff_accounts",
     "staff_pcs",
     "pc_accounts",
+    "requests",
+    "request_decisions",
+    "leave_balances",
     "exemptions",
     "day_verdicts",
     "day_verdict_details",
@@ -44,7 +47,7 @@ const TABLES: [&str; 25] = [
 ];
 
 /// Identity columns, which go on from the highest id copied.
-const IDENTITIES: [(&str, &str); 8] = [
+const IDENTITIES: [(&str, &str); 9] = [
     ("agents", "num"),
     ("batches", "id"),
     ("enrolments", "id"),
@@ -53,6 +56,7 @@ const IDENTITIES: [(&str, &str); 8] = [
     ("users", "id"),
     ("appeals", "id"),
     ("corrections", "id"),
+    ("requests", "id"),
 ];
 
 /// Rows sent to PostgreSQL at a time.

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod i18n;
 mod pages;
 pub mod params;
+mod request_pages;
 pub mod svg;
 
 use crate::store::concerns::*;
@@ -52,6 +53,8 @@ pub struct App {
     pub(crate) logins_by_address: crate::ratelimit::RateLimit<std::net::IpAddr>,
     /// What staff may appeal (`[appeals]`).
     pub(crate) appeal_limits: crate::config::AppealsConfig,
+    /// Leave types, limits and approvals of requests (`[requests]`).
+    pub(crate) requests: crate::config::RequestsConfig,
     /// Served over HTTPS: cookies are `Secure` and the session cookie `__Host-`.
     secure: std::sync::atomic::AtomicBool,
 }
@@ -79,6 +82,11 @@ fn templates() -> minijinja::Environment<'static> {
         ("person.html", include_str!("../../templates/person.html")),
         ("pc.html", include_str!("../../templates/pc.html")),
         ("appeals.html", include_str!("../../templates/appeals.html")),
+        (
+            "requests.html",
+            include_str!("../../templates/requests.html"),
+        ),
+        ("monthly.html", include_str!("../../templates/monthly.html")),
         ("system.html", include_str!("../../templates/system.html")),
         ("audit.html", include_str!("../../templates/audit.html")),
         ("error.html", include_str!("../../templates/error.html")),
@@ -95,19 +103,21 @@ fn templates() -> minijinja::Environment<'static> {
 pub const STYLE_CSS: &str = include_str!("../../templates/style.css");
 
 impl App {
-    /// The shared state of the pages, with the default `[appeals]` limits.
+    /// The shared state of the pages, with the default `[appeals]` and
+    /// `[requests]` settings.
     pub fn new(store: Arc<dyn Stores>, rules: Arc<LiveRules>) -> Arc<App> {
-        App::with_appeals(store, rules, crate::config::AppealsConfig::default())
+        App::configured(store, rules, &crate::config::Config::default())
     }
 
-    /// The shared state of the pages.
-    pub fn with_appeals(
+    /// The shared state of the pages, with the settings of `config`.
+    pub fn configured(
         store: Arc<dyn Stores>,
         rules: Arc<LiveRules>,
-        appeal_limits: crate::config::AppealsConfig,
+        config: &crate::config::Config,
     ) -> Arc<App> {
         Arc::new(App {
-            appeal_limits,
+            appeal_limits: config.appeals,
+            requests: config.requests.clone(),
             secure: std::sync::atomic::AtomicBool::new(false),
             store,
             rules,
@@ -225,6 +235,11 @@ pub enum WebError {
     /// A query or form parameter that does not parse: its name and the parser's
     /// words (shown as what the parameter expects, see [`params::expects`]).
     BadParam {
+        name: String,
+        problem: String,
+    },
+    /// A field whose value parses but is wrong: its name and why, as said.
+    BadField {
         name: String,
         problem: String,
     },
@@ -437,6 +452,22 @@ fn error_response(app: &App, ctx: &Ctx, e: WebError) -> Response {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 format!("{name}: {expects}"),
+            )
+        }
+        WebError::BadField { name, problem } => {
+            if ctx.api {
+                let body = serde_json::json!({
+                    "error": i18n::t(ctx.lang, "bad_request"),
+                    "detail": format!("{name}: {problem}"),
+                    "parameter": name,
+                    "code": "bad_field",
+                });
+                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            }
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{name}: {problem}"),
             )
         }
         WebError::Internal(e) => {

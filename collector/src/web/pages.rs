@@ -17,7 +17,7 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 use std::sync::Arc;
 
-type St = State<Arc<App>>;
+pub(super) type St = State<Arc<App>>;
 
 pub(super) fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
@@ -37,6 +37,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .route("/api/v1/summary", get(api_summary))
         .route("/api/v1/person/{id}/days", get(api_person_days))
         .route("/static/style.css", get(style))
+        .merge(super::request_pages::routes())
 }
 
 async fn style() -> Response {
@@ -77,7 +78,11 @@ pub(super) fn base_ctx(ctx: &Ctx, extra: Value) -> Value {
                 nav.push((format!("/person/{id}/pc"), t["my_pc"]));
             }
         }
+        nav.push(("/requests".into(), t["requests"]));
         nav.push(("/appeals".into(), t["appeals"]));
+        if u.role != Role::Staff {
+            nav.push(("/monthly".into(), t["monthly_sheet"]));
+        }
         if can(u, Action::Operate, Target::System) {
             nav.push(("/system".into(), t["system"]));
         }
@@ -100,7 +105,7 @@ pub(super) fn base_ctx(ctx: &Ctx, extra: Value) -> Value {
     }
 }
 
-fn page(app: &App, ctx: &Ctx, name: &str, extra: Value) -> Result<Response, WebError> {
+pub(super) fn page(app: &App, ctx: &Ctx, name: &str, extra: Value) -> Result<Response, WebError> {
     page_with_status(app, ctx, StatusCode::OK, name, extra)
 }
 
@@ -147,11 +152,11 @@ fn page_with_status(
     .into_response())
 }
 
-fn now() -> jiff::Timestamp {
+pub(super) fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
-fn today(app: &App) -> Date {
+pub(super) fn today(app: &App) -> Date {
     app.settings().time_zone.to_datetime(now()).date()
 }
 
@@ -176,11 +181,11 @@ fn pc_names(app: &App) -> Result<std::collections::HashMap<String, String>, WebE
         .collect())
 }
 
-fn status_label(lang: Lang, s: Status) -> String {
+pub(super) fn status_label(lang: Lang, s: Status) -> String {
     i18n::t(lang, &format!("status_{}", status_name(s)))
 }
 
-fn local_hm(app: &App, t: Option<jiff::Timestamp>) -> String {
+pub(super) fn local_hm(app: &App, t: Option<jiff::Timestamp>) -> String {
     t.map(|t| {
         app.settings()
             .time_zone
@@ -193,7 +198,12 @@ fn local_hm(app: &App, t: Option<jiff::Timestamp>) -> String {
 
 /// The person with `id`, checked against `action` for `user`: 403 before 404, so
 /// a staff member learns nothing about ids that are not theirs.
-fn person_for(app: &App, user: &User, id: &str, action: Action) -> Result<Person, WebError> {
+pub(super) fn person_for(
+    app: &App,
+    user: &User,
+    id: &str,
+    action: Action,
+) -> Result<Person, WebError> {
     let person = app.store.person(id)?;
     let department = person.as_ref().map_or("", |p| p.department.as_str());
     if !can(
@@ -240,7 +250,12 @@ fn person_month(
 }
 
 /// Audits a view of someone else's record.
-fn audit_view(app: &App, user: &User, employee_id: &str, what: &str) -> Result<(), WebError> {
+pub(super) fn audit_view(
+    app: &App,
+    user: &User,
+    employee_id: &str,
+    what: &str,
+) -> Result<(), WebError> {
     if user.employee_id.as_deref() != Some(employee_id) {
         audit::record(
             &*app.store,
@@ -254,7 +269,12 @@ fn audit_view(app: &App, user: &User, employee_id: &str, what: &str) -> Result<(
 }
 
 /// One person's verdicts on `from..=to`, corrections applied, evidence included.
-fn person_days(app: &App, p: &Person, from: Date, to: Date) -> Result<Vec<ReportDay>, WebError> {
+pub(super) fn person_days(
+    app: &App,
+    p: &Person,
+    from: Date,
+    to: Date,
+) -> Result<Vec<ReportDay>, WebError> {
     Ok(summary::load_days(
         &*app.store,
         &app.rules(),
@@ -266,7 +286,7 @@ fn person_days(app: &App, p: &Person, from: Date, to: Date) -> Result<Vec<Report
     )?)
 }
 
-fn parse_month(app: &App, month: Option<&str>) -> Result<(Date, Date), WebError> {
+pub(super) fn parse_month(app: &App, month: Option<&str>) -> Result<(Date, Date), WebError> {
     let first = match month {
         Some(m) => format!("{m}-01")
             .parse::<Date>()
@@ -442,6 +462,39 @@ struct SummaryData {
     departments: Vec<String>,
 }
 
+/// The departments `user` may `action` (for the filter), and the people of
+/// `department` (or of every department) they may, in employee id order.
+pub(super) fn in_scope(
+    app: &App,
+    user: &User,
+    action: Action,
+    department: Option<&str>,
+) -> Result<(Vec<String>, Vec<Person>), WebError> {
+    let staff = app.store.staff()?;
+    let mut departments: Vec<String> = staff
+        .iter()
+        .map(|p| p.department.clone())
+        .filter(|d| can(user, action, Target::Department(d)))
+        .collect();
+    departments.sort();
+    departments.dedup();
+    let people: Vec<Person> = staff
+        .into_iter()
+        .filter(|p| {
+            department.is_none_or(|x| p.department == x)
+                && can(
+                    user,
+                    action,
+                    Target::Person {
+                        employee_id: &p.employee_id,
+                        department: &p.department,
+                    },
+                )
+        })
+        .collect();
+    Ok((departments, people))
+}
+
 /// The summary a user may see: checks the department (or all) against `action`.
 fn summary_data(
     app: &App,
@@ -473,28 +526,7 @@ fn summary_data(
         Some("department") => By::Department,
         _ => By::Staff,
     };
-    let staff = app.store.staff()?;
-    let mut departments: Vec<String> = staff
-        .iter()
-        .map(|p| p.department.clone())
-        .filter(|d| can(user, action, Target::Department(d)))
-        .collect();
-    departments.sort();
-    departments.dedup();
-    let people: Vec<Person> = staff
-        .into_iter()
-        .filter(|p| {
-            department.as_ref().is_none_or(|x| &p.department == x)
-                && can(
-                    user,
-                    action,
-                    Target::Person {
-                        employee_id: &p.employee_id,
-                        department: &p.department,
-                    },
-                )
-        })
-        .collect();
+    let (departments, people) = in_scope(app, user, action, department.as_deref())?;
     let (mut rows, weeks) =
         summary::summary_between(&*app.store, &app.rules(), from, to, by, &people, now())?;
     if let Some(s) = &q.sort {
@@ -556,7 +588,7 @@ fn query_string(q: &SummaryQuery, d: &SummaryData) -> String {
     s
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

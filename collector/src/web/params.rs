@@ -16,6 +16,10 @@ pub struct Query<T>(pub T);
 /// A `application/x-www-form-urlencoded` body, parsed into `T`.
 pub struct Form<T>(pub T);
 
+/// An `application/json` body, parsed into `T`; a field that does not parse is
+/// named in the error, as a query parameter is.
+pub struct Json<T>(pub T);
+
 /// Parses urlencoded `bytes` into `T`, or names the parameter that failed.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WebError> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(bytes));
@@ -29,6 +33,18 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WebError> {
         };
         WebError::BadParam { name, problem }
     })
+}
+
+/// The request's body, up to 1 MiB.
+async fn body(req: Request, app: &Arc<App>) -> Result<(Parts, axum::body::Bytes), Response> {
+    let (mut parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(b) => Ok((parts, b)),
+        Err(_) => {
+            let e = WebError::BadRequest("the body is larger than 1 MiB".into());
+            Err(reject(&mut parts, app, e).await)
+        }
+    }
 }
 
 async fn reject(parts: &mut Parts, app: &Arc<App>, e: WebError) -> Response {
@@ -55,17 +71,32 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<App>> for Form<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
-        let (mut parts, body) = req.into_parts();
-        let bytes = match axum::body::to_bytes(body, 1 << 20).await {
-            Ok(b) => b,
-            Err(_) => {
-                let e = WebError::BadRequest("the form is larger than 1 MiB".into());
-                return Err(reject(&mut parts, app, e).await);
-            }
-        };
+        let (mut parts, bytes) = body(req, app).await?;
         match parse(&bytes) {
             Ok(v) => Ok(Form(v)),
             Err(e) => Err(reject(&mut parts, app, e).await),
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<Arc<App>> for Json<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let (mut parts, bytes) = body(req, app).await?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(&mut de) {
+            Ok(v) => Ok(Json(v)),
+            Err(e) => {
+                let name = e.path().to_string();
+                let problem = e.into_inner().to_string();
+                let name = match problem.strip_prefix("missing field `") {
+                    Some(rest) => rest.split('`').next().unwrap_or(rest).to_owned(),
+                    None if name == "." => "body".to_owned(),
+                    None => name,
+                };
+                Err(reject(&mut parts, app, WebError::BadParam { name, problem }).await)
+            }
         }
     }
 }
