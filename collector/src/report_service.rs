@@ -74,6 +74,15 @@ fn record(d: &ReportDay) -> pb::DayRecord {
         corrected: d.correction.is_some(),
         record_json: serde_json::to_string(d).unwrap_or_default(),
         unverified: v.unverified,
+        absenteeism_half_days: v.absenteeism_half_days,
+        missing_checkpoints: v.missing_checkpoints,
+        overtime_minutes: [
+            ("workday".to_owned(), v.overtime_minutes.workday),
+            ("rest_day".to_owned(), v.overtime_minutes.rest_day),
+            ("holiday".to_owned(), v.overtime_minutes.holiday),
+        ]
+        .into_iter()
+        .collect(),
     }
 }
 
