@@ -1490,3 +1490,90 @@ fn headless_chromium_shows_the_main_pages() {
     d.open(&format!("{base}/person/E003?month={MONTH}"));
     assert!(d.text().contains("无权查看"));
 }
+
+impl Driver {
+    /// Waits, within a bound, until the browser's address contains `needle` (a
+    /// form's navigation may finish after the click returns).
+    fn wait_for_url(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let url = self.cmd("GET", "/url", serde_json::Value::Null);
+            if url.as_str().unwrap_or_default().contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never reached {needle}: {url}");
+        }
+    }
+}
+
+/// A staff member files a day of leave in headless Chromium, their department
+/// head approves it from the inbox with the month in view, and the day becomes
+/// leave on the person's month and on the officer's monthly sheet. With
+/// KAOQIN_SCREENSHOTS=1 the screenshots are written to docs/screenshots/.
+#[test]
+fn headless_chromium_files_leave_as_staff_and_the_head_approves_it() {
+    let w = world();
+    let Some(mut d) = Driver::start() else {
+        return;
+    };
+    let shots = if std::env::var_os("KAOQIN_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    } else {
+        w._dir.path().join("shots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+    let base = format!("http://{}", w.c.http);
+
+    d.login(&base, "E001", "zhangsan-pass");
+    d.open(&format!("{base}/requests"));
+    d.type_into("#form-leave input[name=from]", "2026-11-25");
+    d.type_into("#form-leave input[name=to]", "2026-11-25");
+    d.type_into("#form-leave textarea[name=reason]", "家里有事，请假一天");
+    d.click("#submit-leave");
+    d.wait_for_url("filed=1");
+    let text = d.text();
+    assert!(
+        text.contains("申请已提交")
+            && text.contains("家里有事，请假一天")
+            && text.contains("审批中"),
+        "{text}"
+    );
+    d.screenshot(&shots.join("staff-requests.png"));
+
+    d.login(&base, "head", "head-pass-1");
+    d.open(&format!("{base}/requests"));
+    let text = d.text();
+    assert!(
+        text.contains("待我审批")
+            && text.contains("家里有事，请假一天")
+            && text.contains("当月考勤 2026-11"),
+        "{text}"
+    );
+    d.screenshot(&shots.join("head-inbox.png"));
+    d.type_into("#inbox form.decide input[name=comment]", "同意");
+    d.click("#inbox button.ok");
+    // Back on the requests page, with nothing left to decide.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.text().contains("待我审批") {
+        assert!(
+            Instant::now() < deadline,
+            "the inbox still shows the request"
+        );
+    }
+    assert!(d.text().contains("已批准"));
+    d.open(&format!("{base}/person/E001?month={MONTH}&day=2026-11-25"));
+    let text = d.text();
+    assert!(text.contains("请假") && text.contains("request"), "{text}");
+
+    d.login(&base, "officer", "officer-pass-1");
+    d.open(&format!("{base}/monthly?month={MONTH}"));
+    let text = d.text();
+    assert!(
+        text.contains("考勤月报 2026-11") && text.contains("制表人"),
+        "{text}"
+    );
+    d.screenshot(&shots.join("officer-monthly.png"));
+    d.open(&format!("{base}/requests?kind=leave"));
+    assert!(d.text().contains("家里有事，请假一天"));
+    d.screenshot(&shots.join("officer-requests.png"));
+}
