@@ -114,6 +114,7 @@ fn bench(c: &mut Criterion) {
         department: "办公室".into(),
         accounts: vec!["zhangsan".into()],
         own_pcs: Vec::new(),
+        email: String::new(),
     };
     let calendar = Calendar::official();
     let schedules = ScheduleSet::default();

@@ -131,6 +131,13 @@ impl Collector {
             clock.clone(),
             stopped(),
         );
+        let notify = crate::notify::spawn_schedule(
+            store.stores(),
+            rules.clone(),
+            config.clone(),
+            clock.clone(),
+            stopped(),
+        )?;
         let web = listeners.http.map(|l| {
             let app = crate::web::App::configured(store.stores(), rules.clone(), &config);
             match web_pem {
@@ -174,6 +181,9 @@ impl Collector {
             None => Ok(Ok(())),
         };
         recompute.await?;
+        if let Some(n) = notify {
+            n.await?;
+        }
         watcher.await?;
         grpc??;
         web??;

@@ -16,7 +16,129 @@ pub struct Config {
     pub attendance: AttendanceConfig,
     pub appeals: AppealsConfig,
     pub requests: RequestsConfig,
+    pub notify: NotifyConfig,
     pub storage: StorageConfig,
+}
+
+/// `[notify]`: daily messages by e-mail and chat-group robots (`crate::notify`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// When `serve` sends the previous working day's messages, local time, on
+    /// working days only.
+    pub daily_at: String,
+    /// The language of the messages: `zh` or `en`.
+    pub language: String,
+    /// The address of the pages, for the links in messages
+    /// (`https://kaoqin.office.example`); none: no links.
+    pub base_url: String,
+    /// E-mail over SMTP; none: no e-mail.
+    pub email: Option<EmailConfig>,
+    /// Chat-group robots.
+    pub webhook: Vec<WebhookConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            daily_at: "09:30".into(),
+            language: "zh".into(),
+            base_url: String::new(),
+            email: None,
+            webhook: Vec::new(),
+        }
+    }
+}
+
+/// `[notify.email]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// The mail server, `host:port`.
+    pub smtp: String,
+    /// The sender, `kaoqin <kaoqin@office.example>`.
+    pub from: String,
+    /// Upgrade the connection with STARTTLS (required when set).
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// One `[[notify.webhook]]`: a chat-group robot.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The robot's address (with its access token).
+    pub url: String,
+    /// `dingtalk`, `wecom` or `json`.
+    pub format: String,
+    /// `text` or `markdown` (DingTalk and WeCom).
+    #[serde(default = "markdown")]
+    pub msgtype: String,
+    /// DingTalk's signing secret (`SEC...`): the URL gets `timestamp` and `sign`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Only this department's digest; none: the whole office's.
+    #[serde(default)]
+    pub department: Option<String>,
+}
+
+fn markdown() -> String {
+    "markdown".into()
+}
+
+impl NotifyConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if crate::notify::parse_time(&self.daily_at).is_none() {
+            problems.push(format!(
+                "notify.daily_at = {:?}: a local time such as \"09:30\"",
+                self.daily_at
+            ));
+        }
+        if !matches!(self.language.as_str(), "zh" | "en") {
+            problems.push(format!("notify.language = {:?}: zh or en", self.language));
+        }
+        if let Some(e) = &self.email {
+            if e.smtp
+                .rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                problems.push(format!("notify.email.smtp = {:?}: host:port", e.smtp));
+            }
+            if e.from.parse::<lettre::message::Mailbox>().is_err() {
+                problems.push(format!(
+                    "notify.email.from = {:?}: an address such as \"kaoqin <kaoqin@office.example>\"",
+                    e.from
+                ));
+            }
+        }
+        for (i, w) in self.webhook.iter().enumerate() {
+            if !matches!(w.format.as_str(), "dingtalk" | "wecom" | "json") {
+                problems.push(format!(
+                    "notify.webhook {} format = {:?}: dingtalk, wecom or json",
+                    i + 1,
+                    w.format
+                ));
+            }
+            if !matches!(w.msgtype.as_str(), "text" | "markdown") {
+                problems.push(format!(
+                    "notify.webhook {} msgtype = {:?}: text or markdown",
+                    i + 1,
+                    w.msgtype
+                ));
+            }
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                problems.push(format!(
+                    "notify.webhook {} url = {:?}: an http(s) address",
+                    i + 1,
+                    w.url
+                ));
+            }
+        }
+    }
 }
 
 /// `[requests]`: leave, field work, trips, overtime and missed punches.
@@ -423,6 +545,7 @@ impl Config {
         let mut problems = Vec::new();
         config.agents.validate(&mut problems);
         config.attendance.validate(&mut problems);
+        config.notify.validate(&mut problems);
         if jiff::tz::TimeZone::get(&config.server.time_zone).is_err() {
             problems.push(format!(
                 "server.time_zone = {:?}: not a known IANA time zone",

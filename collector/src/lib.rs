@@ -13,6 +13,7 @@ pub mod integrity;
 mod layering;
 pub mod leave;
 pub mod notice;
+pub mod notify;
 pub mod periodic;
 pub mod ratelimit;
 pub mod report_service;

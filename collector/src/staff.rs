@@ -1,5 +1,6 @@
-//! The staff directory file: `employee_id,name,department,os_accounts[,own_pcs]`, one
-//! person a line, OS accounts and own PCs separated by `;` or `|`. An account may
+//! The staff directory file: `employee_id,name,department,os_accounts[,own_pcs][,email]`
+//! (the optional columns in either order), one person a line, OS accounts and own
+//! PCs separated by `;` or `|`. An account may
 //! carry its Windows domain (`OFFICE\zhangsan` matches only in that domain) or not
 //! (`zhangsan` matches in any domain, and on Linux). Own PCs are hostnames or
 //! machine ids; presence on other PCs counts and is marked in the evidence.
@@ -15,8 +16,10 @@ use std::path::Path;
 
 /// The header a staff file must have; [`OWN_PCS`] may follow it.
 pub const HEADER: [&str; 4] = ["employee_id", "name", "department", "os_accounts"];
-/// The optional fifth column: the person's own PCs.
+/// An optional column: the person's own PCs.
 pub const OWN_PCS: &str = "own_pcs";
+/// An optional column: the person's e-mail address, for notifications.
+pub const EMAIL: &str = "email";
 
 /// Every problem of a file, one a line.
 #[derive(Debug, thiserror::Error)]
@@ -88,13 +91,16 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
     let extra = headers.get(HEADER.len()..).unwrap_or_default();
     anyhow::ensure!(
         headers.get(..HEADER.len()).is_some_and(|h| h == HEADER)
-            && extra.iter().all(|h| h == OWN_PCS)
-            && extra.len() <= 1,
-        "{}: line 1: the header must be {:?}, optionally followed by \",{OWN_PCS}\"; found {:?}",
+            && extra.iter().all(|h| h == OWN_PCS || h == EMAIL)
+            && !(extra.len() == 2 && extra[0] == extra[1])
+            && extra.len() <= 2,
+        "{}: line 1: the header must be {:?}, optionally followed by \",{OWN_PCS}\" and \",{EMAIL}\"; found {:?}",
         path.display(),
         HEADER.join(","),
         headers.join(",")
     );
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let (pcs_col, email_col) = (column(OWN_PCS), column(EMAIL));
     let file = path.display().to_string();
     // Plain user names of accounts listed with a domain: (line, owner).
     let mut in_domain: BTreeMap<String, (u64, String)> = BTreeMap::new();
@@ -160,8 +166,8 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
             accounts.push(lower);
         }
         let mut own_pcs: Vec<String> = Vec::new();
-        for pc in rec
-            .get(4)
+        for pc in pcs_col
+            .and_then(|c| rec.get(c))
             .unwrap_or_default()
             .split([';', '|'])
             .map(str::trim)
@@ -177,6 +183,21 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
                 own_pcs.push(lower);
             }
         }
+        let email = email_col
+            .and_then(|c| rec.get(c))
+            .unwrap_or_default()
+            .to_owned();
+        let plausible = |e: &str| {
+            e.split_once('@').is_some_and(|(user, host)| {
+                !user.is_empty() && host.contains('.') && !host.starts_with('.')
+            }) && e.len() <= 254
+                && !e
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        };
+        if !email.is_empty() && !plausible(&email) {
+            problems.push(at(EMAIL, format!("{email:?} is not an e-mail address")));
+        }
         people.push((
             line,
             Person {
@@ -185,6 +206,7 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
                 department,
                 accounts,
                 own_pcs,
+                email,
             },
         ));
     }
@@ -231,6 +253,26 @@ mod tests {
         );
         assert!(err.contains("line 5: expected 4 fields"), "{err}");
         assert!(err.contains("nothing was imported"), "{err}");
+    }
+
+    #[test]
+    fn email_is_an_optional_column_in_either_order_and_checked() {
+        let p = read("employee_id,name,department,os_accounts,email,own_pcs\nE001,张三,办公室,zs,zhangsan@office.gov.cn,pc-1\nE002,李四,办公室,lisi,,\n")
+            .unwrap();
+        assert_eq!(
+            (p[0].email.as_str(), p[0].own_pcs.as_slice()),
+            ("zhangsan@office.gov.cn", &["pc-1".to_owned()][..])
+        );
+        assert_eq!(p[1].email, "");
+        let err =
+            read("employee_id,name,department,os_accounts,email\nE001,a,x,zs,not-an-address\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("line 2: email: \"not-an-address\" is not an e-mail address"),
+            "{err}"
+        );
+        assert!(read("employee_id,name,department,os_accounts,email,email\n").is_err());
     }
 
     #[test]

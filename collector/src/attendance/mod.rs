@@ -148,6 +148,10 @@ pub struct Person {
     /// the verdict's evidence marks it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub own_pcs: Vec<String>,
+    /// E-mail address from the directory, for notifications; empty when unknown.
+    /// Verdicts do not depend on it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub email: String,
 }
 
 /// Whether the OS account `observed` on a PC is the directory's `listed` one: the

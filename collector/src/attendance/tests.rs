@@ -26,6 +26,7 @@ fn person() -> Person {
         department: "办公室".into(),
         accounts: vec!["zhangsan".into()],
         own_pcs: Vec::new(),
+        email: String::new(),
     }
 }
 

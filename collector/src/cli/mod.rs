@@ -145,6 +145,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Daily messages by e-mail and chat-group robots (`[notify]`).
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Accounts of the people who read reports (web pages, API tokens).
     User {
         #[command(subcommand)]
@@ -335,6 +340,31 @@ pub enum LeaveCommand {
     Balance {
         #[command(subcommand)]
         command: BalanceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Composes the messages of one day and sends every one not sent yet, now
+    /// (`serve` does this on schedule); a message already sent is never sent
+    /// again. Fails, after sending what it can, if any message was not delivered.
+    Daily {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The attendance date the messages are about.
+        #[arg(long)]
+        date: jiff::civil::Date,
+        /// The present instant (tests and replays); default: the clock.
+        #[arg(long, hide = true)]
+        now: Option<jiff::Timestamp>,
+    },
+    /// Lists stored messages as CSV: key,channel,recipient,subject,sent,attempts,last_error.
+    List {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// Only this day's.
+        #[arg(long)]
+        date: Option<jiff::civil::Date>,
     },
 }
 
@@ -660,6 +690,83 @@ fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn run_notify(command: NotifyCommand) -> anyhow::Result<()> {
+    match command {
+        NotifyCommand::Daily { dirs, date, now } => {
+            let (store, rules, config) = open_with_rules(&dirs)?;
+            let n = &config.notify;
+            anyhow::ensure!(
+                n.email.is_some() || !n.webhook.is_empty(),
+                "nothing to send with: configure [notify.email] or [[notify.webhook]] (see collector.example.toml)"
+            );
+            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let composer = crate::notify::Composer {
+                store: &*store,
+                rules: &rules,
+                config: n,
+                requests: &config.requests,
+                appeal_days: config.appeals.window_days,
+            };
+            let list = composer.compose(date, now)?;
+            let new = store.enqueue_notifications(date, &list, now.as_millisecond())?;
+            let transports = crate::notify::transport::Transports::new(n)?;
+            let done = crate::notify::deliver(
+                &*store,
+                &|o| transports.send(o, now.as_millisecond()),
+                Some(date),
+                now,
+            )?;
+            crate::cli::admin::record(
+                &*store,
+                "notify.daily",
+                &date.to_string(),
+                serde_json::json!({ "composed": list.len(), "new": new, "sent": done.sent, "failed": done.failed.len() }),
+            )?;
+            println!(
+                "{date}: {} messages ({new} new); sent {}, not delivered {}",
+                list.len(),
+                done.sent,
+                done.failed.len()
+            );
+            for (key, e) in &done.failed {
+                println!("not delivered: {key}: {e}");
+            }
+            anyhow::ensure!(
+                done.failed.is_empty(),
+                "{} message(s) not delivered; `serve` tries them again, and so does running this again",
+                done.failed.len()
+            );
+        }
+        NotifyCommand::List { dirs, date } => {
+            let (store, _, _) = open_with_rules(&dirs)?;
+            let stdout = std::io::stdout();
+            let mut w = csv::Writer::from_writer(stdout.lock());
+            w.write_record([
+                "key",
+                "channel",
+                "recipient",
+                "subject",
+                "sent",
+                "attempts",
+                "last_error",
+            ])?;
+            for n in store.notifications(date, 10_000)? {
+                w.write_record([
+                    n.outgoing.key,
+                    n.outgoing.channel,
+                    n.outgoing.recipient,
+                    n.outgoing.subject,
+                    n.sent_ms.map(rfc3339_ms).unwrap_or_default(),
+                    n.attempts.to_string(),
+                    n.last_error,
+                ])?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
 }
 
 fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
@@ -1097,6 +1204,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        Command::Notify { command } => run_notify(command),
         Command::User { command } => users::run_cli(command),
         Command::Migrate { from, to } => {
             init_logging();

@@ -62,6 +62,7 @@ impl Requests<'_> {
             department: String::new(),
             accounts: Vec::new(),
             own_pcs: Vec::new(),
+            email: String::new(),
         });
         if !allowed(&probe) {
             return Err(RequestError::Forbidden);

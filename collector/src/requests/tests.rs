@@ -20,6 +20,7 @@ fn person(id: &str, dept: &str) -> Person {
         department: dept.into(),
         accounts: vec![id.to_lowercase()],
         own_pcs: Vec::new(),
+        email: String::new(),
     }
 }
 

@@ -12,6 +12,7 @@ use super::retention::Pruned;
 use super::{AgentInfo, NewToken, StoreError, StoredEvent, TokenInfo, TokenSpec};
 use crate::attendance::{Exemption, Notice, Person, Settings, Status};
 use crate::audit::{AuditEntry, AuditRecord, Verification};
+use crate::notify::{Notification, Outgoing};
 use crate::reports::corrections::{Appeal, Correction};
 use crate::requests::{ChangeFn, LeaveBalance, LimitCheck, NewRequest, Request, RequestQuery};
 use crate::users::{NewUser, User};
@@ -202,6 +203,44 @@ pub trait Requests: Send + Sync {
         list: &[LeaveBalance],
         audit: &AuditEntry,
     ) -> Result<(), StoreError>;
+}
+
+/// The notification outbox: each message once, sent or retried.
+pub trait Notifications: Send + Sync {
+    /// Stores the messages whose keys are new, and notes `date` as composed, in
+    /// one transaction; returns how many were new.
+    fn enqueue_notifications(
+        &self,
+        date: Date,
+        list: &[Outgoing],
+        now_ms: i64,
+    ) -> Result<usize, StoreError>;
+
+    /// Whether `date`'s messages were composed.
+    fn notify_composed(&self, date: Date) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` unsent messages no other sender holds, for `lease_ms`:
+    /// those due at `now_ms`, or, with `date`, every one of that day.
+    fn claim_notifications(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        date: Option<Date>,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// Marks a message sent.
+    fn notification_sent(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Records a failed try and when to try again.
+    fn notification_failed(&self, key: &str, error: &str, next_ms: i64) -> Result<(), StoreError>;
+
+    /// Stored messages, of one day or all, newest first, at most `limit`.
+    fn notifications(
+        &self,
+        date: Option<Date>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
 }
 
 /// The State Council holiday notices an office imported.
@@ -410,6 +449,7 @@ pub trait Stores:
     + Audit
     + Appeals
     + Requests
+    + Notifications
     + CalendarNotices
     + Directory
     + Verdicts
@@ -424,6 +464,7 @@ impl<
         + Audit
         + Appeals
         + Requests
+        + Notifications
         + CalendarNotices
         + Directory
         + Verdicts

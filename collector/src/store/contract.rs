@@ -274,6 +274,7 @@ pub(crate) async fn stored_verdicts_read_back_in_key_order<S: super::Stores>(s: 
         department: "办公室".into(),
         accounts: vec![id.to_ascii_lowercase()],
         own_pcs: Vec::new(),
+        email: String::new(),
     };
     // Ids whose byte order differs from a language's collation.
     let people = [person("E-2"), person("E10"), person("e1")];
@@ -330,6 +331,7 @@ pub(crate) async fn a_plain_listed_account_finds_its_pcs_in_any_domain<S: Store 
         department: "办公室".into(),
         accounts: vec!["zhangsan".into()],
         own_pcs: vec!["PC-M1".into()],
+        email: String::new(),
     };
     s.import_staff(std::slice::from_ref(&person), T0).unwrap();
     assert!(
@@ -347,6 +349,7 @@ pub(crate) async fn a_plain_listed_account_finds_its_pcs_in_any_domain<S: Store 
         employee_id: "E002".into(),
         accounts: vec!["office\\zhangsan".into()],
         own_pcs: Vec::new(),
+        email: String::new(),
         ..person
     };
     let err = s.import_staff(&[other], T0).unwrap_err().to_string();
@@ -403,6 +406,7 @@ pub(crate) async fn requests_are_filed_decided_applied_and_withdrawn_in_one_tran
         department: "办公室".into(),
         accounts: vec![account.into()],
         own_pcs: Vec::new(),
+        email: String::new(),
     };
     s.import_staff(&[person("E001", "zhangsan"), person("E002", "lisi")], T0)
         .unwrap();
@@ -619,6 +623,113 @@ pub(crate) async fn requests_are_filed_decided_applied_and_withdrawn_in_one_tran
     assert!(s.leave_balances(None, Some(2027)).unwrap().is_empty());
 }
 
+pub(crate) async fn the_outbox_sends_each_message_once_and_retries_failures<S: super::Stores>(
+    s: &S,
+) {
+    let date = jiff::civil::date(2026, 11, 24);
+    let msg = |who: &str| crate::notify::Outgoing {
+        key: format!("2026-11-24/person/{who}/email"),
+        date,
+        channel: "email".into(),
+        recipient: format!("{who}@office.test"),
+        subject: "考勤提醒".into(),
+        body: "迟到 11 分钟".into(),
+    };
+    assert!(!s.notify_composed(date).unwrap());
+    assert_eq!(
+        s.enqueue_notifications(date, &[msg("E001"), msg("E002")], T0)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.enqueue_notifications(date, &[msg("E001"), msg("E003")], T0)
+            .unwrap(),
+        1,
+        "by key"
+    );
+    assert!(s.notify_composed(date).unwrap());
+    let keys = |v: Vec<crate::notify::Notification>| -> Vec<String> {
+        v.into_iter().map(|n| n.outgoing.key).collect()
+    };
+    // Claimed messages are held: a second sender gets none of them.
+    let first = s.claim_notifications(T0, 60_000, 2, None).unwrap();
+    assert_eq!(
+        keys(first.clone()),
+        [
+            "2026-11-24/person/E001/email",
+            "2026-11-24/person/E002/email"
+        ]
+    );
+    assert_eq!(first[0].outgoing, msg("E001"));
+    assert_eq!(
+        keys(s.claim_notifications(T0, 60_000, 10, None).unwrap()),
+        ["2026-11-24/person/E003/email"]
+    );
+    assert!(
+        s.claim_notifications(T0 + 1, 60_000, 10, None)
+            .unwrap()
+            .is_empty()
+    );
+    s.notification_sent("2026-11-24/person/E001/email", T0 + 5)
+        .unwrap();
+    s.notification_failed(
+        "2026-11-24/person/E002/email",
+        "SMTP: refused",
+        T0 + 600_000,
+    )
+    .unwrap();
+    // After the lease: the unsent, undelivered one comes back; the failed one
+    // waits for its next try, except for a sender asked for the day.
+    let later = T0 + 120_000;
+    assert_eq!(
+        keys(s.claim_notifications(later, 60_000, 10, None).unwrap()),
+        ["2026-11-24/person/E003/email"]
+    );
+    assert_eq!(
+        keys(
+            s.claim_notifications(later, 60_000, 10, Some(date))
+                .unwrap()
+        ),
+        ["2026-11-24/person/E002/email"]
+    );
+    s.notification_failed(
+        "2026-11-24/person/E002/email",
+        "SMTP: refused again",
+        T0 + 900_000,
+    )
+    .unwrap();
+    // Due ones in the order they fell due.
+    assert_eq!(
+        keys(
+            s.claim_notifications(T0 + 900_000, 60_000, 10, None)
+                .unwrap()
+        ),
+        [
+            "2026-11-24/person/E003/email",
+            "2026-11-24/person/E002/email"
+        ]
+    );
+    let all = s.notifications(Some(date), 10).unwrap();
+    let e1 = all
+        .iter()
+        .find(|n| n.outgoing.key.contains("E001"))
+        .unwrap();
+    assert_eq!((e1.sent_ms, e1.attempts), (Some(T0 + 5), 1));
+    let e2 = all
+        .iter()
+        .find(|n| n.outgoing.key.contains("E002"))
+        .unwrap();
+    assert_eq!(
+        (e2.sent_ms, e2.attempts, e2.last_error.as_str()),
+        (None, 2, "SMTP: refused again")
+    );
+    assert!(
+        s.notifications(Some(jiff::civil::date(2026, 11, 25)), 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -658,6 +769,7 @@ both_stores!(
     a_plain_listed_account_finds_its_pcs_in_any_domain,
     a_reenrolment_is_found_for_the_days_it_touches,
     requests_are_filed_decided_applied_and_withdrawn_in_one_transaction,
+    the_outbox_sends_each_message_once_and_retries_failures,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

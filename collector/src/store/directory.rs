@@ -288,12 +288,12 @@ impl SqliteStore {
         // Two statements, so that one person's lookup uses the primary key.
         let mut stmt = conn
             .prepare_cached(if only.is_some() {
-                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
+                "SELECT s.employee_id, s.name, s.department, a.account, s.email FROM staff s
                  LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
                  WHERE s.employee_id = ?1
                  ORDER BY s.employee_id, a.account"
             } else {
-                "SELECT s.employee_id, s.name, s.department, a.account FROM staff s
+                "SELECT s.employee_id, s.name, s.department, a.account, s.email FROM staff s
                  LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
                  WHERE ?1 IS NULL
                  ORDER BY s.employee_id, a.account"
@@ -325,6 +325,7 @@ impl SqliteStore {
                     name: r.get(1).map_err(&err)?,
                     department: r.get(2).map_err(&err)?,
                     accounts: Vec::new(),
+                    email: r.get(4).map_err(&err)?,
                 });
             }
             if let (Some(a), Some(p)) = (account, out.last_mut()) {
@@ -414,10 +415,12 @@ impl super::Directory for SqliteStore {
                 counts.added += 1;
             }
             tx.execute(
-                "INSERT INTO staff (employee_id, name, department, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO staff (employee_id, name, department, updated_ms, email)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (employee_id) DO UPDATE SET name = excluded.name,
-                    department = excluded.department, updated_ms = excluded.updated_ms",
-                params![p.employee_id, p.name, p.department, now_ms],
+                    department = excluded.department, updated_ms = excluded.updated_ms,
+                    email = excluded.email",
+                params![p.employee_id, p.name, p.department, now_ms, p.email],
             )
             .map_err(&err)?;
             tx.execute(

@@ -15,7 +15,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The tables, parents before children.
-const TABLES: [&str; 28] = [
+const TABLES: [&str; 30] = [
     "tokens",
     "agents",
     "batches",
@@ -44,6 +44,8 @@ const TABLES: [&str; 28] = [
     "calendar_notices",
     "calendar_notice_days",
     "retention",
+    "notifications",
+    "notify_days",
 ];
 
 /// Identity columns, which go on from the highest id copied.

@@ -31,6 +31,7 @@ pub mod directory;
 pub mod enrolment;
 pub mod integrity;
 pub mod migrate;
+pub mod notifications;
 pub mod pg;
 pub mod requests;
 pub mod retention;
@@ -41,8 +42,8 @@ use kaoqin_proto::event::Event;
 use std::future::Future;
 
 pub use concerns::{
-    Accounts, Admin, Appeals, Audit, CalendarNotices, Directory, Events, IntegrityReads, Requests,
-    Stores, Verdicts,
+    Accounts, Admin, Appeals, Audit, CalendarNotices, Directory, Events, IntegrityReads,
+    Notifications, Requests, Stores, Verdicts,
 };
 
 /// How long a recompute may hold the dirty days it took before another takes

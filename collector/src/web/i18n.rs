@@ -297,6 +297,16 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Overtime, holiday (h)",
     ),
     ("print", "打印", "Print"),
+    (
+        "notifications_waiting",
+        "未送达的通知（邮件、群机器人）",
+        "Notifications not yet delivered (e-mail, group robots)",
+    ),
+    ("recipient", "收件方", "Recipient"),
+    ("subject", "标题", "Subject"),
+    ("attempts", "尝试次数", "Attempts"),
+    ("next_try", "下次尝试", "Next try"),
+    ("last_error", "最近的错误", "Last error"),
     ("lang_switch", "English", "中文"),
 ];
 

@@ -1151,13 +1151,27 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
                 }
             })
             .collect();
+        let outbox: Vec<Value> = app
+            .store
+            .notifications(None, 1_000)?
+            .into_iter()
+            .filter(|n| n.sent_ms.is_none())
+            .take(200)
+            .map(|n| {
+                context! {
+                    date => n.outgoing.date.to_string(), recipient => n.outgoing.recipient,
+                    subject => n.outgoing.subject, attempts => n.attempts,
+                    next => when(Some(n.next_ms)), error => n.last_error,
+                }
+            })
+            .collect();
         page(
             app,
             ctx,
             "system.html",
             context! {
                 unmapped => unmapped, silent => silent, integrity => integrity,
-                counts => counts.join(" · "),
+                counts => counts.join(" · "), outbox => outbox,
             },
         )
     })

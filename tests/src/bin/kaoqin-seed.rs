@@ -361,6 +361,7 @@ fn people(seed: u64, n: usize, departments: usize) -> Vec<Person> {
                 department: department_name(dept),
                 accounts,
                 own_pcs: Vec::new(),
+                email: String::new(),
             }
         })
         .collect()

@@ -49,7 +49,8 @@ impl PgStore {
                     ARRAY(SELECT account FROM staff_accounts a
                           WHERE a.employee_id = s.employee_id ORDER BY account COLLATE \"C\"),
                     ARRAY(SELECT pc FROM staff_pcs p WHERE p.employee_id = s.employee_id
-                          ORDER BY pc COLLATE \"C\")
+                          ORDER BY pc COLLATE \"C\"),
+                    s.email
              FROM staff s WHERE $1::text IS NULL OR s.employee_id = $1
              ORDER BY s.employee_id COLLATE \"C\"",
             &[&only],
@@ -62,6 +63,7 @@ impl PgStore {
                 department: r.get(2),
                 accounts: r.get(3),
                 own_pcs: r.get(4),
+                email: r.get(5),
             })
             .collect())
     }
@@ -107,12 +109,13 @@ impl Directory for PgStore {
             for p in people {
                 let inserted: bool = tx
                     .query_one(
-                        "INSERT INTO staff (employee_id, name, department, updated_ms)
-                         VALUES ($1, $2, $3, $4)
+                        "INSERT INTO staff (employee_id, name, department, updated_ms, email)
+                         VALUES ($1, $2, $3, $4, $5)
                          ON CONFLICT (employee_id) DO UPDATE SET name = excluded.name,
-                            department = excluded.department, updated_ms = excluded.updated_ms
+                            department = excluded.department, updated_ms = excluded.updated_ms,
+                            email = excluded.email
                          RETURNING (xmax = 0)",
-                        &[&p.employee_id, &p.name, &p.department, &now_ms],
+                        &[&p.employee_id, &p.name, &p.department, &now_ms, &p.email],
                     )
                     .await
                     .map_err(&err)?

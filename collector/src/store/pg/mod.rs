@@ -19,6 +19,7 @@ pub mod admin;
 pub mod appeals;
 pub mod directory;
 pub mod ingest;
+pub mod notifications;
 pub mod requests;
 pub mod schema;
 

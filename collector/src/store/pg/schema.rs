@@ -304,4 +304,27 @@ CREATE TABLE leave_balances (
 ALTER TABLE exemptions ADD COLUMN request_id BIGINT REFERENCES requests(id);
 CREATE INDEX exemptions_by_request ON exemptions(request_id) WHERE request_id IS NOT NULL;
 "#,
+    // 3: staff e-mail, the notification outbox and the composed days (SQLite 18).
+    r#"
+ALTER TABLE staff ADD COLUMN email TEXT NOT NULL DEFAULT '';
+CREATE TABLE notifications (
+    key        TEXT PRIMARY KEY,
+    date       TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    sent_ms    BIGINT,
+    attempts   BIGINT NOT NULL DEFAULT 0,
+    next_ms    BIGINT NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    claimed_until BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX notifications_due ON notifications(next_ms) WHERE sent_ms IS NULL;
+CREATE TABLE notify_days (
+    date        TEXT PRIMARY KEY,
+    composed_ms BIGINT NOT NULL
+);
+"#,
 ];

@@ -44,6 +44,9 @@
 ///     again by the next one if it dies ([`crate::store::DIRTY_LEASE_MS`]).
 /// 17. requests, request_decisions, leave_balances (`crate::requests`);
 ///     exemptions.request_id links what an approved request wrote.
+/// 18. staff.email; notifications (the outbox: each message once, with its
+///     attempts) and notify_days (the days whose digests were composed), see
+///     `crate::notify`.
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -377,5 +380,27 @@ CREATE TABLE leave_balances (
 ) WITHOUT ROWID;
 ALTER TABLE exemptions ADD COLUMN request_id INTEGER;
 CREATE INDEX exemptions_by_request ON exemptions(request_id) WHERE request_id IS NOT NULL;
+"#,
+    r#"
+ALTER TABLE staff ADD COLUMN email TEXT NOT NULL DEFAULT '';
+CREATE TABLE notifications (
+    key        TEXT PRIMARY KEY,
+    date       TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    sent_ms    INTEGER,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    next_ms    INTEGER NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    claimed_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX notifications_due ON notifications(next_ms) WHERE sent_ms IS NULL;
+CREATE TABLE notify_days (
+    date        TEXT PRIMARY KEY,
+    composed_ms INTEGER NOT NULL
+);
 "#,
 ];

@@ -269,6 +269,9 @@ async fn the_agent_row_keeps_the_latest_clock_offset_also_after_an_upgrade() {
              DROP TABLE request_decisions;
              DROP TABLE requests;
              DROP TABLE leave_balances;
+             ALTER TABLE staff DROP COLUMN email;
+             DROP TABLE notifications;
+             DROP TABLE notify_days;
              PRAGMA user_version = 7;",
         )
         .unwrap();
