@@ -138,6 +138,15 @@ impl Collector {
             clock.clone(),
             stopped(),
         )?;
+        let ldap_sync = config.auth.ldap.clone().and_then(|cfg| {
+            crate::ldap::spawn_daily_sync(
+                store.stores(),
+                cfg,
+                rules.settings().time_zone.clone(),
+                clock.clone(),
+                stopped(),
+            )
+        });
         let web = listeners.http.map(|l| {
             let app = crate::web::App::configured(store.stores(), rules.clone(), &config);
             match web_pem {
@@ -183,6 +192,9 @@ impl Collector {
         recompute.await?;
         if let Some(n) = notify {
             n.await?;
+        }
+        if let Some(s) = ldap_sync {
+            s.await?;
         }
         watcher.await?;
         grpc??;

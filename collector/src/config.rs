@@ -17,7 +17,132 @@ pub struct Config {
     pub appeals: AppealsConfig,
     pub requests: RequestsConfig,
     pub notify: NotifyConfig,
+    pub auth: AuthConfig,
     pub storage: StorageConfig,
+}
+
+/// `[auth]`: how people sign in besides kaoqin's own accounts.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Sign-in with the office directory (LDAP, Active Directory).
+    pub ldap: Option<LdapConfig>,
+}
+
+/// `[auth.ldap]` (docs/directory.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// The service account that searches; none: anonymous.
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    #[serde(default)]
+    pub bind_password: Option<String>,
+    /// Where people are: `ou=people,dc=office,dc=example`.
+    pub user_base: String,
+    /// How to find the one signing in; `{username}` is replaced (escaped):
+    /// `(uid={username})`, or `(sAMAccountName={username})` on Active Directory.
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// People to import with `staff sync-ldap`.
+    #[serde(default = "default_sync_filter")]
+    pub sync_filter: String,
+    /// A person matching this filter may not sign in: `(employeeType=disabled)`,
+    /// or on Active Directory `(userAccountControl:1.2.840.113556.1.4.803:=2)`.
+    #[serde(default)]
+    pub disabled_filter: Option<String>,
+    /// Where groups are, when membership is searched there (besides `memberOf`).
+    #[serde(default)]
+    pub group_base: Option<String>,
+    /// How to find someone's groups; `{dn}` and `{username}` are replaced.
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// Group (its DN or its cn) to role: admin, officer, dept_head or staff. A
+    /// person in none of them may not sign in; in several, the highest counts.
+    pub roles: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_employee_id_attribute")]
+    pub employee_id_attribute: String,
+    #[serde(default = "default_email_attribute")]
+    pub email_attribute: String,
+    #[serde(default = "default_name_attribute")]
+    pub name_attribute: String,
+    #[serde(default = "default_department_attribute")]
+    pub department_attribute: String,
+    /// The OS account name (`uid`, `sAMAccountName`), for `staff sync-ldap`.
+    #[serde(default = "default_account_attribute")]
+    pub account_attribute: String,
+    /// When `serve` runs `staff sync-ldap` every day, local time; none: never.
+    #[serde(default)]
+    pub sync_at: Option<String>,
+}
+
+fn default_user_filter() -> String {
+    "(uid={username})".into()
+}
+fn default_sync_filter() -> String {
+    "(objectClass=inetOrgPerson)".into()
+}
+fn default_group_filter() -> String {
+    "(|(member={dn})(uniqueMember={dn})(memberUid={username}))".into()
+}
+fn default_employee_id_attribute() -> String {
+    "employeeNumber".into()
+}
+fn default_email_attribute() -> String {
+    "mail".into()
+}
+fn default_name_attribute() -> String {
+    "cn".into()
+}
+fn default_department_attribute() -> String {
+    "ou".into()
+}
+fn default_account_attribute() -> String {
+    "uid".into()
+}
+
+impl AuthConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        let Some(l) = &self.ldap else { return };
+        if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
+            problems.push(format!(
+                "auth.ldap.url = {:?}: ldap://host:389 or ldaps://host:636",
+                l.url
+            ));
+        }
+        if l.bind_dn.is_some() != l.bind_password.is_some() {
+            problems.push(
+                "auth.ldap: give bind_dn and bind_password together (or neither: anonymous)".into(),
+            );
+        }
+        if !l.user_filter.contains("{username}") {
+            problems.push(format!(
+                "auth.ldap.user_filter = {:?}: must contain {{username}}",
+                l.user_filter
+            ));
+        }
+        if l.roles.is_empty() {
+            problems.push(
+                "auth.ldap.roles: map at least one group to a role (nobody could sign in)".into(),
+            );
+        }
+        for (group, role) in &l.roles {
+            if crate::users::Role::parse(role).is_none() {
+                problems.push(format!(
+                    "auth.ldap.roles.{group:?} = {role:?}: admin, officer, dept_head or staff"
+                ));
+            }
+        }
+        if let Some(t) = &l.sync_at
+            && crate::notify::parse_time(t).is_none()
+        {
+            problems.push(format!(
+                "auth.ldap.sync_at = {t:?}: a local time such as \"02:00\""
+            ));
+        }
+    }
 }
 
 /// `[notify]`: daily messages by e-mail and chat-group robots (`crate::notify`).
@@ -546,6 +671,7 @@ impl Config {
         config.agents.validate(&mut problems);
         config.attendance.validate(&mut problems);
         config.notify.validate(&mut problems);
+        config.auth.validate(&mut problems);
         if jiff::tz::TimeZone::get(&config.server.time_zone).is_err() {
             problems.push(format!(
                 "server.time_zone = {:?}: not a known IANA time zone",
@@ -592,9 +718,10 @@ mod tests {
             .skip_while(|l| !l.starts_with("[attendance]"))
             .filter_map(|l| {
                 let rest = l.strip_prefix("# ").unwrap_or(l);
-                let setting = rest
-                    .split_once(" = ")
-                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                let setting = rest.split_once(" = ").is_some_and(|(k, _)| {
+                    k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                });
                 (rest.starts_with('[') || (setting && !rest.starts_with("schedules_file")))
                     .then_some(rest)
             })
@@ -602,6 +729,10 @@ mod tests {
             .join("\n");
         let c = Config::parse(&attendance).unwrap_or_else(|e| panic!("{e}\n{attendance}"));
         assert_eq!(c.attendance.calendar_override.len(), 1);
+        // And those of the sections after it.
+        assert_eq!(c.notify.webhook.len(), 1);
+        assert_eq!(c.auth.ldap.as_ref().map(|l| l.roles.len()), Some(3));
+        assert_eq!(c.requests.second_approval.len(), 1);
         let schedules = c.attendance.schedules.unwrap();
         assert_ne!(schedules, crate::attendance::ScheduleSet::default());
     }

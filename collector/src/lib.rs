@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod integrity;
 #[cfg(test)]
 mod layering;
+pub mod ldap;
 pub mod leave;
 pub mod notice;
 pub mod notify;

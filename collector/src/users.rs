@@ -239,6 +239,10 @@ pub struct NewUser {
     pub departments: Vec<String>,
 }
 
+/// What an account signed in through the office directory has instead of a
+/// password hash: no password of kaoqin's matches it.
+pub const DIRECTORY_PASSWORD: &str = "!directory";
+
 /// An argon2 hash of a random password, verified against for unknown usernames.
 pub(crate) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$Mz9gDvGx0nQ3m2xg4mH2pX2JUS7xGZb6Jw9y0cNQm4w";
 

@@ -247,10 +247,21 @@ pub enum StaffCommand {
         #[command(flatten)]
         dirs: DataDirArg,
     },
-    /// List the directory as CSV: employee_id,name,department,os_accounts.
+    /// List the directory as CSV: employee_id,name,department,os_accounts,own_pcs,email
+    /// (what `staff import` takes).
     List {
         #[command(flatten)]
         dirs: DataDirArg,
+    },
+    /// Import people and departments from the office directory (`[auth.ldap]`):
+    /// new people are added, names, departments and e-mail follow the directory,
+    /// its account name is added to each person's; nobody is removed.
+    SyncLdap {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// Print what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// OS accounts seen in events that belong to nobody: account,pcs,last_seen.
     Unmapped {
@@ -536,11 +547,45 @@ fn run_staff(command: StaffCommand) -> anyhow::Result<()> {
         StaffCommand::List { dirs } => {
             let (store, _, _) = open_with_rules(&dirs)?;
             let mut w = csv::Writer::from_writer(out);
-            w.write_record(crate::staff::HEADER)?;
+            let mut header = crate::staff::HEADER.to_vec();
+            header.extend([crate::staff::OWN_PCS, crate::staff::EMAIL]);
+            w.write_record(header)?;
             for p in store.staff()? {
-                w.write_record([p.employee_id, p.name, p.department, p.accounts.join(";")])?;
+                w.write_record([
+                    p.employee_id,
+                    p.name,
+                    p.department,
+                    p.accounts.join(";"),
+                    p.own_pcs.join(";"),
+                    p.email,
+                ])?;
             }
             w.flush()?;
+        }
+        StaffCommand::SyncLdap { dirs, dry_run } => {
+            let (store, _, config) = open_with_rules(&dirs)?;
+            let ldap = config
+                .auth
+                .ldap
+                .as_ref()
+                .context("no [auth.ldap] in the configuration (see collector.example.toml)")?;
+            let (plan, skipped) =
+                crate::ldap::sync(&*store, ldap, dry_run, &crate::audit::cli_actor())?;
+            let mut w = std::io::BufWriter::new(out);
+            for line in plan.lines() {
+                writeln!(w, "{line}")?;
+            }
+            for s in skipped {
+                writeln!(w, "skipped: {s}")?;
+            }
+            writeln!(
+                w,
+                "{}{} to add, {} to update, {} only in kaoqin",
+                if dry_run { "dry run: " } else { "" },
+                plan.added.len(),
+                plan.changed.len(),
+                plan.missing.len()
+            )?;
         }
         StaffCommand::Unmapped { dirs } => {
             let (store, _, _) = open_with_rules(&dirs)?;

@@ -38,7 +38,85 @@ impl SqliteStore {
     }
 }
 
+/// Gives account `id` the departments `list` (besides any it has).
+fn add_departments(
+    tx: &rusqlite::Transaction<'_>,
+    store: &SqliteStore,
+    id: i64,
+    list: &[String],
+) -> Result<(), StoreError> {
+    for d in list {
+        tx.execute(
+            "INSERT OR IGNORE INTO user_departments (user_id, department) VALUES (?1, ?2)",
+            params![id, d],
+        )
+        .map_err(sql_err(store.path()))?;
+    }
+    Ok(())
+}
+
 impl super::Accounts for SqliteStore {
+    fn is_directory_account(&self, user_id: i64) -> Result<bool, StoreError> {
+        self.reader()
+            .query_row(
+                "SELECT password_hash = ?2 FROM users WHERE id = ?1",
+                params![user_id, DIRECTORY_PASSWORD],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|x| x.unwrap_or(false))
+            .map_err(sql_err(self.path()))
+    }
+
+    fn upsert_directory_user(&self, new: &NewUser, now_ms: i64) -> Result<User, StoreError> {
+        check_username(&new.username).map_err(StoreError::Invalid)?;
+        let mut conn = self.writer();
+        let err = sql_err(self.path());
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let existing: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, password_hash FROM users WHERE username = ?1",
+                [&new.username],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&err)?;
+        let id = match existing {
+            Some((_, hash)) if hash != DIRECTORY_PASSWORD => {
+                return Err(StoreError::Conflict(format!(
+                    "{:?} is a local account",
+                    new.username
+                )));
+            }
+            Some((id, _)) => {
+                tx.execute(
+                    "UPDATE users SET role = ?2, employee_id = ?3 WHERE id = ?1",
+                    params![id, new.role.as_str(), new.employee_id],
+                )
+                .map_err(&err)?;
+                tx.execute("DELETE FROM user_departments WHERE user_id = ?1", [id])
+                    .map_err(&err)?;
+                id
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO users (username, password_hash, role, employee_id, must_change_password, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+                    params![new.username, DIRECTORY_PASSWORD, new.role.as_str(), new.employee_id, now_ms],
+                )
+                .map_err(&err)?;
+                tx.last_insert_rowid()
+            }
+        };
+        add_departments(&tx, self, id, &new.departments)?;
+        tx.commit().map_err(&err)?;
+        drop(conn);
+        self.user_by_name(&new.username)?
+            .ok_or_else(|| StoreError::Conflict(format!("{:?} is disabled", new.username)))
+    }
+
     fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
         check_new_user(new)?;
         let password = one_time_password()?;
@@ -82,13 +160,7 @@ impl super::Accounts for SqliteStore {
         )
         .map_err(&err)?;
         let id = tx.last_insert_rowid();
-        for d in &new.departments {
-            tx.execute(
-                "INSERT OR IGNORE INTO user_departments (user_id, department) VALUES (?1, ?2)",
-                params![id, d],
-            )
-            .map_err(&err)?;
-        }
+        add_departments(&tx, self, id, &new.departments)?;
         tx.commit().map_err(&err)?;
         Ok(password)
     }

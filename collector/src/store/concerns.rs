@@ -60,6 +60,14 @@ pub trait Accounts: Send + Sync {
 
     /// The account of a live API token.
     fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError>;
+
+    /// Whether the account signs in through the office directory.
+    fn is_directory_account(&self, user_id: i64) -> Result<bool, StoreError>;
+
+    /// Creates, or updates (role, person, departments), the account of someone
+    /// who signed in through the office directory. A local account of that name
+    /// is [`StoreError::Conflict`] and left alone.
+    fn upsert_directory_user(&self, new: &NewUser, now_ms: i64) -> Result<User, StoreError>;
 }
 
 /// Enrolment tokens and agents, as the officer's commands see them.

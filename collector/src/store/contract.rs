@@ -730,6 +730,49 @@ pub(crate) async fn the_outbox_sends_each_message_once_and_retries_failures<S: s
     );
 }
 
+pub(crate) async fn directory_accounts_follow_the_directory_and_never_take_a_local_one<
+    S: super::Stores,
+>(
+    s: &S,
+) {
+    use crate::users::{NewUser, Role};
+    let new = |name: &str, role, departments: &[&str]| NewUser {
+        username: name.into(),
+        role,
+        employee_id: None,
+        departments: departments.iter().map(|d| d.to_string()).collect(),
+    };
+    let u = s
+        .upsert_directory_user(&new("wang", Role::DeptHead, &["办公室"]), T0)
+        .unwrap();
+    assert_eq!(
+        (u.role, u.departments.as_slice(), u.must_change_password),
+        (Role::DeptHead, &["办公室".to_owned()][..], false)
+    );
+    assert!(s.is_directory_account(u.id).unwrap());
+    // No password of kaoqin's signs a directory account in, not even the marker.
+    assert!(
+        s.check_login("wang", crate::users::DIRECTORY_PASSWORD)
+            .unwrap()
+            .is_none()
+    );
+    let again = s
+        .upsert_directory_user(&new("wang", Role::Officer, &[]), T0)
+        .unwrap();
+    assert_eq!(
+        (again.id, again.role, again.departments.len()),
+        (u.id, Role::Officer, 0)
+    );
+    s.add_user(&new("root", Role::Admin, &[]), T0).unwrap();
+    let root = s.user_by_name("root").unwrap().unwrap();
+    assert!(!s.is_directory_account(root.id).unwrap());
+    assert!(matches!(
+        s.upsert_directory_user(&new("root", Role::Staff, &[]), T0),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.user_by_name("root").unwrap().unwrap().role, Role::Admin);
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -770,6 +813,7 @@ both_stores!(
     a_reenrolment_is_found_for_the_days_it_touches,
     requests_are_filed_decided_applied_and_withdrawn_in_one_transaction,
     the_outbox_sends_each_message_once_and_retries_failures,
+    directory_accounts_follow_the_directory_and_never_take_a_local_one,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

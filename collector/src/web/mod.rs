@@ -55,6 +55,8 @@ pub struct App {
     pub(crate) appeal_limits: crate::config::AppealsConfig,
     /// Leave types, limits and approvals of requests (`[requests]`).
     pub(crate) requests: crate::config::RequestsConfig,
+    /// Sign-in with the office directory (`[auth.ldap]`).
+    pub(crate) ldap: Option<crate::config::LdapConfig>,
     /// Served over HTTPS: cookies are `Secure` and the session cookie `__Host-`.
     secure: std::sync::atomic::AtomicBool,
 }
@@ -118,6 +120,7 @@ impl App {
         Arc::new(App {
             appeal_limits: config.appeals,
             requests: config.requests.clone(),
+            ldap: config.auth.ldap.clone(),
             secure: std::sync::atomic::AtomicBool::new(false),
             store,
             rules,

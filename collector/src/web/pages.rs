@@ -352,7 +352,24 @@ async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
                 context! { locked => true, username => f.username },
             );
         }
-        let Some(user) = app.store.check_login(f.username.trim(), &f.password)? else {
+        let mut user = app.store.check_login(f.username.trim(), &f.password)?;
+        if user.is_none()
+            && let Some(ldap) = &app.ldap
+        {
+            match crate::ldap::sign_in(&*app.store, ldap, f.username.trim(), &f.password, at) {
+                Ok(u) => {
+                    tracing::info!(username = %f.username, role = u.role.as_str(), "Signed in through the office directory.");
+                    user = Some(u);
+                }
+                Err(crate::ldap::Refused::Unavailable(e)) => {
+                    tracing::warn!(username = %f.username, error = %e, "The office directory did not answer.");
+                }
+                Err(why) => {
+                    tracing::info!(username = %f.username, reason = %why, "Directory sign-in refused.");
+                }
+            }
+        }
+        let Some(user) = user else {
             app.logins.take(key, at);
             if let Some(ip) = ctx.peer {
                 app.logins_by_address.take(ip, at);

@@ -19,7 +19,86 @@ fn user_row(r: &tokio_postgres::Row) -> User {
     }
 }
 
+/// Gives account `id` the departments `list` (besides any it has).
+async fn add_departments(
+    tx: &impl deadpool_postgres::GenericClient,
+    store: &super::PgInner,
+    id: i64,
+    list: &[String],
+) -> Result<(), StoreError> {
+    for d in list {
+        tx.execute(
+            "INSERT INTO user_departments (user_id, department) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&id, d],
+        )
+        .await
+        .map_err(store.err())?;
+    }
+    Ok(())
+}
+
 impl Accounts for PgStore {
+    fn is_directory_account(&self, user_id: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .block(self.query_opt(
+                "SELECT password_hash = $2 FROM users WHERE id = $1",
+                &[&user_id, &DIRECTORY_PASSWORD],
+            ))?
+            .is_some_and(|r| r.get(0)))
+    }
+
+    fn upsert_directory_user(&self, new: &NewUser, now_ms: i64) -> Result<User, StoreError> {
+        check_username(&new.username).map_err(StoreError::Invalid)?;
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let err = self.err();
+            let tx = conn.transaction().await.map_err(&err)?;
+            let existing = tx
+                .query_opt(
+                    "SELECT id, password_hash FROM users WHERE username = $1 FOR UPDATE",
+                    &[&new.username],
+                )
+                .await
+                .map_err(&err)?;
+            let id: i64 = match existing {
+                Some(r) if r.get::<_, String>(1) != DIRECTORY_PASSWORD => {
+                    return Err(StoreError::Conflict(format!(
+                        "{:?} is a local account",
+                        new.username
+                    )));
+                }
+                Some(r) => {
+                    let id: i64 = r.get(0);
+                    tx.execute(
+                        "UPDATE users SET role = $2, employee_id = $3 WHERE id = $1",
+                        &[&id, &new.role.as_str(), &new.employee_id],
+                    )
+                    .await
+                    .map_err(&err)?;
+                    tx.execute("DELETE FROM user_departments WHERE user_id = $1", &[&id])
+                        .await
+                        .map_err(&err)?;
+                    id
+                }
+                None => tx
+                    .query_one(
+                        "INSERT INTO users (username, password_hash, role, employee_id, must_change_password, created_ms)
+                         VALUES ($1, $2, $3, $4, false, $5) RETURNING id",
+                        &[&new.username, &DIRECTORY_PASSWORD, &new.role.as_str(), &new.employee_id, &now_ms],
+                    )
+                    .await
+                    .map_err(&err)?
+                    .get(0),
+            };
+            add_departments(&tx, self, id, &new.departments).await?;
+            tx.commit().await.map_err(&err)?;
+            Ok(())
+        })?;
+        self.user_by_name(&new.username)?
+            .ok_or_else(|| StoreError::Conflict(format!("{:?} is disabled", new.username)))
+    }
+
     fn add_user(&self, new: &NewUser, now_ms: i64) -> Result<String, StoreError> {
         check_new_user(new)?;
         let password = one_time_password()?;
@@ -59,15 +138,7 @@ impl Accounts for PgStore {
                 )));
             };
             let id: i64 = row.get(0);
-            for d in &new.departments {
-                tx.execute(
-                    "INSERT INTO user_departments (user_id, department) VALUES ($1, $2)
-                     ON CONFLICT DO NOTHING",
-                    &[&id, d],
-                )
-                .await
-                .map_err(&err)?;
-            }
+            add_departments(&tx, self, id, &new.departments).await?;
             tx.commit().await.map_err(&err)?;
             Ok(())
         })?;
