@@ -241,10 +241,12 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
     report(&url, &key, vec![logon(first + 4, t + 3_000, "lisi")], false)
         .await
         .unwrap();
-    let today = jiff::tz::TimeZone::fixed(jiff::tz::offset(8))
-        .to_datetime(jiff::Timestamp::from_millisecond(t + 3_000).unwrap())
-        .date()
-        .to_string();
+    // The attendance day of the logon: before 04:00 it is the previous date's.
+    let today = kaoqin_collector::attendance::attendance_date(
+        jiff::Timestamp::from_millisecond(t + 3_000).unwrap(),
+        &kaoqin_collector::attendance::Settings::default(),
+    )
+    .to_string();
     let day = day_of(&c, &today, "E002");
     assert!(
         day["evidence"]
