@@ -80,10 +80,23 @@ pub fn check_header(
 
 /// Reads and checks a staff file.
 pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
-    let mut rdr = csv_reader(path)?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    read_staff(&path.display().to_string(), file)
+}
+
+/// Reads and checks a staff file read from `input`, naming it `file` in the
+/// problems (an upload is named by its file name).
+pub fn read_staff(file: &str, input: impl std::io::Read) -> anyhow::Result<Vec<Person>> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .flexible(true)
+        .from_reader(input);
     let headers: Vec<String> = rdr
         .headers()
-        .map_err(|e| anyhow::anyhow!("{}: line 1: {e}", path.display()))?
+        .map_err(|e| anyhow::anyhow!("{file}: line 1: {e}"))?
         .iter()
         .map(|h| h.to_ascii_lowercase())
         .collect();
@@ -94,17 +107,15 @@ pub fn read_staff_csv(path: &Path) -> anyhow::Result<Vec<Person>> {
             && extra.iter().all(|h| h == OWN_PCS || h == EMAIL)
             && !(extra.len() == 2 && extra[0] == extra[1])
             && extra.len() <= 2,
-        "{}: line 1: the header must be {:?}, optionally followed by \",{OWN_PCS}\" and \",{EMAIL}\"; found {:?}",
-        path.display(),
+        "{file}: line 1: the header must be {:?}, optionally followed by \",{OWN_PCS}\" and \",{EMAIL}\"; found {:?}",
         HEADER.join(","),
         headers.join(",")
     );
     let column = |name: &str| headers.iter().position(|h| h == name);
     let (pcs_col, email_col) = (column(OWN_PCS), column(EMAIL));
-    let file = path.display().to_string();
     // Plain user names of accounts listed with a domain: (line, owner).
     let mut in_domain: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    let (records, mut problems) = numbered_records(&file, &mut rdr);
+    let (records, mut problems) = numbered_records(file, &mut rdr);
     let mut people: Vec<(u64, Person)> = Vec::new();
     let mut ids: BTreeMap<String, u64> = BTreeMap::new();
     let mut owners: BTreeMap<String, (u64, String)> = BTreeMap::new();

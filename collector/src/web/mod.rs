@@ -12,6 +12,7 @@
 //! - the session cookie is HttpOnly and SameSite=Strict, and only its hash is
 //!   stored; a one-time password must be changed before any other page opens.
 
+mod admin_pages;
 pub mod audit;
 pub mod i18n;
 mod pages;
@@ -71,28 +72,51 @@ pub const MAX_USERNAME_BYTES: usize = 64;
 /// Keys each login limiter holds at most.
 const LOGIN_LIMIT_KEYS: usize = 10_000;
 
+/// Every page template, embedded in the binary.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    (
+        "password.html",
+        include_str!("../../templates/password.html"),
+    ),
+    ("summary.html", include_str!("../../templates/summary.html")),
+    ("person.html", include_str!("../../templates/person.html")),
+    ("pc.html", include_str!("../../templates/pc.html")),
+    ("appeals.html", include_str!("../../templates/appeals.html")),
+    (
+        "requests.html",
+        include_str!("../../templates/requests.html"),
+    ),
+    ("monthly.html", include_str!("../../templates/monthly.html")),
+    (
+        "admin_nav.html",
+        include_str!("../../templates/admin_nav.html"),
+    ),
+    (
+        "admin_staff.html",
+        include_str!("../../templates/admin_staff.html"),
+    ),
+    (
+        "admin_agents.html",
+        include_str!("../../templates/admin_agents.html"),
+    ),
+    (
+        "admin_users.html",
+        include_str!("../../templates/admin_users.html"),
+    ),
+    (
+        "admin_calendar.html",
+        include_str!("../../templates/admin_calendar.html"),
+    ),
+    ("system.html", include_str!("../../templates/system.html")),
+    ("audit.html", include_str!("../../templates/audit.html")),
+    ("error.html", include_str!("../../templates/error.html")),
+];
+
 fn templates() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
-    for (name, text) in [
-        ("base.html", include_str!("../../templates/base.html")),
-        ("login.html", include_str!("../../templates/login.html")),
-        (
-            "password.html",
-            include_str!("../../templates/password.html"),
-        ),
-        ("summary.html", include_str!("../../templates/summary.html")),
-        ("person.html", include_str!("../../templates/person.html")),
-        ("pc.html", include_str!("../../templates/pc.html")),
-        ("appeals.html", include_str!("../../templates/appeals.html")),
-        (
-            "requests.html",
-            include_str!("../../templates/requests.html"),
-        ),
-        ("monthly.html", include_str!("../../templates/monthly.html")),
-        ("system.html", include_str!("../../templates/system.html")),
-        ("audit.html", include_str!("../../templates/audit.html")),
-        ("error.html", include_str!("../../templates/error.html")),
-    ] {
+    for (name, text) in TEMPLATES {
         // The templates are part of the binary; a broken one fails the unit tests.
         if let Err(e) = env.add_template(name, text) {
             tracing::error!(template = name, error = %e, "A page template does not parse.");
@@ -522,5 +546,17 @@ async fn blocking(
             resp
         }
         Err(e) => error_response(&app, &ctx, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_parses() {
+        let mut env = minijinja::Environment::new();
+        for (name, text) in super::TEMPLATES {
+            env.add_template(name, text)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
     }
 }

@@ -38,6 +38,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .route("/api/v1/person/{id}/days", get(api_person_days))
         .route("/static/style.css", get(style))
         .merge(super::request_pages::routes())
+        .merge(super::admin_pages::routes())
 }
 
 async fn style() -> Response {
@@ -85,6 +86,9 @@ pub(super) fn base_ctx(ctx: &Ctx, extra: Value) -> Value {
         }
         if can(u, Action::Operate, Target::System) {
             nav.push(("/system".into(), t["system"]));
+        }
+        if matches!(u.role, Role::Admin | Role::Officer) {
+            nav.push(("/admin/staff".into(), t["console"]));
         }
         if can(u, Action::Administer, Target::System) {
             nav.push(("/audit".into(), t["audit"]));
@@ -135,7 +139,7 @@ fn provisional_note(app: &App, lang: Lang, from: Date, to: Date) -> Option<Strin
     })
 }
 
-fn page_with_status(
+pub(super) fn page_with_status(
     app: &App,
     ctx: &Ctx,
     status: StatusCode,

@@ -1,0 +1,783 @@
+//! The admin console: the staff directory (search, add and edit, a CSV upload
+//! checked whole and previewed before anything is written, unmapped accounts
+//! assigned), agents and enrolment tokens, accounts, and the calendar's notices.
+//! Admins change things; officers see the staff and agents of their scope, read
+//! only. Every change is audited.
+
+use super::i18n;
+use super::pages::{St, now, page, page_with_status, today, urlencode};
+use super::params::{Form, Query};
+use super::{App, Ctx, WebError, audit, blocking, redirect};
+use crate::attendance::Person;
+use crate::store::TokenSpec;
+use crate::users::{Action, NewUser, Role, Target, User, can};
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub(super) fn routes() -> axum::Router<Arc<App>> {
+    axum::Router::new()
+        .route("/admin/staff", get(staff_page))
+        .route("/admin/staff/preview", post(staff_preview))
+        .route("/admin/staff/import", post(staff_import))
+        .route("/admin/staff/save", post(staff_save))
+        .route("/admin/staff/assign", post(staff_assign))
+        .route("/admin/agents", get(agents_page))
+        .route("/admin/agents/{id}/revoke", post(agent_revoke))
+        .route("/admin/tokens", post(token_create))
+        .route("/admin/tokens/{prefix}/revoke", post(token_revoke))
+        .route("/admin/users", get(users_page).post(user_add))
+        .route("/admin/users/{username}/token", post(user_token))
+        .route("/admin/calendar", get(calendar_page))
+        .route("/admin/calendar/import", post(calendar_import))
+}
+
+/// May `user` see the console at all: admins, and officers read-only.
+fn console(user: &User) -> Result<bool, WebError> {
+    match user.role {
+        Role::Admin => Ok(true),
+        Role::Officer => Ok(false),
+        _ => Err(WebError::Forbidden),
+    }
+}
+
+/// Only admins change things.
+fn admin(user: &User) -> Result<(), WebError> {
+    if can(user, Action::Administer, Target::System) {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden)
+    }
+}
+
+fn in_scope(user: &User, p: &Person) -> bool {
+    can(
+        user,
+        Action::View,
+        Target::Person {
+            employee_id: &p.employee_id,
+            department: &p.department,
+        },
+    )
+}
+
+fn when(app: &App, ms: Option<i64>) -> String {
+    ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| {
+            app.settings()
+                .time_zone
+                .to_datetime(t)
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn person_value(p: &Person) -> Value {
+    context! {
+        id => p.employee_id, name => p.name, department => p.department,
+        accounts => p.accounts.join(";"), own_pcs => p.own_pcs.join(";"), email => p.email,
+    }
+}
+
+// ---------------------------------------------------------------- staff
+
+#[derive(Debug, Deserialize, Default)]
+struct StaffQuery {
+    q: Option<String>,
+    imported: Option<usize>,
+    saved: Option<String>,
+}
+
+/// The staff page, with `extra` (a preview, problems) on top.
+fn staff_view(
+    app: &App,
+    ctx: &Ctx,
+    q: &StaffQuery,
+    status: StatusCode,
+    extra: Value,
+) -> Result<Response, WebError> {
+    let u = ctx.user()?;
+    let editable = console(u)?;
+    let needle = q.q.as_deref().unwrap_or("").trim().to_lowercase();
+    let people: Vec<Value> = app
+        .store
+        .staff()?
+        .iter()
+        .filter(|p| in_scope(u, p))
+        .filter(|p| {
+            needle.is_empty()
+                || [&p.employee_id, &p.name, &p.department, &p.email]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(&needle))
+                || p.accounts.iter().any(|a| a.contains(&needle))
+        })
+        .map(person_value)
+        .collect();
+    let unmapped: Vec<Value> = if editable {
+        app.store
+            .unmapped_accounts()?
+            .iter()
+            .map(|x| {
+                context! {
+                    account => x.account,
+                    pcs => x.pcs.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>().join(", "),
+                    last_seen => when(app, Some(x.last_seen_ms)),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    page_with_status(
+        app,
+        ctx,
+        status,
+        "admin_staff.html",
+        context! {
+            editable => editable, people => people, unmapped => unmapped,
+            q => q.q, imported => q.imported, saved => q.saved,
+            ..extra
+        },
+    )
+}
+
+async fn staff_page(State(app): St, ctx: Ctx, Query(q): Query<StaffQuery>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        staff_view(app, ctx, &q, StatusCode::OK, context! {})
+    })
+    .await
+}
+
+/// The problems of a staff file, one a line, or its people.
+fn parse_staff(name: &str, text: &str) -> Result<Vec<Person>, Vec<String>> {
+    crate::staff::read_staff(name, text.as_bytes()).map_err(|e| {
+        match e.downcast_ref::<crate::staff::FileErrors>() {
+            Some(f) => f.0.clone(),
+            None => vec![format!("{e:#}")],
+        }
+    })
+}
+
+/// OS accounts of `people` that belong to someone else in the directory who is
+/// not in the file (the import would refuse them), in words.
+fn clashes(current: &[Person], people: &[Person]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in people {
+        for a in &p.accounts {
+            let owner = current.iter().find(|c| {
+                c.employee_id != p.employee_id
+                    && !people.iter().any(|x| x.employee_id == c.employee_id)
+                    && c.accounts.iter().any(|x| {
+                        crate::attendance::account_matches(x, a)
+                            || crate::attendance::account_matches(a, x)
+                    })
+            });
+            if let Some(o) = owner {
+                out.push(format!(
+                    "{}: os_accounts: {a:?} already belongs to {} ({}) in the directory",
+                    p.employee_id, o.employee_id, o.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// What importing `people` would do: (new, changed with what changes).
+fn preview(current: &[Person], people: &[Person]) -> (Vec<Value>, Vec<Value>) {
+    let (mut added, mut changed) = (Vec::new(), Vec::new());
+    for p in people {
+        match current.iter().find(|c| c.employee_id == p.employee_id) {
+            None => added.push(person_value(p)),
+            Some(c) if c != p => {
+                let mut what = Vec::new();
+                for (field, a, b) in [
+                    ("name", c.name.clone(), p.name.clone()),
+                    ("department", c.department.clone(), p.department.clone()),
+                    ("os_accounts", c.accounts.join(";"), p.accounts.join(";")),
+                    ("own_pcs", c.own_pcs.join(";"), p.own_pcs.join(";")),
+                    ("email", c.email.clone(), p.email.clone()),
+                ] {
+                    if a != b {
+                        what.push(format!("{field}: {a} → {b}"));
+                    }
+                }
+                changed.push(context! { what => what.join("; "), ..person_value(p) });
+            }
+            Some(_) => {}
+        }
+    }
+    (added, changed)
+}
+
+async fn staff_preview(State(app): St, ctx: Ctx, mut form: Multipart) -> Response {
+    // The file, read here (the multipart stream is async); checked off the
+    // async threads.
+    let mut upload: Result<(String, String), String> = Err("no file was chosen".into());
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) if field.name() == Some("file") => {
+                let name = field.file_name().unwrap_or("staff.csv").to_owned();
+                upload = match field.bytes().await {
+                    Ok(b) if b.len() > 4 << 20 => Err("the file is larger than 4 MiB".into()),
+                    Ok(b) => String::from_utf8(b.to_vec())
+                        .map(|t| (name.clone(), t))
+                        .map_err(|_| format!("{name}: not UTF-8 text (save the CSV as UTF-8)")),
+                    Err(e) => Err(format!("the upload failed: {e}")),
+                };
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                upload = Err(format!("the upload failed: {e}"));
+                break;
+            }
+        }
+    }
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let q = StaffQuery::default();
+        let (name, text) = match upload {
+            Ok(x) => x,
+            Err(e) => {
+                return staff_view(
+                    app,
+                    ctx,
+                    &q,
+                    StatusCode::BAD_REQUEST,
+                    context! { problems => vec![e] },
+                );
+            }
+        };
+        match parse_staff(&name, &text) {
+            Err(problems) => staff_view(
+                app,
+                ctx,
+                &q,
+                StatusCode::BAD_REQUEST,
+                context! { problems => problems, file => name },
+            ),
+            Ok(people) => {
+                let current = app.store.staff()?;
+                let clashes = clashes(&current, &people);
+                if !clashes.is_empty() {
+                    return staff_view(
+                        app,
+                        ctx,
+                        &q,
+                        StatusCode::BAD_REQUEST,
+                        context! { problems => clashes, file => name },
+                    );
+                }
+                let (added, changed) = preview(&current, &people);
+                staff_view(
+                    app,
+                    ctx,
+                    &q,
+                    StatusCode::OK,
+                    context! {
+                        preview => context! {
+                            file => name, csv => text, added => added, changed => changed,
+                            total => people.len(),
+                        },
+                    },
+                )
+            }
+        }
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportForm {
+    csv: String,
+    #[serde(default)]
+    file: String,
+}
+
+async fn staff_import(State(app): St, ctx: Ctx, Form(f): Form<ImportForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let name = if f.file.is_empty() {
+            "staff.csv"
+        } else {
+            &f.file
+        };
+        let people = match parse_staff(name, &f.csv) {
+            Ok(p) => p,
+            Err(problems) => {
+                return staff_view(
+                    app,
+                    ctx,
+                    &StaffQuery::default(),
+                    StatusCode::BAD_REQUEST,
+                    context! { problems => problems, file => name },
+                );
+            }
+        };
+        let counts = app.store.import_staff(&people, now().as_millisecond())?;
+        audit::record(
+            &*app.store,
+            &u.username,
+            "staff.import",
+            name,
+            &format!("{} added, {} updated", counts.added, counts.updated),
+        )?;
+        Ok(redirect(
+            &format!("/admin/staff?imported={}", people.len()),
+            Vec::new(),
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct PersonForm {
+    employee_id: String,
+    name: String,
+    department: String,
+    #[serde(default)]
+    os_accounts: String,
+    #[serde(default)]
+    own_pcs: String,
+    #[serde(default)]
+    email: String,
+}
+
+async fn staff_save(State(app): St, ctx: Ctx, Form(f): Form<PersonForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        // One line of a staff file, checked by the same rules.
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let row = [
+            &f.employee_id,
+            &f.name,
+            &f.department,
+            &f.os_accounts,
+            &f.own_pcs,
+            &f.email,
+        ];
+        w.write_record([
+            "employee_id",
+            "name",
+            "department",
+            "os_accounts",
+            "own_pcs",
+            "email",
+        ])
+        .and_then(|()| w.write_record(row))
+        .map_err(anyhow::Error::from)?;
+        let text = String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+            .map_err(anyhow::Error::from)?;
+        let people = match parse_staff("form", &text) {
+            Ok(p) => p,
+            Err(problems) => {
+                return staff_view(
+                    app,
+                    ctx,
+                    &StaffQuery::default(),
+                    StatusCode::BAD_REQUEST,
+                    context! { problems => problems },
+                );
+            }
+        };
+        app.store.import_staff(&people, now().as_millisecond())?;
+        audit::record(
+            &*app.store,
+            &u.username,
+            "staff.save",
+            &f.employee_id,
+            &text,
+        )?;
+        Ok(redirect(
+            &format!("/admin/staff?saved={}", urlencode(f.employee_id.trim())),
+            Vec::new(),
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct AssignForm {
+    account: String,
+    employee_id: String,
+}
+
+async fn staff_assign(State(app): St, ctx: Ctx, Form(f): Form<AssignForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let mut p = app
+            .store
+            .person(f.employee_id.trim())?
+            .ok_or_else(|| WebError::BadField {
+                name: "employee_id".into(),
+                problem: format!("{:?} is not in the staff directory", f.employee_id),
+            })?;
+        let account = f.account.trim().to_ascii_lowercase();
+        if !p.accounts.contains(&account) {
+            p.accounts.push(account.clone());
+        }
+        app.store
+            .import_staff(&[p.clone()], now().as_millisecond())?;
+        audit::record(
+            &*app.store,
+            &u.username,
+            "staff.assign_account",
+            &p.employee_id,
+            &account,
+        )?;
+        Ok(redirect(
+            &format!("/admin/staff?saved={}", urlencode(&p.employee_id)),
+            Vec::new(),
+        ))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- agents and tokens
+
+fn agents_view(app: &App, ctx: &Ctx, extra: Value) -> Result<Response, WebError> {
+    let u = ctx.user()?;
+    let editable = console(u)?;
+    let agents: Vec<Value> = app
+        .store
+        .agents()?
+        .iter()
+        .map(|a| {
+            context! {
+                id => a.id, hostname => a.hostname, os => format!("{} {}", a.os, a.os_version),
+                version => a.agent_version, enrolled => when(app, Some(a.enrolled_ms)),
+                last_seen => when(app, a.last_seen_ms), revoked => when(app, a.revoked_ms),
+                offset => a.last_clock_offset_ms.map(|o| format!("{:+.1} s", o as f64 / 1000.0)),
+            }
+        })
+        .collect();
+    let tokens: Vec<Value> = if editable {
+        app.store
+            .tokens()?
+            .iter()
+            .map(|t| {
+                context! {
+                    prefix => t.hash_prefix, created => when(app, Some(t.created_ms)),
+                    expires => when(app, Some(t.expires_ms)), uses => t.uses,
+                    max_uses => t.max_uses, revoked => when(app, t.revoked_ms),
+                    note => t.note, reenroll => t.reenroll, used_for => t.used_for.join(", "),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    page(
+        app,
+        ctx,
+        "admin_agents.html",
+        context! { editable => editable, agents => agents, tokens => tokens, ..extra },
+    )
+}
+
+async fn agents_page(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, move |app, ctx| agents_view(app, ctx, context! {})).await
+}
+
+async fn agent_revoke(State(app): St, ctx: Ctx, Path(id): Path<String>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        app.store
+            .revoke_agent(&id, &format!("web:{}", u.username), now().as_millisecond())?;
+        Ok(redirect("/admin/agents", Vec::new()))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    ttl_days: u32,
+    #[serde(default)]
+    uses: Option<String>,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    reenroll: Option<String>,
+}
+
+async fn token_create(State(app): St, ctx: Ctx, Form(f): Form<TokenForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        if !(1..=365).contains(&f.ttl_days) {
+            return Err(WebError::BadField {
+                name: "ttl_days".into(),
+                problem: "1 to 365 days".into(),
+            });
+        }
+        let uses = match f.uses.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(s.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                WebError::BadField {
+                    name: "uses".into(),
+                    problem: format!("{s:?}: a number of enrolments, or empty for any"),
+                }
+            })?),
+        };
+        let spec = TokenSpec {
+            ttl_ms: i64::from(f.ttl_days) * 86_400_000,
+            max_uses: uses,
+            note: f.note.trim().to_owned(),
+            reenroll: f.reenroll.is_some(),
+        };
+        let t = app.store.create_token(&spec, now().as_millisecond())?;
+        audit::record(
+            &*app.store,
+            &u.username,
+            "token.create",
+            &crate::store::hash_secret(&t.token)[..crate::store::admin::TOKEN_PREFIX_LEN],
+            &format!("{} days, uses {:?}", f.ttl_days, uses),
+        )?;
+        agents_view(app, ctx, context! { new_token => t.token })
+    })
+    .await
+}
+
+async fn token_revoke(State(app): St, ctx: Ctx, Path(prefix): Path<String>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        app.store.revoke_token(
+            &prefix,
+            &format!("web:{}", u.username),
+            now().as_millisecond(),
+        )?;
+        Ok(redirect("/admin/agents", Vec::new()))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- accounts
+
+fn users_view(app: &App, ctx: &Ctx, extra: Value) -> Result<Response, WebError> {
+    let u = ctx.user()?;
+    admin(u)?;
+    let lang = ctx.lang;
+    let users: Vec<Value> = app
+        .store
+        .users()?
+        .iter()
+        .map(|x| {
+            context! {
+                username => x.username, role => x.role.as_str(), employee_id => x.employee_id,
+                departments => x.departments.join(", "), one_time => x.must_change_password,
+                directory => app.store.is_directory_account(x.id).unwrap_or(false),
+            }
+        })
+        .collect();
+    let roles: Vec<(&str, String)> = [Role::Staff, Role::DeptHead, Role::Officer, Role::Admin]
+        .iter()
+        .map(|r| (r.as_str(), i18n::t(lang, &format!("role_{}", r.as_str()))))
+        .collect();
+    page(
+        app,
+        ctx,
+        "admin_users.html",
+        context! { users => users, roles => roles, ..extra },
+    )
+}
+
+async fn users_page(State(app): St, ctx: Ctx) -> Response {
+    blocking(app, ctx, move |app, ctx| users_view(app, ctx, context! {})).await
+}
+
+#[derive(Debug, Deserialize)]
+struct UserForm {
+    username: String,
+    role: String,
+    #[serde(default)]
+    employee_id: String,
+    #[serde(default)]
+    departments: String,
+}
+
+async fn user_add(State(app): St, ctx: Ctx, Form(f): Form<UserForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let role = Role::parse(f.role.trim()).ok_or_else(|| WebError::BadField {
+            name: "role".into(),
+            problem: "staff, dept_head, officer or admin".into(),
+        })?;
+        let new = NewUser {
+            username: f.username.trim().to_owned(),
+            role,
+            employee_id: Some(f.employee_id.trim().to_owned()).filter(|s| !s.is_empty()),
+            departments: f
+                .departments
+                .split([',', ';'])
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        };
+        let password = app.store.add_user(&new, now().as_millisecond())?;
+        audit::record(
+            &*app.store,
+            &u.username,
+            "user.add",
+            &new.username,
+            role.as_str(),
+        )?;
+        users_view(
+            app,
+            ctx,
+            context! { created => context! { username => new.username, password => password } },
+        )
+    })
+    .await
+}
+
+async fn user_token(State(app): St, ctx: Ctx, Path(username): Path<String>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let token = app.store.create_api_token(
+            &username,
+            90 * 86_400_000,
+            &format!("made on the accounts page by {}", u.username),
+            now().as_millisecond(),
+        )?;
+        audit::record(&*app.store, &u.username, "user.token", &username, "90 days")?;
+        users_view(
+            app,
+            ctx,
+            context! { api_token => context! { username => username, token => token } },
+        )
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- calendar
+
+#[derive(Debug, Deserialize, Default)]
+struct YearQuery {
+    year: Option<i16>,
+    imported: Option<String>,
+}
+
+fn calendar_view(
+    app: &App,
+    ctx: &Ctx,
+    year: i16,
+    status: StatusCode,
+    extra: Value,
+) -> Result<Response, WebError> {
+    let u = ctx.user()?;
+    let editable = console(u)?;
+    let rules = app.rules();
+    let days: Vec<Value> = rules
+        .calendar
+        .year_rows(year)
+        .iter()
+        .filter(|(d, k)| {
+            *k != crate::attendance::DayKind::Rest && *k != crate::attendance::DayKind::Workday
+                || rules.calendar.note(*d).is_some()
+        })
+        .map(|(d, k)| {
+            context! {
+                date => d.to_string(), kind => k.as_str(),
+                note => rules.calendar.note(*d).unwrap_or(""),
+            }
+        })
+        .collect();
+    let notices: Vec<Value> = app
+        .store
+        .calendar_notice_infos()?
+        .iter()
+        .map(|n| context! { year => n.year, imported => when(app, Some(n.imported_ms)), actor => n.actor, source => n.source })
+        .collect();
+    page_with_status(
+        app,
+        ctx,
+        status,
+        "admin_calendar.html",
+        context! {
+            year => year, prev => year - 1, next => year + 1, days => days, notices => notices,
+            basis => format!("{:?}", rules.calendar.basis(year)), editable => editable,
+            ..extra
+        },
+    )
+}
+
+async fn calendar_page(State(app): St, ctx: Ctx, Query(q): Query<YearQuery>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let year = q.year.unwrap_or_else(|| today(app).year());
+        calendar_view(
+            app,
+            ctx,
+            year,
+            StatusCode::OK,
+            context! { imported => q.imported },
+        )
+    })
+    .await
+}
+
+async fn calendar_import(State(app): St, ctx: Ctx, mut form: Multipart) -> Response {
+    let (mut year, mut file): (Option<String>, Option<(String, Vec<u8>)>) = (None, None);
+    while let Ok(Some(field)) = form.next_field().await {
+        match field.name() {
+            Some("year") => year = field.text().await.ok(),
+            Some("file") => {
+                let name = field.file_name().unwrap_or("notice.csv").to_owned();
+                file = field.bytes().await.ok().map(|b| (name, b.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let year: i16 = year
+            .as_deref()
+            .and_then(|y| y.trim().parse().ok())
+            .ok_or_else(|| WebError::BadField {
+                name: "year".into(),
+                problem: "a year such as 2027".into(),
+            })?;
+        let (name, bytes) = file.ok_or_else(|| WebError::BadField {
+            name: "file".into(),
+            problem: "no file was chosen".into(),
+        })?;
+        let notice = match crate::notice::parse_notice(&name, &bytes, year) {
+            Ok(n) => n,
+            Err(problems) => {
+                return calendar_view(
+                    app,
+                    ctx,
+                    year,
+                    StatusCode::BAD_REQUEST,
+                    context! { problems => problems.0 },
+                );
+            }
+        };
+        app.store.import_calendar_notice(
+            &notice,
+            &format!("web:{}", u.username),
+            &name,
+            now().as_millisecond(),
+        )?;
+        Ok(redirect(
+            &format!("/admin/calendar?year={year}&imported=1"),
+            Vec::new(),
+        ))
+    })
+    .await
+}

@@ -1,0 +1,346 @@
+//! The admin console over HTTP: the staff directory's upload (checked whole,
+//! previewed, written only on confirmation), a person's form, agents and
+//! enrolment tokens, accounts, the calendar; and each role's denials.
+
+use kaoqin_tests::{Collector, fixture, run_ok};
+use reqwest::multipart::{Form, Part};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A signed-in browser (its one-time password changed), redirects not followed.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    async fn new(c: &Collector, username: &str, role: &[&str]) -> Browser {
+        let mut add = vec!["user", "add", "--username", username, "--role"];
+        add.extend_from_slice(role);
+        let once = run_ok(c.cmd(&add), LIMIT).unwrap().trim().to_owned();
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let b = Browser {
+            http,
+            base: c.web(),
+        };
+        assert_eq!(
+            b.form("/login", &[("username", username), ("password", &once)])
+                .await
+                .0,
+            303
+        );
+        let new = format!("{username}-pass-2026");
+        let r = b
+            .form(
+                "/password",
+                &[("current", &once), ("new", &new), ("confirm", &new)],
+            )
+            .await;
+        assert_eq!(r.0, 303, "{}", r.1);
+        b
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn form(&self, path: &str, pairs: &[(&str, &str)]) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(pairs)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        name: &str,
+        text: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut form = Form::new().part(
+            "file",
+            Part::bytes(text.as_bytes().to_vec())
+                .file_name(name.to_owned())
+                .mime_str("text/csv")
+                .unwrap(),
+        );
+        for (k, v) in extra {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+/// The value of the hidden `csv` field of the preview.
+fn preview_csv(html: &str) -> String {
+    let start = html
+        .find("<textarea name=\"csv\" hidden>")
+        .expect("a preview")
+        + 28;
+    let end = start + html[start..].find("</textarea>").unwrap();
+    html[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_run_the_office_from_the_console_and_others_may_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start_web(&dir.path().join("collector"), "").unwrap();
+    run_ok(
+        c.cmd(&["staff", "import", fixture("staff.csv").to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    let admin = Browser::new(&c, "root", &["admin"]).await;
+    let officer = Browser::new(&c, "li", &["officer", "--department", "办公室"]).await;
+    let staff = Browser::new(&c, "zhangsan", &["staff", "--employee", "E001"]).await;
+    let head = Browser::new(&c, "wang", &["dept-head", "--department", "办公室"]).await;
+
+    // The staff directory.
+    let (s, html) = admin.get("/admin/staff").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("id=\"staff-E003\"") && html.contains("id=\"upload\""));
+    let (s, html) = admin.get("/admin/staff?q=%E7%8E%8B").await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("staff-E003") && !html.contains("staff-E001"),
+        "search by name"
+    );
+
+    // An upload with a bad line: every problem named, nothing written.
+    let bad = "employee_id,name,department,os_accounts,email\nE004,赵六,信息中心,zhaoliu,zhaoliu@office.test\nE005,孙七,信息中心,lisi,\nE006,,信息中心,zz,not-an-address\n";
+    let (s, html) = admin
+        .upload("/admin/staff/preview", "new-staff.csv", bad, &[])
+        .await;
+    assert_eq!(s, 400, "{html}");
+    assert!(html.contains("id=\"problems\""), "{html}");
+    assert!(
+        html.contains("new-staff.csv: line 4: name: is empty"),
+        "{html}"
+    );
+    assert!(html.contains("line 4: email"), "{html}");
+    // An account that belongs to someone already in the directory.
+    let clash = "employee_id,name,department,os_accounts\nE005,孙七,信息中心,lisi\n";
+    let (s, html) = admin
+        .upload("/admin/staff/preview", "new-staff.csv", clash, &[])
+        .await;
+    assert_eq!(s, 400, "{html}");
+    assert!(
+        html.contains("E005: os_accounts: &quot;lisi&quot; already belongs to E002 (李四)"),
+        "{html}"
+    );
+    assert!(!admin.get("/admin/staff").await.1.contains("staff-E004"));
+    // Fixed: a preview, then the import on confirmation only.
+    let good = "employee_id,name,department,os_accounts,email\nE004,赵六,信息中心,zhaoliu,zhaoliu@office.test\nE003,王五,办公室,wangwu,\n";
+    let (s, html) = admin
+        .upload("/admin/staff/preview", "new-staff.csv", good, &[])
+        .await;
+    assert_eq!(s, 200, "{html}");
+    assert!(
+        html.contains("id=\"preview\"") && html.contains("department: 信息中心 → 办公室"),
+        "{html}"
+    );
+    assert!(
+        !admin.get("/admin/staff").await.1.contains("staff-E004"),
+        "a preview writes nothing"
+    );
+    let csv = preview_csv(&html);
+    assert_eq!(csv, good);
+    let (s, _) = admin
+        .form(
+            "/admin/staff/import",
+            &[("csv", &csv), ("file", "new-staff.csv")],
+        )
+        .await;
+    assert_eq!(s, 303);
+    let list = run_ok(c.cmd(&["staff", "list"]), LIMIT).unwrap();
+    assert!(
+        list.contains("E004,赵六,信息中心,zhaoliu,,zhaoliu@office.test"),
+        "{list}"
+    );
+    assert!(list.contains("E003,王五,办公室,wangwu,,"), "{list}");
+    // One person from the form, checked by the same rules.
+    let (s, html) = admin
+        .form(
+            "/admin/staff/save",
+            &[
+                ("employee_id", "E007"),
+                ("name", "周八"),
+                ("department", "办公室"),
+                ("email", "zhouba"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        html.contains("form: line 2: email: &quot;zhouba&quot; is not an e-mail address"),
+        "{html}"
+    );
+    let (s, _) = admin
+        .form(
+            "/admin/staff/save",
+            &[
+                ("employee_id", "E007"),
+                ("name", "周八"),
+                ("department", "办公室"),
+                ("os_accounts", "zhouba"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 303);
+    assert!(
+        run_ok(c.cmd(&["staff", "list"]), LIMIT)
+            .unwrap()
+            .contains("E007,周八,办公室,zhouba")
+    );
+
+    // Agents and enrolment tokens.
+    let (s, html) = admin
+        .form(
+            "/admin/tokens",
+            &[("ttl_days", "7"), ("uses", "2"), ("note", "3rd floor")],
+        )
+        .await;
+    assert_eq!(s, 200);
+    let token = html
+        .split("<pre>")
+        .nth(1)
+        .and_then(|t| t.split("</pre>").next())
+        .expect("the token, shown once")
+        .to_owned();
+    assert!(token.starts_with("kq1-"), "{token}");
+    assert!(html.contains("3rd floor"));
+    let (s, html) = admin.form("/admin/tokens", &[("ttl_days", "0")]).await;
+    assert_eq!(s, 400);
+    assert!(html.contains("ttl_days"), "{html}");
+    let listed = run_ok(c.cmd(&["token", "list"]), LIMIT).unwrap();
+    assert!(listed.contains("3rd floor"), "{listed}");
+    let prefix = &html_prefix(&admin.get("/admin/agents").await.1);
+    assert_eq!(
+        admin
+            .form(&format!("/admin/tokens/{prefix}/revoke"), &[])
+            .await
+            .0,
+        303
+    );
+    assert!(admin.get("/admin/agents").await.1.contains("已吊销"));
+
+    // Accounts.
+    let (s, html) = admin
+        .form(
+            "/admin/users",
+            &[
+                ("username", "zhao"),
+                ("role", "officer"),
+                ("departments", "信息中心"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("id=\"created\"") && html.contains("zhao"),
+        "{html}"
+    );
+    let (s, html) = admin.form("/admin/users/zhangsan/token", &[]).await;
+    assert_eq!(s, 200);
+    assert!(html.contains("id=\"api-token\""), "{html}");
+
+    // The calendar: the official days, and a notice import checked whole.
+    let (s, html) = admin.get("/admin/calendar?year=2026").await;
+    assert_eq!(s, 200);
+    assert!(
+        html.contains("2026-10-01") && html.contains("holiday"),
+        "{html}"
+    );
+    let (s, html) = admin
+        .upload(
+            "/admin/calendar/import",
+            "2027.csv",
+            "date,kind\n2027-13-01,holiday\n",
+            &[("year", "2027")],
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(html.contains("2027.csv: line 2"), "{html}");
+
+    // Officers read their scope; staff and heads see nothing.
+    let (s, html) = officer.get("/admin/staff").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("id=\"read-only\"") && !html.contains("id=\"upload\""));
+    assert!(
+        html.contains("staff-E001") && !html.contains("staff-E004"),
+        "only 办公室"
+    );
+    assert_eq!(officer.get("/admin/agents").await.0, 200);
+    for (who, path) in [
+        (&officer, "/admin/users"),
+        (&staff, "/admin/staff"),
+        (&head, "/admin/agents"),
+        (&staff, "/admin/calendar"),
+    ] {
+        assert_eq!(who.get(path).await.0, 403, "{path}");
+    }
+    for who in [&officer, &staff, &head] {
+        assert_eq!(
+            who.form(
+                "/admin/staff/save",
+                &[("employee_id", "E009"), ("name", "x"), ("department", "x")]
+            )
+            .await
+            .0,
+            403
+        );
+        assert_eq!(who.form("/admin/tokens", &[("ttl_days", "7")]).await.0, 403);
+        assert_eq!(
+            who.upload("/admin/staff/preview", "s.csv", good, &[])
+                .await
+                .0,
+            403
+        );
+    }
+
+    let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
+    for action in [
+        "staff.import",
+        "staff.save",
+        "token.create",
+        "user.add",
+        "user.token",
+    ] {
+        assert!(audit.contains(action), "{action}");
+    }
+}
+
+/// The first token's prefix in the agents page's token table.
+fn html_prefix(html: &str) -> String {
+    let at = html.find("/admin/tokens/").expect("a token to revoke") + "/admin/tokens/".len();
+    html[at..].split('/').next().unwrap().to_owned()
+}
