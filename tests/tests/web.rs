@@ -1577,3 +1577,70 @@ fn headless_chromium_files_leave_as_staff_and_the_head_approves_it() {
     assert!(d.text().contains("家里有事，请假一天"));
     d.screenshot(&shots.join("officer-requests.png"));
 }
+
+/// An admin uploads a staff CSV with a bad line in headless Chromium: the
+/// problems are named and nothing is written; the fixed file is previewed and
+/// imported on confirmation. With KAOQIN_SCREENSHOTS=1 the screenshots are
+/// written to docs/screenshots/.
+#[test]
+fn headless_chromium_uploads_a_staff_file_checked_before_it_is_written() {
+    let w = world();
+    let Some(mut d) = Driver::start() else {
+        return;
+    };
+    let shots = if std::env::var_os("KAOQIN_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    } else {
+        w._dir.path().join("shots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+    let base = format!("http://{}", w.c.http);
+    let bad = w._dir.path().join("new-staff.csv");
+    std::fs::write(
+        &bad,
+        "employee_id,name,department,os_accounts,email\nE004,赵六,信息中心,zhaoliu,zhaoliu@office.test\nE005,,信息中心,sunqi,sunqi@\n",
+    )
+    .unwrap();
+    d.login(&base, "root", "root-pass-1");
+    d.open(&format!("{base}/admin/staff"));
+    d.type_into("#csv-file", bad.to_str().unwrap());
+    d.click("#upload-preview");
+    d.wait_for_url("/admin/staff/preview");
+    let text = d.text();
+    assert!(
+        text.contains("未写入任何内容") && text.contains("new-staff.csv: line 3: name: is empty"),
+        "{text}"
+    );
+    d.screenshot(&shots.join("admin-staff-upload-problems.png"));
+    assert!(
+        !w.c.cli(&["staff", "list"]).contains("E004"),
+        "nothing written"
+    );
+
+    std::fs::write(
+        &bad,
+        "employee_id,name,department,os_accounts,email\nE004,赵六,信息中心,zhaoliu,zhaoliu@office.test\nE005,孙七,信息中心,sunqi,sunqi@office.test\n",
+    )
+    .unwrap();
+    d.open(&format!("{base}/admin/staff"));
+    d.type_into("#csv-file", bad.to_str().unwrap());
+    d.click("#upload-preview");
+    d.wait_for_url("/admin/staff/preview");
+    let text = d.text();
+    assert!(text.contains("将新增 2") && text.contains("孙七"), "{text}");
+    d.screenshot(&shots.join("admin-staff-preview.png"));
+    assert!(
+        !w.c.cli(&["staff", "list"]).contains("E004"),
+        "a preview writes nothing"
+    );
+    d.click("#confirm-import");
+    d.wait_for_url("imported=2");
+    assert!(d.text().contains("孙七"));
+    let list = w.c.cli(&["staff", "list"]);
+    assert!(
+        list.contains("E005,孙七,信息中心,sunqi,,sunqi@office.test"),
+        "{list}"
+    );
+    d.open(&format!("{base}/admin/agents"));
+    d.screenshot(&shots.join("admin-agents.png"));
+}
