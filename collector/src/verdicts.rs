@@ -45,6 +45,32 @@ pub struct Rules {
     pub fingerprint: String,
     /// The store's calendar revision the notices were read at (0: none read).
     pub calendar_revision: i64,
+    /// The revision of the schedules saved in the console that are in force (0:
+    /// the config file's are).
+    pub schedules_revision: i64,
+    /// Where the schedules in force come from, in words.
+    pub schedules_source: String,
+}
+
+/// The key of the schedules the console saves ([`OfficeSettings`]); they win
+/// over the config file's.
+pub const SCHEDULES_KEY: &str = "schedules";
+
+/// Hash of what verdicts depend on besides notices, events, people and exemptions.
+fn rules_fingerprint(
+    settings: &Settings,
+    schedules: &ScheduleSet,
+    overrides: &[(Date, attendance::DayKind, String)],
+) -> String {
+    sha(&format!(
+        "{ENGINE_VERSION}|{:?}|{}|{}|{:?}|{:?}|{:?}",
+        settings.time_zone.iana_name(),
+        settings.day_boundary,
+        settings.large_offset_ms,
+        settings.office,
+        schedules,
+        overrides
+    ))
 }
 
 /// The attendance settings of a config (time zone, day boundary, offset threshold).
@@ -95,15 +121,12 @@ impl Rules {
             let d = o.date.date().map_err(|e| anyhow::anyhow!("{e}"))?;
             overrides.push((d, o.kind, o.note.clone()));
         }
-        let fingerprint = sha(&format!(
-            "{ENGINE_VERSION}|{:?}|{}|{}|{:?}|{:?}|{:?}",
-            settings.time_zone.iana_name(),
-            settings.day_boundary,
-            settings.large_offset_ms,
-            settings.office,
-            schedules,
-            overrides
-        ));
+        let fingerprint = rules_fingerprint(&settings, &schedules, &overrides);
+        let schedules_source = match (&a.schedules, &a.schedules_file) {
+            (Some(_), _) => "the config file ([attendance.schedules])".to_owned(),
+            (None, Some(path)) => format!("the config file's schedules_file {}", path.display()),
+            (None, None) => "the built-in default day".to_owned(),
+        };
         Ok(Rules {
             calendar: Calendar::with_overrides(overrides.clone()),
             schedules,
@@ -111,6 +134,8 @@ impl Rules {
             overrides,
             fingerprint,
             calendar_revision: 0,
+            schedules_revision: 0,
+            schedules_source,
         })
     }
 
@@ -120,14 +145,48 @@ impl Rules {
         base.with_store_notices(store)
     }
 
-    /// These rules with the notices imported into `store` as they are now.
+    /// These rules with the notices imported into `store` as they are now, and
+    /// the schedules saved in the console, which win over the config file's.
     pub fn with_store_notices(&self, store: &dyn Stores) -> anyhow::Result<Rules> {
         let revision = store.calendar_revision()?;
         let notices = store.calendar_notices()?;
-        Ok(Rules {
+        let rules = Rules {
             calendar: Calendar::new(notices, self.overrides.clone()),
             calendar_revision: revision,
             ..self.clone()
+        };
+        rules.with_store_schedules(store)
+    }
+
+    /// These rules with the schedules saved in the console, if any (and if they
+    /// are not the ones in force already).
+    pub fn with_store_schedules(self, store: &dyn Stores) -> anyhow::Result<Rules> {
+        let Some(saved) = store.office_setting(SCHEDULES_KEY)? else {
+            return Ok(self);
+        };
+        if saved.revision == self.schedules_revision {
+            return Ok(self);
+        }
+        let schedules = ScheduleSet::from_toml(&saved.value)
+            .map_err(|e| anyhow::anyhow!("the schedules saved in the console: {e}"))?;
+        let when = Timestamp::from_millisecond(saved.updated_ms)
+            .map(|t| {
+                self.settings
+                    .time_zone
+                    .to_datetime(t)
+                    .strftime("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        Ok(Rules {
+            fingerprint: rules_fingerprint(&self.settings, &schedules, &self.overrides),
+            schedules,
+            schedules_revision: saved.revision,
+            schedules_source: format!(
+                "the console (revision {}, saved by {} at {when})",
+                saved.revision, saved.actor
+            ),
+            ..self
         })
     }
 
@@ -184,14 +243,21 @@ impl LiveRules {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let schedules_moved = self
+            .store
+            .office_setting(SCHEDULES_KEY)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.revision != last.schedules_revision);
         match self.store.calendar_revision() {
-            Ok(r) if r == last.calendar_revision => last,
+            Ok(r) if r == last.calendar_revision && !schedules_moved => last,
             Ok(_) => match last.with_store_notices(&*self.store) {
                 Ok(fresh) => {
                     let fresh = std::sync::Arc::new(fresh);
                     tracing::info!(
                         revision = fresh.calendar_revision,
-                        "Calendar notices changed; verdicts of their years are judged again."
+                        schedules = fresh.schedules_revision,
+                        "Calendar notices or schedules changed; the verdicts they touch are judged again."
                     );
                     *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
                     fresh

@@ -2,7 +2,7 @@
 //! previewed, written only on confirmation), a person's form, agents and
 //! enrolment tokens, accounts, the calendar; and each role's denials.
 
-use kaoqin_tests::{Collector, fixture, run_ok};
+use kaoqin_tests::{Collector, agent, fixture, run_ok};
 use reqwest::multipart::{Form, Part};
 use std::time::Duration;
 
@@ -343,4 +343,98 @@ async fn admins_run_the_office_from_the_console_and_others_may_not() {
 fn html_prefix(html: &str) -> String {
     let at = html.find("/admin/tokens/").expect("a token to revoke") + "/admin/tokens/".len();
     html[at..].split('/').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_edited_in_the_console_are_previewed_win_over_the_config_and_rejudge_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start_web(&dir.path().join("collector"), "").unwrap();
+    run_ok(
+        c.cmd(&["staff", "import", fixture("staff.csv").to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    // 张三 logged on at 08:41 on 2026-11-24: 11 minutes late under 08:30.
+    let state = dir.path().join("pc");
+    let token = c.token().unwrap();
+    run_ok(
+        agent(
+            &state,
+            &["enroll", "--collector", &c.url(), "--token", &token],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    let replay = format!("replay:{}", fixture("day.jsonl").display());
+    run_ok(agent(&state, &["run", "--probe", &replay, "--once"]), LIMIT).unwrap();
+    let late = || {
+        let out = run_ok(
+            c.cmd(&[
+                "report",
+                "daily",
+                "--date",
+                "2026-11-24",
+                "--format",
+                "json",
+                "--now",
+                "2026-12-01T00:00:00Z",
+            ]),
+            LIMIT,
+        )
+        .unwrap();
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["employee_id"] == "E001")
+            .unwrap()["late_minutes"]
+            .clone()
+    };
+    assert_eq!(late(), 11);
+    let admin = Browser::new(&c, "root", &["admin"]).await;
+    let officer = Browser::new(&c, "li", &["officer"]).await;
+
+    let (s, html) = admin.get("/admin/schedules").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("the built-in default day"), "{html}");
+    assert!(
+        html.contains("08:30–12:00 14:00–17:30"),
+        "the next two weeks in force"
+    );
+    // A session that ends before it starts: named, nothing saved.
+    let bad = "[[default]]\neffective_from = \"2020-01-01\"\nsessions = [{ start = \"12:00\", end = \"08:00\" }]\n";
+    let (s, html) = admin
+        .form("/admin/schedules/preview", &[("text", bad)])
+        .await;
+    assert_eq!(s, 400, "{html}");
+    assert!(html.contains("is not after start"), "{html}");
+    // 办公室 from 08:00: previewed, then saved.
+    let good = "[[departments.\"办公室\"]]\neffective_from = \"2020-01-01\"\nsessions = [{ start = \"08:00\", end = \"12:00\" }, { start = \"14:00\", end = \"17:30\" }]\n";
+    let (s, html) = admin
+        .form("/admin/schedules/preview", &[("text", good)])
+        .await;
+    assert_eq!(s, 200, "{html}");
+    assert!(
+        html.contains("id=\"preview\"") && html.contains("08:00–12:00 14:00–17:30"),
+        "{html}"
+    );
+    assert_eq!(late(), 11, "a preview changes nothing");
+    assert_eq!(
+        officer
+            .form("/admin/schedules/save", &[("text", good)])
+            .await
+            .0,
+        403
+    );
+    let (s, _) = admin.form("/admin/schedules/save", &[("text", good)]).await;
+    assert_eq!(s, 303);
+    let (_, html) = admin.get("/admin/schedules").await;
+    assert!(
+        html.contains("the console (revision 1, saved by web:root"),
+        "which wins: {html}"
+    );
+    // The day is judged again under 08:00: 41 minutes late.
+    assert_eq!(late(), 41);
+    let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
+    assert!(audit.contains("setting.schedules"), "{audit}");
 }

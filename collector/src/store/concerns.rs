@@ -213,6 +213,33 @@ pub trait Requests: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// A setting the office edits in the console (the schedules), kept with its
+/// revision, when and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfficeSetting {
+    pub value: String,
+    /// Grows with every save (1: the first).
+    pub revision: i64,
+    pub updated_ms: i64,
+    pub actor: String,
+}
+
+/// Settings edited in the console, which win over the config file's.
+pub trait OfficeSettings: Send + Sync {
+    /// The setting `key`, if it was ever saved.
+    fn office_setting(&self, key: &str) -> Result<Option<OfficeSetting>, StoreError>;
+
+    /// Saves `value` under `key` as a new revision, audited as `setting.<key>` by
+    /// `actor` in the same transaction; returns the revision.
+    fn set_office_setting(
+        &self,
+        key: &str,
+        value: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError>;
+}
+
 /// The notification outbox: each message once, sent or retried.
 pub trait Notifications: Send + Sync {
     /// Stores the messages whose keys are new, and notes `date` as composed, in
@@ -458,6 +485,7 @@ pub trait Stores:
     + Appeals
     + Requests
     + Notifications
+    + OfficeSettings
     + CalendarNotices
     + Directory
     + Verdicts
@@ -473,6 +501,7 @@ impl<
         + Appeals
         + Requests
         + Notifications
+        + OfficeSettings
         + CalendarNotices
         + Directory
         + Verdicts

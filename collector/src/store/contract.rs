@@ -773,6 +773,38 @@ pub(crate) async fn directory_accounts_follow_the_directory_and_never_take_a_loc
     assert_eq!(s.user_by_name("root").unwrap().unwrap().role, Role::Admin);
 }
 
+pub(crate) async fn office_settings_keep_revisions_and_are_audited<S: super::Stores>(s: &S) {
+    assert_eq!(s.office_setting("schedules").unwrap(), None);
+    assert_eq!(
+        s.set_office_setting("schedules", "a = 1", "web:root", T0)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.set_office_setting("schedules", "a = 2", "web:li", T0 + 1)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.office_setting("schedules").unwrap(),
+        Some(super::OfficeSetting {
+            value: "a = 2".into(),
+            revision: 2,
+            updated_ms: T0 + 1,
+            actor: "web:li".into(),
+        })
+    );
+    assert_eq!(s.office_setting("other").unwrap(), None);
+    let audit = s.audit_list().unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == "setting.schedules")
+            .count(),
+        2
+    );
+}
+
 /// Runs one contract test against SQLite and PostgreSQL.
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {$(
@@ -814,6 +846,7 @@ both_stores!(
     requests_are_filed_decided_applied_and_withdrawn_in_one_transaction,
     the_outbox_sends_each_message_once_and_retries_failures,
     directory_accounts_follow_the_directory_and_never_take_a_local_one,
+    office_settings_keep_revisions_and_are_audited,
 );
 
 /// Two collectors on one PostgreSQL database store one agent's overlapping

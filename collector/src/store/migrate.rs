@@ -15,7 +15,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 /// The tables, parents before children.
-const TABLES: [&str; 30] = [
+const TABLES: [&str; 31] = [
     "tokens",
     "agents",
     "batches",
@@ -46,6 +46,7 @@ const TABLES: [&str; 30] = [
     "retention",
     "notifications",
     "notify_days",
+    "office_settings",
 ];
 
 /// Identity columns, which go on from the highest id copied.

@@ -32,6 +32,7 @@ pub mod enrolment;
 pub mod integrity;
 pub mod migrate;
 pub mod notifications;
+pub mod office_settings;
 pub mod pg;
 pub mod requests;
 pub mod retention;
@@ -43,7 +44,7 @@ use std::future::Future;
 
 pub use concerns::{
     Accounts, Admin, Appeals, Audit, CalendarNotices, Directory, Events, IntegrityReads,
-    Notifications, Requests, Stores, Verdicts,
+    Notifications, OfficeSetting, OfficeSettings, Requests, Stores, Verdicts,
 };
 
 /// How long a recompute may hold the dirty days it took before another takes

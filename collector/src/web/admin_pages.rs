@@ -32,6 +32,9 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .route("/admin/tokens/{prefix}/revoke", post(token_revoke))
         .route("/admin/users", get(users_page).post(user_add))
         .route("/admin/users/{username}/token", post(user_token))
+        .route("/admin/schedules", get(schedules_page))
+        .route("/admin/schedules/preview", post(schedules_preview))
+        .route("/admin/schedules/save", post(schedules_save))
         .route("/admin/calendar", get(calendar_page))
         .route("/admin/calendar/import", post(calendar_import))
 }
@@ -776,6 +779,206 @@ async fn calendar_import(State(app): St, ctx: Ctx, mut form: Multipart) -> Respo
         )?;
         Ok(redirect(
             &format!("/admin/calendar?year={year}&imported=1"),
+            Vec::new(),
+        ))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- schedules
+
+/// What the schedule editor starts from when nothing was saved in the console.
+const SCHEDULES_EXAMPLE: &str = r#"# The office's day; a department's own versions win over it.
+[[default]]
+effective_from = "2024-01-01"
+sessions = [{ start = "08:30", end = "12:00" }, { start = "14:00", end = "17:30" }]
+
+# [[default.seasons]]
+# name = "summer"
+# from = [6, 1]
+# to = [9, 30]
+# sessions = [{ start = "08:00", end = "12:00" }, { start = "14:30", end = "18:00" }]
+
+# [[departments."信息中心"]]
+# effective_from = "2027-03-01"
+# flexible = { band_start = "07:00", band_end = "19:00", core_start = "09:00", core_end = "16:00", required_minutes = 480 }
+"#;
+
+/// Days the preview shows.
+const PREVIEW_DAYS: i64 = 14;
+
+/// The schedule of `department` on `date` under `set`, in words.
+fn describe(
+    set: &crate::attendance::ScheduleSet,
+    department: &str,
+    date: jiff::civil::Date,
+) -> String {
+    let (schedule, version) = set.schedule_for(department, date);
+    let hours = match schedule {
+        crate::attendance::Schedule::Fixed { .. } => {
+            let (sessions, season) = schedule.sessions_on(date).unwrap_or((&[], None));
+            let mut s = sessions
+                .iter()
+                .map(|x| format!("{}–{}", x.start.strftime("%H:%M"), x.end.strftime("%H:%M")))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Some(season) = season {
+                s.push_str(&format!(" ({season})"));
+            }
+            s
+        }
+        crate::attendance::Schedule::Flexible(f) => format!(
+            "flexible {}–{}, core {}–{}, {} min",
+            f.band_start.strftime("%H:%M"),
+            f.band_end.strftime("%H:%M"),
+            f.core_start.strftime("%H:%M"),
+            f.core_end.strftime("%H:%M"),
+            f.required_minutes
+        ),
+    };
+    format!("{hours} · {version}")
+}
+
+/// The next two weeks under `set`, a row a day, a column a department.
+fn schedule_preview(
+    app: &App,
+    set: &crate::attendance::ScheduleSet,
+) -> Result<(Vec<String>, Vec<Value>), WebError> {
+    let rules = app.rules();
+    let mut departments: Vec<String> = app
+        .store
+        .staff()?
+        .into_iter()
+        .map(|p| p.department)
+        .collect();
+    departments.sort();
+    departments.dedup();
+    let start = today(app);
+    let rows = (0..PREVIEW_DAYS)
+        .map(|i| {
+            let date = start.saturating_add(jiff::Span::new().days(i));
+            let kind = rules.calendar.day_kind(date);
+            let cells: Vec<String> = departments
+                .iter()
+                .map(|d| {
+                    if kind.is_working() {
+                        describe(set, d, date)
+                    } else {
+                        "—".to_owned()
+                    }
+                })
+                .collect();
+            context! { date => date.to_string(), kind => kind.as_str(), cells => cells }
+        })
+        .collect();
+    Ok((departments, rows))
+}
+
+fn schedules_view(
+    app: &App,
+    ctx: &Ctx,
+    text: &str,
+    status: StatusCode,
+    extra: Value,
+) -> Result<Response, WebError> {
+    let u = ctx.user()?;
+    let editable = console(u)?;
+    let rules = app.rules();
+    let (departments, rows) = schedule_preview(app, &rules.schedules)?;
+    page_with_status(
+        app,
+        ctx,
+        status,
+        "admin_schedules.html",
+        context! {
+            editable => editable, text => text, source => rules.schedules_source,
+            departments => departments, rows => rows, ..extra
+        },
+    )
+}
+
+async fn schedules_page(State(app): St, ctx: Ctx, Query(q): Query<StaffQuery>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let saved = app
+            .store
+            .office_setting(crate::verdicts::SCHEDULES_KEY)?
+            .map(|s| s.value);
+        let text = saved.unwrap_or_else(|| SCHEDULES_EXAMPLE.to_owned());
+        schedules_view(
+            app,
+            ctx,
+            &text,
+            StatusCode::OK,
+            context! { saved => q.saved },
+        )
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct SchedulesForm {
+    text: String,
+}
+
+/// The problems of schedules text, one a line.
+fn parse_schedules(text: &str) -> Result<crate::attendance::ScheduleSet, Vec<String>> {
+    crate::attendance::ScheduleSet::from_toml(text).map_err(|e| match e {
+        crate::attendance::ScheduleConfigError::Invalid(list) => {
+            list.0.iter().map(ToString::to_string).collect()
+        }
+        other => vec![other.to_string()],
+    })
+}
+
+async fn schedules_preview(State(app): St, ctx: Ctx, Form(f): Form<SchedulesForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        admin(ctx.user()?)?;
+        match parse_schedules(&f.text) {
+            Err(problems) => schedules_view(
+                app,
+                ctx,
+                &f.text,
+                StatusCode::BAD_REQUEST,
+                context! { problems => problems },
+            ),
+            Ok(set) => {
+                let (departments, rows) = schedule_preview(app, &set)?;
+                schedules_view(
+                    app,
+                    ctx,
+                    &f.text,
+                    StatusCode::OK,
+                    context! {
+                        preview => context! { departments => departments, rows => rows },
+                    },
+                )
+            }
+        }
+    })
+    .await
+}
+
+async fn schedules_save(State(app): St, ctx: Ctx, Form(f): Form<SchedulesForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        if let Err(problems) = parse_schedules(&f.text) {
+            return schedules_view(
+                app,
+                ctx,
+                &f.text,
+                StatusCode::BAD_REQUEST,
+                context! { problems => problems },
+            );
+        }
+        let revision = app.store.set_office_setting(
+            crate::verdicts::SCHEDULES_KEY,
+            &f.text,
+            &format!("web:{}", u.username),
+            now().as_millisecond(),
+        )?;
+        Ok(redirect(
+            &format!("/admin/schedules?saved={revision}"),
             Vec::new(),
         ))
     })

@@ -390,6 +390,24 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Import the State Council notice (CSV: date,kind)",
     ),
     ("notices", "已导入的通知", "Imported notices"),
+    ("schedules", "作息时间", "Schedules"),
+    (
+        "schedules_source",
+        "现行作息来自",
+        "The schedules in force come from",
+    ),
+    (
+        "schedules_wins",
+        "在此保存的作息优先于配置文件中的 [attendance.schedules]；保存后各天按新作息重新判定。",
+        "Schedules saved here win over the config file's [attendance.schedules]; the days they touch are judged again.",
+    ),
+    ("next_two_weeks", "未来两周", "The next two weeks"),
+    (
+        "preview_edited",
+        "预览：按编辑中的作息（尚未保存）",
+        "Preview under the edited schedules (not saved)",
+    ),
+    ("save", "保存", "Save"),
     ("lang_switch", "English", "中文"),
 ];
 

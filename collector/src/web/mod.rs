@@ -109,6 +109,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "admin_calendar.html",
         include_str!("../../templates/admin_calendar.html"),
     ),
+    (
+        "admin_schedules.html",
+        include_str!("../../templates/admin_schedules.html"),
+    ),
     ("system.html", include_str!("../../templates/system.html")),
     ("audit.html", include_str!("../../templates/audit.html")),
     ("error.html", include_str!("../../templates/error.html")),
@@ -551,6 +555,27 @@ async fn blocking(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_template_a_handler_names_is_registered() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for name in text.split('"').filter(|s| {
+                s.ends_with(".html")
+                    && s.starts_with(|c: char| c.is_ascii_lowercase())
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            }) {
+                assert!(
+                    super::TEMPLATES.iter().any(|(n, _)| *n == name),
+                    "{}: template {name} is not registered",
+                    path.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_template_parses() {
         let mut env = minijinja::Environment::new();

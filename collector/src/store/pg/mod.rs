@@ -20,6 +20,7 @@ pub mod appeals;
 pub mod directory;
 pub mod ingest;
 pub mod notifications;
+pub mod office_settings;
 pub mod requests;
 pub mod schema;
 

@@ -327,4 +327,14 @@ CREATE TABLE notify_days (
     composed_ms BIGINT NOT NULL
 );
 "#,
+    // 4: what the console edits (SQLite 19).
+    r#"
+CREATE TABLE office_settings (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    revision   BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    actor      TEXT NOT NULL
+);
+"#,
 ];

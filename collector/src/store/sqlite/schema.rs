@@ -47,6 +47,7 @@
 /// 18. staff.email; notifications (the outbox: each message once, with its
 ///     attempts) and notify_days (the days whose digests were composed), see
 ///     `crate::notify`.
+/// 19. office_settings: what the console edits (the schedules), with a revision.
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -401,6 +402,15 @@ CREATE INDEX notifications_due ON notifications(next_ms) WHERE sent_ms IS NULL;
 CREATE TABLE notify_days (
     date        TEXT PRIMARY KEY,
     composed_ms INTEGER NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE office_settings (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    revision   INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    actor      TEXT NOT NULL
 );
 "#,
 ];

@@ -272,6 +272,7 @@ async fn the_agent_row_keeps_the_latest_clock_offset_also_after_an_upgrade() {
              ALTER TABLE staff DROP COLUMN email;
              DROP TABLE notifications;
              DROP TABLE notify_days;
+             DROP TABLE office_settings;
              PRAGMA user_version = 7;",
         )
         .unwrap();
