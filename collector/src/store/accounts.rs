@@ -56,6 +56,42 @@ fn add_departments(
 }
 
 impl super::Accounts for SqliteStore {
+    fn reset_password(&self, username: &str) -> Result<String, StoreError> {
+        let password = one_time_password()?;
+        let hash = hash_password(&password)?;
+        let mut conn = self.writer();
+        let err = sql_err(self.path());
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let found: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, password_hash FROM users WHERE username = ?1",
+                [username],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(&err)?;
+        let id = match found {
+            None => return Err(StoreError::NotFound(format!("no account {username:?}"))),
+            Some((_, h)) if h == DIRECTORY_PASSWORD => {
+                return Err(StoreError::Conflict(format!(
+                    "{username:?} signs in with the office directory's password"
+                )));
+            }
+            Some((id, _)) => id,
+        };
+        tx.execute(
+            "UPDATE users SET password_hash = ?2, must_change_password = 1 WHERE id = ?1",
+            params![id, hash],
+        )
+        .map_err(&err)?;
+        tx.execute("DELETE FROM web_sessions WHERE user_id = ?1", [id])
+            .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(password)
+    }
+
     fn is_directory_account(&self, user_id: i64) -> Result<bool, StoreError> {
         self.reader()
             .query_row(

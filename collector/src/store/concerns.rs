@@ -61,6 +61,11 @@ pub trait Accounts: Send + Sync {
     /// The account of a live API token.
     fn api_token_user(&self, token: &str, now_ms: i64) -> Result<Option<User>, StoreError>;
 
+    /// Gives a local account a new one-time password (returned), to be changed
+    /// at the next login, and ends its sessions. A directory account is
+    /// [`StoreError::Conflict`]: its password is the directory's.
+    fn reset_password(&self, username: &str) -> Result<String, StoreError>;
+
     /// Whether the account signs in through the office directory.
     fn is_directory_account(&self, user_id: i64) -> Result<bool, StoreError>;
 

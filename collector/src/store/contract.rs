@@ -771,6 +771,23 @@ pub(crate) async fn directory_accounts_follow_the_directory_and_never_take_a_loc
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(s.user_by_name("root").unwrap().unwrap().role, Role::Admin);
+    // A reset gives a local account a new one-time password and ends its
+    // sessions; a directory account's password is the directory's.
+    s.set_password(root.id, "root-chosen-pw").unwrap();
+    let session = s.create_session(root.id, T0).unwrap();
+    let once = s.reset_password("root").unwrap();
+    let again = s.check_login("root", &once).unwrap().unwrap();
+    assert!(again.must_change_password);
+    assert!(s.check_login("root", "root-chosen-pw").unwrap().is_none());
+    assert!(s.session_user(&session, T0 + 1).unwrap().is_none());
+    assert!(matches!(
+        s.reset_password("wang"),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.reset_password("nobody"),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 pub(crate) async fn office_settings_keep_revisions_and_are_audited<S: super::Stores>(s: &S) {

@@ -32,6 +32,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .route("/admin/tokens/{prefix}/revoke", post(token_revoke))
         .route("/admin/users", get(users_page).post(user_add))
         .route("/admin/users/{username}/token", post(user_token))
+        .route("/admin/users/{username}/reset", post(user_reset))
         .route("/admin/schedules", get(schedules_page))
         .route("/admin/schedules/preview", post(schedules_preview))
         .route("/admin/schedules/save", post(schedules_save))
@@ -451,12 +452,18 @@ async fn staff_assign(State(app): St, ctx: Ctx, Form(f): Form<AssignForm>) -> Re
 fn agents_view(app: &App, ctx: &Ctx, extra: Value) -> Result<Response, WebError> {
     let u = ctx.user()?;
     let editable = console(u)?;
+    // Integrity events of the last week, by agent.
+    let mut events: std::collections::HashMap<String, usize> = Default::default();
+    for i in super::pages::integrity_week(app, now().as_millisecond())? {
+        *events.entry(i.agent_id).or_default() += 1;
+    }
     let agents: Vec<Value> = app
         .store
         .agents()?
         .iter()
         .map(|a| {
             context! {
+                integrity => events.get(&a.id).copied().unwrap_or(0),
                 id => a.id, hostname => a.hostname, os => format!("{} {}", a.os, a.os_version),
                 version => a.agent_version, enrolled => when(app, Some(a.enrolled_ms)),
                 last_seen => when(app, a.last_seen_ms), revoked => when(app, a.revoked_ms),
@@ -662,6 +669,27 @@ async fn user_token(State(app): St, ctx: Ctx, Path(username): Path<String>) -> R
             app,
             ctx,
             context! { api_token => context! { username => username, token => token } },
+        )
+    })
+    .await
+}
+
+async fn user_reset(State(app): St, ctx: Ctx, Path(username): Path<String>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let password = app.store.reset_password(&username)?;
+        audit::record(
+            &*app.store,
+            &u.username,
+            "user.reset_password",
+            &username,
+            "",
+        )?;
+        users_view(
+            app,
+            ctx,
+            context! { created => context! { username => username, password => password } },
         )
     })
     .await

@@ -408,6 +408,12 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Preview under the edited schedules (not saved)",
     ),
     ("save", "保存", "Save"),
+    ("reset_password", "重置密码", "Reset password"),
+    (
+        "integrity_week",
+        "近 7 天完整性事件",
+        "Integrity events, last 7 days",
+    ),
     ("lang_switch", "English", "中文"),
 ];
 

@@ -1149,17 +1149,7 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
             .collect();
         // Agent-made items (stops, gaps) and the collector's own (refusals,
         // enrolments) of the last week; silence is the table above.
-        let week = 7 * 24 * 3_600_000;
-        let items = crate::integrity::list(
-            &*app.store,
-            &crate::integrity::Query {
-                from_ms: now_ms - week,
-                to_ms: now_ms + 1,
-                large_offset_ms: app.settings().large_offset_ms,
-                silent_ms: i64::MAX,
-                now_ms,
-            },
-        )?;
+        let items = integrity_week(app, now_ms)?;
         let counts = crate::integrity::counts(&items);
         let integrity: Vec<Value> = items
             .iter()
@@ -1197,6 +1187,24 @@ async fn system_page(State(app): St, ctx: Ctx) -> Response {
         )
     })
     .await
+}
+
+/// The integrity items of the week up to `now_ms`, silence left out.
+pub(super) fn integrity_week(
+    app: &App,
+    now_ms: i64,
+) -> Result<Vec<crate::integrity::IntegrityItem>, WebError> {
+    let week = 7 * 24 * 3_600_000;
+    Ok(crate::integrity::list(
+        &*app.store,
+        &crate::integrity::Query {
+            from_ms: now_ms - week,
+            to_ms: now_ms + 1,
+            large_offset_ms: app.settings().large_offset_ms,
+            silent_ms: i64::MAX,
+            now_ms,
+        },
+    )?)
 }
 
 /// Enrolled, unrevoked agents not heard from for [`super::SILENT_AFTER_MS`].

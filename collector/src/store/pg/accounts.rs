@@ -39,6 +39,44 @@ async fn add_departments(
 }
 
 impl Accounts for PgStore {
+    fn reset_password(&self, username: &str) -> Result<String, StoreError> {
+        let password = one_time_password()?;
+        let hash = hash_password(&password)?;
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let err = self.err();
+            let tx = conn.transaction().await.map_err(&err)?;
+            let found = tx
+                .query_opt(
+                    "SELECT id, password_hash FROM users WHERE username = $1 FOR UPDATE",
+                    &[&username],
+                )
+                .await
+                .map_err(&err)?;
+            let id: i64 = match found {
+                None => return Err(StoreError::NotFound(format!("no account {username:?}"))),
+                Some(r) if r.get::<_, String>(1) == DIRECTORY_PASSWORD => {
+                    return Err(StoreError::Conflict(format!(
+                        "{username:?} signs in with the office directory's password"
+                    )));
+                }
+                Some(r) => r.get(0),
+            };
+            tx.execute(
+                "UPDATE users SET password_hash = $2, must_change_password = true WHERE id = $1",
+                &[&id, &hash],
+            )
+            .await
+            .map_err(&err)?;
+            tx.execute("DELETE FROM web_sessions WHERE user_id = $1", &[&id])
+                .await
+                .map_err(&err)?;
+            tx.commit().await.map_err(&err)?;
+            Ok(())
+        })?;
+        Ok(password)
+    }
+
     fn is_directory_account(&self, user_id: i64) -> Result<bool, StoreError> {
         Ok(self
             .block(self.query_opt(
