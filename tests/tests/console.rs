@@ -124,6 +124,17 @@ async fn admins_run_the_office_from_the_console_and_others_may_not() {
     let staff = Browser::new(&c, "zhangsan", &["staff", "--employee", "E001"]).await;
     let head = Browser::new(&c, "wang", &["dept-head", "--department", "办公室"]).await;
 
+    // The language chosen on a page is remembered for what kaoqin sends.
+    assert_eq!(admin.get("/admin/staff?lang=en").await.0, 200);
+    let db = rusqlite::Connection::open(c.data_dir.join("kaoqin.db")).unwrap();
+    let lang: Option<String> = db
+        .query_row("SELECT lang FROM users WHERE username = 'root'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(lang.as_deref(), Some("en"));
+    assert_eq!(admin.get("/admin/staff?lang=zh").await.0, 200);
+
     // The staff directory.
     let (s, html) = admin.get("/admin/staff").await;
     assert_eq!(s, 200);

@@ -267,12 +267,25 @@ impl Composer<'_> {
             });
         };
         let month = date.strftime("%Y-%m").to_string();
+        // Each person's language: their account's (chosen on the pages), else
+        // the office's.
+        let langs = self.store.user_langs()?;
+        let words_of = |u: &User| Words {
+            zh: langs.get(&u.id).map_or(w.zh, |l| l != "en"),
+        };
+        let words_of_person = |id: &str| {
+            users
+                .iter()
+                .find(|u| u.employee_id.as_deref() == Some(id))
+                .map_or(Words { zh: w.zh }, &words_of)
+        };
         if self.config.email.is_some() {
             // Each person: their anomalies of the day.
             for d in &days {
                 let Some(p) = by_id.get(d.verdict.employee_id.as_str()) else {
                     continue;
                 };
+                let w = words_of_person(&p.employee_id);
                 let anomalies = w.anomalies(d);
                 if p.email.is_empty() || anomalies.is_empty() {
                     continue;
@@ -316,6 +329,7 @@ impl Composer<'_> {
             };
             for u in users.iter().filter(|u| u.role == Role::DeptHead) {
                 let Some(email) = email_of(u) else { continue };
+                let w = words_of(u);
                 let inbox = svc.inbox(u).map_err(|e| anyhow::anyhow!("{e}"))?;
                 for dept in &u.departments {
                     let mine: Vec<&ReportDay> = days
@@ -377,6 +391,7 @@ impl Composer<'_> {
             if !items.is_empty() {
                 for u in users.iter().filter(|u| u.role == Role::Officer) {
                     let Some(email) = email_of(u) else { continue };
+                    let w = words_of(u);
                     let subject = if w.zh {
                         format!("完整性事件 {date}：{} 件", items.len())
                     } else {

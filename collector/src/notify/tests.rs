@@ -222,6 +222,27 @@ fn a_day_becomes_one_message_per_person_head_and_robot_with_its_key() {
     let again = composer.compose(date, ts("2026-11-26 11:00")).unwrap();
     assert_eq!(store.enqueue_notifications(date, &again, 2).unwrap(), 0);
     assert!(store.notify_composed(date).unwrap());
+    // In the language each account chose on the pages: 李四 (the head, E002)
+    // chose English; 张三 has no account and gets the office's.
+    let lisi = store.user_by_name("lisi").unwrap().unwrap();
+    store.set_user_lang(lisi.id, "en").unwrap();
+    let mixed = composer.compose(date, ts("2026-11-26 10:00")).unwrap();
+    assert!(
+        mixed[0].subject.starts_with("考勤提醒"),
+        "{}",
+        mixed[0].subject
+    );
+    assert!(
+        mixed[1].subject.starts_with("Attendance 2026-11-24"),
+        "{}",
+        mixed[1].subject
+    );
+    assert_eq!(mixed[2].subject, "Department digest 办公室 2026-11-24");
+    assert!(
+        mixed[3].body.contains("应到"),
+        "robots keep the office's language"
+    );
+    store.set_user_lang(lisi.id, "zh").unwrap();
     // In English when the office says so.
     let mut english = config.notify.clone();
     english.language = "en".into();

@@ -56,6 +56,28 @@ fn add_departments(
 }
 
 impl super::Accounts for SqliteStore {
+    fn set_user_lang(&self, user_id: i64, lang: &str) -> Result<(), StoreError> {
+        self.writer()
+            .execute(
+                "UPDATE users SET lang = ?2 WHERE id = ?1 AND lang IS NOT ?2",
+                params![user_id, lang],
+            )
+            .map_err(sql_err(self.path()))?;
+        Ok(())
+    }
+
+    fn user_langs(&self) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let mut stmt = conn
+            .prepare_cached("SELECT id, lang FROM users WHERE lang IS NOT NULL")
+            .map_err(&err)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(&err)
+    }
+
     fn reset_password(&self, username: &str) -> Result<String, StoreError> {
         let password = one_time_password()?;
         let hash = hash_password(&password)?;

@@ -66,6 +66,13 @@ pub trait Accounts: Send + Sync {
     /// [`StoreError::Conflict`]: its password is the directory's.
     fn reset_password(&self, username: &str) -> Result<String, StoreError>;
 
+    /// Remembers the language an account chose on the pages (`zh`, `en`), for
+    /// what kaoqin sends them.
+    fn set_user_lang(&self, user_id: i64, lang: &str) -> Result<(), StoreError>;
+
+    /// The language each account chose, by account id (those that chose one).
+    fn user_langs(&self) -> Result<HashMap<i64, String>, StoreError>;
+
     /// Whether the account signs in through the office directory.
     fn is_directory_account(&self, user_id: i64) -> Result<bool, StoreError>;
 

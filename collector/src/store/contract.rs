@@ -788,6 +788,16 @@ pub(crate) async fn directory_accounts_follow_the_directory_and_never_take_a_loc
         s.reset_password("nobody"),
         Err(StoreError::NotFound(_))
     ));
+    // The language an account chose.
+    assert!(s.user_langs().unwrap().is_empty());
+    s.set_user_lang(u.id, "en").unwrap();
+    s.set_user_lang(root.id, "zh").unwrap();
+    s.set_user_lang(root.id, "en").unwrap();
+    let langs = s.user_langs().unwrap();
+    assert_eq!(
+        (langs.len(), langs[&u.id].as_str(), langs[&root.id].as_str()),
+        (2, "en", "en")
+    );
 }
 
 pub(crate) async fn office_settings_keep_revisions_and_are_audited<S: super::Stores>(s: &S) {

@@ -20,6 +20,14 @@ impl Lang {
         }
     }
 
+    /// `zh` or `en`, as accounts keep it.
+    pub fn short(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
     /// The code used in cookies and `lang` attributes.
     pub fn code(self) -> &'static str {
         match self {

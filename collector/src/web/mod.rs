@@ -537,9 +537,18 @@ async fn blocking(
     f: impl FnOnce(&App, &Ctx) -> Result<Response, WebError> + Send + 'static,
 ) -> Response {
     let (a, c) = (app.clone(), ctx.clone());
-    let r = tokio::task::spawn_blocking(move || f(&a, &c))
-        .await
-        .unwrap_or_else(|e| Err(WebError::Internal(anyhow::anyhow!("page task: {e}"))));
+    let r = tokio::task::spawn_blocking(move || {
+        // A language chosen on the pages is also the one kaoqin writes to them in.
+        if c.set_lang
+            && let Some(u) = &c.user
+            && let Err(e) = a.store.set_user_lang(u.id, c.lang.short())
+        {
+            tracing::warn!(error = %e, "Could not remember the language of an account.");
+        }
+        f(&a, &c)
+    })
+    .await
+    .unwrap_or_else(|e| Err(WebError::Internal(anyhow::anyhow!("page task: {e}"))));
     match r {
         Ok(mut resp) => {
             if ctx.set_lang

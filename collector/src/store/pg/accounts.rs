@@ -39,6 +39,20 @@ async fn add_departments(
 }
 
 impl Accounts for PgStore {
+    fn set_user_lang(&self, user_id: i64, lang: &str) -> Result<(), StoreError> {
+        self.block(self.execute(
+            "UPDATE users SET lang = $2 WHERE id = $1 AND lang IS DISTINCT FROM $2",
+            &[&user_id, &lang],
+        ))?;
+        Ok(())
+    }
+
+    fn user_langs(&self) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        let rows =
+            self.block(self.query("SELECT id, lang FROM users WHERE lang IS NOT NULL", &[]))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     fn reset_password(&self, username: &str) -> Result<String, StoreError> {
         let password = one_time_password()?;
         let hash = hash_password(&password)?;

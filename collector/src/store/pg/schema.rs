@@ -337,4 +337,8 @@ CREATE TABLE office_settings (
     actor      TEXT NOT NULL
 );
 "#,
+    // 5: the language an account chose (SQLite 20).
+    r#"
+ALTER TABLE users ADD COLUMN lang TEXT;
+"#,
 ];

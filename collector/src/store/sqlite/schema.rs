@@ -48,6 +48,7 @@
 ///     attempts) and notify_days (the days whose digests were composed), see
 ///     `crate::notify`.
 /// 19. office_settings: what the console edits (the schedules), with a revision.
+/// 20. users.lang: the language an account chose on the pages, for notifications.
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -412,5 +413,8 @@ CREATE TABLE office_settings (
     updated_ms INTEGER NOT NULL,
     actor      TEXT NOT NULL
 );
+"#,
+    r#"
+ALTER TABLE users ADD COLUMN lang TEXT;
 "#,
 ];

@@ -273,6 +273,7 @@ async fn the_agent_row_keeps_the_latest_clock_offset_also_after_an_upgrade() {
              DROP TABLE notifications;
              DROP TABLE notify_days;
              DROP TABLE office_settings;
+             ALTER TABLE users DROP COLUMN lang;
              PRAGMA user_version = 7;",
         )
         .unwrap();
