@@ -319,6 +319,25 @@ impl Collector {
             .collect()
     }
 
+    /// Enrols a PC with state in `state` and replays the fixture `script` on it
+    /// until everything it recorded is acknowledged.
+    pub fn replay_fixture(&self, state: &Path, script: &str) -> anyhow::Result<()> {
+        let token = self.token()?;
+        run_ok(
+            agent(
+                state,
+                &["enroll", "--collector", &self.url(), "--token", &token],
+            ),
+            Duration::from_secs(120),
+        )?;
+        let replay = format!("replay:{}", fixture(script).display());
+        run_ok(
+            agent(state, &["run", "--probe", &replay, "--once"]),
+            Duration::from_secs(120),
+        )?;
+        Ok(())
+    }
+
     /// The collector's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

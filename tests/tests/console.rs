@@ -2,7 +2,7 @@
 //! previewed, written only on confirmation), a person's form, agents and
 //! enrolment tokens, accounts, the calendar; and each role's denials.
 
-use kaoqin_tests::{Collector, agent, fixture, run_ok};
+use kaoqin_tests::{Collector, fixture, run_ok};
 use reqwest::multipart::{Form, Part};
 use std::time::Duration;
 
@@ -411,18 +411,8 @@ async fn schedules_edited_in_the_console_are_previewed_win_over_the_config_and_r
     )
     .unwrap();
     // 张三 logged on at 08:41 on 2026-11-24: 11 minutes late under 08:30.
-    let state = dir.path().join("pc");
-    let token = c.token().unwrap();
-    run_ok(
-        agent(
-            &state,
-            &["enroll", "--collector", &c.url(), "--token", &token],
-        ),
-        LIMIT,
-    )
-    .unwrap();
-    let replay = format!("replay:{}", fixture("day.jsonl").display());
-    run_ok(agent(&state, &["run", "--probe", &replay, "--once"]), LIMIT).unwrap();
+    c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
+        .unwrap();
     let late = || {
         let out = run_ok(
             c.cmd(&[

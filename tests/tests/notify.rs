@@ -3,7 +3,7 @@
 //! e-mail is retried on the next run, and nothing is sent twice however often
 //! the command runs.
 
-use kaoqin_tests::{Collector, agent, fixture, run_bounded, run_ok};
+use kaoqin_tests::{Collector, run_bounded, run_ok};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -158,18 +158,8 @@ async fn a_day_is_sent_by_mail_and_to_robots_once_and_a_refused_mail_is_retried(
     // The day: 张三 (E001) late 11 and early 10 minutes on 2026-11-24.
     {
         let c = Collector::start(&data, "127.0.0.1:0").unwrap();
-        let state = dir.path().join("pc");
-        let token = c.token().unwrap();
-        run_ok(
-            agent(
-                &state,
-                &["enroll", "--collector", &c.url(), "--token", &token],
-            ),
-            LIMIT,
-        )
-        .unwrap();
-        let replay = format!("replay:{}", fixture("day.jsonl").display());
-        run_ok(agent(&state, &["run", "--probe", &replay, "--once"]), LIMIT).unwrap();
+        c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
+            .unwrap();
         c.kill();
     }
     let staff = dir.path().join("staff.csv");

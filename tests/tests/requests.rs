@@ -2,7 +2,7 @@
 //! cancelled by the people allowed to, refused for everyone else, and turned
 //! into the verdict and the monthly sheet once approved.
 
-use kaoqin_tests::{Collector, agent, fixture, run_ok};
+use kaoqin_tests::{Collector, fixture, run_ok};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -15,20 +15,6 @@ const CONFIG: &str = "[requests]\nmissed_punch_days = 36500\n";
 
 fn cli(c: &Collector, args: &[&str]) -> String {
     run_ok(c.cmd(args), LIMIT).unwrap()
-}
-
-fn replay_day(c: &Collector, state: &Path) {
-    let token = c.token().unwrap();
-    run_ok(
-        agent(
-            state,
-            &["enroll", "--collector", &c.url(), "--token", &token],
-        ),
-        LIMIT,
-    )
-    .unwrap();
-    let replay = format!("replay:{}", fixture("day.jsonl").display());
-    run_ok(agent(state, &["run", "--probe", &replay, "--once"]), LIMIT).unwrap();
 }
 
 /// Someone calling the JSON API with their API token.
@@ -164,7 +150,8 @@ async fn requests_are_filed_decided_and_enter_the_record_and_the_monthly_sheet()
         &c,
         &["staff", "import", fixture("staff.csv").to_str().unwrap()],
     );
-    replay_day(&c, &dir.path().join("pc"));
+    c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
+        .unwrap();
     let balances = dir.path().join("balances.csv");
     std::fs::write(
         &balances,

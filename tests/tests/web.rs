@@ -1410,6 +1410,18 @@ impl Browser {
     }
 }
 
+/// Where a browser test writes its screenshots: docs/screenshots/ with
+/// KAOQIN_SCREENSHOTS=1, else the world's temp dir.
+fn screenshots_dir(w: &World) -> PathBuf {
+    let shots = if std::env::var_os("KAOQIN_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    } else {
+        w._dir.path().join("shots")
+    };
+    std::fs::create_dir_all(&shots).unwrap();
+    shots
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
@@ -1440,12 +1452,7 @@ fn headless_chromium_shows_the_main_pages() {
     let Some(mut d) = Driver::start() else {
         return;
     };
-    let shots = if std::env::var_os("KAOQIN_SCREENSHOTS").is_some() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
-    } else {
-        w._dir.path().join("shots")
-    };
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots_dir(&w);
     // An appeal so the officer's appeal list has something to show.
     w.staff1.post(
         "/appeals",
@@ -1516,12 +1523,7 @@ fn headless_chromium_files_leave_as_staff_and_the_head_approves_it() {
     let Some(mut d) = Driver::start() else {
         return;
     };
-    let shots = if std::env::var_os("KAOQIN_SCREENSHOTS").is_some() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
-    } else {
-        w._dir.path().join("shots")
-    };
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots_dir(&w);
     let base = format!("http://{}", w.c.http);
 
     d.login(&base, "E001", "zhangsan-pass");
@@ -1588,12 +1590,7 @@ fn headless_chromium_uploads_a_staff_file_checked_before_it_is_written() {
     let Some(mut d) = Driver::start() else {
         return;
     };
-    let shots = if std::env::var_os("KAOQIN_SCREENSHOTS").is_some() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
-    } else {
-        w._dir.path().join("shots")
-    };
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots_dir(&w);
     let base = format!("http://{}", w.c.http);
     let bad = w._dir.path().join("new-staff.csv");
     std::fs::write(

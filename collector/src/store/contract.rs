@@ -822,6 +822,20 @@ pub(crate) async fn office_settings_keep_revisions_and_are_audited<S: super::Sto
         })
     );
     assert_eq!(s.office_setting("other").unwrap(), None);
+    // The directory keeps a person's e-mail address.
+    let mut p = crate::attendance::Person {
+        employee_id: "E001".into(),
+        name: "张三".into(),
+        department: "办公室".into(),
+        accounts: vec!["zhangsan".into()],
+        own_pcs: Vec::new(),
+        email: "zhangsan@office.test".into(),
+    };
+    s.import_staff(std::slice::from_ref(&p), T0).unwrap();
+    assert_eq!(s.person("E001").unwrap(), Some(p.clone()));
+    p.email.clear();
+    s.import_staff(std::slice::from_ref(&p), T0).unwrap();
+    assert_eq!(s.staff().unwrap(), [p]);
     let audit = s.audit_list().unwrap();
     assert_eq!(
         audit
