@@ -5,7 +5,8 @@
 //! probe --observations--> recorder (classify) --events--> spool --batches--> uplink ==gRPC==> collector
 //! ```
 
-pub mod classify;
+/// Application -> category: the rules the collector sends, applied on the PC.
+pub use kaoqin_proto::classify;
 pub mod cli;
 pub mod clock;
 pub mod config;

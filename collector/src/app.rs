@@ -147,8 +147,13 @@ impl Collector {
                 stopped(),
             )
         });
+        let policy = Arc::new(crate::policy::LivePolicy::stored(
+            &config.agents,
+            crate::policy::loader(store.stores()),
+        ));
         let web = listeners.http.map(|l| {
-            let app = crate::web::App::configured(store.stores(), rules.clone(), &config);
+            let app =
+                crate::web::App::sharing(store.stores(), rules.clone(), &config, policy.clone());
             match web_pem {
                 Some((cert, key)) => {
                     tokio::spawn(crate::web::run_tls(l, app, cert, key, stopped()))
@@ -170,6 +175,7 @@ impl Collector {
                     tls,
                     reports: Some(reports),
                     store_ok: watch_ok,
+                    policy: Some(policy),
                 },
                 grpc_stop,
             )

@@ -8,19 +8,20 @@
 //! - nothing a client sends can panic the server;
 //! - an event instant, corrected by the batch's measured clock offset, lies between
 //!   [`EARLIEST_MS`] and [`MAX_AHEAD_MS`] past the collector's clock; a usage
-//!   category is one of [`BUILT_IN_CATEGORIES`] or of the office's rules;
+//!   category is a built-in one or of the office's rules, now or before
+//!   ([`crate::policy`]);
 //! - load is shed before it reaches the store: more than `max_reports_in_flight`
 //!   Reports at once get Unavailable, an agent above its rate gets
 //!   ResourceExhausted; both tell the agent to back off and retry.
 
 use crate::config::AgentPolicy;
 use crate::error::CollectorError;
+use crate::policy::LivePolicy;
 use crate::ratelimit::RateLimit;
 use crate::store::{Batch, HostFacts, Store, hash_secret};
 use kaoqin_proto::event::Event;
 use kaoqin_proto::v1 as pb;
 use kaoqin_proto::{AGENT_ID_HEADER, AUTHORIZATION_HEADER};
-use std::collections::HashSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -30,16 +31,6 @@ pub const MAX_BATCH_EVENTS: usize = 5_000;
 pub const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
 /// No event happened before 2020-01-01T00:00:00Z (kaoqin did not exist).
 pub const EARLIEST_MS: i64 = 1_577_836_800_000;
-/// Categories every office knows; the office's rules may add more.
-pub const BUILT_IN_CATEGORIES: [&str; 7] = [
-    "chat",
-    "games",
-    "media",
-    "downloads",
-    "nonwork_web",
-    "work",
-    "other",
-];
 
 /// The collector's clock, injectable so tests can set it.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -52,9 +43,8 @@ pub fn system_clock() -> Clock {
 /// Serves `kaoqin.v1.AgentService` over a [`Store`].
 pub struct Ingest<S> {
     store: Arc<S>,
-    policy: pb::Policy,
+    policy: Arc<LivePolicy>,
     clock: Clock,
-    categories: HashSet<String>,
     rate: RateLimit<i64>,
     enroll_rate: RateLimit<Option<std::net::IpAddr>>,
     in_flight: tokio::sync::Semaphore,
@@ -65,16 +55,10 @@ pub struct Ingest<S> {
 
 impl<S: Store> Ingest<S> {
     pub fn new(store: Arc<S>, policy: &AgentPolicy, clock: Clock) -> Self {
-        let categories = BUILT_IN_CATEGORIES
-            .iter()
-            .map(|c| (*c).to_owned())
-            .chain(policy.categories.iter().map(|r| r.category.clone()))
-            .collect();
         Ingest {
             store,
-            policy: policy.to_proto(),
+            policy: Arc::new(LivePolicy::fixed(policy)),
             clock,
-            categories,
             rate: RateLimit::new(
                 f64::from(policy.report_rate_per_second),
                 policy.report_burst,
@@ -89,6 +73,13 @@ impl<S: Store> Ingest<S> {
         }
     }
 
+    /// Serves `policy` (the office's saved rules, reloaded when they change)
+    /// instead of the config's alone.
+    pub fn with_policy(mut self, policy: Arc<LivePolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Takes events from before an agent's enrolment, or earlier than what it
     /// stored, from a replaying agent (labs, demos, tests; never production).
     pub fn allow_replay(mut self, allow: bool) -> Self {
@@ -98,7 +89,12 @@ impl<S: Store> Ingest<S> {
 
     /// Refuses what no agent records: an instant (corrected by `offset_ms`) too far
     /// ahead of `now_ms` or before 2020, a category nobody defined.
-    fn check_event(&self, e: &Event, offset_ms: i64, now_ms: i64) -> Result<(), CollectorError> {
+    fn check_event(
+        policy: &crate::policy::PolicyNow,
+        e: &Event,
+        offset_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), CollectorError> {
         use kaoqin_proto::event::EventKind;
         let mut instants = vec![("at_ms", e.at_ms)];
         if let EventKind::Usage {
@@ -110,11 +106,11 @@ impl<S: Store> Ingest<S> {
         {
             instants.push(("start_ms", *start_ms));
             instants.push(("end_ms", *end_ms));
-            if !self.categories.contains(category) {
+            if !policy.knows(category) {
                 return Err(CollectorError::InvalidArgument(format!(
                     "event seq {}: category: {category:?} is not a known category (the built-in ones are {}, plus the office's own rules)",
                     e.seq,
-                    BUILT_IN_CATEGORIES.join(", ")
+                    kaoqin_proto::classify::CATEGORIES.join(", ")
                 )));
             }
         }
@@ -242,6 +238,7 @@ impl<S: Store> Ingest<S> {
         };
         let mut events = Vec::with_capacity(body.events.len());
         let mut prev = 0u64;
+        let policy = self.policy.now();
         for wire in &body.events {
             let e = Event::try_from(wire)
                 .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
@@ -252,7 +249,7 @@ impl<S: Store> Ingest<S> {
                 )));
             }
             prev = e.seq;
-            self.check_event(&e, clock_offset_ms, received_ms)?;
+            Self::check_event(&policy, &e, clock_offset_ms, received_ms)?;
             events.push(e);
         }
         let outcome = self
@@ -399,7 +396,13 @@ impl<S: Store> pb::agent_service_server::AgentService for Ingest<S> {
         req: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::Policy>, Status> {
         self.authenticate(&req)?;
-        Ok(Response::new(self.policy.clone()))
+        // Agents ask about once an hour each: the saved rules' revision is read
+        // here, so a change in the console reaches every agent on its next ask.
+        let policy = self.policy.clone();
+        let now = tokio::task::spawn_blocking(move || policy.refresh())
+            .await
+            .map_err(|e| Status::internal(format!("policy: {e}")))?;
+        Ok(Response::new(now.proto.clone()))
     }
 }
 

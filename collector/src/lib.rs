@@ -16,6 +16,7 @@ pub mod leave;
 pub mod notice;
 pub mod notify;
 pub mod periodic;
+pub mod policy;
 pub mod ratelimit;
 pub mod report_service;
 pub mod reports;

@@ -23,6 +23,9 @@ pub struct Options {
     pub reports: Option<crate::report_service::ReportApi>,
     /// Whether the store answers: health follows it.
     pub store_ok: tokio::sync::watch::Receiver<bool>,
+    /// The agents' policy with the office's saved rules; the config's alone
+    /// when `None`.
+    pub policy: Option<Arc<crate::policy::LivePolicy>>,
 }
 
 /// Serves gRPC (AgentService, health, reflection, and what `options` adds) on
@@ -39,8 +42,13 @@ pub async fn serve<S: Store>(
         tls,
         reports,
         mut store_ok,
+        policy,
     } = options;
-    let ingest = Ingest::new(store, &config.agents, clock).allow_replay(config.server.allow_replay);
+    let mut ingest =
+        Ingest::new(store, &config.agents, clock).allow_replay(config.server.allow_replay);
+    if let Some(policy) = policy {
+        ingest = ingest.with_policy(policy);
+    }
     if config.server.allow_replay {
         tracing::warn!(
             "Taking past events from replaying agents (--allow-replay): for a lab only."

@@ -8,6 +8,7 @@
 //! Protobuf types stop at the edge: the agent and the collector convert them into
 //! their own domain types in one place each.
 
+pub mod classify;
 pub mod codec;
 pub mod convert;
 pub mod event;

@@ -94,6 +94,17 @@ impl Browser {
     }
 }
 
+/// A collector serving the pages, with the fixture's staff directory.
+fn office(dir: &std::path::Path) -> Collector {
+    let c = Collector::start_web(&dir.join("collector"), "").unwrap();
+    run_ok(
+        c.cmd(&["staff", "import", fixture("staff.csv").to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    c
+}
+
 /// The value of the hidden `csv` field of the preview.
 fn preview_csv(html: &str) -> String {
     let start = html
@@ -113,12 +124,7 @@ fn preview_csv(html: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_run_the_office_from_the_console_and_others_may_not() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start_web(&dir.path().join("collector"), "").unwrap();
-    run_ok(
-        c.cmd(&["staff", "import", fixture("staff.csv").to_str().unwrap()]),
-        LIMIT,
-    )
-    .unwrap();
+    let c = office(dir.path());
     let admin = Browser::new(&c, "root", &["admin"]).await;
     let officer = Browser::new(&c, "li", &["officer", "--department", "办公室"]).await;
     let staff = Browser::new(&c, "zhangsan", &["staff", "--employee", "E001"]).await;
@@ -404,12 +410,7 @@ fn html_prefix(html: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_edited_in_the_console_are_previewed_win_over_the_config_and_rejudge_days() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start_web(&dir.path().join("collector"), "").unwrap();
-    run_ok(
-        c.cmd(&["staff", "import", fixture("staff.csv").to_str().unwrap()]),
-        LIMIT,
-    )
-    .unwrap();
+    let c = office(dir.path());
     // 张三 logged on at 08:41 on 2026-11-24: 11 minutes late under 08:30.
     c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
         .unwrap();
@@ -483,4 +484,119 @@ async fn schedules_edited_in_the_console_are_previewed_win_over_the_config_and_r
     assert_eq!(late(), 41);
     let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
     assert!(audit.contains("setting.schedules"), "{audit}");
+}
+
+/// The "policy version N" an enrolled agent's `status` prints.
+fn agent_policy_version(state: &std::path::Path) -> String {
+    let out = run_ok(kaoqin_tests::agent(state, &["status"]), LIMIT).unwrap();
+    let at = out.find("policy version ").expect(&out) + "policy version ".len();
+    out[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The text of the element with `id` (up to its first `<`).
+fn text_of<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html.find(&format!("id=\"{id}\"")).expect(id);
+    let from = at + html[at..].find('>').unwrap() + 1;
+    &html[from..from + html[from..].find('<').unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn category_rules_are_tried_in_the_console_and_saved_as_a_policy_agents_take() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = office(dir.path());
+    let state = dir.path().join("pc");
+    let mut enrol = kaoqin_tests::agent(
+        &state,
+        &[
+            "enroll",
+            "--collector",
+            &c.url(),
+            "--token",
+            &c.token().unwrap(),
+        ],
+    );
+    enrol.env("KAOQIN_MACHINE_ID", "pc-categories");
+    run_ok(enrol, LIMIT).unwrap();
+    let before = agent_policy_version(&state);
+
+    let admin = Browser::new(&c, "root", &["admin"]).await;
+    let officer = Browser::new(&c, "li", &["officer"]).await;
+    let staff = Browser::new(&c, "zhangsan", &["staff", "--employee", "E001"]).await;
+
+    // Nothing configured: the agents' built-in rules, tried in the test box.
+    let (s, html) = officer
+        .get("/admin/categories?name=WeChat.exe&title=&lang=en")
+        .await;
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains("built-in rules"), "{html}");
+    assert_eq!(text_of(&html, "policy-version"), before);
+    assert!(html.contains("id=\"tried\""), "{html}");
+    assert!(text_of(&html, "tried").contains("→"), "{html}");
+    assert!(html.contains("<code>chat</code> · rule "), "{html}");
+    assert!(!html.contains("id=\"rules-text\""), "officers only read");
+    assert_eq!(staff.get("/admin/categories").await.0, 403);
+
+    // A bad pattern is named by its rule, counted from 1; nothing is saved.
+    assert_eq!(admin.get("/admin/categories?lang=en").await.0, 200);
+    let bad = "[[rule]]\ncategory = \"lottery\"\ntitle_patterns = [\"彩票\"]\n\n[[rule]]\ncategory = \"games\"\nprocess_patterns = [\"steam[\"]\n";
+    let (s, html) = admin
+        .form(
+            "/admin/categories/save",
+            &[("text", bad), ("name", ""), ("title", "")],
+        )
+        .await;
+    assert_eq!(s, 400, "{html}");
+    assert!(
+        html.contains("rule 2 (category &quot;games&quot;)"),
+        "{html}"
+    );
+    // The edited rules tried before saving: the office's own category.
+    let good = "# The office's rules.\n[[rule]]\ncategory = \"lottery\"\ntitle_patterns = [\"彩票\"]\n\n[[rule]]\ncategory = \"games\"\nprocess_patterns = [\"steam\"]\n";
+    let (s, html) = admin
+        .form(
+            "/admin/categories/check",
+            &[
+                ("text", good),
+                ("name", "chrome"),
+                ("title", "体育彩票开奖结果"),
+            ],
+        )
+        .await;
+    assert_eq!(s, 200, "{html}");
+    assert!(html.contains("<code>lottery</code> · rule 1"), "{html}");
+    assert_eq!(
+        officer
+            .form("/admin/categories/save", &[("text", good)])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        agent_policy_version(&state),
+        before,
+        "a check saves nothing"
+    );
+
+    let (s, _) = admin
+        .form("/admin/categories/save", &[("text", good)])
+        .await;
+    assert_eq!(s, 303);
+    let (_, html) = admin.get("/admin/categories?lang=en").await;
+    assert!(html.contains("saved in the console (1, web:root"), "{html}");
+    assert!(
+        html.contains("# The office&#x27;s rules."),
+        "the saved text: {html}"
+    );
+    let after = text_of(&html, "policy-version").to_owned();
+    assert_ne!(after, before, "a new policy version");
+    // The agent is told the new version; WeChat is no longer chat.
+    assert_eq!(agent_policy_version(&state), after);
+    let (_, html) = officer.get("/admin/categories?name=WeChat&title=").await;
+    assert!(html.contains("no rule matched"), "{html}");
+    let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
+    assert!(audit.contains("setting.category_rules"), "{audit}");
 }

@@ -33,14 +33,7 @@ pub fn live(config: &crate::config::Config) -> Result<Box<dyn Probe>, ProbeError
 }
 
 /// An application as the PC sees it. Used only for classification on the PC.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct App {
-    /// The executable's file name without directory and without `.exe`
-    /// (not the 15-character kernel comm name on Linux).
-    pub name: String,
-    /// The window title, where the desktop exposes it. Evaluated on the PC only.
-    pub title: Option<String>,
-}
+pub use kaoqin_proto::classify::App;
 
 /// Which applications the user had in front of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
 }
 
 /// May `user` see the console at all: admins, and officers read-only.
-fn console(user: &User) -> Result<bool, WebError> {
+pub(super) fn console(user: &User) -> Result<bool, WebError> {
     match user.role {
         Role::Admin => Ok(true),
         Role::Officer => Ok(false),
@@ -50,7 +50,7 @@ fn console(user: &User) -> Result<bool, WebError> {
 }
 
 /// Only admins change things.
-fn admin(user: &User) -> Result<(), WebError> {
+pub(super) fn admin(user: &User) -> Result<(), WebError> {
     if can(user, Action::Administer, Target::System) {
         Ok(())
     } else {
@@ -69,7 +69,7 @@ fn in_scope(user: &User, p: &Person) -> bool {
     )
 }
 
-fn when(app: &App, ms: Option<i64>) -> String {
+pub(super) fn when(app: &App, ms: Option<i64>) -> String {
     ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
         .map(|t| {
             app.settings()

@@ -14,6 +14,7 @@
 
 mod admin_pages;
 pub mod audit;
+mod category_pages;
 pub mod i18n;
 mod pages;
 pub mod params;
@@ -58,6 +59,8 @@ pub struct App {
     pub(crate) requests: crate::config::RequestsConfig,
     /// Sign-in with the office directory (`[auth.ldap]`).
     pub(crate) ldap: Option<crate::config::LdapConfig>,
+    /// What agents are told, with the category rules saved in the console.
+    pub(crate) policy: Arc<crate::policy::LivePolicy>,
     /// Served over HTTPS: cookies are `Secure` and the session cookie `__Host-`.
     secure: std::sync::atomic::AtomicBool,
 }
@@ -110,6 +113,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin_calendar.html"),
     ),
     (
+        "admin_categories.html",
+        include_str!("../../templates/admin_categories.html"),
+    ),
+    (
         "admin_schedules.html",
         include_str!("../../templates/admin_schedules.html"),
     ),
@@ -145,7 +152,21 @@ impl App {
         rules: Arc<LiveRules>,
         config: &crate::config::Config,
     ) -> Arc<App> {
+        let policy =
+            crate::policy::LivePolicy::stored(&config.agents, crate::policy::loader(store.clone()));
+        App::sharing(store, rules, config, Arc::new(policy))
+    }
+
+    /// The shared state of the pages, with the settings of `config` and the
+    /// agents' policy that gRPC serves.
+    pub fn sharing(
+        store: Arc<dyn Stores>,
+        rules: Arc<LiveRules>,
+        config: &crate::config::Config,
+        policy: Arc<crate::policy::LivePolicy>,
+    ) -> Arc<App> {
         Arc::new(App {
+            policy,
             appeal_limits: config.appeals,
             requests: config.requests.clone(),
             ldap: config.auth.ldap.clone(),

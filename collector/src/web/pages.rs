@@ -39,6 +39,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .route("/static/style.css", get(style))
         .merge(super::request_pages::routes())
         .merge(super::admin_pages::routes())
+        .merge(super::category_pages::routes())
 }
 
 async fn style() -> Response {

@@ -17,6 +17,7 @@ use std::path::Path;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind, Users};
 
 use crate::probe::App;
+use kaoqin_proto::classify::strip_exe;
 
 /// How often the uid -> name table is re-read regardless.
 pub(super) const USERS_REFRESH_MS: i64 = 10 * 60 * 1000;
@@ -117,15 +118,6 @@ pub(super) fn app_name(exe: Option<&Path>, cmd: &[OsString]) -> Option<String> {
         return None;
     }
     Some(name.to_owned())
-}
-
-fn strip_exe(name: &str) -> &str {
-    let n = name.len();
-    if n > 4 && name.is_char_boundary(n - 4) && name[n - 4..].eq_ignore_ascii_case(".exe") {
-        &name[..n - 4]
-    } else {
-        name
-    }
 }
 
 /// The application name of one process, read from `/proc` (for the foreground

@@ -1,4 +1,5 @@
-//! Application -> category, evaluated on the PC.
+//! Application -> category, evaluated on the PC (and, for the console's test box,
+//! by the collector, with the same code).
 //!
 //! The probe sees executable names and window titles; the classifier turns them
 //! into one category name, and only that (as seconds per category) leaves the PC.
@@ -25,7 +26,16 @@
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::probe::App;
+/// An application as a probe sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct App {
+    /// The executable's file name without directory and without `.exe`
+    /// (not the 15-character kernel comm name on Linux).
+    pub name: String,
+    /// The window title, where the desktop exposes it. Evaluated on the PC only
+    /// (and in the collector's rule test box, where an officer types it).
+    pub title: Option<String>,
+}
 
 /// The categories the product knows. An office may add its own names.
 pub const CATEGORIES: &[&str] = &[
@@ -113,6 +123,14 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, ClassifyError> {
     Ok(toml::from_str::<RulesFile>(text)?.rule)
 }
 
+/// `rules` as a rules file that [`parse_rules`] reads back.
+pub fn rules_to_toml(rules: &[Rule]) -> String {
+    toml::to_string(&RulesFile {
+        rule: rules.to_vec(),
+    })
+    .unwrap_or_default()
+}
+
 #[derive(Debug, Clone)]
 struct Compiled {
     process: Option<GlobSet>,
@@ -128,7 +146,7 @@ pub struct Classifier {
 }
 
 /// Removes a trailing `.exe` (any case).
-fn strip_exe(name: &str) -> &str {
+pub fn strip_exe(name: &str) -> &str {
     let n = name.len();
     if n > 4 && name.is_char_boundary(n - 4) && name[n - 4..].eq_ignore_ascii_case(".exe") {
         &name[..n - 4]
@@ -219,19 +237,20 @@ impl Classifier {
 
     /// The first matching rule's category, else `"other"`.
     pub fn classify(&self, app: &App) -> &str {
+        self.deciding_rule(app)
+            .map_or(OTHER, |i| self.rules[i].category.as_str())
+    }
+
+    /// The index of the first rule that matches `app`, if any.
+    pub fn deciding_rule(&self, app: &App) -> Option<usize> {
         let name = strip_exe(app.name.trim());
         let title = app.title.as_deref().map(str::to_lowercase);
-        for (rule, c) in self.rules.iter().zip(&self.compiled) {
-            if c.process.as_ref().is_some_and(|set| set.is_match(name)) {
-                return &rule.category;
-            }
-            if let Some(title) = &title
-                && c.titles.iter().any(|t| title.contains(t.as_str()))
-            {
-                return &rule.category;
-            }
-        }
-        OTHER
+        self.compiled.iter().position(|c| {
+            c.process.as_ref().is_some_and(|set| set.is_match(name))
+                || title
+                    .as_ref()
+                    .is_some_and(|title| c.titles.iter().any(|t| title.contains(t.as_str())))
+        })
     }
 
     /// The rules, in the order they are tried.
@@ -249,6 +268,14 @@ mod tests {
             name: name.to_owned(),
             title: title.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn rules_written_out_read_back_the_same() {
+        let rules = Classifier::builtin_rules();
+        let text = rules_to_toml(&rules);
+        assert!(text.contains("[[rule]]"), "{text}");
+        assert_eq!(parse_rules(&text).unwrap(), rules);
     }
 
     #[test]
