@@ -115,6 +115,7 @@ fn bench(c: &mut Criterion) {
         accounts: vec!["zhangsan".into()],
         own_pcs: Vec::new(),
         email: String::new(),
+        left_on: None,
     };
     let calendar = Calendar::official();
     let schedules = ScheduleSet::default();

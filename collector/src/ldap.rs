@@ -297,6 +297,7 @@ pub fn directory_staff(cfg: &LdapConfig) -> Result<(Vec<Person>, Vec<String>), R
                 .unwrap_or_default(),
             own_pcs: Vec::new(),
             email: e.first(&cfg.email_attribute).unwrap_or("").to_owned(),
+            left_on: None,
         });
     }
     people.sort_by(|a, b| a.employee_id.cmp(&b.employee_id));
@@ -505,6 +506,7 @@ mod tests {
             accounts: accounts.iter().map(|a| a.to_string()).collect(),
             own_pcs: Vec::new(),
             email: email.into(),
+            left_on: None,
         };
         let mut zs = p("E001", "张三", "办公室", &["office\\zhangsan"], "");
         zs.own_pcs = vec!["pc-1".into()];

@@ -218,6 +218,7 @@ pub fn read_staff(file: &str, input: impl std::io::Read) -> anyhow::Result<Vec<P
                 accounts,
                 own_pcs,
                 email,
+                left_on: None,
             },
         ));
     }

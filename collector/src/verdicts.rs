@@ -509,8 +509,10 @@ fn exemptions_for(
 fn context_fp(year_fp: &str, person: &Person, exemptions: &[Exemption]) -> String {
     let mut p = person.clone();
     p.accounts.sort();
-    // Contact details are not part of what a verdict depends on.
+    // Contact details and the day the person left (no day after it is judged)
+    // are not part of what a verdict depends on.
     p.email.clear();
+    p.left_on = None;
     sha(&format!(
         "{}|{}|{}",
         year_fp,
@@ -808,7 +810,8 @@ pub enum Day<'a> {
 /// index of its person in `people`: first the fresh stored ones in (date, employee
 /// id) order, without building a [`DayVerdict`] for them (summaries add up the
 /// stored figures directly), then the missing and stale ones, judged (and stored)
-/// after the read, in the same order.
+/// after the read, in the same order. Days after a person left
+/// ([`Person::left_on`]) are passed over.
 #[allow(clippy::too_many_arguments)]
 pub fn walk_between(
     store: &dyn Stores,
@@ -940,6 +943,10 @@ pub fn walk_between(
         }
         let (di, i) = next;
         next = step(next);
+        if !people[i].employed_on(dates[di].0) {
+            // A day after the person left: not judged, not reported.
+            return Ok(());
+        }
         if fresh(di, i, &s) {
             f(i, Day::Stored(s))
         } else {
@@ -951,6 +958,7 @@ pub fn walk_between(
         to_judge.push(next);
         next = step(next);
     }
+    to_judge.retain(|(di, i)| people[*i].employed_on(dates[*di].0));
     let mut pending = Pending::new(store);
     for (di, i) in to_judge {
         let j = judge(store, rules, &people[i], dates[di].0, now)?;
@@ -1049,6 +1057,7 @@ mod tests {
             accounts: vec![account.into()],
             own_pcs: Vec::new(),
             email: String::new(),
+            left_on: None,
         };
         store
             .import_staff(&[person("E2", "lisi"), person("E1", "zhangsan")], 0)
@@ -1264,6 +1273,22 @@ mod tests {
                 .values()
                 .all(|&ms| ms != at(4).as_millisecond())
         );
+
+        // E2 left on Monday: the later days, stored or not, are neither judged nor
+        // reported; when E2 returns they are there again.
+        store
+            .set_left_on("E2", Some(monday), "web:root", 0)
+            .unwrap();
+        let days = |now| {
+            read(Detail::Headline, now)
+                .iter()
+                .filter(|v| v.employee_id == "E2")
+                .map(|v| v.date.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(days(at(6)), ["2026-11-23"]);
+        store.set_left_on("E2", None, "web:root", 0).unwrap();
+        assert_eq!(days(at(7)).len(), 3);
     }
 
     #[test]

@@ -600,3 +600,84 @@ async fn category_rules_are_tried_in_the_console_and_saved_as_a_policy_agents_ta
     let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
     assert!(audit.contains("setting.category_rules"), "{audit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_who_left_is_kept_but_no_later_day_is_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = office(dir.path());
+    c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
+        .unwrap();
+    let ids_on = |date: &str| {
+        let out = run_ok(
+            c.cmd(&[
+                "report",
+                "daily",
+                "--date",
+                date,
+                "--format",
+                "json",
+                "--now",
+                "2026-12-01T00:00:00Z",
+            ]),
+            LIMIT,
+        )
+        .unwrap();
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["employee_id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(ids_on("2026-11-24").contains(&"E001".to_owned()));
+    let admin = Browser::new(&c, "root", &["admin"]).await;
+    let officer = Browser::new(&c, "li", &["officer"]).await;
+
+    let (s, html) = admin
+        .form(
+            "/admin/staff/E001/leave?lang=en",
+            &[("left_on", "2026-11-31")],
+        )
+        .await;
+    assert_eq!(s, 400, "{html}");
+    assert!(html.contains("left_on"), "the field is named: {html}");
+    assert_eq!(
+        officer
+            .form("/admin/staff/E001/leave", &[("left_on", "2026-11-23")])
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        admin
+            .form("/admin/staff/E404/leave", &[("left_on", "2026-11-23")])
+            .await
+            .0,
+        404
+    );
+    let (s, _) = admin
+        .form("/admin/staff/E001/leave", &[("left_on", "2026-11-23")])
+        .await;
+    assert_eq!(s, 303);
+    // Kept in the directory, marked; the day after is neither judged nor reported.
+    let (_, html) = admin.get("/admin/staff").await;
+    assert!(
+        html.contains("id=\"staff-E001\" class=\"left\"") && html.contains("2026-11-23"),
+        "{html}"
+    );
+    assert!(!ids_on("2026-11-24").contains(&"E001".to_owned()));
+    assert!(ids_on("2026-11-23").contains(&"E001".to_owned()));
+    let listed = run_ok(c.cmd(&["staff", "list"]), LIMIT).unwrap();
+    assert!(listed.contains("E001"), "{listed}");
+    // Back again: the day is judged as before.
+    let (s, _) = admin
+        .form("/admin/staff/E001/leave", &[("left_on", "")])
+        .await;
+    assert_eq!(s, 303);
+    assert!(ids_on("2026-11-24").contains(&"E001".to_owned()));
+    let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
+    assert!(
+        audit.contains("staff.left") && audit.contains("staff.returned"),
+        "{audit}"
+    );
+}

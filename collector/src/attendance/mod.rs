@@ -152,6 +152,17 @@ pub struct Person {
     /// Verdicts do not depend on it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub email: String,
+    /// The last day the person worked here, once they have left (deactivated in
+    /// the console, kept for history): no later day is judged or reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_on: Option<jiff::civil::Date>,
+}
+
+impl Person {
+    /// Whether `date` is a day the person worked here (not after they left).
+    pub fn employed_on(&self, date: jiff::civil::Date) -> bool {
+        self.left_on.is_none_or(|last| date <= last)
+    }
 }
 
 /// Whether the OS account `observed` on a PC is the directory's `listed` one: the

@@ -27,6 +27,7 @@ fn person() -> Person {
         accounts: vec!["zhangsan".into()],
         own_pcs: Vec::new(),
         email: String::new(),
+        left_on: None,
     }
 }
 

@@ -112,6 +112,7 @@ fn a_day_becomes_one_message_per_person_head_and_robot_with_its_key() {
         accounts: vec![id.to_lowercase()],
         own_pcs: Vec::new(),
         email: email.into(),
+        left_on: None,
     };
     store
         .import_staff(

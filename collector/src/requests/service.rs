@@ -63,6 +63,7 @@ impl Requests<'_> {
             accounts: Vec::new(),
             own_pcs: Vec::new(),
             email: String::new(),
+            left_on: None,
         });
         if !allowed(&probe) {
             return Err(RequestError::Forbidden);

@@ -21,6 +21,7 @@ fn person(id: &str, dept: &str) -> Person {
         accounts: vec![id.to_lowercase()],
         own_pcs: Vec::new(),
         email: String::new(),
+        left_on: None,
     }
 }
 

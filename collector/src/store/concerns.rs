@@ -318,6 +318,18 @@ pub trait Directory: Send + Sync {
     /// account already mapped to someone not in `people` is an error naming both.
     fn import_staff(&self, people: &[Person], now_ms: i64) -> Result<ImportCounts, StoreError>;
 
+    /// Sets (or, with `None`, clears) the last day `employee_id` worked here, and
+    /// audits it (`staff.left` or `staff.returned`). The person stays in the
+    /// directory with their history; no day after it is judged. An unknown
+    /// person is [`StoreError::NotFound`].
+    fn set_left_on(
+        &self,
+        employee_id: &str,
+        left_on: Option<Date>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
     /// Everyone in the directory, by employee id, with their accounts (lower case).
     fn staff(&self) -> Result<Vec<Person>, StoreError>;
 

@@ -275,6 +275,7 @@ pub(crate) async fn stored_verdicts_read_back_in_key_order<S: super::Stores>(s: 
         accounts: vec![id.to_ascii_lowercase()],
         own_pcs: Vec::new(),
         email: String::new(),
+        left_on: None,
     };
     // Ids whose byte order differs from a language's collation.
     let people = [person("E-2"), person("E10"), person("e1")];
@@ -332,6 +333,7 @@ pub(crate) async fn a_plain_listed_account_finds_its_pcs_in_any_domain<S: Store 
         accounts: vec!["zhangsan".into()],
         own_pcs: vec!["PC-M1".into()],
         email: String::new(),
+        left_on: None,
     };
     s.import_staff(std::slice::from_ref(&person), T0).unwrap();
     assert!(
@@ -407,6 +409,7 @@ pub(crate) async fn requests_are_filed_decided_applied_and_withdrawn_in_one_tran
         accounts: vec![account.into()],
         own_pcs: Vec::new(),
         email: String::new(),
+        left_on: None,
     };
     s.import_staff(&[person("E001", "zhangsan"), person("E002", "lisi")], T0)
         .unwrap();
@@ -830,12 +833,48 @@ pub(crate) async fn office_settings_keep_revisions_and_are_audited<S: super::Sto
         accounts: vec!["zhangsan".into()],
         own_pcs: Vec::new(),
         email: "zhangsan@office.test".into(),
+        left_on: None,
     };
     s.import_staff(std::slice::from_ref(&p), T0).unwrap();
     assert_eq!(s.person("E001").unwrap(), Some(p.clone()));
     p.email.clear();
     s.import_staff(std::slice::from_ref(&p), T0).unwrap();
-    assert_eq!(s.staff().unwrap(), [p]);
+    assert_eq!(s.staff().unwrap(), [p.clone()]);
+    // A person who left stays, with the day; an import keeps it; they may return.
+    let last = jiff::civil::date(2026, 12, 31);
+    s.set_left_on("E001", Some(last), "web:root", T0).unwrap();
+    p.left_on = Some(last);
+    assert_eq!(s.staff().unwrap(), [p.clone()]);
+    s.import_staff(
+        &[crate::attendance::Person {
+            left_on: None,
+            ..p.clone()
+        }],
+        T0,
+    )
+    .unwrap();
+    assert_eq!(
+        s.person("E001").unwrap(),
+        Some(p.clone()),
+        "kept by an import"
+    );
+    s.set_left_on("E001", None, "web:root", T0).unwrap();
+    assert_eq!(s.person("E001").unwrap().unwrap().left_on, None);
+    assert!(matches!(
+        s.set_left_on("E404", Some(last), "web:root", T0),
+        Err(StoreError::NotFound(_))
+    ));
+    let actions: Vec<String> = s
+        .audit_list()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert!(
+        actions.contains(&"staff.left".to_owned())
+            && actions.contains(&"staff.returned".to_owned()),
+        "{actions:?}"
+    );
     let audit = s.audit_list().unwrap();
     assert_eq!(
         audit

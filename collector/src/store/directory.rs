@@ -273,6 +273,31 @@ pub(crate) fn parse_kind(s: &str) -> Option<ExemptionKind> {
     ExemptionKind::parse(s)
 }
 
+/// A stored `left_on` (`YYYY-MM-DD`, written only by [`set_left_on_entry`]'s callers).
+pub(crate) fn left_on(text: Option<String>) -> Option<Date> {
+    text.and_then(|t| t.parse().ok())
+}
+
+/// The audit entry of a `set_left_on`.
+pub(crate) fn set_left_on_entry(
+    employee_id: &str,
+    left_on: Option<Date>,
+    actor: &str,
+    now_ms: i64,
+) -> crate::audit::AuditEntry {
+    crate::audit::AuditEntry::new(
+        now_ms,
+        actor,
+        if left_on.is_some() {
+            "staff.left"
+        } else {
+            "staff.returned"
+        },
+        employee_id,
+        serde_json::json!({ "left_on": left_on.map(|d| d.to_string()) }),
+    )
+}
+
 pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
         Timestamp::MIN
@@ -288,12 +313,12 @@ impl SqliteStore {
         // Two statements, so that one person's lookup uses the primary key.
         let mut stmt = conn
             .prepare_cached(if only.is_some() {
-                "SELECT s.employee_id, s.name, s.department, a.account, s.email FROM staff s
+                "SELECT s.employee_id, s.name, s.department, a.account, s.email, s.left_on FROM staff s
                  LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
                  WHERE s.employee_id = ?1
                  ORDER BY s.employee_id, a.account"
             } else {
-                "SELECT s.employee_id, s.name, s.department, a.account, s.email FROM staff s
+                "SELECT s.employee_id, s.name, s.department, a.account, s.email, s.left_on FROM staff s
                  LEFT JOIN staff_accounts a ON a.employee_id = s.employee_id
                  WHERE ?1 IS NULL
                  ORDER BY s.employee_id, a.account"
@@ -326,6 +351,7 @@ impl SqliteStore {
                     department: r.get(2).map_err(&err)?,
                     accounts: Vec::new(),
                     email: r.get(4).map_err(&err)?,
+                    left_on: left_on(r.get(5).map_err(&err)?),
                 });
             }
             if let (Some(a), Some(p)) = (account, out.last_mut()) {
@@ -484,6 +510,33 @@ impl super::Directory for SqliteStore {
         }
         tx.commit().map_err(&err)?;
         Ok(counts)
+    }
+
+    fn set_left_on(
+        &self,
+        employee_id: &str,
+        left_on: Option<Date>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let err = sql_err(self.path());
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let n = tx
+            .execute(
+                "UPDATE staff SET left_on = ?2, updated_ms = ?3 WHERE employee_id = ?1",
+                params![employee_id, left_on.map(|d| d.to_string()), now_ms],
+            )
+            .map_err(&err)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "{employee_id} is not in the staff directory"
+            )));
+        }
+        super::audit_log::append(&tx, &set_left_on_entry(employee_id, left_on, actor, now_ms))?;
+        tx.commit().map_err(&err)
     }
 
     fn staff(&self) -> Result<Vec<Person>, StoreError> {

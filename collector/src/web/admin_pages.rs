@@ -26,6 +26,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .route("/admin/staff/import", post(staff_import))
         .route("/admin/staff/save", post(staff_save))
         .route("/admin/staff/assign", post(staff_assign))
+        .route("/admin/staff/{id}/leave", post(staff_leave))
         .route("/admin/agents", get(agents_page))
         .route("/admin/agents/{id}/revoke", post(agent_revoke))
         .route("/admin/tokens", post(token_create))
@@ -85,6 +86,7 @@ fn person_value(p: &Person) -> Value {
     context! {
         id => p.employee_id, name => p.name, department => p.department,
         accounts => p.accounts.join(";"), own_pcs => p.own_pcs.join(";"), email => p.email,
+        left_on => p.left_on.map(|d| d.to_string()),
     }
 }
 
@@ -403,6 +405,48 @@ async fn staff_save(State(app): St, ctx: Ctx, Form(f): Form<PersonForm>) -> Resp
         )?;
         Ok(redirect(
             &format!("/admin/staff?saved={}", urlencode(f.employee_id.trim())),
+            Vec::new(),
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct LeaveForm {
+    /// The last day worked; empty: the person is back.
+    #[serde(default)]
+    left_on: String,
+}
+
+/// Deactivates a person from the day after `left_on` (kept for history, never
+/// deleted), or, with an empty `left_on`, makes them active again. Audited.
+async fn staff_leave(
+    State(app): St,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(f): Form<LeaveForm>,
+) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let left_on = match f.left_on.trim() {
+            "" => None,
+            s => Some(
+                s.parse::<jiff::civil::Date>()
+                    .map_err(|_| WebError::BadField {
+                        name: "left_on".into(),
+                        problem: format!("{s:?}: a date such as 2026-12-31, or empty"),
+                    })?,
+            ),
+        };
+        app.store.set_left_on(
+            &id,
+            left_on,
+            &format!("web:{}", u.username),
+            now().as_millisecond(),
+        )?;
+        Ok(redirect(
+            &format!("/admin/staff?saved={}", urlencode(&id)),
             Vec::new(),
         ))
     })

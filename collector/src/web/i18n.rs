@@ -401,6 +401,13 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ("schedules", "作息时间", "Schedules"),
     ("category_rules", "应用分类规则", "Category rules"),
     (
+        "left_on",
+        "最后工作日（离职/调离）",
+        "Last day worked (left)",
+    ),
+    ("deactivate", "停用", "Deactivate"),
+    ("returned", "恢复", "Reactivate"),
+    (
         "rules_source",
         "现行规则来自",
         "The rules in force come from",

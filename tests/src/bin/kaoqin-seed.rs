@@ -362,6 +362,7 @@ fn people(seed: u64, n: usize, departments: usize) -> Vec<Person> {
                 accounts,
                 own_pcs: Vec::new(),
                 email: String::new(),
+                left_on: None,
             }
         })
         .collect()

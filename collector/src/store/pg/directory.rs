@@ -50,7 +50,7 @@ impl PgStore {
                           WHERE a.employee_id = s.employee_id ORDER BY account COLLATE \"C\"),
                     ARRAY(SELECT pc FROM staff_pcs p WHERE p.employee_id = s.employee_id
                           ORDER BY pc COLLATE \"C\"),
-                    s.email
+                    s.email, s.left_on
              FROM staff s WHERE $1::text IS NULL OR s.employee_id = $1
              ORDER BY s.employee_id COLLATE \"C\"",
             &[&only],
@@ -64,6 +64,7 @@ impl PgStore {
                 accounts: r.get(3),
                 own_pcs: r.get(4),
                 email: r.get(5),
+                left_on: super::super::directory::left_on(r.get(6)),
             })
             .collect())
     }
@@ -191,6 +192,39 @@ impl Directory for PgStore {
             }
             tx.commit().await.map_err(&err)?;
             Ok(counts)
+        })
+    }
+
+    fn set_left_on(
+        &self,
+        employee_id: &str,
+        left_on: Option<Date>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.block(async {
+            let mut conn = self.conn().await?;
+            let err = self.err();
+            let tx = conn.transaction().await.map_err(&err)?;
+            let n = tx
+                .execute(
+                    "UPDATE staff SET left_on = $2, updated_ms = $3 WHERE employee_id = $1",
+                    &[&employee_id, &left_on.map(|d| d.to_string()), &now_ms],
+                )
+                .await
+                .map_err(&err)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "{employee_id} is not in the staff directory"
+                )));
+            }
+            super::admin::append(
+                &tx,
+                self,
+                &crate::store::directory::set_left_on_entry(employee_id, left_on, actor, now_ms),
+            )
+            .await?;
+            tx.commit().await.map_err(&err)
         })
     }
 

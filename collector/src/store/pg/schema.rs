@@ -341,4 +341,7 @@ CREATE TABLE office_settings (
     r#"
 ALTER TABLE users ADD COLUMN lang TEXT;
 "#,
+    r#"
+ALTER TABLE staff ADD COLUMN left_on TEXT;
+"#,
 ];

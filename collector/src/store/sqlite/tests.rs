@@ -274,6 +274,7 @@ async fn the_agent_row_keeps_the_latest_clock_offset_also_after_an_upgrade() {
              DROP TABLE notify_days;
              DROP TABLE office_settings;
              ALTER TABLE users DROP COLUMN lang;
+             ALTER TABLE staff DROP COLUMN left_on;
              PRAGMA user_version = 7;",
         )
         .unwrap();
