@@ -331,12 +331,11 @@ async fn admins_run_the_office_from_the_console_and_others_may_not() {
         officer.form("/admin/users/zhangsan/reset", &[]).await.0,
         403
     );
+    let (_, html) = admin.get("/admin/agents").await;
+    assert!(html.contains("近 7 天完整性事件"), "{html}");
     assert!(
-        admin
-            .get("/admin/agents")
-            .await
-            .1
-            .contains("近 7 天完整性事件")
+        html.contains("本周覆盖率"),
+        "each PC's coverage this week: {html}"
     );
 
     // The calendar: the official days, and a notice import checked whole.
@@ -522,6 +521,14 @@ async fn category_rules_are_tried_in_the_console_and_saved_as_a_policy_agents_ta
     enrol.env("KAOQIN_MACHINE_ID", "pc-categories");
     run_ok(enrol, LIMIT).unwrap();
     let before = agent_policy_version(&state);
+    // The PC's coverage this week: a percentage, or a dash before any office hours.
+    let (_, html) = Browser::new(&c, "it", &["admin"])
+        .await
+        .get("/admin/agents")
+        .await;
+    let cell = html.find("class=\"coverage\">").expect("a coverage cell") + 17;
+    let value = &html[cell..][..html[cell..].find('<').unwrap()];
+    assert!(value == "—" || value == "0%", "nothing heard yet: {value}");
 
     let admin = Browser::new(&c, "root", &["admin"]).await;
     let officer = Browser::new(&c, "li", &["officer"]).await;

@@ -140,6 +140,34 @@ impl super::Admin for SqliteStore {
         })
     }
 
+    fn heard_in(&self, slots: &[(i64, i64)]) -> Result<Vec<(String, u32)>, StoreError> {
+        let conn = self.reader();
+        let err = sql_err(self.path());
+        let slots = format!(
+            "[{}]",
+            slots
+                .iter()
+                .map(|(s, e)| format!("[{s},{e}]"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut stmt = conn
+            .prepare_cached(
+                "WITH slot(s, e) AS (
+                     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+                     FROM json_each(?1))
+                 SELECT a.id, (SELECT count(*) FROM slot WHERE EXISTS (
+                     SELECT 1 FROM events ev
+                     WHERE ev.agent = a.num AND ev.at_ms >= slot.s AND ev.at_ms < slot.e))
+                 FROM agents a ORDER BY a.id",
+            )
+            .map_err(&err)?;
+        let rows = stmt
+            .query_map([slots], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(&err)?;
+        rows.collect::<Result<_, _>>().map_err(&err)
+    }
+
     fn agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
         let conn = self.reader();
         let err = sql_err(self.path());

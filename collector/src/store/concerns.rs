@@ -98,6 +98,10 @@ pub trait Admin: Send + Sync {
     /// Every enrolled agent with its latest measured clock offset, by id.
     fn agents(&self) -> Result<Vec<AgentInfo>, StoreError>;
 
+    /// For each agent, by id, in how many of `slots` (`[start_ms, end_ms)`, by the
+    /// PC's clock) it recorded any event: one index probe per agent and slot.
+    fn heard_in(&self, slots: &[(i64, i64)]) -> Result<Vec<(String, u32)>, StoreError>;
+
     /// Revokes an agent: its key stops working (a running `serve` notices within
     /// a second) and its machine can enrol again only with a token created after
     /// now. Its stored events stay.

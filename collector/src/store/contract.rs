@@ -358,6 +358,39 @@ pub(crate) async fn a_plain_listed_account_finds_its_pcs_in_any_domain<S: Store 
     assert!(err.contains("already belongs to E001"), "{err}");
 }
 
+pub(crate) async fn coverage_counts_the_slots_an_agent_was_heard_in<S: Store + super::Stores>(
+    s: &S,
+) {
+    let num = enrolled(s, "m1").await;
+    enrolled(s, "m2").await;
+    let mut b = batch(num, 1..=3);
+    // Heard at T0, T0 + 1 min and T0 + 20 min.
+    for (e, at) in b.events.iter_mut().zip([T0, T0 + 60_000, T0 + 1_200_000]) {
+        e.at_ms = at;
+    }
+    s.store_batch(b).await.unwrap();
+    let slot = 900_000;
+    let slots = [
+        (T0, T0 + slot),
+        (T0 + slot, T0 + 2 * slot),
+        (T0 + 2 * slot, T0 + 3 * slot),
+    ];
+    let heard = s.heard_in(&slots).unwrap();
+    let ids: Vec<String> = s.agents().unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    let count = |id: &str| heard.iter().find(|(a, _)| a == id).unwrap().1;
+    let first = s.agent_auth(&ids[0]).unwrap().unwrap().num == num;
+    let (m1, m2) = if first {
+        (&ids[0], &ids[1])
+    } else {
+        (&ids[1], &ids[0])
+    };
+    assert_eq!(count(m1), 2, "two slots of three");
+    assert_eq!(count(m2), 0);
+    // The end of a slot is not in it.
+    assert_eq!(s.heard_in(&[(T0 - slot, T0)]).unwrap()[0].1, 0);
+}
+
 pub(crate) async fn a_reenrolment_is_found_for_the_days_it_touches<S: Store + super::Stores>(
     s: &S,
 ) {
@@ -914,6 +947,7 @@ macro_rules! both_stores {
 }
 
 both_stores!(
+    coverage_counts_the_slots_an_agent_was_heard_in,
     exactly_once_and_resends_acknowledged,
     a_seq_going_backwards_refuses_the_whole_batch,
     the_trust_rules_refuse_without_touching_the_agent,

@@ -493,9 +493,65 @@ async fn staff_assign(State(app): St, ctx: Ctx, Form(f): Form<AssignForm>) -> Re
 
 // ---------------------------------------------------------------- agents and tokens
 
+/// How long one slot of office time is when PCs' coverage is measured.
+const COVERAGE_SLOT_MS: i64 = 15 * 60 * 1000;
+
+/// This week's office time up to `now` (Monday on, working days, the office's
+/// default schedule; core hours for flexible ones) in quarter-hour slots.
+fn office_slots(app: &App, now: jiff::Timestamp) -> Vec<(i64, i64)> {
+    let rules = app.rules();
+    let tz = &rules.settings.time_zone;
+    let today = tz.to_datetime(now).date();
+    let monday =
+        today.saturating_sub(jiff::Span::new().days(today.weekday().to_monday_zero_offset()));
+    let mut slots = Vec::new();
+    let mut date = monday;
+    while date <= today {
+        if rules.calendar.day_kind(date).is_working() {
+            let (schedule, _) = rules.schedules.schedule_for("", date);
+            let hours: Vec<(jiff::civil::Time, jiff::civil::Time)> = match schedule {
+                crate::attendance::Schedule::Fixed { .. } => schedule
+                    .sessions_on(date)
+                    .map(|(s, _)| s.iter().map(|x| (x.start, x.end)).collect())
+                    .unwrap_or_default(),
+                crate::attendance::Schedule::Flexible(f) => vec![(f.core_start, f.core_end)],
+            };
+            for (start, end) in hours {
+                let at = |t: jiff::civil::Time| {
+                    tz.to_ambiguous_timestamp(date.to_datetime(t))
+                        .compatible()
+                        .map(|t| t.as_millisecond())
+                };
+                let (Ok(mut s), Ok(e)) = (at(start), at(end)) else {
+                    continue;
+                };
+                let e = e.min(now.as_millisecond());
+                while s < e {
+                    slots.push((s, (s + COVERAGE_SLOT_MS).min(e)));
+                    s += COVERAGE_SLOT_MS;
+                }
+            }
+        }
+        date = date.saturating_add(jiff::Span::new().days(1));
+    }
+    slots
+}
+
 fn agents_view(app: &App, ctx: &Ctx, extra: Value) -> Result<Response, WebError> {
     let u = ctx.user()?;
     let editable = console(u)?;
+    // Coverage this week: the share of office quarter-hours each PC was heard in.
+    let slots = office_slots(app, now());
+    let heard: std::collections::HashMap<String, u32> = if slots.is_empty() {
+        Default::default()
+    } else {
+        app.store.heard_in(&slots)?.into_iter().collect()
+    };
+    let coverage = |id: &str| {
+        heard
+            .get(id)
+            .map(|n| format!("{}%", u64::from(*n) * 100 / slots.len() as u64))
+    };
     // Integrity events of the last week, by agent.
     let mut events: std::collections::HashMap<String, usize> = Default::default();
     for i in super::pages::integrity_week(app, now().as_millisecond())? {
@@ -508,6 +564,7 @@ fn agents_view(app: &App, ctx: &Ctx, extra: Value) -> Result<Response, WebError>
         .map(|a| {
             context! {
                 integrity => events.get(&a.id).copied().unwrap_or(0),
+                coverage => coverage(&a.id),
                 id => a.id, hostname => a.hostname, os => format!("{} {}", a.os, a.os_version),
                 version => a.agent_version, enrolled => when(app, Some(a.enrolled_ms)),
                 last_seen => when(app, a.last_seen_ms), revoked => when(app, a.revoked_ms),

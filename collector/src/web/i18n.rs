@@ -406,6 +406,12 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Last day worked (left)",
     ),
     ("deactivate", "停用", "Deactivate"),
+    ("coverage_week", "本周覆盖率", "Coverage this week"),
+    (
+        "coverage_week_hint",
+        "本周（周一起）办公时间内，该电脑有记录的刻钟所占比例",
+        "The share of this week's office quarter-hours (from Monday) in which this PC was heard from",
+    ),
     ("returned", "恢复", "Reactivate"),
     (
         "rules_source",

@@ -207,6 +207,24 @@ impl crate::store::Admin for PgStore {
         ))
     }
 
+    fn heard_in(&self, slots: &[(i64, i64)]) -> Result<Vec<(String, u32)>, StoreError> {
+        let (starts, ends): (Vec<i64>, Vec<i64>) = slots.iter().copied().unzip();
+        let rows = self.block(self.query(
+            "SELECT a.id, (SELECT count(*) FROM unnest($1::bigint[], $2::bigint[]) AS slot(s, e)
+                 WHERE EXISTS (SELECT 1 FROM events ev
+                     WHERE ev.agent = a.num AND ev.at_ms >= slot.s AND ev.at_ms < slot.e))
+             FROM agents a ORDER BY a.id COLLATE \"C\"",
+            &[&starts, &ends],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let n: i64 = r.get(1);
+                (r.get(0), u32::try_from(n).unwrap_or(u32::MAX))
+            })
+            .collect())
+    }
+
     fn agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
         self.block(async {
             let conn = self.conn().await?;
