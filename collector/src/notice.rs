@@ -127,6 +127,81 @@ pub fn parse_notice(file: &str, text: &[u8], year: i16) -> Result<Notice, FileEr
     })
 }
 
+/// Reads the office's own days (a closure, an extra holiday, a Saturday worked):
+/// `date,kind[,note]`, any year, kind `workday`, `rest`, `holiday` or
+/// `makeup_workday`, each date once. Every problem names the line and field.
+pub fn parse_office_days(
+    file: &str,
+    text: &[u8],
+) -> Result<Vec<(Date, DayKind, String)>, FileErrors> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .flexible(true)
+        .from_reader(text);
+    let header = match rdr.headers() {
+        Ok(h) => h.iter().collect::<Vec<_>>().join(","),
+        Err(e) => return Err(FileErrors(vec![format!("{file}: line 1: {e}")])),
+    };
+    let header = header.trim_start_matches('\u{feff}').to_ascii_lowercase();
+    if header != "date,kind" && header != "date,kind,note" {
+        return Err(FileErrors(vec![format!(
+            "{file}: line 1: the header must be \"date,kind\" or \"date,kind,note\", found {header:?}"
+        )]));
+    }
+    let mut days: BTreeMap<Date, (u64, DayKind, String)> = BTreeMap::new();
+    let (records, mut problems) = numbered_records(file, &mut rdr);
+    for (line, rec) in records {
+        let at = |field: &str, what: String| format!("{file}: line {line}: {field}: {what}");
+        if !(2..=3).contains(&rec.len()) {
+            problems.push(format!(
+                "{file}: line {line}: expected date,kind[,note], found {} fields",
+                rec.len()
+            ));
+            continue;
+        }
+        let date = rec[0]
+            .parse::<Date>()
+            .map_err(|_| {
+                problems.push(at(
+                    "date",
+                    format!("{:?} is not a date such as 2027-04-30", &rec[0]),
+                ))
+            })
+            .ok();
+        let kind = DayKind::parse(&rec[1])
+            .ok_or_else(|| {
+                problems.push(at(
+                    "kind",
+                    format!(
+                        "{:?} is not workday, rest, holiday or makeup_workday",
+                        &rec[1]
+                    ),
+                ))
+            })
+            .ok();
+        let (Some(date), Some(kind)) = (date, kind) else {
+            continue;
+        };
+        if let Some((first, _, _)) = days.get(&date) {
+            problems.push(at("date", format!("{date} is also on line {first}")));
+            continue;
+        }
+        days.insert(
+            date,
+            (line, kind, rec.get(2).unwrap_or_default().to_owned()),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(FileErrors(problems));
+    }
+    Ok(days
+        .into_iter()
+        .map(|(date, (_, kind, note))| (date, kind, note))
+        .collect())
+}
+
 /// The notice of `year` in the import format, from a calendar's view of it: what
 /// `calendar show --format notice` prints, ready to be edited and imported.
 pub fn write_notice(rows: &[(Date, DayKind, Option<String>)]) -> String {

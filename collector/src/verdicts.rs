@@ -38,7 +38,10 @@ pub struct Rules {
     pub calendar: Calendar,
     pub schedules: ScheduleSet,
     pub settings: Settings,
-    /// The office's own calendar days, from the config.
+    /// The office's own calendar days from the config.
+    config_days: Vec<(Date, attendance::DayKind, String)>,
+    /// The office's own calendar days in force: the config's, then those saved
+    /// in the console (which win for the same date).
     overrides: Vec<(Date, attendance::DayKind, String)>,
     /// Hash of all of the above but the notices: a notice counts only for the
     /// verdicts of its year ([`Rules::year_fingerprint`]).
@@ -50,11 +53,16 @@ pub struct Rules {
     pub schedules_revision: i64,
     /// Where the schedules in force come from, in words.
     pub schedules_source: String,
+    /// The revision of the office's own days saved in the console (0: none).
+    pub office_days_revision: i64,
 }
 
 /// The key of the schedules the console saves ([`OfficeSettings`]); they win
 /// over the config file's.
 pub const SCHEDULES_KEY: &str = "schedules";
+/// The key of the office's own calendar days the console saves (CSV
+/// `date,kind,note`); they win over the config file's for the same date.
+pub const OFFICE_DAYS_KEY: &str = "office_days";
 
 /// Hash of what verdicts depend on besides notices, events, people and exemptions.
 fn rules_fingerprint(
@@ -131,7 +139,9 @@ impl Rules {
             calendar: Calendar::with_overrides(overrides.clone()),
             schedules,
             settings,
+            config_days: overrides.clone(),
             overrides,
+            office_days_revision: 0,
             fingerprint,
             calendar_revision: 0,
             schedules_revision: 0,
@@ -150,9 +160,20 @@ impl Rules {
     pub fn with_store_notices(&self, store: &dyn Stores) -> anyhow::Result<Rules> {
         let revision = store.calendar_revision()?;
         let notices = store.calendar_notices()?;
+        let mut overrides = self.config_days.clone();
+        let mut office_days_revision = 0;
+        if let Some(saved) = store.office_setting(OFFICE_DAYS_KEY)? {
+            let days = crate::notice::parse_office_days("office days", saved.value.as_bytes())
+                .map_err(|e| anyhow::anyhow!("the office's days saved in the console: {e}"))?;
+            overrides.extend(days);
+            office_days_revision = saved.revision;
+        }
         let rules = Rules {
-            calendar: Calendar::new(notices, self.overrides.clone()),
+            calendar: Calendar::new(notices, overrides.clone()),
             calendar_revision: revision,
+            fingerprint: rules_fingerprint(&self.settings, &self.schedules, &overrides),
+            overrides,
+            office_days_revision,
             ..self.clone()
         };
         rules.with_store_schedules(store)
@@ -243,12 +264,15 @@ impl LiveRules {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let schedules_moved = self
-            .store
-            .office_setting(SCHEDULES_KEY)
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.revision != last.schedules_revision);
+        let moved = |key: &str, revision: i64| {
+            self.store
+                .office_setting(key)
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.revision != revision)
+        };
+        let schedules_moved = moved(SCHEDULES_KEY, last.schedules_revision)
+            || moved(OFFICE_DAYS_KEY, last.office_days_revision);
         match self.store.calendar_revision() {
             Ok(r) if r == last.calendar_revision && !schedules_moved => last,
             Ok(_) => match last.with_store_notices(&*self.store) {

@@ -688,3 +688,70 @@ async fn a_person_who_left_is_kept_but_no_later_day_is_judged() {
         "{audit}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offices_own_days_saved_in_the_console_win_and_rejudge_the_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = office(dir.path());
+    c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
+        .unwrap();
+    let status = || {
+        let out = run_ok(
+            c.cmd(&[
+                "report",
+                "daily",
+                "--date",
+                "2026-11-24",
+                "--format",
+                "json",
+                "--now",
+                "2026-12-01T00:00:00Z",
+            ]),
+            LIMIT,
+        )
+        .unwrap();
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["employee_id"] == "E001")
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status(), "present");
+    let admin = Browser::new(&c, "root", &["admin"]).await;
+    let officer = Browser::new(&c, "li", &["officer"]).await;
+    let (s, html) = admin.get("/admin/calendar?year=2026&lang=en").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("id=\"office-days\""), "{html}");
+
+    // Checked whole: a bad kind and a repeated date are named by line and field.
+    let bad = "date,kind,note\n2026-11-24,holliday,停电\n2026-11-24,rest,\n";
+    let (s, html) = admin
+        .form("/admin/calendar/days", &[("text", bad), ("year", "2026")])
+        .await;
+    assert_eq!(s, 400, "{html}");
+    assert!(html.contains("line 2: kind"), "{html}");
+    assert!(html.contains("holliday"), "the edit is kept: {html}");
+    assert_eq!(status(), "present", "nothing saved");
+    let good = "date,kind,note\n2026-11-24,holiday,机关停电闭馆\n";
+    assert_eq!(
+        officer
+            .form("/admin/calendar/days", &[("text", good)])
+            .await
+            .0,
+        403
+    );
+    let (s, _) = admin
+        .form("/admin/calendar/days", &[("text", good), ("year", "2026")])
+        .await;
+    assert_eq!(s, 303);
+    let (_, html) = officer.get("/admin/calendar?year=2026").await;
+    assert!(html.contains("机关停电闭馆"), "{html}");
+    // The day is judged again as a holiday.
+    assert_eq!(status(), "holiday");
+    let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
+    assert!(audit.contains("setting.office_days"), "{audit}");
+}

@@ -45,6 +45,17 @@ pub enum DayKind {
 }
 
 impl DayKind {
+    /// The kind [`DayKind::as_str`] names (any case; `-` for `_`).
+    pub fn parse(text: &str) -> Option<DayKind> {
+        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "workday" => Some(Self::Workday),
+            "rest" => Some(Self::Rest),
+            "holiday" => Some(Self::Holiday),
+            "makeup_workday" => Some(Self::MakeupWorkday),
+            _ => None,
+        }
+    }
+
     /// The name used in CSV, JSON and the CLI: `workday`, `rest`, `holiday`,
     /// `makeup_workday`.
     pub fn as_str(self) -> &'static str {

@@ -39,6 +39,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .route("/admin/schedules/save", post(schedules_save))
         .route("/admin/calendar", get(calendar_page))
         .route("/admin/calendar/import", post(calendar_import))
+        .route("/admin/calendar/days", post(office_days_save))
 }
 
 /// May `user` see the console at all: admins, and officers read-only.
@@ -802,6 +803,56 @@ async fn user_reset(State(app): St, ctx: Ctx, Path(username): Path<String>) -> R
 struct YearQuery {
     year: Option<i16>,
     imported: Option<String>,
+    saved: Option<i64>,
+}
+
+/// What the office's days editor starts from when nothing was saved.
+const OFFICE_DAYS_EXAMPLE: &str =
+    "date,kind,note\n# 2027-04-30,holiday,机关停电闭馆\n# 2027-06-12,workday,集中学习日\n";
+
+/// The office's own days as saved in the console, or the example.
+fn office_days_text(app: &App) -> Result<String, WebError> {
+    Ok(app
+        .store
+        .office_setting(crate::verdicts::OFFICE_DAYS_KEY)?
+        .map_or_else(|| OFFICE_DAYS_EXAMPLE.to_owned(), |s| s.value))
+}
+
+#[derive(Debug, Deserialize)]
+struct OfficeDaysForm {
+    text: String,
+    #[serde(default)]
+    year: Option<i16>,
+}
+
+/// Saves the office's own days (checked whole first); they win over the config
+/// file's for the same date, and the days they change are judged again.
+async fn office_days_save(State(app): St, ctx: Ctx, Form(f): Form<OfficeDaysForm>) -> Response {
+    blocking(app, ctx, move |app, ctx| {
+        let u = ctx.user()?;
+        admin(u)?;
+        let year = f.year.unwrap_or_else(|| today(app).year());
+        if let Err(e) = crate::notice::parse_office_days("office days", f.text.as_bytes()) {
+            return calendar_view(
+                app,
+                ctx,
+                year,
+                StatusCode::BAD_REQUEST,
+                context! { problems => e.0, edited_days => f.text },
+            );
+        }
+        let revision = app.store.set_office_setting(
+            crate::verdicts::OFFICE_DAYS_KEY,
+            &f.text,
+            &format!("web:{}", u.username),
+            now().as_millisecond(),
+        )?;
+        Ok(redirect(
+            &format!("/admin/calendar?year={year}&saved={revision}"),
+            Vec::new(),
+        ))
+    })
+    .await
 }
 
 fn calendar_view(
@@ -843,6 +894,7 @@ fn calendar_view(
         context! {
             year => year, prev => year - 1, next => year + 1, days => days, notices => notices,
             basis => format!("{:?}", rules.calendar.basis(year)), editable => editable,
+            office_days => office_days_text(app)?,
             ..extra
         },
     )
@@ -856,7 +908,7 @@ async fn calendar_page(State(app): St, ctx: Ctx, Query(q): Query<YearQuery>) -> 
             ctx,
             year,
             StatusCode::OK,
-            context! { imported => q.imported },
+            context! { imported => q.imported, saved => q.saved },
         )
     })
     .await

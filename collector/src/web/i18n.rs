@@ -407,6 +407,12 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("deactivate", "停用", "Deactivate"),
     ("coverage_week", "本周覆盖率", "Coverage this week"),
+    ("office_days", "本单位自定日期", "The office's own days"),
+    (
+        "office_days_hint",
+        "闭馆、额外放假或补班等（CSV：date,kind,note；kind 为 workday、rest、holiday 或 makeup_workday）。此处保存的日期优先于配置文件的 [[attendance.calendar_override]]，受影响的日期将重新判定。",
+        "Closures, extra holidays, days worked (CSV: date,kind,note; kind is workday, rest, holiday or makeup_workday). Days saved here win over the config file's [[attendance.calendar_override]] for the same date; the days they change are judged again.",
+    ),
     (
         "coverage_week_hint",
         "本周（周一起）办公时间内，该电脑有记录的刻钟所占比例",
