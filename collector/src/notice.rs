@@ -31,14 +31,19 @@ fn parse_kind(text: &str) -> Result<DayKind, String> {
     }
 }
 
-/// Reads and checks the notice of `year` from `text`; `file` names it in errors.
-pub fn parse_notice(file: &str, text: &[u8], year: i16) -> Result<Notice, FileErrors> {
-    let mut rdr = csv::ReaderBuilder::new()
+/// A CSV reader of a calendar file: a header, fields trimmed, `#` comments.
+fn reader(text: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
         .comment(Some(b'#'))
         .flexible(true)
-        .from_reader(text);
+        .from_reader(text)
+}
+
+/// Reads and checks the notice of `year` from `text`; `file` names it in errors.
+pub fn parse_notice(file: &str, text: &[u8], year: i16) -> Result<Notice, FileErrors> {
+    let mut rdr = reader(text);
     let headers: Vec<String> = match rdr.headers() {
         Ok(h) => h
             .iter()
@@ -134,12 +139,7 @@ pub fn parse_office_days(
     file: &str,
     text: &[u8],
 ) -> Result<Vec<(Date, DayKind, String)>, FileErrors> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .flexible(true)
-        .from_reader(text);
+    let mut rdr = reader(text);
     let header = match rdr.headers() {
         Ok(h) => h.iter().collect::<Vec<_>>().join(","),
         Err(e) => return Err(FileErrors(vec![format!("{file}: line 1: {e}")])),

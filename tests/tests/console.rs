@@ -105,6 +105,34 @@ fn office(dir: &std::path::Path) -> Collector {
     c
 }
 
+/// The daily report's rows of `date`, judged as of 2026-12-01.
+fn daily(c: &Collector, date: &str) -> Vec<serde_json::Value> {
+    let out = run_ok(
+        c.cmd(&[
+            "report",
+            "daily",
+            "--date",
+            date,
+            "--format",
+            "json",
+            "--now",
+            "2026-12-01T00:00:00Z",
+        ]),
+        LIMIT,
+    )
+    .unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    rows.as_array().unwrap().clone()
+}
+
+/// E001's row of the daily report of 2026-11-24.
+fn e001_on_the_24th(c: &Collector) -> serde_json::Value {
+    daily(c, "2026-11-24")
+        .into_iter()
+        .find(|r| r["employee_id"] == "E001")
+        .unwrap()
+}
+
 /// The value of the hidden `csv` field of the preview.
 fn preview_csv(html: &str) -> String {
     let start = html
@@ -413,29 +441,7 @@ async fn schedules_edited_in_the_console_are_previewed_win_over_the_config_and_r
     // 张三 logged on at 08:41 on 2026-11-24: 11 minutes late under 08:30.
     c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
         .unwrap();
-    let late = || {
-        let out = run_ok(
-            c.cmd(&[
-                "report",
-                "daily",
-                "--date",
-                "2026-11-24",
-                "--format",
-                "json",
-                "--now",
-                "2026-12-01T00:00:00Z",
-            ]),
-            LIMIT,
-        )
-        .unwrap();
-        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["employee_id"] == "E001")
-            .unwrap()["late_minutes"]
-            .clone()
-    };
+    let late = || e001_on_the_24th(&c)["late_minutes"].clone();
     assert_eq!(late(), 11);
     let admin = Browser::new(&c, "root", &["admin"]).await;
     let officer = Browser::new(&c, "li", &["officer"]).await;
@@ -615,23 +621,7 @@ async fn a_person_who_left_is_kept_but_no_later_day_is_judged() {
     c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
         .unwrap();
     let ids_on = |date: &str| {
-        let out = run_ok(
-            c.cmd(&[
-                "report",
-                "daily",
-                "--date",
-                date,
-                "--format",
-                "json",
-                "--now",
-                "2026-12-01T00:00:00Z",
-            ]),
-            LIMIT,
-        )
-        .unwrap();
-        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-        rows.as_array()
-            .unwrap()
+        daily(&c, date)
             .iter()
             .map(|r| r["employee_id"].as_str().unwrap().to_owned())
             .collect::<Vec<_>>()
@@ -695,31 +685,7 @@ async fn the_offices_own_days_saved_in_the_console_win_and_rejudge_the_day() {
     let c = office(dir.path());
     c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
         .unwrap();
-    let status = || {
-        let out = run_ok(
-            c.cmd(&[
-                "report",
-                "daily",
-                "--date",
-                "2026-11-24",
-                "--format",
-                "json",
-                "--now",
-                "2026-12-01T00:00:00Z",
-            ]),
-            LIMIT,
-        )
-        .unwrap();
-        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["employee_id"] == "E001")
-            .unwrap()["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let status = || e001_on_the_24th(&c)["status"].as_str().unwrap().to_owned();
     assert_eq!(status(), "present");
     let admin = Browser::new(&c, "root", &["admin"]).await;
     let officer = Browser::new(&c, "li", &["officer"]).await;
