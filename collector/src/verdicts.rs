@@ -545,14 +545,16 @@ fn context_fp(year_fp: &str, person: &Person, exemptions: &[Exemption]) -> Strin
     ))
 }
 
-/// Judges one person-day from the store, without storing the verdict.
-pub fn judge(
+/// Calls `f` with what the rules see of one person-day in the store: its
+/// signals, and the context they are judged in.
+fn with_day<T>(
     store: &dyn Stores,
     rules: &Rules,
     person: &Person,
     date: Date,
     now: Timestamp,
-) -> anyhow::Result<JudgedDay> {
+    f: impl FnOnce(&[attendance::Signal], &Context<'_>, &[attendance::Exemption]) -> T,
+) -> anyhow::Result<T> {
     let exemptions = exemptions_for(store, person, date, &rules.settings)?;
     let (signals, known_pcs) = load_signals(store, person, date, &rules.settings)?;
     let own_pcs = if person.own_pcs.is_empty() {
@@ -569,19 +571,53 @@ pub fn judge(
         own_pcs: own_pcs.as_ref(),
         now,
     };
-    let verdict = attendance::verdict(person, date, &signals, &ctx);
-    let context_fp = context_fp(&rules.year_fingerprint(date.year()), person, &exemptions);
-    let normalized = attendance::normalize(&signals);
-    let fingerprint = sha(&format!(
-        "{context_fp}|{}",
-        serde_json::to_string(&normalized).unwrap_or_default()
-    ));
-    Ok(JudgedDay {
-        verdict,
-        computed_ms: now.as_millisecond(),
-        context_fp,
-        fingerprint,
+    Ok(f(&signals, &ctx, &exemptions))
+}
+
+/// The picture of one person-day ([`attendance::timeline`]), from the same
+/// signals and context as its verdict.
+pub fn day_timeline(
+    store: &dyn Stores,
+    rules: &Rules,
+    person: &Person,
+    date: Date,
+    now: Timestamp,
+) -> anyhow::Result<attendance::timeline::DayTimeline> {
+    with_day(store, rules, person, date, now, |signals, ctx, _| {
+        attendance::timeline::timeline(person, date, signals, ctx)
     })
+}
+
+/// Judges one person-day from the store, without storing the verdict.
+pub fn judge(
+    store: &dyn Stores,
+    rules: &Rules,
+    person: &Person,
+    date: Date,
+    now: Timestamp,
+) -> anyhow::Result<JudgedDay> {
+    with_day(
+        store,
+        rules,
+        person,
+        date,
+        now,
+        |signals, ctx, exemptions| {
+            let verdict = attendance::verdict(person, date, signals, ctx);
+            let context_fp = context_fp(&rules.year_fingerprint(date.year()), person, exemptions);
+            let normalized = attendance::normalize(signals);
+            let fingerprint = sha(&format!(
+                "{context_fp}|{}",
+                serde_json::to_string(&normalized).unwrap_or_default()
+            ));
+            JudgedDay {
+                verdict,
+                computed_ms: now.as_millisecond(),
+                context_fp,
+                fingerprint,
+            }
+        },
+    )
 }
 
 /// Judges one person-day from the store and stores the verdict.

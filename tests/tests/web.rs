@@ -642,6 +642,19 @@ fn roles_see_what_they_may_and_appeals_correct_verdicts() {
         "chat minutes in plain words: {page}"
     );
     assert!(page.contains("class=\"timeline\""));
+    // The day drawn: office hours, the PC's bar, chat in use, arrival marked; a
+    // small bar on each day of the month.
+    assert!(page.contains("<svg class=\"day-timeline\""), "{page}");
+    for part in [
+        "class=\"office\"",
+        "class=\"state in_use\"",
+        "class=\"usage cat-chat\"",
+        "到岗 08:41",
+        "class=\"daybar\"",
+    ] {
+        assert!(page.contains(part), "{part}: {page}");
+    }
+    assert!(!page.contains("<script"), "no scripts");
     // Exports.
     let x = w
         .officer
@@ -1330,6 +1343,24 @@ impl Driver {
         .to_owned()
     }
 
+    /// Sets the window's size (a laptop's, a phone's).
+    fn window_size(&mut self, width: u32, height: u32) {
+        self.cmd(
+            "POST",
+            "/window/rect",
+            serde_json::json!({ "width": width, "height": height }),
+        );
+    }
+
+    /// The result of a script run in the page.
+    fn script(&mut self, js: &str) -> serde_json::Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            serde_json::json!({ "script": js, "args": [] }),
+        )
+    }
+
     /// Saves a PNG of the window.
     fn screenshot(&mut self, path: &Path) {
         let b64 = self.cmd("GET", "/screenshot", serde_json::Value::Null);
@@ -1477,6 +1508,25 @@ fn headless_chromium_shows_the_main_pages() {
         "{text}"
     );
     d.screenshot(&shots.join("officer-person-month.png"));
+    // The day's picture stays readable on a laptop and a phone: drawn at least
+    // 600 px wide, inside a frame that fits the window (a phone scrolls the
+    // picture, not the page).
+    let fits = "const f = document.querySelector('#day-picture').getBoundingClientRect(); \
+                const s = document.querySelector('#day-picture svg').getBoundingClientRect(); \
+                return [s.width, s.height, f.right, window.innerWidth];";
+    for (width, height, name) in [(1366, 900, "laptop"), (390, 844, "phone")] {
+        d.window_size(width, height);
+        let v = d.script(fits);
+        let n = |i: usize| v[i].as_f64().unwrap_or(0.0);
+        assert!(n(0) >= 600.0 && n(1) > 90.0, "{name}: drawn readably {v}");
+        assert!(
+            n(2) <= n(3) + 1.0,
+            "{name}: the frame inside the window {v}"
+        );
+        d.script("document.querySelector('#day-picture').scrollIntoView(); return 0;");
+        d.screenshot(&shots.join(format!("day-timeline-{name}.png")));
+    }
+    d.window_size(1366, 900);
     d.open(&format!("{base}/appeals"));
     assert!(d.text().contains("上午在区政府开会"));
     d.screenshot(&shots.join("officer-appeals.png"));

@@ -112,6 +112,7 @@ mod presence;
 pub mod schedule;
 pub mod signal;
 pub mod statutory;
+pub mod timeline;
 mod verdict;
 
 #[cfg(test)]

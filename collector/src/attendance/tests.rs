@@ -161,6 +161,19 @@ impl Fx {
         verdict(&person(), d, signals, &ctx)
     }
 
+    fn picture(&self, d: Date, signals: &[Signal]) -> timeline::DayTimeline {
+        let ctx = Context {
+            calendar: &self.calendar,
+            schedules: &self.schedules,
+            exemptions: &self.exemptions,
+            settings: &self.settings,
+            known_pcs: &self.known_pcs,
+            own_pcs: self.own_pcs.as_ref(),
+            now: self.now,
+        };
+        timeline::timeline(&person(), d, signals, &ctx)
+    }
+
     fn exempt(mut self, kind: ExemptionKind, start: &str, end: &str) -> Fx {
         self.exemptions.push(Exemption {
             employee_id: "E001".into(),
@@ -1575,4 +1588,71 @@ fn an_approved_missed_punch_is_presence_from_or_until_its_instant() {
             .late_minutes,
         20
     );
+}
+
+#[test]
+fn the_day_picture_tells_the_verdicts_story_without_overlaps() {
+    use timeline::PcState::*;
+    // Boot 05:50, logon 08:41, locked 12:00-14:00, chat 15:00-15:20, logoff 17:24,
+    // shutdown 18:40; leave in the afternoon from 16:00.
+    let d = date(2026, 3, 16);
+    let mut signals = day("2026-03-16", "08:41", "17:24");
+    signals.push(sess("2026-03-16 12:00", SessionKind::Lock));
+    signals.push(sess("2026-03-16 14:00", SessionKind::Unlock));
+    signals.push(usage("2026-03-16 15:00", "2026-03-16 15:20", "chat", 1200));
+    let fx = Fx::new().exempt(ExemptionKind::Leave, "2026-03-16 16:00", "2026-03-16 18:00");
+    let v = fx.run(d, &signals);
+    let p = fx.picture(d, &signals);
+    assert_eq!(p.arrival, v.arrival);
+    assert_eq!(p.departure, v.departure);
+    assert_eq!(p.shown.start, t("2026-03-16 06:00"));
+    assert_eq!(p.shown.end, t("2026-03-16 22:00"));
+    assert_eq!(p.office.len(), 2, "two sessions of the default day");
+    assert_eq!(p.exempt.len(), 1);
+    let lane = &p.lanes[0];
+    // States follow each other without overlapping and cover the shown span.
+    for w in lane.states.windows(2) {
+        assert!(w[0].0.end <= w[1].0.start, "{:?}", lane.states);
+    }
+    let state_at = |hm: &str| {
+        let at = t(&format!("2026-03-16 {hm}"));
+        lane.states
+            .iter()
+            .find(|(s, _)| s.start <= at && at < s.end)
+            .map(|(_, st)| *st)
+    };
+    assert_eq!(
+        state_at("06:00"),
+        Some(NobodyLoggedOn),
+        "booted, nobody logged on"
+    );
+    assert_eq!(state_at("09:00"), Some(InUse));
+    assert_eq!(state_at("13:00"), Some(LockedOrIdle));
+    assert_eq!(state_at("18:00"), Some(NobodyLoggedOn));
+    assert_eq!(state_at("19:00"), Some(Off), "a clean shutdown");
+    assert_eq!(
+        lane.usage,
+        [(
+            timeline::Span {
+                start: t("2026-03-16 15:00"),
+                end: t("2026-03-16 15:20")
+            },
+            "chat".to_owned()
+        )]
+    );
+    // Nothing is drawn after now.
+    let fx = Fx {
+        now: t("2026-03-16 10:00"),
+        ..Fx::new()
+    };
+    let p = fx.picture(d, &signals);
+    assert!(p.lanes[0].states.iter().all(|(s, _)| s.end <= fx.now));
+    // A PC never heard from: the agent was not running.
+    let fx = Fx {
+        known_pcs: vec!["pc-other".into()],
+        ..Fx::new()
+    };
+    let p = fx.picture(d, &[]);
+    assert_eq!(p.lanes.len(), 1);
+    assert!(p.lanes[0].states.iter().all(|(_, st)| *st == NotRunning));
 }

@@ -23,7 +23,7 @@ use super::{
 
 /// The instant of `time` on `date` in `tz` (the earlier one in a fold, the later edge of
 /// a gap).
-fn local(date: Date, time: Time, tz: &TimeZone) -> Timestamp {
+pub(super) fn local(date: Date, time: Time, tz: &TimeZone) -> Timestamp {
     tz.to_ambiguous_timestamp(date.to_datetime(time))
         .compatible()
         .unwrap_or(if date.year() < 0 {
@@ -34,7 +34,7 @@ fn local(date: Date, time: Time, tz: &TimeZone) -> Timestamp {
 }
 
 /// The attendance day `[D boundary, D+1 boundary)` as instants.
-fn day_window(date: Date, settings: &Settings) -> Iv {
+pub(super) fn day_window(date: Date, settings: &Settings) -> Iv {
     let tz = &settings.time_zone;
     Iv::new(
         local(date, settings.day_boundary, tz),
@@ -72,9 +72,9 @@ pub fn pcs_for(person: &Person, signals: &[Signal]) -> BTreeSet<String> {
 
 /// One session of the day as instants, with its rules.
 #[derive(Debug, Clone)]
-struct PlanSession {
-    start: Timestamp,
-    end: Timestamp,
+pub(super) struct PlanSession {
+    pub(super) start: Timestamp,
+    pub(super) end: Timestamp,
     sched_start: Time,
     sched_end: Time,
     late_grace: u32,
@@ -84,7 +84,7 @@ struct PlanSession {
 }
 
 /// The day's sessions and a label for the schedule in effect.
-fn plan(
+pub(super) fn plan(
     schedule: &Schedule,
     date: Date,
     tz: &TimeZone,

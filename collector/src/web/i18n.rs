@@ -407,6 +407,18 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("deactivate", "停用", "Deactivate"),
     ("coverage_week", "本周覆盖率", "Coverage this week"),
+    ("pc_state_in_use", "使用中", "In use"),
+    ("pc_state_locked_or_idle", "锁屏或空闲", "Locked or idle"),
+    ("pc_state_nobody_logged_on", "无人登录", "Nobody logged on"),
+    ("pc_state_off", "已关机", "Switched off"),
+    ("pc_state_not_running", "客户端未运行", "Agent not running"),
+    ("office_hours", "办公时间", "Office hours"),
+    (
+        "exempted",
+        "豁免（请假、外勤等）",
+        "Exempted (leave, field work…)",
+    ),
+    ("now", "现在", "Now"),
     ("office_days", "本单位自定日期", "The office's own days"),
     (
         "office_days_hint",

@@ -7,6 +7,7 @@ use crate::attendance::{Person, Status};
 use crate::reports::corrections::{self, ReportDay, status_name};
 use crate::reports::summary::{self, By, SummaryRow};
 use crate::users::{Action, Role, Target, User, can};
+use crate::verdicts::Rules;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -760,7 +761,63 @@ async fn me(State(app): St, ctx: Ctx, Query(q): Query<MonthQuery>) -> Response {
     .await
 }
 
-fn day_cell(app: &App, lang: Lang, d: &ReportDay, base: &str) -> Value {
+/// The name of a PC state, as its message key ends (`pc_state_in_use`).
+fn state_name(s: crate::attendance::timeline::PcState) -> &'static str {
+    use crate::attendance::timeline::PcState as S;
+    match s {
+        S::InUse => "in_use",
+        S::LockedOrIdle => "locked_or_idle",
+        S::NobodyLoggedOn => "nobody_logged_on",
+        S::Off => "off",
+        S::NotRunning => "not_running",
+    }
+}
+
+/// Minutes since local midnight of `t`.
+fn minute_of_day(app: &App, t: jiff::Timestamp) -> u32 {
+    let time = app.settings().time_zone.to_datetime(t).time();
+    u32::from(time.hour().unsigned_abs()) * 60 + u32::from(time.minute().unsigned_abs())
+}
+
+/// The small bar of a day: the office day, and presence from arrival to departure
+/// in the colour of the day's status.
+fn day_bar(app: &App, rules: &Rules, v: &crate::attendance::DayVerdict) -> String {
+    let office = rules
+        .calendar
+        .day_kind(v.date)
+        .is_working()
+        .then(|| {
+            let (schedule, _) = rules.schedules.schedule_for(&v.department, v.date);
+            match schedule {
+                crate::attendance::Schedule::Fixed { .. } => schedule
+                    .sessions_on(v.date)
+                    .and_then(|(s, _)| Some((s.first()?.start, s.last()?.end))),
+                crate::attendance::Schedule::Flexible(f) => Some((f.core_start, f.core_end)),
+            }
+        })
+        .flatten()
+        .map(|(a, b)| {
+            let m = |t: jiff::civil::Time| {
+                u32::from(t.hour().unsigned_abs()) * 60 + u32::from(t.minute().unsigned_abs())
+            };
+            (m(a), m(b))
+        });
+    let present = v.arrival.zip(v.departure).map(|(a, d)| {
+        (
+            minute_of_day(app, a),
+            minute_of_day(app, d).max(minute_of_day(app, a)),
+        )
+    });
+    let colour = match v.status {
+        crate::attendance::Status::Absent => "#c0392b",
+        crate::attendance::Status::Unknown => "#95a5a6",
+        _ if v.late_minutes > 0 || v.early_minutes > 0 => "#e67e22",
+        _ => "#2e8b57",
+    };
+    super::svg::day_bar(office, present, colour)
+}
+
+fn day_cell(app: &App, rules: &Rules, lang: Lang, d: &ReportDay, base: &str) -> Value {
     let v = &d.verdict;
     let nonwork: u64 = v.nonwork_seconds.values().sum::<u64>() / 60;
     let (unverified_late, unverified_early) = v.unverified_minutes();
@@ -779,6 +836,7 @@ fn day_cell(app: &App, lang: Lang, d: &ReportDay, base: &str) -> Value {
         corrected => d.correction.is_some(),
         provisional => v.provisional,
         link => format!("{base}&day={}", v.date),
+        bar => Value::from_safe_string(day_bar(app, rules, v)),
     }
 }
 
@@ -802,7 +860,8 @@ async fn person_page(
         // Monday-first weeks; empty cells before the first day.
         let lead = first.weekday().to_monday_zero_offset() as usize;
         let mut cells: Vec<Value> = vec![Value::from(()); lead];
-        cells.extend(days.iter().map(|d| day_cell(app, lang, d, &base)));
+        let rules = app.rules();
+        cells.extend(days.iter().map(|d| day_cell(app, &rules, lang, d, &base)));
         while !cells.len().is_multiple_of(7) {
             cells.push(Value::from(()));
         }
@@ -811,9 +870,30 @@ async fn person_page(
         let selected = q
             .day
             .and_then(|d| days.iter().find(|x| x.verdict.date == d))
-            .map(|d| {
+            .map(|d| -> Result<Value, WebError> {
                 let v = &d.verdict;
                 let tz = &app.settings().time_zone;
+                let picture = crate::verdicts::day_timeline(
+                    &*app.store,
+                    &rules,
+                    &p,
+                    v.date,
+                    now(),
+                )?;
+                let state = |s| i18n::t(lang, &format!("pc_state_{}", state_name(s)));
+                let category = |c: &str| i18n::category(lang, c);
+                let pc = |id: &str| pc_names.get(id).cloned().unwrap_or_else(|| id.to_owned());
+                let words = super::svg::DayWords {
+                    office: &i18n::t(lang, "office_hours"),
+                    arrival: &i18n::t(lang, "arrival"),
+                    departure: &i18n::t(lang, "departure"),
+                    exempt: &i18n::t(lang, "exempted"),
+                    now: &i18n::t(lang, "now"),
+                    state: &state,
+                    category: &category,
+                    pc: &pc,
+                };
+                let picture = super::svg::day_timeline(&picture, tz, &words);
                 let evidence: Vec<Value> = v
                     .evidence
                     .iter()
@@ -829,8 +909,9 @@ async fn person_page(
                     .iter()
                     .map(|(c, s)| context! { name => i18n::category(lang, c), minutes => s / 60 })
                     .collect();
-                context! {
-                    cell => day_cell(app, lang, d, &base),
+                Ok(context! {
+                    cell => day_cell(app, &rules, lang, d, &base),
+                    picture => Value::from_safe_string(picture),
                     evidence => evidence,
                     nonwork => nonwork,
                     policy_note => v.policy_note,
@@ -838,8 +919,9 @@ async fn person_page(
                         who => c.who, why => c.why,
                         original => c.original.map(|s| status_label(lang, s)),
                     }),
-                }
-            });
+                })
+            })
+            .transpose()?;
         let can_appeal = can(
             u,
             Action::Appeal,
