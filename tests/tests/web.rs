@@ -1297,11 +1297,25 @@ impl Driver {
     }
 
     fn find(&mut self, css: &str) -> String {
-        let v = self.cmd(
-            "POST",
-            "/element",
-            serde_json::json!({"using": "css selector", "value": css}),
-        );
+        // A page a click navigated to may not be there yet: look again, within a
+        // bound, while the element is missing.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let v = loop {
+            let p = format!("/session/{}/element", self.session);
+            let r = self.http.json(
+                "POST",
+                &p,
+                &serde_json::json!({"using": "css selector", "value": css}),
+            );
+            let missing = r["value"]["error"] == "no such element";
+            if !missing || Instant::now() >= deadline {
+                assert!(
+                    r["value"].get("error").is_none(),
+                    "POST /element {css}: {r}"
+                );
+                break r["value"].clone();
+            }
+        };
         // The W3C element key ("element-6066-...") or the legacy "ELEMENT".
         v.as_object()
             .and_then(|o| {
