@@ -148,8 +148,8 @@ impl Fx {
         }
     }
 
-    fn run(&self, d: Date, signals: &[Signal]) -> DayVerdict {
-        let ctx = Context {
+    fn ctx(&self) -> Context<'_> {
+        Context {
             calendar: &self.calendar,
             schedules: &self.schedules,
             exemptions: &self.exemptions,
@@ -157,21 +157,15 @@ impl Fx {
             known_pcs: &self.known_pcs,
             own_pcs: self.own_pcs.as_ref(),
             now: self.now,
-        };
-        verdict(&person(), d, signals, &ctx)
+        }
+    }
+
+    fn run(&self, d: Date, signals: &[Signal]) -> DayVerdict {
+        verdict(&person(), d, signals, &self.ctx())
     }
 
     fn picture(&self, d: Date, signals: &[Signal]) -> timeline::DayTimeline {
-        let ctx = Context {
-            calendar: &self.calendar,
-            schedules: &self.schedules,
-            exemptions: &self.exemptions,
-            settings: &self.settings,
-            known_pcs: &self.known_pcs,
-            own_pcs: self.own_pcs.as_ref(),
-            now: self.now,
-        };
-        timeline::timeline(&person(), d, signals, &ctx)
+        timeline::timeline(&person(), d, signals, &self.ctx())
     }
 
     fn exempt(mut self, kind: ExemptionKind, start: &str, end: &str) -> Fx {
