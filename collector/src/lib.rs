@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod i18n;
 pub mod ingest;
 pub mod integrity;
 #[cfg(test)]

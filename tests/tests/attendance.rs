@@ -108,7 +108,22 @@ fn the_replayed_day_is_judged_with_the_documented_numbers() {
         serde_json::json!({"chat": 1500, "downloads": 480, "media": 900, "nonwork_web": 600}),
         "{e1:#}"
     );
-    assert!(!e1["evidence"].as_array().unwrap().is_empty());
+    // Each line of evidence: English words and a stable code with its values.
+    let arrival = e1["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["said"]["code"] == "arrival")
+        .unwrap_or_else(|| panic!("{e1:#}"));
+    assert!(
+        arrival["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("arrival: first presence of the day"),
+        "{arrival:#}"
+    );
+    assert!(arrival["said"]["by"]["code"].is_string(), "{arrival:#}");
+    assert_eq!(e1["why"][0]["code"], "present", "{e1:#}");
     assert!(e1["coverage"]["office_seconds"].as_u64().unwrap() > 0);
     assert!(e1["schedule_version"].is_string());
 

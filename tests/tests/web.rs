@@ -655,6 +655,42 @@ fn roles_see_what_they_may_and_appeals_correct_verdicts() {
         assert!(page.contains(part), "{part}: {page}");
     }
     assert!(!page.contains("<script"), "no scripts");
+    // Every line of evidence and the reasons are in the page's language, each
+    // line carrying its stable code.
+    let timeline = between(&page, "<ol class=\"timeline\">", "</ol>");
+    let reasons = between(&page, "<p id=\"reasons\">", "</p>");
+    assert!(
+        timeline.contains("data-code=\"arrival\"")
+            && timeline.contains("上班：当天首次在岗")
+            && reasons.contains("出勤：首次在岗 08:41:00"),
+        "{timeline}\n{reasons}"
+    );
+    for english in [
+        "logged on",
+        "arrival:",
+        "departure:",
+        "first presence",
+        "active use",
+        "not accounted",
+        "Present:",
+    ] {
+        assert!(
+            !timeline.contains(english) && !reasons.contains(english),
+            "English `{english}` on a Chinese page: {timeline}\n{reasons}"
+        );
+    }
+    let en = w
+        .officer
+        .get(&format!(
+            "/person/E001?month={MONTH}&day=2026-11-24&lang=en"
+        ))
+        .text();
+    assert!(
+        en.contains("arrival: first presence of the day")
+            && en.contains("Present: first presence 08:41:00"),
+        "{en}"
+    );
+    w.officer.get("/summary?lang=zh");
     // Exports.
     let x = w
         .officer
@@ -1704,4 +1740,16 @@ fn headless_chromium_uploads_a_staff_file_checked_before_it_is_written() {
     );
     d.open(&format!("{base}/admin/agents"));
     d.screenshot(&shots.join("admin-agents.png"));
+}
+
+/// The text of `page` between `start` and the next `end`.
+fn between<'a>(page: &'a str, start: &str, end: &str) -> &'a str {
+    let from = page
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start}: {page}"))
+        + start.len();
+    let len = page[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("no {end} after {start}"));
+    &page[from..from + len]
 }

@@ -12,9 +12,9 @@ use jiff::Timestamp;
 
 use super::interval::{self, Iv};
 use super::presence::Piece;
+use super::said::{OvertimeDay, Said};
 use super::{
-    CheckpointKind, CheckpointResult, DayKind, Exemption, ExemptionKind, OfficeRules, Outcome,
-    Overtime, Person,
+    CheckpointResult, DayKind, Exemption, ExemptionKind, OfficeRules, Outcome, Overtime, Person,
 };
 
 /// The pseudo-PC of presence that comes from an approved request, not a PC.
@@ -46,7 +46,9 @@ pub(crate) fn add_punches(
     let mut added = Vec::new();
     for p in punches {
         let t = p.start;
-        let what = format!("missed punch: {}", p.note);
+        let what = Said::MissedPunch {
+            note: p.note.clone(),
+        };
         let piece = if p.kind == ExemptionKind::ArrivalPunch {
             let next = pieces
                 .iter()
@@ -87,18 +89,12 @@ pub(crate) fn absenteeism(
     partly_exempt: bool,
     checkpoints: &[CheckpointResult],
     rules: &OfficeRules,
-) -> (u32, Vec<String>) {
+) -> (u32, Vec<Said>) {
     if absent && partly_exempt {
-        return (
-            1,
-            vec!["absent for the part of a working day no exemption covers: half a day of absenteeism".into()],
-        );
+        return (1, vec![Said::AbsentPartly]);
     }
     if absent {
-        return (
-            2,
-            vec!["absent on a working day: one day of absenteeism".into()],
-        );
+        return (2, vec![Said::AbsentWhole]);
     }
     let mut halves = 0;
     let mut why = Vec::new();
@@ -107,17 +103,12 @@ pub(crate) fn absenteeism(
             && c.minutes > rules.absenteeism_after_minutes;
         if past && halves < 2 {
             halves += 1;
-            why.push(format!(
-                "{} {} min at {}, more than {} min: half a day of absenteeism",
-                if c.kind == CheckpointKind::Arrival {
-                    "late"
-                } else {
-                    "early"
-                },
-                c.minutes,
-                c.scheduled.strftime("%H:%M"),
-                rules.absenteeism_after_minutes
-            ));
+            why.push(Said::PastLimit {
+                checkpoint: c.kind,
+                minutes: c.minutes,
+                at: c.scheduled.strftime("%H:%M").to_string(),
+                limit: rules.absenteeism_after_minutes,
+            });
         }
     }
     (halves, why)
@@ -142,11 +133,11 @@ impl OvertimeKind {
         }
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    pub(crate) fn day(self) -> OvertimeDay {
         match self {
-            OvertimeKind::Workday => "workday",
-            OvertimeKind::RestDay => "rest day",
-            OvertimeKind::Holiday => "statutory holiday",
+            OvertimeKind::Workday => OvertimeDay::Workday,
+            OvertimeKind::RestDay => OvertimeDay::RestDay,
+            OvertimeKind::Holiday => OvertimeDay::Holiday,
         }
     }
 }
@@ -161,7 +152,7 @@ pub(crate) fn overtime(
     kind: OvertimeKind,
     rules: &OfficeRules,
     fmt: &dyn Fn(Timestamp) -> String,
-) -> (Overtime, Vec<(Timestamp, String)>) {
+) -> (Overtime, Vec<(Timestamp, Said)>) {
     let stretches = if rules.overtime_needs_request {
         interval::intersect(outside, approved)
     } else {
@@ -182,12 +173,13 @@ pub(crate) fn overtime(
         minutes = minutes.saturating_add(counted);
         evidence.push((
             s.start,
-            format!(
-                "overtime ({}) from {} to {}: {m} min, {counted} min counted",
-                kind.as_str(),
-                fmt(s.start),
-                fmt(s.end)
-            ),
+            Said::Overtime {
+                day: kind.day(),
+                from: fmt(s.start),
+                to: fmt(s.end),
+                minutes: m,
+                counted,
+            },
         ));
     }
     let mut out = Overtime::default();
@@ -222,7 +214,13 @@ mod tests {
         assert_eq!(o.workday, 90);
         assert_eq!(o.total(), 90);
         assert_eq!(why.len(), 1);
-        assert!(why[0].1.contains("100 min, 90 min counted"), "{why:?}");
+        assert!(
+            why[0]
+                .1
+                .say(crate::i18n::Lang::En)
+                .contains("100 min, 90 min counted"),
+            "{why:?}"
+        );
         let exact = OfficeRules {
             overtime_round_minutes: 1,
             overtime_min_block_minutes: 20,

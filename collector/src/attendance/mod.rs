@@ -109,6 +109,7 @@ pub mod calendar;
 mod counting;
 mod interval;
 mod presence;
+pub mod said;
 pub mod schedule;
 pub mod signal;
 pub mod statutory;
@@ -126,6 +127,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 pub use calendar::{Calendar, DayKind, Notice, NoticeDay, NoticeWarning, YearBasis};
+pub use said::Said;
 pub use schedule::{
     Flexible, Schedule, ScheduleConfigError, ScheduleError, ScheduleErrors, ScheduleSet,
     ScheduleVersion, Season, Session,
@@ -428,15 +430,37 @@ pub struct Coverage {
     pub covered_seconds: u64,
 }
 
-/// One fact the verdict rests on, in plain words.
+/// One fact the verdict rests on.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EvidenceItem {
     /// When.
     pub at: Timestamp,
     /// Which PC (`-` for facts not from a PC, such as exemptions).
     pub pc: String,
-    /// What, in plain words with local times.
+    /// What, in English plain words with local times.
     pub what: String,
+    /// What, as a code with its values (absent on verdicts stored before codes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub said: Option<Said>,
+}
+
+impl EvidenceItem {
+    /// The fact `said` at `at` on `pc`.
+    pub fn new(at: Timestamp, pc: impl Into<String>, said: Said) -> EvidenceItem {
+        EvidenceItem {
+            at,
+            pc: pc.into(),
+            what: said.say(crate::i18n::Lang::En),
+            said: Some(said),
+        }
+    }
+
+    /// In words, in `lang` (the stored English words when there is no code).
+    pub fn say(&self, lang: crate::i18n::Lang) -> String {
+        self.said
+            .as_ref()
+            .map_or_else(|| self.what.clone(), |s| s.say(lang))
+    }
 }
 
 /// The verdict for one person on one attendance day.
@@ -482,8 +506,12 @@ pub struct DayVerdict {
     pub evidence: Vec<EvidenceItem>,
     /// The schedule version (and season) the day was judged under.
     pub schedule_version: String,
-    /// Why the status is what it is, in one or two sentences.
+    /// Why the status is what it is, in one or two English sentences.
     pub policy_note: String,
+    /// The same sentences as codes with their values (empty on verdicts stored
+    /// before codes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub why: Vec<Said>,
     /// Half days of 旷工: 2 for a working day judged absent, 1 for each charged late
     /// arrival or early departure past [`OfficeRules::absenteeism_after_minutes`]
     /// (at most 2). Never from unknown or unverified.
@@ -496,6 +524,23 @@ pub struct DayVerdict {
     /// Presence outside office hours, by kind of day.
     #[serde(default)]
     pub overtime_minutes: Overtime,
+}
+
+impl DayVerdict {
+    /// Adds a sentence to the reasons (and to the English note).
+    pub fn say(&mut self, s: Said) {
+        self.why.push(s);
+        self.policy_note = said::paragraph(&self.why, crate::i18n::Lang::En);
+    }
+
+    /// The reasons in `lang` (the stored English note when there are no codes).
+    pub fn reasons(&self, lang: crate::i18n::Lang) -> String {
+        if self.why.is_empty() {
+            self.policy_note.clone()
+        } else {
+            said::paragraph(&self.why, lang)
+        }
+    }
 }
 
 impl DayVerdict {

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 
 use super::Person;
 use super::interval::{self, Iv, add_secs};
+use super::said::Said;
 use super::signal::{Signal, SignalKind, StartReason, StopReason};
 
 /// Whether `account` is one of the person's (see [`super::account_matches`]).
@@ -26,7 +27,7 @@ pub(crate) struct Piece {
     pub(crate) start: Timestamp,
     pub(crate) end: Timestamp,
     pub(crate) pc: String,
-    pub(crate) what: String,
+    pub(crate) what: Said,
 }
 
 /// Where a signal goes among those of one PC at the same instant: the agent's
@@ -82,7 +83,7 @@ pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestam
     struct Open {
         since: Timestamp,
         last_seen: Timestamp,
-        what: String,
+        what: Said,
         /// Opened by a session change (else by active use only).
         by_session: bool,
     }
@@ -114,7 +115,10 @@ pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestam
                                     let end = o.last_seen;
                                     close(&mut pieces, o, end);
                                 }
-                                let what = format!("{account} {}", kind.describe());
+                                let what = Said::Session {
+                                    account: account.clone(),
+                                    kind: *kind,
+                                };
                                 open.insert(
                                     key,
                                     Open {
@@ -148,7 +152,10 @@ pub(crate) fn presence_pieces(person: &Person, signals: &[Signal], now: Timestam
                     let lo = (*start).max(interval::add_secs(*end, -active));
                     let hi = (*end).min(interval::add_secs(*start, active)).max(lo);
                     let end = hi.min(now);
-                    let what = format!("{account} active use ({category})");
+                    let what = Said::ActiveUse {
+                        account: account.clone(),
+                        category: category.clone(),
+                    };
                     if lo <= end {
                         pieces.push(Piece {
                             start: lo,
@@ -239,7 +246,7 @@ pub(crate) struct PcAccount {
     /// Alive with none of the person's accounts logged on, or cleanly off; minus gaps.
     pub(crate) accounted: Vec<Iv>,
     /// Stretches that are not accounted for, with the reason in plain words.
-    pub(crate) problems: Vec<(Iv, String)>,
+    pub(crate) problems: Vec<(Iv, Said)>,
     /// Clean shutdown-to-boot stretches.
     pub(crate) clean_off: Vec<Iv>,
 }
@@ -276,15 +283,13 @@ pub(crate) fn account_pc(
     in_pc_order(&mut points);
     let mut acc = PcAccount::default();
     let Some(first) = points.first() else {
-        acc.problems.push((
-            Iv::new(Timestamp::MIN, Timestamp::MAX),
-            "nothing ever heard from this PC".into(),
-        ));
+        acc.problems
+            .push((Iv::new(Timestamp::MIN, Timestamp::MAX), Said::NeverHeard));
         return acc;
     };
     acc.problems.push((
         Iv::new(Timestamp::MIN, first.at),
-        format!("nothing heard from this PC before {}", fmt(first.at)),
+        Said::NotHeardBefore { at: fmt(first.at) },
     ));
     let first_interval = points.iter().find_map(|s| match s.kind {
         SignalKind::Heartbeat {
@@ -354,62 +359,53 @@ pub(crate) fn account_pc(
                 }
                 (StopReason::SystemShutdown, Some(false), Some(n)) => acc.problems.push((
                     seg,
-                    format!(
-                        "shut down at {}; the agent ran again before the boot at {}",
-                        fmt(p.at),
-                        fmt(n.at)
-                    ),
+                    Said::ShutdownRanBeforeBoot {
+                        at: fmt(p.at),
+                        boot: fmt(n.at),
+                    },
                 )),
-                (StopReason::SystemShutdown, _, None) => acc.problems.push((
-                    seg,
-                    format!("shut down at {} and not started again yet", fmt(p.at)),
-                )),
+                (StopReason::SystemShutdown, _, None) => acc
+                    .problems
+                    .push((seg, Said::ShutdownNotStarted { at: fmt(p.at) })),
                 (StopReason::SystemShutdown, _, Some(n)) => acc.problems.push((
                     seg,
-                    format!(
-                        "shut down at {} but next started at {} without a system boot",
-                        fmt(p.at),
-                        fmt(n.at)
-                    ),
+                    Said::ShutdownNoBoot {
+                        at: fmt(p.at),
+                        next: fmt(n.at),
+                    },
                 )),
-                (_, _, _) => acc.problems.push((
-                    seg,
-                    format!("agent stopped at {} without a shutdown", fmt(p.at)),
-                )),
+                (_, _, _) => acc
+                    .problems
+                    .push((seg, Said::StoppedNoShutdown { at: fmt(p.at) })),
             }
             continue;
         }
         if let Some(SignalKind::AgentStart { reason, .. }) = next.map(|n| &n.kind) {
             // A start not directly after a stop: the agent died in between.
+            let (from, to) = (fmt(seg.start), fmt(seg.end));
             let why = match reason {
-                StartReason::CrashRestart => "agent crashed",
-                _ => "agent restarted without a recorded stop",
+                StartReason::CrashRestart => Said::Crashed { from, to },
+                _ => Said::RestartedNoStop { from, to },
             };
-            acc.problems.push((
-                seg,
-                format!("{why} between {} and {}", fmt(seg.start), fmt(seg.end)),
-            ));
+            acc.problems.push((seg, why));
             continue;
         }
         let Some(iv_secs) = interval else {
-            acc.problems.push((
-                seg,
-                "no heartbeats from this PC, so its agent cannot be shown alive".into(),
-            ));
+            acc.problems.push((seg, Said::NoHeartbeats));
             continue;
         };
         let limit = add_secs(p.at, 2 * i64::from(iv_secs));
         if seg_end > limit {
             let what = match next {
-                Some(_) => format!(
-                    "no heartbeat from {} to {} (expected every {iv_secs} s)",
-                    fmt(seg.start),
-                    fmt(seg.end)
-                ),
-                None => format!(
-                    "last heard from at {} (expected every {iv_secs} s)",
-                    fmt(seg.start)
-                ),
+                Some(_) => Said::NoHeartbeat {
+                    from: fmt(seg.start),
+                    to: fmt(seg.end),
+                    every_s: iv_secs,
+                },
+                None => Said::LastHeard {
+                    at: fmt(seg.start),
+                    every_s: iv_secs,
+                },
             };
             acc.problems.push((seg, what));
             continue;
@@ -419,15 +415,16 @@ pub(crate) fn account_pc(
             Logged::Known(set) if set.is_empty() => accounted.push(seg),
             Logged::Known(set) => acc.problems.push((
                 seg,
-                format!(
-                    "{} logged on (screen locked or idle) from {}",
-                    set.iter().cloned().collect::<Vec<_>>().join(", "),
-                    fmt(seg.start)
-                ),
+                Said::LockedOrIdle {
+                    accounts: set.iter().cloned().collect(),
+                    from: fmt(seg.start),
+                },
             )),
             Logged::Unknown => acc.problems.push((
                 seg,
-                format!("whether the person was logged on is unknown from {} (no heartbeat since start)", fmt(seg.start)),
+                Said::LogonUnknown {
+                    from: fmt(seg.start),
+                },
             )),
         }
     }
@@ -440,11 +437,11 @@ pub(crate) fn account_pc(
                     let gap = Iv::new(from, to.max(from));
                     acc.problems.push((
                         gap,
-                        format!(
-                            "data gap from {} to {}: {dropped} events dropped",
-                            fmt(from),
-                            fmt(to.max(from))
-                        ),
+                        Said::DataGap {
+                            from: fmt(from),
+                            to: fmt(to.max(from)),
+                            dropped,
+                        },
                     ));
                     Some(gap)
                 }

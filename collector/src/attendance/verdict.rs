@@ -14,6 +14,7 @@ use jiff::{Timestamp, ToSpan};
 use super::counting;
 use super::interval::{self, Iv, add_secs};
 use super::presence::{self, Piece, is_person_account};
+use super::said::Said;
 use super::schedule::Schedule;
 use super::signal::{Signal, SignalKind, normalize};
 use super::{
@@ -327,13 +328,7 @@ fn signal_evidence(
     fmt: &dyn Fn(Timestamp) -> String,
 ) -> Vec<EvidenceItem> {
     let mut out = Vec::new();
-    let mut push = |at: Timestamp, pc: &str, what: String| {
-        out.push(EvidenceItem {
-            at,
-            pc: pc.to_string(),
-            what,
-        })
-    };
+    let mut push = |at: Timestamp, pc: &str, said: Said| out.push(EvidenceItem::new(at, pc, said));
     for s in signals {
         let mine = pcs.contains(&s.pc);
         match &s.kind {
@@ -343,74 +338,72 @@ fn signal_evidence(
                 push(
                     s.at,
                     &s.pc,
-                    format!(
-                        "data gap from {} to {}: {dropped} events dropped",
-                        fmt(*from),
-                        fmt(*to)
-                    ),
+                    Said::DataGap {
+                        from: fmt(*from),
+                        to: fmt(*to),
+                        dropped: *dropped,
+                    },
                 );
             }
             _ if !window.contains(s.at) => {}
             SignalKind::Session { account, kind } if is_person_account(person, account) => {
-                push(s.at, &s.pc, format!("{account} {}", kind.describe()));
+                push(
+                    s.at,
+                    &s.pc,
+                    Said::Session {
+                        account: account.clone(),
+                        kind: *kind,
+                    },
+                );
             }
             SignalKind::AgentStart {
                 reason,
                 previous_seen,
             } if mine => {
-                let prev = previous_seen
-                    .map(|p| format!(" (previously alive until {})", fmt(p)))
-                    .unwrap_or_default();
-                push(s.at, &s.pc, format!("{}{prev}", reason.describe()));
+                push(
+                    s.at,
+                    &s.pc,
+                    Said::AgentStart {
+                        reason: *reason,
+                        previous_seen: previous_seen.map(fmt),
+                    },
+                );
             }
             SignalKind::AgentStop { reason } if mine => {
-                push(s.at, &s.pc, reason.describe().to_string())
+                push(s.at, &s.pc, Said::AgentStop { reason: *reason })
             }
             SignalKind::ClockOffset { offset_ms }
                 if mine && offset_ms.unsigned_abs() >= settings.large_offset_ms.unsigned_abs() =>
             {
-                let dir = if *offset_ms > 0 { "ahead" } else { "behind" };
                 push(
                     s.at,
                     &s.pc,
-                    format!(
-                        "PC clock was {}.{:03} s {dir} of the collector; its times were corrected",
-                        offset_ms.unsigned_abs() / 1000,
-                        offset_ms.unsigned_abs() % 1000
-                    ),
+                    Said::ClockOffset {
+                        offset_ms: *offset_ms,
+                    },
                 );
             }
             SignalKind::FirstSeen { account } if is_person_account(person, account) => {
                 push(
                     s.at,
                     &s.pc,
-                    format!("{account} first seen on this PC (an account new to it)"),
+                    Said::FirstSeen {
+                        account: account.clone(),
+                    },
                 );
             }
             SignalKind::Refused { account } if is_person_account(person, account) => {
                 push(
                     s.at,
                     &s.pc,
-                    format!(
-                        "an event of {account} claimed for this instant was refused by the collector and is not counted (see `kaoqin-collector integrity`)"
-                    ),
+                    Said::Refused {
+                        account: account.clone(),
+                    },
                 );
             }
-            SignalKind::Reenrolled if mine => push(
-                s.at,
-                &s.pc,
-                "this PC was enrolled again (a reinstall, or its identity copied to another machine; see `kaoqin-collector integrity`)".into(),
-            ),
+            SignalKind::Reenrolled if mine => push(s.at, &s.pc, Said::Reenrolled),
             SignalKind::ClockJump { jump_ms } if mine => {
-                let dir = if *jump_ms < 0 { "back" } else { "forward" };
-                push(
-                    s.at,
-                    &s.pc,
-                    format!(
-                        "PC clock was set {dir} by {} s while the agent ran; times on both sides were corrected",
-                        jump_ms.unsigned_abs() / 1000
-                    ),
-                );
+                push(s.at, &s.pc, Said::ClockJump { jump_ms: *jump_ms });
             }
             _ => {}
         }
@@ -461,51 +454,46 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     if let Some(a) = arrival
         && let Some(p) = origin(&|p: &Piece| p.start == a)
     {
-        evidence.push(EvidenceItem {
-            at: a,
-            pc: p.pc,
-            what: format!("arrival: first presence of the day ({})", p.what),
-        });
+        evidence.push(EvidenceItem::new(
+            a,
+            p.pc,
+            Said::Arrival {
+                by: Box::new(p.what),
+            },
+        ));
     }
     if let Some(d) = departure
         && let Some(p) = origin(&|p: &Piece| p.end == d && window.contains(p.start))
     {
-        let what = format!(
-            "departure: last presence of the day (from {}, {})",
-            fmt(p.start),
-            p.what
-        );
-        evidence.push(EvidenceItem {
-            at: d,
-            pc: p.pc,
-            what,
-        });
+        evidence.push(EvidenceItem::new(
+            d,
+            p.pc,
+            Said::Departure {
+                from: fmt(p.start),
+                by: Box::new(p.what),
+            },
+        ));
     }
     if let Some(own) = ctx.own_pcs {
         let mut marked = BTreeSet::new();
         for p in pieces.iter().filter(|p| window.contains(p.start)) {
             if p.pc != counting::REQUEST_PC && !own.contains(&p.pc) && marked.insert(p.pc.clone()) {
-                evidence.push(EvidenceItem {
-                    at: p.start,
-                    pc: p.pc.clone(),
-                    what: "presence on a PC that is not one of the person's own in the staff directory (it counts: PCs may be shared)".into(),
-                });
+                evidence.push(EvidenceItem::new(p.start, p.pc.clone(), Said::OtherPc));
             }
         }
     }
     for (iv, kind, note) in &exempt.list {
         if iv.start < window.end && iv.end > window.start {
-            let what = format!(
-                "{} from {} to {}: {note}",
-                kind.as_str(),
-                fmt(iv.start),
-                fmt(iv.end)
-            );
-            evidence.push(EvidenceItem {
-                at: iv.start.max(window.start),
-                pc: "-".into(),
-                what,
-            });
+            evidence.push(EvidenceItem::new(
+                iv.start.max(window.start),
+                "-",
+                Said::Exempted {
+                    kind: *kind,
+                    from: fmt(iv.start),
+                    to: fmt(iv.end),
+                    note: note.clone(),
+                },
+            ));
         }
     }
 
@@ -520,16 +508,15 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
                     && e.end > window.start
             })
             .map(|e| {
-                evidence.push(EvidenceItem {
-                    at: e.start.max(window.start),
-                    pc: "-".into(),
-                    what: format!(
-                        "overtime approved from {} to {}: {}",
-                        fmt(e.start),
-                        fmt(e.end),
-                        e.note
-                    ),
-                });
+                evidence.push(EvidenceItem::new(
+                    e.start.max(window.start),
+                    "-",
+                    Said::OvertimeApproved {
+                        from: fmt(e.start),
+                        to: fmt(e.end),
+                        note: e.note.clone(),
+                    },
+                ));
                 Iv::new(e.start, e.end)
             })
             .collect(),
@@ -543,19 +530,9 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
 
     let (schedule, version) = ctx.schedules.schedule_for(&person.department, date);
     let calendar_provisional = ctx.calendar.is_provisional(date.year());
-    let calendar_note = if calendar_provisional {
-        format!(
-            " Provisional calendar: the State Council notice for {} is not imported, so only the statutory holidays are known (no make-up or bridged days); the day is judged again when it is.",
-            date.year()
-        )
-    } else {
-        String::new()
-    };
-    let day_name = ctx
-        .calendar
-        .note(date)
-        .map(|n| format!(" ({n})"))
-        .unwrap_or_default();
+    let calendar_note =
+        calendar_provisional.then(|| Said::ProvisionalCalendar { year: date.year() });
+    let day_name = ctx.calendar.note(date).map(str::to_owned);
 
     let mut v = DayVerdict {
         employee_id: person.employee_id.clone(),
@@ -577,6 +554,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         evidence: Vec::new(),
         schedule_version: version.to_string(),
         policy_note: String::new(),
+        why: Vec::new(),
         absenteeism_half_days: 0,
         missing_checkpoints: 0,
         overtime_minutes: Default::default(),
@@ -591,25 +569,25 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
             &fmt,
         );
         v.overtime_minutes = ot;
-        evidence.extend(why.into_iter().map(|(at, what)| EvidenceItem {
-            at,
-            pc: "-".into(),
-            what,
-        }));
+        evidence.extend(
+            why.into_iter()
+                .map(|(at, said)| EvidenceItem::new(at, "-", said)),
+        );
         v.status = if day_kind == DayKind::Holiday {
             Status::Holiday
         } else {
             Status::Rest
         };
-        let presence = if arrival.is_some() {
-            " Presence on it is recorded as evidence only."
-        } else {
-            ""
-        };
-        v.policy_note = format!(
-            "{}{day_name}: not a working day.{presence}{calendar_note}",
-            day_kind.as_str()
-        );
+        v.say(Said::NotWorkingDay {
+            day: day_kind,
+            name: day_name,
+        });
+        if arrival.is_some() {
+            v.say(Said::PresenceOnDayOff);
+        }
+        if let Some(n) = calendar_note {
+            v.say(n);
+        }
         v.evidence = finish(evidence);
         return v;
     }
@@ -670,37 +648,32 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     };
 
     let hours = match (office_all.first(), office_all.last()) {
-        (Some(a), Some(b)) => format!("{}-{}", fmt(a.start), fmt(b.end)),
-        _ => "none".into(),
+        (Some(a), Some(b)) => Some(format!("{}-{}", fmt(a.start), fmt(b.end))),
+        _ => None,
     };
     if now < window.start {
         v.status = Status::Unknown;
-        v.policy_note = "The day has not started yet.".into();
+        v.say(Said::NotStarted);
     } else if arrival.is_some() {
         v.status = Status::Present;
-        v.policy_note = format!(
-            "Present: first presence {}, last {}; late {} min, early {} min.",
-            arrival.map(&fmt).unwrap_or_default(),
-            departure.map(&fmt).unwrap_or_default(),
-            v.late_minutes,
-            v.early_minutes
-        );
+        v.say(Said::Present {
+            first: arrival.map(&fmt).unwrap_or_default(),
+            last: departure.map(&fmt).unwrap_or_default(),
+            late: v.late_minutes,
+            early: v.early_minutes,
+        });
         for c in judged
             .checkpoints
             .iter()
             .filter(|c| c.outcome == Outcome::Unverified)
         {
-            v.policy_note.push_str(&match c.kind {
-                CheckpointKind::Arrival => format!(
-                    " Lateness at {} not verified ({} min not charged): the PCs are not accounted for before the arrival.",
-                    c.scheduled.strftime("%H:%M"),
-                    c.unverified_minutes
-                ),
-                CheckpointKind::Departure => format!(
-                    " Early departure at {} not verified ({} min not charged): the PCs are not accounted for after the departure.",
-                    c.scheduled.strftime("%H:%M"),
-                    c.unverified_minutes
-                ),
+            let (at, minutes) = (
+                c.scheduled.strftime("%H:%M").to_string(),
+                c.unverified_minutes,
+            );
+            v.say(match c.kind {
+                CheckpointKind::Arrival => Said::LatenessUnverified { at, minutes },
+                CheckpointKind::Departure => Said::EarlinessUnverified { at, minutes },
             });
         }
     } else if fully_exempt {
@@ -719,40 +692,31 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         } else {
             Status::Field
         };
-        v.policy_note = format!(
-            "Not present; every checkpoint is covered by an exemption ({}).",
-            kind.as_str()
-        );
+        v.say(Said::AllExempted { kind });
     } else if nothing_due {
         v.status = Status::Unknown;
-        v.policy_note = "No presence yet, and no checkpoint is due yet.".into();
+        v.say(Said::NothingDue);
     } else if pcs.is_empty() {
         v.status = Status::Unknown;
-        v.policy_note =
-            "No presence, and no PC has ever reported one of this person's accounts: no data is not evidence of absence."
-                .into();
+        v.say(Said::NoPcEver);
     } else {
         let mut missing = Vec::new();
         for (pc, acc) in &accounts {
             let gaps = unaccounted(acc, &office_free);
             for (g, reasons) in &gaps {
-                evidence.push(EvidenceItem {
-                    at: g.start,
-                    pc: pc.to_string(),
-                    what: format!(
-                        "not accounted for from {} to {}: {reasons}",
-                        fmt(g.start),
-                        fmt(g.end)
-                    ),
-                });
+                evidence.push(EvidenceItem::new(
+                    g.start,
+                    *pc,
+                    Said::Unaccounted {
+                        from: fmt(g.start),
+                        to: fmt(g.end),
+                        reasons: reasons.clone(),
+                    },
+                ));
             }
             if gaps.is_empty() {
                 for off in interval::intersect(&acc.clean_off, &office_free) {
-                    evidence.push(EvidenceItem {
-                        at: off.start,
-                        pc: pc.to_string(),
-                        what: "switched off in office hours: clean shutdown, next start at system boot".into(),
-                    });
+                    evidence.push(EvidenceItem::new(off.start, *pc, Said::CleanShutdown));
                 }
             } else {
                 missing.push(*pc);
@@ -760,16 +724,15 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         }
         if missing.is_empty() {
             v.status = Status::Absent;
-            v.policy_note = format!(
-                "Absent: no presence on a working day, and every PC of the person ({}) is accounted for over the office hours {hours} up to now.",
-                pcs.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
+            v.say(Said::Absent {
+                pcs: pcs.iter().cloned().collect(),
+                hours,
+            });
         } else {
             v.status = Status::Unknown;
-            v.policy_note = format!(
-                "No presence, but not every PC is accounted for over the office hours ({}): no data is not evidence of absence.",
-                missing.join(", ")
-            );
+            v.say(Said::NotAllAccounted {
+                pcs: missing.iter().map(|p| p.to_string()).collect(),
+            });
         }
     }
     // The office's counts: 旷工, 缺卡 and overtime.
@@ -785,7 +748,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         );
         v.absenteeism_half_days = halves;
         for w in why {
-            v.policy_note.push_str(&format!(" {w}."));
+            v.say(w);
         }
     }
     if v.status == Status::Present {
@@ -798,7 +761,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
                 continue;
             };
             let over = interval::subtract(&[Iv::new(s.start, s.end)], &exempt.merged);
-            let gaps: Vec<(&str, Iv, String)> = accounts
+            let gaps: Vec<(&str, Iv, Vec<Said>)> = accounts
                 .iter()
                 .flat_map(|(pc, acc)| {
                     unaccounted(acc, &over)
@@ -806,33 +769,30 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
                         .map(move |(g, r)| (*pc, g, r))
                 })
                 .collect();
-            let what = if c.kind == CheckpointKind::Arrival {
-                "arrival"
-            } else {
-                "departure"
-            };
+            let at = c.scheduled.strftime("%H:%M").to_string();
             if gaps.is_empty() {
                 v.missing_checkpoints += 1;
-                evidence.push(EvidenceItem {
-                    at: c.expected,
-                    pc: "-".into(),
-                    what: format!(
-                        "missing checkpoint: no presence for the {what} at {}",
-                        c.scheduled.strftime("%H:%M")
-                    ),
-                });
+                evidence.push(EvidenceItem::new(
+                    c.expected,
+                    "-",
+                    Said::MissingCheckpoint {
+                        checkpoint: c.kind,
+                        at,
+                    },
+                ));
             } else {
                 for (pc, g, reasons) in gaps {
-                    evidence.push(EvidenceItem {
-                        at: g.start,
-                        pc: pc.to_string(),
-                        what: format!(
-                            "missing {what} at {} not counted: not accounted for from {} to {}: {reasons}",
-                            c.scheduled.strftime("%H:%M"),
-                            fmt(g.start),
-                            fmt(g.end)
-                        ),
-                    });
+                    evidence.push(EvidenceItem::new(
+                        g.start,
+                        pc,
+                        Said::MissingNotCounted {
+                            checkpoint: c.kind,
+                            at: at.clone(),
+                            from: fmt(g.start),
+                            to: fmt(g.end),
+                            reasons,
+                        },
+                    ));
                 }
             }
         }
@@ -852,36 +812,32 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         let (ot, why) =
             counting::overtime(&outside, &approved_overtime, overtime_kind, rules, &fmt);
         v.overtime_minutes = ot;
-        evidence.extend(why.into_iter().map(|(at, what)| EvidenceItem {
-            at,
-            pc: "-".into(),
-            what,
-        }));
+        evidence.extend(
+            why.into_iter()
+                .map(|(at, said)| EvidenceItem::new(at, "-", said)),
+        );
     }
-    v.policy_note.push_str(&calendar_note);
+    if let Some(n) = calendar_note {
+        v.say(n);
+    }
     v.checkpoints = judged.checkpoints;
     v.evidence = finish(evidence);
     v
 }
 
 /// The stretches of `over` that `acc` does not account for, each with the reasons
-/// in plain words.
-fn unaccounted(acc: &presence::PcAccount, over: &[Iv]) -> Vec<(Iv, String)> {
+/// (none: no evidence at all).
+fn unaccounted(acc: &presence::PcAccount, over: &[Iv]) -> Vec<(Iv, Vec<Said>)> {
     interval::subtract(over, &acc.accounted)
         .into_iter()
         .map(|g| {
-            let reasons: BTreeSet<&str> = acc
+            let reasons: BTreeSet<&Said> = acc
                 .problems
                 .iter()
                 .filter(|(iv, _)| iv.start < g.end && iv.end > g.start)
-                .map(|(_, r)| r.as_str())
+                .map(|(_, r)| r)
                 .collect();
-            let reasons = if reasons.is_empty() {
-                "no evidence".to_string()
-            } else {
-                reasons.into_iter().collect::<Vec<_>>().join("; ")
-            };
-            (g, reasons)
+            (g, reasons.into_iter().cloned().collect())
         })
         .collect()
 }
@@ -898,9 +854,9 @@ fn verify_minutes(
     let mut count = 0;
     for c in checkpoints {
         let Some(actual) = c.actual else { continue };
-        let (span, what) = match c.outcome {
-            Outcome::Late => (Iv::new(c.expected, actual), "arrival"),
-            Outcome::Early => (Iv::new(actual, c.expected), "departure"),
+        let span = match c.outcome {
+            Outcome::Late => Iv::new(c.expected, actual),
+            Outcome::Early => Iv::new(actual, c.expected),
             _ => continue,
         };
         let mut missing = Vec::new();
@@ -912,22 +868,18 @@ fn verify_minutes(
         if missing.is_empty() {
             continue;
         }
-        let charge = if c.kind == CheckpointKind::Arrival {
-            "late"
-        } else {
-            "early"
-        };
         for (pc, g, reasons) in missing {
-            evidence.push(EvidenceItem {
-                at: g.start,
-                pc: pc.to_string(),
-                what: format!(
-                    "{what} not verified, {} min {charge} not charged: not accounted for from {} to {}: {reasons}",
-                    c.minutes,
-                    fmt(g.start),
-                    fmt(g.end)
-                ),
-            });
+            evidence.push(EvidenceItem::new(
+                g.start,
+                *pc,
+                Said::NotVerified {
+                    checkpoint: c.kind,
+                    minutes: c.minutes,
+                    from: fmt(g.start),
+                    to: fmt(g.end),
+                    reasons,
+                },
+            ));
         }
         (c.unverified_minutes, c.minutes, c.outcome) = (c.minutes, 0, Outcome::Unverified);
         count += 1;

@@ -9,7 +9,8 @@
 //! - a correction to anything but `present` clears the day's late and early minutes;
 //!   a correction to `present` clears them too (the appeal said the day was fine).
 
-use crate::attendance::{DayVerdict, EvidenceItem, Status};
+use crate::attendance::{DayVerdict, EvidenceItem, Said, Status};
+use crate::i18n::Lang;
 use jiff::civil::Date;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -103,25 +104,30 @@ pub fn apply(
                 v.unverified = 0;
                 v.absenteeism_half_days = 0;
                 v.missing_checkpoints = 0;
-                v.policy_note = format!(
-                    "Corrected from {} to {} by {}: {}. {}",
-                    status_name(c.original.unwrap_or(Status::Unknown)),
-                    status_name(c.status),
-                    c.who,
-                    c.why,
-                    v.policy_note
-                );
+                let first = Said::CorrectedFrom {
+                    from: c.original.unwrap_or(Status::Unknown),
+                    to: c.status,
+                    who: c.who.clone(),
+                    why: c.why.clone(),
+                };
+                if v.why.is_empty() {
+                    // Stored before reasons had codes: keep its English note.
+                    v.policy_note = format!("{} {}", first.say(Lang::En), v.policy_note);
+                } else {
+                    let rest = std::mem::take(&mut v.why);
+                    v.say(first);
+                    rest.into_iter().for_each(|s| v.say(s));
+                }
                 if let Ok(at) = jiff::Timestamp::from_millisecond(c.at_ms) {
-                    v.evidence.push(EvidenceItem {
+                    v.evidence.push(EvidenceItem::new(
                         at,
-                        pc: "-".into(),
-                        what: format!(
-                            "corrected to {} by {}: {}",
-                            status_name(c.status),
-                            c.who,
-                            c.why
-                        ),
-                    });
+                        "-",
+                        Said::Corrected {
+                            status: c.status,
+                            who: c.who.clone(),
+                            why: c.why.clone(),
+                        },
+                    ));
                 }
                 c
             });

@@ -243,6 +243,7 @@ mod tests {
             evidence: Vec::new(),
             schedule_version: "v".into(),
             policy_note: String::new(),
+            why: Vec::new(),
             absenteeism_half_days: 0,
             missing_checkpoints: 0,
             overtime_minutes: Default::default(),

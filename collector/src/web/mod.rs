@@ -15,7 +15,7 @@
 mod admin_pages;
 pub mod audit;
 mod category_pages;
-pub mod i18n;
+pub use crate::i18n;
 mod pages;
 pub mod params;
 mod request_pages;

@@ -900,7 +900,8 @@ async fn person_page(
                     .map(|e| {
                         context! {
                             time => tz.to_datetime(e.at).strftime("%H:%M").to_string(),
-                            pc => pc_names.get(&e.pc).unwrap_or(&e.pc), what => e.what,
+                            pc => pc_names.get(&e.pc).unwrap_or(&e.pc), what => e.say(lang),
+                            code => e.said.as_ref().map(|s| s.code()),
                         }
                     })
                     .collect();
@@ -914,7 +915,7 @@ async fn person_page(
                     picture => Value::from_safe_string(picture),
                     evidence => evidence,
                     nonwork => nonwork,
-                    policy_note => v.policy_note,
+                    policy_note => v.reasons(lang),
                     correction => d.correction.as_ref().map(|c| context! {
                         who => c.who, why => c.why,
                         original => c.original.map(|s| status_label(lang, s)),

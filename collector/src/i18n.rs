@@ -1,5 +1,6 @@
-//! The pages' words in Chinese (the default) and English. A page picks the
-//! language from `?lang=` (remembered in a cookie) or the cookie.
+//! The words people read (pages, notifications, a verdict's reasons) in Chinese
+//! (the default) and English. A page picks the language from `?lang=` (remembered
+//! in a cookie) or the cookie.
 
 use std::collections::BTreeMap;
 
