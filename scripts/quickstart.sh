@@ -59,7 +59,8 @@ kaoqin is running.
   collector     gRPC over TLS on $addr (CA: $ca), database $demo/collector/kaoqin.db, log $demo/collector.log
   this PC       state $demo/this-pc, log $demo/agent.log
   web pages     https://$http/  (user "officer", one-time password: ${password:-already set in an earlier run})
-                the scripted day is 2026-11-24: https://$http/person/E001?month=2026-11&day=2026-11-24
+                the scripted day at a glance:   https://$http/today?date=2026-11-24
+                and 张三's day in detail:        https://$http/person/E001?month=2026-11&day=2026-11-24
                 HTTPS with the gRPC certificate: the browser warns once about the private CA ($ca)
 
 Where to look (in another terminal):

@@ -721,3 +721,117 @@ async fn the_offices_own_days_saved_in_the_console_win_and_rejudge_the_day() {
     let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
     assert!(audit.contains("setting.office_days"), "{audit}");
 }
+
+/// The element `id` of `html` up to the first `close` after it.
+fn section<'a>(html: &'a str, id: &str, close: &str) -> &'a str {
+    let at = html.find(&format!("id=\"{id}\"")).expect(id);
+    &html[at..at + html[at..].find(close).unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officers_open_on_the_day_at_a_glance_and_the_week_by_department() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = office(dir.path());
+    c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
+        .unwrap();
+    let officer = Browser::new(&c, "li", &["officer"]).await;
+    let it = Browser::new(&c, "zhao", &["officer", "--department", "信息中心"]).await;
+    let staff = Browser::new(&c, "zhangsan", &["staff", "--employee", "E001"]).await;
+    let (code, _) = staff
+        .form(
+            "/appeals",
+            &[
+                ("employee_id", "E001"),
+                ("date", "2026-11-24"),
+                ("requested_status", "present"),
+                ("reason", "在会议室开会"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 303);
+
+    // Officers land on it.
+    let r = officer
+        .http
+        .get(format!("{}/", officer.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/today");
+
+    // 24 November: 张三 arrived 11 minutes late; nothing was ever heard from 李四's
+    // or 王五's PCs, so they are unknown, each with the reason in Chinese.
+    let (code, page) = officer.get("/today?date=2026-11-24").await;
+    assert_eq!(code, 200, "{page}");
+    for (id, n) in [
+        ("n-expected", "3"),
+        ("n-arrived", "1"),
+        ("n-late", "1"),
+        ("n-absent", "0"),
+        ("n-unknown", "2"),
+        ("n-pcs", "1/1"),
+        ("n-appeals", "1"),
+        ("n-requests", "0"),
+    ] {
+        assert_eq!(text_of(&page, id), n, "{id}: {page}");
+    }
+    let late = section(&page, "late", "</table>");
+    assert!(
+        late.contains("张三") && late.contains("08:41") && late.contains("11"),
+        "{late}"
+    );
+    let unknown = section(&page, "unknown", "</ul>");
+    assert!(
+        unknown.contains("李四")
+            && unknown.contains("王五")
+            && unknown.contains("没有数据不等于缺勤"),
+        "{unknown}"
+    );
+    assert!(!unknown.contains("No presence"), "{unknown}");
+    // The week: a row per department, a column per day from the 18th; on the
+    // 24th 办公室 had one late and one unknown.
+    let week = section(&page, "week", "</table>");
+    assert!(
+        week.contains("办公室") && week.contains("信息中心"),
+        "{week}"
+    );
+    assert!(
+        week.contains("11-18") && week.contains("11-24") && !week.contains("11-25"),
+        "{week}"
+    );
+    assert!(
+        week.contains(
+            "<title>办公室 2026-11-24: 准时 0, 迟到 1, 请假/外勤 0, 缺勤 0, 无法判定 1</title>"
+        ),
+        "{week}"
+    );
+    assert!(
+        week.contains("<title>办公室 2026-11-22: 准时 0, 迟到 0"),
+        "a Sunday: {week}"
+    );
+    assert!(!page.contains("<script"), "no scripts");
+
+    // In English, the reasons too.
+    let (_, en) = officer.get("/today?date=2026-11-24&lang=en").await;
+    assert!(
+        en.contains("Unknown, and why")
+            && en.contains("No presence, and no PC has ever reported one of this person"),
+        "{en}"
+    );
+    officer.get("/today?lang=zh").await;
+
+    // An officer of one department sees that department only.
+    let (_, page) = it.get("/today?date=2026-11-24").await;
+    assert_eq!(text_of(&page, "n-expected"), "1", "{page}");
+    assert!(!page.contains("张三") && page.contains("王五"), "{page}");
+    assert_eq!(it.get("/today?department=办公室").await.0, 403);
+    // Staff have their own record instead; a bad date gets the product's page.
+    assert_eq!(staff.get("/today").await.0, 403);
+    let (code, bad) = officer.get("/today?date=2026-11-31").await;
+    assert_eq!(code, 400);
+    assert!(bad.contains("date"), "{bad}");
+
+    // Looking is audited.
+    let audit = run_ok(c.cmd(&["audit", "list"]), LIMIT).unwrap();
+    assert!(audit.contains("today.view"), "{audit}");
+}

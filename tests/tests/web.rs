@@ -1576,6 +1576,28 @@ fn headless_chromium_shows_the_main_pages() {
         d.script("document.querySelector('#day-picture').scrollIntoView(); return 0;");
         d.screenshot(&shots.join(format!("day-timeline-{name}.png")));
     }
+    // The officer's day at a glance: the tiles and the week's table fit a laptop
+    // and a phone (the week's table scrolls inside its frame, not the page).
+    d.window_size(1366, 900);
+    d.open(&format!("{base}/today?date=2026-11-24"));
+    let text = d.text();
+    assert!(
+        text.contains("今日概况") && text.contains("无法判定的人员及原因") && text.contains("张三"),
+        "{text}"
+    );
+    let fits = "return [document.documentElement.scrollWidth, window.innerWidth, \
+                document.querySelectorAll('#week svg.daymix').length];";
+    for (width, height, name) in [(1366, 900, "laptop"), (390, 844, "phone")] {
+        d.window_size(width, height);
+        let v = d.script(fits);
+        let n = |i: usize| v[i].as_f64().unwrap_or(0.0);
+        assert!(n(0) <= n(1) + 1.0, "{name}: no sideways scrolling {v}");
+        assert!(n(2) >= 14.0, "{name}: two departments by seven days {v}");
+        if name == "phone" {
+            d.script("document.querySelector('#unknown').scrollIntoView(); return 0;");
+        }
+        d.screenshot(&shots.join(format!("officer-today-{name}.png")));
+    }
     d.window_size(1366, 900);
     d.open(&format!("{base}/appeals"));
     assert!(d.text().contains("上午在区政府开会"));

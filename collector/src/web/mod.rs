@@ -15,6 +15,7 @@
 mod admin_pages;
 pub mod audit;
 mod category_pages;
+mod today_page;
 pub use crate::i18n;
 mod pages;
 pub mod params;
@@ -84,6 +85,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/password.html"),
     ),
     ("summary.html", include_str!("../../templates/summary.html")),
+    ("today.html", include_str!("../../templates/today.html")),
     ("person.html", include_str!("../../templates/person.html")),
     ("pc.html", include_str!("../../templates/pc.html")),
     ("appeals.html", include_str!("../../templates/appeals.html")),

@@ -41,6 +41,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .merge(super::request_pages::routes())
         .merge(super::admin_pages::routes())
         .merge(super::category_pages::routes())
+        .merge(super::today_page::routes())
 }
 
 async fn style() -> Response {
@@ -73,6 +74,7 @@ pub(super) fn base_ctx(ctx: &Ctx, extra: Value) -> Value {
     let mut nav: Vec<(String, &str)> = Vec::new();
     if let Some(u) = ctx.user.as_ref().filter(|u| !u.must_change_password) {
         if u.role != Role::Staff {
+            nav.push(("/today".into(), t["today"]));
             nav.push(("/summary".into(), t["summary"]));
         }
         if u.employee_id.is_some() {
@@ -310,7 +312,7 @@ async fn home(State(app): St, ctx: Ctx) -> Response {
         Ok(if u.role == Role::Staff {
             redirect("/me", Vec::new())
         } else {
-            redirect("/summary", Vec::new())
+            redirect("/today", Vec::new())
         })
     })
     .await

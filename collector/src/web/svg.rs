@@ -367,9 +367,92 @@ pub fn day_bar(office: Option<(u32, u32)>, present: Option<(u32, u32)>, colour: 
     s
 }
 
+/// One department's day: how many people were in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mix {
+    pub on_time: u32,
+    pub late: u32,
+    pub exempt: u32,
+    pub absent: u32,
+    pub unknown: u32,
+}
+
+impl Mix {
+    /// Everyone counted.
+    pub fn total(&self) -> u32 {
+        self.on_time + self.late + self.exempt + self.absent + self.unknown
+    }
+}
+
+/// The colours of [`Mix`]'s parts, in drawing order (bottom up), by class.
+pub const MIX_PARTS: [(&str, &str); 5] = [
+    ("on_time", "#2e8b57"),
+    ("late", "#e67e22"),
+    ("exempt", "#2980b9"),
+    ("absent", "#c0392b"),
+    ("unknown", "#95a5a6"),
+];
+
+/// A small square of `colour`, for a legend.
+pub fn swatch(colour: &str) -> String {
+    format!(
+        r#"<svg class="swatch" width="12" height="12" viewBox="0 0 12 12" aria-hidden="true" xmlns="http://www.w3.org/2000/svg"><rect width="12" height="12" fill="{}"/></svg>"#,
+        esc(colour)
+    )
+}
+
+/// A department's day as a small stacked column, the parts of [`Mix`] bottom up in
+/// [`MIX_PARTS`] order, scaled to `most` people; `title` is its tooltip. An empty
+/// column (a rest day, nobody expected) is a light frame.
+pub fn day_mix(m: &Mix, most: u32, title: &str) -> String {
+    const W: f64 = 24.0;
+    const H: f64 = 36.0;
+    let mut s = format!(
+        r##"<svg class="daymix" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" xmlns="http://www.w3.org/2000/svg"><title>{}</title><rect width="{W}" height="{H}" fill="#f6f6f6"/>"##,
+        esc(title)
+    );
+    let most = f64::from(most.max(1));
+    let mut y = H;
+    for ((class, colour), n) in MIX_PARTS
+        .iter()
+        .zip([m.on_time, m.late, m.exempt, m.absent, m.unknown])
+    {
+        if n == 0 {
+            continue;
+        }
+        let h = f64::from(n) / most * H;
+        y -= h;
+        let _ = write!(
+            s,
+            r##"<rect class="{class}" y="{y:.1}" width="{W}" height="{h:.1}" fill="{colour}"/>"##
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_mix_stacks_its_parts_to_scale() {
+        let m = Mix {
+            on_time: 2,
+            late: 1,
+            unknown: 1,
+            ..Mix::default()
+        };
+        let svg = day_mix(&m, 4, "a <b>");
+        assert!(svg.contains("<title>a &lt;b&gt;</title>"), "{svg}");
+        assert!(
+            svg.contains(r#"class="on_time" y="18.0" width="24" height="18.0""#),
+            "{svg}"
+        );
+        assert!(svg.contains(r#"class="late" y="9.0""#), "{svg}");
+        assert!(svg.contains(r#"class="unknown" y="0.0""#), "{svg}");
+        assert!(!svg.contains("absent"), "{svg}");
+    }
 
     #[test]
     fn the_day_bar_places_office_hours_and_presence() {
