@@ -289,6 +289,13 @@ impl Collector {
         cmd
     }
 
+    /// Runs `kaoqin-collector ARGS` on this collector's store, which must succeed;
+    /// its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        run_ok(self.cmd(args), Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("kaoqin-collector {args:?}: {e:#}"))
+    }
+
     /// The URL agents use.
     pub fn url(&self) -> String {
         let scheme = if self.ca.is_some() { "https" } else { "http" };
@@ -383,12 +390,20 @@ pub fn proc_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// A port on loopback that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Polls `ready` until it gives a value, and returns it; fails naming `what` if
+/// that takes longer than `limit`. The one way tests wait for something another
+/// process does (never a fixed sleep).
+pub fn eventually<T>(what: &str, limit: Duration, mut ready: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(v) = ready() {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
 }
 
 /// The scripted day used by the tests and the quick start.

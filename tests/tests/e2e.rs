@@ -1,7 +1,7 @@
 //! End to end: the real collector and agent binaries on loopback.
 
 use kaoqin_proto::v1 as pb;
-use kaoqin_tests::{Collector, agent, fixture, free_port, run_ok};
+use kaoqin_tests::{Collector, agent, eventually, fixture, run_ok};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -190,12 +190,12 @@ fn the_collector_will_not_serve_plaintext_unless_told() {
 #[test]
 fn an_agent_that_starts_offline_delivers_everything_when_the_collector_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
     let data = dir.path().join("collector");
     let state = dir.path().join("agent");
-    {
-        let collector = Collector::start(&data, &addr).unwrap();
+    // The collector picks its port; it comes back on the same one.
+    let addr = {
+        let collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+        let addr = collector.addr.to_string();
         let token = collector.token().unwrap();
         run_ok(
             agent(
@@ -206,7 +206,8 @@ fn an_agent_that_starts_offline_delivers_everything_when_the_collector_returns()
         )
         .unwrap();
         collector.kill();
-    }
+        addr
+    };
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
@@ -236,14 +237,7 @@ fn an_agent_that_starts_offline_delivers_everything_when_the_collector_returns()
     rx.recv_timeout(LIMIT)
         .expect("the agent reports that delivery failed");
     let collector = Collector::start(&data, &addr).unwrap();
-    let deadline = std::time::Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "agent did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = eventually("the agent finished", LIMIT, || child.try_wait().unwrap());
     assert!(status.success());
     let events = collector.events().unwrap();
     assert_exactly_once(&events);
@@ -570,28 +564,14 @@ fn replay_cmd(
 
 /// Waits until the collector holds at least `n` events.
 fn wait_for_events(collector: &Collector, n: usize) -> usize {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
+    eventually(&format!("{n} events stored"), LIMIT, || {
         let have = collector.events().unwrap().len();
-        if have >= n {
-            return have;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {have} events arrived"
-        );
-    }
+        (have >= n).then_some(have)
+    })
 }
 
 fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(std::time::Instant::now() < deadline, "agent did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    kaoqin_tests::wait_bounded(child, LIMIT).expect("the agent finished")
 }
 
 /// What an uninterrupted delivery of `script` stores.
@@ -625,9 +605,10 @@ fn killing_the_collector_at_random_points_while_agents_send_loses_and_doubles_no
     let second = first + 100 + (nanos / 7) % (total / 4);
     eprintln!("killing the collector after {first} and {second} of {total} events");
 
-    let addr = format!("127.0.0.1:{}", free_port());
     let data = dir.path().join("collector");
-    let mut collector = Collector::start(&data, &addr).unwrap();
+    let mut collector = Collector::start(&data, "127.0.0.1:0").unwrap();
+    // Restarted on the port it picked, where the agents deliver.
+    let addr = collector.addr.to_string();
     let mut children: Vec<_> = (0..AGENTS)
         .map(|i| {
             let (state, config) = enrolled_agent(dir.path(), &format!("pc{i}"), &collector);

@@ -10,7 +10,7 @@ use kaoqin_collector::users::Role;
 use kaoqin_tests::{Collector, fixture, run_ok};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const SUFFIX: &str = "dc=office,dc=test";
@@ -111,29 +111,28 @@ impl Slapd {
             LIMIT,
         )
         .unwrap();
-        let port = kaoqin_tests::free_port();
-        let url = format!("ldap://127.0.0.1:{port}/");
-        // slapd forks into the background once it listens.
-        run_ok(
-            {
+        // slapd cannot pick a port itself and say which: offer it one the
+        // kernel just handed out, and another if something took it meanwhile
+        // (slapd binds before it forks, so a taken port fails this command).
+        let (port, url) = (0..5)
+            .find_map(|_| {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .ok()?;
+                let url = format!("ldap://127.0.0.1:{port}/");
                 let mut c = Command::new("/usr/sbin/slapd");
                 c.arg("-f").arg(&conf).args(["-h", &url]);
-                c
-            },
-            LIMIT,
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
-            if let Ok(p) = std::fs::read_to_string(d.join("slapd.pid"))
-                && let Ok(p) = p.trim().parse()
-                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "slapd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+                run_ok(c, LIMIT).ok().map(|_| (port, url))
+            })
+            .expect("slapd started on a loopback port");
+        let pid = kaoqin_tests::eventually("slapd listening", Duration::from_secs(20), || {
+            let p = std::fs::read_to_string(d.join("slapd.pid")).ok()?;
+            let p = p.trim().parse().ok()?;
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| p)
+        });
         Some(Slapd {
             _dir: dir,
             pid,

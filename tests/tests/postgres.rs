@@ -177,12 +177,9 @@ fn agent_health(rt: &tokio::runtime::Runtime, url: &str) -> Option<i32> {
 }
 
 /// Waits (bounded) until `ready` holds, checking every 100 ms.
+/// [`kaoqin_tests::eventually`] for a condition.
 fn eventually(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    kaoqin_tests::eventually(what, limit, || ready().then_some(()));
 }
 
 fn spool_depth(state: &Path) -> u64 {

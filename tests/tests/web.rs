@@ -1,15 +1,15 @@
 //! The web pages end to end: a real collector with `serve --http`, a replayed day,
-//! accounts for every role, and plain HTTP requests (a tiny HTTP/1.1 client below)
-//! checking what each role sees, what it is refused, appeals and corrections, the
+//! accounts for every role, and HTTP requests (reqwest with a cookie jar) and
+//! headless Chromium (over WebDriver) checking what each role sees, what it is refused, appeals and corrections, the
 //! audit trail, API tokens and the report exports.
 
-use kaoqin_tests::{agent, bin, fixture, run_ok};
+use kaoqin_tests::{Collector, agent, bin, fixture, run_ok};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 /// November 2026 holds the replayed day (Tuesday 2026-11-24).
@@ -17,101 +17,23 @@ const MONTH: &str = "2026-11";
 
 // ------------------------------------------------------------------ helpers
 
-/// A collector serving gRPC (plaintext) and the web pages, killed when dropped.
-struct WebCollector {
-    child: Child,
-    data_dir: PathBuf,
-    grpc: SocketAddr,
-    http: SocketAddr,
+/// A collector serving gRPC (plaintext) and the pages on loopback ports of its
+/// own choosing. Appeals may concern any day of the last hundred years, so that
+/// the fixture days stay appealable whatever today is.
+fn collector(data_dir: &Path) -> Collector {
+    collector_with(data_dir, "[appeals]\nwindow_days = 36500\n")
 }
 
-impl WebCollector {
-    /// `serve --plaintext --allow-replay --grpc 127.0.0.1:0 --http 127.0.0.1:0`,
-    /// waiting (bounded) for both `listening` lines. Appeals may concern any day
-    /// of the last hundred years, so that the fixture days stay appealable
-    /// whatever today is.
-    fn start(data_dir: &Path) -> WebCollector {
-        WebCollector::start_with(data_dir, "[appeals]\nwindow_days = 36500\n")
-    }
-
-    /// As [`WebCollector::start`], with `config` (TOML) as the configuration.
-    fn start_with(data_dir: &Path, config: &str) -> WebCollector {
-        std::fs::create_dir_all(data_dir).unwrap();
-        let config_file = data_dir.join("collector.toml");
-        std::fs::write(&config_file, config).unwrap();
-        let mut child = Command::new(bin("kaoqin-collector"))
-            .args([
-                "serve",
-                "--plaintext",
-                "--allow-replay",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--config")
-            .arg(&config_file)
-            .env("KAOQIN_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("kaoqin-collector listening ") {
-                    let _ = tx.send(rest.to_owned());
-                }
-            }
-        });
-        let (mut grpc, mut http) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while grpc.is_none() || http.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("collector did not start within 30 s");
-            let first = line.split_whitespace().next().unwrap_or_default();
-            if let Some(a) = first.strip_prefix("grpc=") {
-                grpc = Some(a.parse().unwrap());
-            } else if let Some(a) = first.strip_prefix("http=") {
-                http = Some(a.parse().unwrap());
-            }
-        }
-        WebCollector {
-            child,
-            data_dir: data_dir.to_path_buf(),
-            grpc: grpc.unwrap(),
-            http: http.unwrap(),
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new(bin("kaoqin-collector"));
-        cmd.args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .env("KAOQIN_LOG", "warn");
-        run_ok(cmd, LIMIT).unwrap()
-    }
+/// As [`collector`], with `config` (TOML) as the configuration.
+fn collector_with(data_dir: &Path, config: &str) -> Collector {
+    Collector::start_web(data_dir, config).unwrap()
 }
 
-impl Drop for WebCollector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One HTTP response.
+/// One HTTP response, read whole.
 #[derive(Debug)]
 struct Resp {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -120,121 +42,63 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
-/// A minimal HTTP/1.1 client (one request per connection) that keeps cookies.
+/// A person at the pages without a screen: an HTTP client with its own cookie
+/// jar that does not follow redirects (so that tests see them).
 struct Browser {
-    addr: SocketAddr,
-    cookies: BTreeMap<String, String>,
+    base: reqwest::Url,
+    http: reqwest::blocking::Client,
+    jar: Arc<reqwest::cookie::Jar>,
     bearer: Option<String>,
 }
 
-fn form_encode(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 impl Browser {
-    fn new(addr: SocketAddr) -> Browser {
+    fn new(c: &Collector) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::blocking::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
         Browser {
-            addr,
-            cookies: BTreeMap::new(),
+            base: c.web().parse().unwrap(),
+            http,
+            jar,
             bearer: None,
         }
     }
 
-    fn request(&mut self, method: &str, path: &str, body: Option<String>) -> Resp {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        if !self.cookies.is_empty() {
-            let c: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            req.push_str(&format!("Cookie: {}\r\n", c.join("; ")));
-        }
-        if let Some(t) = &self.bearer {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        let body = body.unwrap_or_default();
-        if method == "POST" {
-            req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        s.write_all(req.as_bytes()).unwrap();
-        let raw = read_response(&mut s);
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a header block");
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut body = raw[split + 4..].to_vec();
-        let mut lines = head.lines();
-        let status: u16 = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|c| c.parse().ok())
-            .expect("a status line");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
-        if headers
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-        {
-            body = dechunk(&body);
-        }
-        for (k, v) in &headers {
-            if k.eq_ignore_ascii_case("set-cookie") {
-                let pair = v.split(';').next().unwrap_or_default();
-                if let Some((name, value)) = pair.split_once('=') {
-                    if value.is_empty() {
-                        self.cookies.remove(name);
-                    } else {
-                        self.cookies.insert(name.to_owned(), value.to_owned());
-                    }
-                }
-            }
-        }
+    fn send(&mut self, req: reqwest::blocking::RequestBuilder) -> Resp {
+        let req = match &self.bearer {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let r = req.send().unwrap();
         Resp {
-            status,
-            headers,
-            body,
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.bytes().unwrap().to_vec(),
         }
     }
 
     fn get(&mut self, path: &str) -> Resp {
-        self.request("GET", path, None)
+        let req = self.http.get(self.base.join(path).unwrap());
+        self.send(req)
     }
 
     fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
-        self.request("POST", path, Some(form_encode(form)))
+        let req = self.http.post(self.base.join(path).unwrap()).form(form);
+        self.send(req)
+    }
+
+    /// Whether the jar holds any cookie for the pages.
+    fn has_cookies(&self) -> bool {
+        use reqwest::cookie::CookieStore;
+        self.jar.cookies(&self.base).is_some()
     }
 
     /// Logs in through the form; returns the redirect target.
@@ -259,56 +123,10 @@ impl Browser {
     }
 }
 
-/// Reads one response: to the end of its Content-Length, or to the end of the
-/// connection (chromedriver may keep it open).
-fn read_response(s: &mut TcpStream) -> Vec<u8> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        let n = s.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            if len.is_some_and(|len| raw.len() >= split + 4 + len) {
-                break;
-            }
-        }
-    }
-    raw
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..eol])
-                .split(';')
-                .next()
-                .unwrap_or("0")
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
-    out
-}
-
 /// Enrols an agent and replays `script` on it (as the attendance tests do).
-fn replay_on_pc(c: &WebCollector, state: &Path, machine: &str, script: &str) {
+fn replay_on_pc(c: &Collector, state: &Path, machine: &str, script: &str) {
     let token = c.cli(&["token", "create"]).trim().to_owned();
-    let url = format!("http://{}", c.grpc);
+    let url = c.url();
     let mut enroll = agent(state, &["enroll", "--collector", &url, "--token", &token]);
     enroll.env("KAOQIN_MACHINE_ID", machine);
     run_ok(enroll, LIMIT).unwrap();
@@ -334,7 +152,7 @@ fn staff_passwords(csv: &str) -> BTreeMap<String, String> {
 /// account of every role, each past its first login.
 struct World {
     _dir: tempfile::TempDir,
-    c: WebCollector,
+    c: Collector,
     officer: Browser,
     head: Browser,
     staff1: Browser,
@@ -345,7 +163,7 @@ struct World {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let c = WebCollector::start(&data);
+    let c = collector(&data);
     let staff_csv = fixture("staff.csv");
     c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
     replay_on_pc(&c, &dir.path().join("pc1"), "pc-1-machine", "day.jsonl");
@@ -377,15 +195,15 @@ fn world() -> World {
         0
     );
 
-    let mut officer = Browser::new(c.http);
+    let mut officer = Browser::new(&c);
     officer.first_login("officer", officer_pw.trim(), "officer-pass-1");
-    let mut head = Browser::new(c.http);
+    let mut head = Browser::new(&c);
     head.first_login("head", head_pw.trim(), "head-pass-1");
-    let mut admin = Browser::new(c.http);
+    let mut admin = Browser::new(&c);
     admin.first_login("root", admin_pw.trim(), "root-pass-1");
-    let mut staff1 = Browser::new(c.http);
+    let mut staff1 = Browser::new(&c);
     staff1.first_login("E001", &staff["E001"], "zhangsan-pass");
-    let mut staff3 = Browser::new(c.http);
+    let mut staff3 = Browser::new(&c);
     staff3.first_login("E003", &staff["E003"], "wangwu-pass1");
     World {
         _dir: dir,
@@ -422,9 +240,9 @@ fn the_pages_are_served_over_https_with_the_grpc_certificate() {
     let ca = run_ok(init, LIMIT).unwrap();
     let ca = Path::new(ca.trim()).to_path_buf();
     // With a certificate in place the pages are HTTPS, like gRPC.
-    let c = WebCollector::start(&data);
+    let c = collector(&data);
     let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
-    let base = format!("https://{}", c.http);
+    let base = format!("https://{}", c.http.unwrap());
     let (head, body) = curl(&ca, &[&format!("{base}/login")]);
     let status = head.lines().next().unwrap_or_default();
     assert!(
@@ -455,7 +273,7 @@ fn the_pages_are_served_over_https_with_the_grpc_certificate() {
             .success()
     );
     let mut plain = Command::new("curl");
-    plain.args(["-sS", &format!("http://{}/login", c.http)]);
+    plain.args(["-sS", &format!("http://{}/login", c.http.unwrap())]);
     let out = kaoqin_tests::run_bounded(plain, LIMIT).unwrap();
     assert!(
         !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("<form"),
@@ -466,7 +284,7 @@ fn the_pages_are_served_over_https_with_the_grpc_certificate() {
 #[test]
 fn nobody_decides_their_own_appeal_and_appeals_cannot_flood() {
     let dir = tempfile::tempdir().unwrap();
-    let c = WebCollector::start_with(
+    let c = collector_with(
         &dir.path().join("collector"),
         "[appeals]\nwindow_days = 31\nmax_open = 3\n",
     );
@@ -484,9 +302,9 @@ fn nobody_decides_their_own_appeal_and_appeals_cannot_flood() {
         "E003",
     ]);
     let officer_pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
-    let mut boss = Browser::new(c.http);
+    let mut boss = Browser::new(&c);
     boss.first_login("boss", boss_pw.trim(), "boss-pass-1");
-    let mut officer = Browser::new(c.http);
+    let mut officer = Browser::new(&c);
     officer.first_login("officer", officer_pw.trim(), "officer-pass-1");
 
     // Days relative to today (the window is), in the office's time zone.
@@ -551,12 +369,12 @@ fn nobody_decides_their_own_appeal_and_appeals_cannot_flood() {
 #[test]
 fn minutes_without_evidence_are_shown_as_unverified_and_not_charged() {
     let dir = tempfile::tempdir().unwrap();
-    let c = WebCollector::start(&dir.path().join("collector"));
+    let c = collector(&dir.path().join("collector"));
     let staff_csv = fixture("staff.csv");
     c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
     replay_on_pc(&c, &dir.path().join("pc1"), "pc-1-machine", "killed.jsonl");
     let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
-    let mut officer = Browser::new(c.http);
+    let mut officer = Browser::new(&c);
     officer.first_login("officer", pw.trim(), "officer-pass-1");
 
     let page = officer
@@ -879,7 +697,7 @@ fn roles_see_what_they_may_and_appeals_correct_verdicts() {
     // --- API tokens act as their user, with the same rule.
     let officer_token =
         w.c.cli(&["user", "token", "create", "--username", "officer"]);
-    let mut api = Browser::new(w.c.http);
+    let mut api = Browser::new(&w.c);
     api.bearer = Some(officer_token.trim().to_owned());
     let r = api.get(&format!("/api/v1/summary?{period}"));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -1022,9 +840,9 @@ fn printed_addresses_open_and_bad_parameters_get_a_named_error_page() {
 fn a_provisional_year_says_so_until_its_notice_is_imported_into_the_running_collector() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let c = WebCollector::start(&data);
+    let c = collector(&data);
     let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
-    let mut b = Browser::new(c.http);
+    let mut b = Browser::new(&c);
     b.first_login("officer", pw.trim(), "officer-pass-1");
     let page = |b: &mut Browser, path: &str| {
         let r = b.get(path);
@@ -1063,14 +881,14 @@ fn a_provisional_year_says_so_until_its_notice_is_imported_into_the_running_coll
 fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let c = WebCollector::start(&data);
+    let c = collector(&data);
     let pw = c.cli(&["user", "add", "--username", "officer", "--role", "officer"]);
-    let mut b = Browser::new(c.http);
+    let mut b = Browser::new(&c);
     let r = b.post("/login", &[("username", "officer"), ("password", "wrong")]);
     assert_eq!(r.status, 401);
     let r = b.post("/login", &[("username", "nobody"), ("password", pw.trim())]);
     assert_eq!(r.status, 401);
-    assert!(b.cookies.is_empty());
+    assert!(!b.has_cookies());
     assert_eq!(b.get("/summary").header("location"), Some("/login"));
     // The cookie is HttpOnly and SameSite=Strict.
     let r = b.post(
@@ -1102,7 +920,7 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     // Successful logins are not counted: six within a minute all get in.
     let pw3 = c.cli(&["user", "add", "--username", "reader", "--role", "officer"]);
     for i in 0..6 {
-        let mut fresh = Browser::new(c.http);
+        let mut fresh = Browser::new(&c);
         let r = fresh.post(
             "/login",
             &[("username", "reader"), ("password", pw3.trim())],
@@ -1111,7 +929,7 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     }
     // Guessing one username's password: five tries, then 429 whatever is typed,
     // while another username still logs in.
-    let mut guesser = Browser::new(c.http);
+    let mut guesser = Browser::new(&c);
     let pw2 = c.cli(&["user", "add", "--username", "clerk", "--role", "officer"]);
     for i in 0..5 {
         let r = guesser.post("/login", &[("username", "Clerk"), ("password", "guess")]);
@@ -1128,7 +946,7 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
         Some("/login"),
         "no session"
     );
-    let mut other = Browser::new(c.http);
+    let mut other = Browser::new(&c);
     let r = other.post("/login", &[("username", "officer"), ("password", "wrong")]);
     assert_eq!(r.status, 401, "another username is not locked out");
 
@@ -1136,7 +954,7 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
     let pw4 = c.cli(&["user", "add", "--username", "scripter", "--role", "officer"]);
     assert!(!pw4.trim().is_empty());
     let token = c.cli(&["user", "token", "create", "--username", "scripter"]);
-    let mut api = Browser::new(c.http);
+    let mut api = Browser::new(&c);
     api.bearer = Some(token.trim().to_owned());
     let r = api.get("/api/v1/summary?from=2026-11-23&to=2026-11-27");
     assert_eq!(r.status, 403, "{}", r.text());
@@ -1153,7 +971,7 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
 
     // One address trying many usernames: after its burst of failures, 429 for
     // every username from it, whatever is typed.
-    let mut flood = Browser::new(c.http);
+    let mut flood = Browser::new(&c);
     let mut failures = 0;
     let limited = loop {
         let name = format!("made-up-{failures}");
@@ -1204,7 +1022,7 @@ fn logins_fail_closed_and_serve_without_http_is_unchanged() {
 fn report_summary_and_daily_export_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
-    let c = WebCollector::start(&data);
+    let c = collector(&data);
     let staff_csv = fixture("staff.csv");
     c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
     replay_on_pc(&c, &dir.path().join("pc1"), "pc-1-machine", "day.jsonl");
@@ -1256,16 +1074,17 @@ fn report_summary_and_daily_export_in_every_format() {
 
 // ------------------------------------------------------------------ headless Chromium
 
-/// A WebDriver session of headless Chromium driven through chromedriver's plain
-/// HTTP+JSON protocol (no extra crates).
+/// Headless Chromium driven over WebDriver (chromedriver, through fantoccini),
+/// one blocking call at a time.
 struct Driver {
+    rt: tokio::runtime::Runtime,
+    client: Option<fantoccini::Client>,
     child: Child,
-    http: Browser,
-    session: String,
     _profile: tempfile::TempDir,
 }
 
-const ELEMENT: &str = "element-6066-";
+/// How long a page a click navigated to may take to show an element.
+const SHOWS_WITHIN: Duration = Duration::from_secs(20);
 
 impl Driver {
     fn start() -> Option<Driver> {
@@ -1281,24 +1100,29 @@ impl Driver {
             eprintln!("skipping the browser test: no chromedriver");
             return None;
         }
-        let port = kaoqin_tests::free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        // On a port of its own choosing, which it prints.
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut http = Browser::new(SocketAddr::from(([127, 0, 0, 1], port)));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if TcpStream::connect(http.addr).is_ok() && http.get("/status").status == 200 {
-                break;
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                    let _ = tx.send(rest.trim_end_matches('.').to_owned());
+                }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        });
+        let port: u16 = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromedriver said where it listens")
+            .parse()
+            .unwrap();
         let profile = tempfile::tempdir().unwrap();
-        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+        let caps = serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -1307,114 +1131,96 @@ impl Driver {
                          format!("--user-data-dir={}", profile.path().display()),
                          "--window-size=1280,900"],
             }
-        }}});
-        let r = http.json("POST", "/session", &caps);
-        let session = r["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
-            .to_owned();
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt
+            .block_on(
+                fantoccini::ClientBuilder::new(
+                    hyper_util::client::legacy::connect::HttpConnector::new(),
+                )
+                .capabilities(caps.as_object().unwrap().clone())
+                .connect(&format!("http://127.0.0.1:{port}")),
+            )
+            .expect("a WebDriver session");
         Some(Driver {
+            rt,
+            client: Some(client),
             child,
-            http,
-            session,
             _profile: profile,
         })
     }
 
-    fn cmd(&mut self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let p = format!("/session/{}{path}", self.session);
-        let r = self.http.json(method, &p, &body);
-        assert!(r["value"].get("error").is_none(), "{method} {path}: {r}");
-        r["value"].clone()
+    fn client(&self) -> &fantoccini::Client {
+        self.client.as_ref().expect("an open session")
     }
 
     fn open(&mut self, url: &str) {
-        self.cmd("POST", "/url", serde_json::json!({ "url": url }));
+        self.rt.block_on(self.client().goto(url)).unwrap();
     }
 
-    fn find(&mut self, css: &str) -> String {
-        // A page a click navigated to may not be there yet: look again, within a
-        // bound, while the element is missing.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let v = loop {
-            let p = format!("/session/{}/element", self.session);
-            let r = self.http.json(
-                "POST",
-                &p,
-                &serde_json::json!({"using": "css selector", "value": css}),
-            );
-            let missing = r["value"]["error"] == "no such element";
-            if !missing || Instant::now() >= deadline {
-                assert!(
-                    r["value"].get("error").is_none(),
-                    "POST /element {css}: {r}"
-                );
-                break r["value"].clone();
-            }
-        };
-        // The W3C element key ("element-6066-...") or the legacy "ELEMENT".
-        v.as_object()
-            .and_then(|o| {
-                o.iter()
-                    .find(|(k, _)| k.starts_with(ELEMENT) || *k == "ELEMENT")
-            })
-            .and_then(|(_, id)| id.as_str())
-            .unwrap_or_else(|| panic!("no element {css}: {v}"))
-            .to_owned()
+    /// The element `css`, waiting within a bound for a page a click navigated to.
+    fn find(&mut self, css: &str) -> fantoccini::elements::Element {
+        let found = self
+            .client()
+            .wait()
+            .at_most(SHOWS_WITHIN)
+            .for_element(fantoccini::Locator::Css(css));
+        self.rt
+            .block_on(found)
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
     fn type_into(&mut self, css: &str, text: &str) {
         let e = self.find(css);
-        self.cmd(
-            "POST",
-            &format!("/element/{e}/value"),
-            serde_json::json!({ "text": text }),
-        );
+        self.rt.block_on(e.send_keys(text)).unwrap();
     }
 
     fn click(&mut self, css: &str) {
         let e = self.find(css);
-        self.cmd(
-            "POST",
-            &format!("/element/{e}/click"),
-            serde_json::json!({}),
-        );
+        self.rt.block_on(e.click()).unwrap();
     }
 
     fn text(&mut self) -> String {
         let e = self.find("body");
-        self.cmd(
-            "GET",
-            &format!("/element/{e}/text"),
-            serde_json::Value::Null,
-        )
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        self.rt.block_on(e.text()).unwrap()
+    }
+
+    fn url(&mut self) -> String {
+        self.rt
+            .block_on(self.client().current_url())
+            .unwrap()
+            .to_string()
     }
 
     /// Sets the window's size (a laptop's, a phone's).
     fn window_size(&mut self, width: u32, height: u32) {
-        self.cmd(
-            "POST",
-            "/window/rect",
-            serde_json::json!({ "width": width, "height": height }),
-        );
+        self.rt
+            .block_on(self.client().set_window_size(width, height))
+            .unwrap();
     }
 
     /// The result of a script run in the page.
     fn script(&mut self, js: &str) -> serde_json::Value {
-        self.cmd(
-            "POST",
-            "/execute/sync",
-            serde_json::json!({ "script": js, "args": [] }),
-        )
+        self.rt
+            .block_on(self.client().execute(js, Vec::new()))
+            .unwrap()
     }
 
     /// Saves a PNG of the window.
     fn screenshot(&mut self, path: &Path) {
-        let b64 = self.cmd("GET", "/screenshot", serde_json::Value::Null);
-        std::fs::write(path, base64_decode(b64.as_str().unwrap())).unwrap();
+        let png = self.rt.block_on(self.client().screenshot()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Waits, within a bound, until the browser's address contains `needle` (a
+    /// form's navigation may finish after the click returns).
+    fn wait_for_url(&mut self, needle: &str) {
+        kaoqin_tests::eventually(&format!("the browser at {needle}"), SHOWS_WITHIN, || {
+            self.url().contains(needle).then_some(())
+        });
     }
 
     fn login(&mut self, base: &str, user: &str, password: &str) {
@@ -1424,70 +1230,20 @@ impl Driver {
         self.click("#login");
         // The click may return before the form's navigation has finished (and
         // before the new session cookie is set): wait until the browser has left
-        // the login page, within a bound.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let url = self.cmd("GET", "/url", serde_json::Value::Null);
-            if !url.as_str().unwrap_or_default().contains("/login") {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "still on the login page: {url}"
-            );
-        }
+        // the login page.
+        kaoqin_tests::eventually("leaving the login page", SHOWS_WITHIN, || {
+            (!self.url().contains("/login")).then_some(())
+        });
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let p = format!("/session/{}", self.session);
-        let _ = self.http.request("DELETE", &p, None);
+        if let Some(c) = self.client.take() {
+            let _ = self.rt.block_on(c.close());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-impl Browser {
-    fn json(&mut self, method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
-        let body = if body.is_null() {
-            None
-        } else {
-            Some(body.to_string())
-        };
-        let r = self.request_typed(method, path, body, "application/json");
-        serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn request_typed(&mut self, method: &str, path: &str, body: Option<String>, ty: &str) -> Resp {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let body = body.unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {ty}\r\nContent-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        );
-        s.write_all(req.as_bytes()).unwrap();
-        let raw = read_response(&mut s);
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut body = raw[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        Resp {
-            status: head
-                .split_whitespace()
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0),
-            headers: Vec::new(),
-            body,
-        }
     }
 }
 
@@ -1501,27 +1257,6 @@ fn screenshots_dir(w: &World) -> PathBuf {
     };
     std::fs::create_dir_all(&shots).unwrap();
     shots
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let digits: Vec<u32> = s.bytes().filter_map(val).collect();
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        let n = chunk.iter().fold(0u32, |acc, d| (acc << 6) | d) << (6 * (4 - chunk.len()));
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
 }
 
 /// Logs in through the real form in headless Chromium as an officer and as a
@@ -1544,7 +1279,7 @@ fn headless_chromium_shows_the_main_pages() {
             ("reason", "上午在区政府开会"),
         ],
     );
-    let base = format!("http://{}", w.c.http);
+    let base = w.c.web();
     d.login(&base, "officer", "officer-pass-1");
     d.open(&format!("{base}/summary?from=2026-11-01&to=2026-11-30"));
     let text = d.text();
@@ -1620,21 +1355,6 @@ fn headless_chromium_shows_the_main_pages() {
     assert!(d.text().contains("无权查看"));
 }
 
-impl Driver {
-    /// Waits, within a bound, until the browser's address contains `needle` (a
-    /// form's navigation may finish after the click returns).
-    fn wait_for_url(&mut self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let url = self.cmd("GET", "/url", serde_json::Value::Null);
-            if url.as_str().unwrap_or_default().contains(needle) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "never reached {needle}: {url}");
-        }
-    }
-}
-
 /// A staff member files a day of leave in headless Chromium, their department
 /// head approves it from the inbox with the month in view, and the day becomes
 /// leave on the person's month and on the officer's monthly sheet. With
@@ -1646,7 +1366,7 @@ fn headless_chromium_files_leave_as_staff_and_the_head_approves_it() {
         return;
     };
     let shots = screenshots_dir(&w);
-    let base = format!("http://{}", w.c.http);
+    let base = w.c.web();
 
     d.login(&base, "E001", "zhangsan-pass");
     d.open(&format!("{base}/requests"));
@@ -1677,13 +1397,9 @@ fn headless_chromium_files_leave_as_staff_and_the_head_approves_it() {
     d.type_into("#inbox form.decide input[name=comment]", "同意");
     d.click("#inbox button.ok");
     // Back on the requests page, with nothing left to decide.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while d.text().contains("待我审批") {
-        assert!(
-            Instant::now() < deadline,
-            "the inbox still shows the request"
-        );
-    }
+    kaoqin_tests::eventually("the inbox emptied", SHOWS_WITHIN, || {
+        (!d.text().contains("待我审批")).then_some(())
+    });
     assert!(d.text().contains("已批准"));
     d.open(&format!("{base}/person/E001?month={MONTH}&day=2026-11-25"));
     let text = d.text();
@@ -1713,7 +1429,7 @@ fn headless_chromium_uploads_a_staff_file_checked_before_it_is_written() {
         return;
     };
     let shots = screenshots_dir(&w);
-    let base = format!("http://{}", w.c.http);
+    let base = w.c.web();
     let bad = w._dir.path().join("new-staff.csv");
     std::fs::write(
         &bad,

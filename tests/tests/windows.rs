@@ -374,7 +374,6 @@ fn the_windows_exe_under_wine_checks_its_config_and_delivers_a_replayed_day() {
     let out = wine_ok(wine(&prefix, &exe, &["service", "start"]), LIMIT);
     assert!(out.contains("is running"), "{out}");
     // Wait for the service's start to arrive, then stop it.
-    let deadline = Instant::now() + LIMIT;
     let lifecycle = |events: &[serde_json::Value], kind: &str, reasons: &[&str]| {
         events.iter().any(|e| {
             e["type"] == "lifecycle"
@@ -382,17 +381,14 @@ fn the_windows_exe_under_wine_checks_its_config_and_delivers_a_replayed_day() {
                 && reasons.iter().any(|r| e["reason"] == *r)
         })
     };
-    while !lifecycle(
-        &collector.events().unwrap(),
-        "start",
-        &["system_boot", "service_start"],
-    ) {
-        assert!(
-            Instant::now() < deadline,
-            "the service's start did not arrive"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    kaoqin_tests::eventually("the service's start stored", LIMIT, || {
+        lifecycle(
+            &collector.events().unwrap(),
+            "start",
+            &["system_boot", "service_start"],
+        )
+        .then_some(())
+    });
     let out = wine_ok(wine(&prefix, &exe, &["service", "stop"]), LIMIT);
     assert!(out.contains("is stopped"), "{out}");
     let out = wine_ok(wine(&prefix, &exe, &["service", "uninstall"]), LIMIT);
