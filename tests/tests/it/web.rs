@@ -1,7 +1,8 @@
 //! The web pages end to end: a real collector with `serve --http`, a replayed day,
 //! accounts for every role, and HTTP requests (reqwest with a cookie jar) and
-//! headless Chromium (over WebDriver) checking what each role sees, what it is refused, appeals and corrections, the
-//! audit trail, API tokens and the report exports.
+//! headless Chromium (over WebDriver) checking what each role sees, what it is
+//! refused, appeals and corrections, the audit trail, API tokens and the report
+//! exports.
 
 use kaoqin_tests::{Collector, agent, bin, fixture, run_ok};
 use std::collections::BTreeMap;
