@@ -18,8 +18,19 @@ const ENROLL_RETRIES: usize = 6;
 #[derive(Debug, Parser)]
 #[command(name = "kaoqin-agent", version, about)]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` (one line per event, for the
+    /// journal or a file) or `json` (one JSON object per line, for log collectors).
+    #[arg(long, global = true, env = "KAOQIN_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The log's format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -80,6 +91,9 @@ pub enum Command {
     Status {
         #[command(flatten)]
         common: Common,
+        /// One JSON object, for monitoring tools, instead of plain words.
+        #[arg(long)]
+        json: bool,
     },
     /// In plain words: what this PC has recorded and sent, about whom.
     Show {
@@ -109,15 +123,20 @@ pub enum Command {
     },
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KAOQIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: a service's log goes to a file or the journal.
-    let _ = tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // One JSON object per line: time, level, target, message and fields.
+        LogFormat::Json => log.json().flatten_event(true).try_init(),
+        // Colours only on a terminal: a service's log goes to a file or the journal.
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 fn now_ms() -> i64 {
@@ -126,6 +145,7 @@ fn now_ms() -> i64 {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_format = cli.log_format;
     match cli.command {
         Command::Enroll {
             collector,
@@ -204,7 +224,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             probe,
             once,
         } => {
-            init_logging();
+            init_logging(log_format);
             let (config, state_dir) = common.resolve()?;
             let p: Box<dyn crate::probe::Probe> = match &probe {
                 ProbeChoice::Auto => crate::probe::live(&config)?,
@@ -237,7 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{config:#?}");
             Ok(())
         }
-        Command::Status { common } => status(common),
+        Command::Status { common, json } => status(common, json),
         Command::Show {
             common,
             days,
@@ -286,49 +306,81 @@ fn local(ms: i64) -> jiff::ZonedDateTime {
         .to_zoned_datetime(jiff::tz::TimeZone::system())
 }
 
-fn status(common: Common) -> anyhow::Result<()> {
+/// What `status` found out.
+#[derive(Debug, serde::Serialize)]
+struct Status {
+    state_dir: PathBuf,
+    /// The enrolment, if any.
+    enrolment: Option<StatusEnrolment>,
+    spool: StatusSpool,
+    /// Whether the agent ran last (`running`: running, or ended without a stop),
+    /// and when it was last seen alive.
+    agent: Option<StatusAgent>,
+    /// `reachable`, `key_refused` or `unreachable` (absent when not enrolled).
+    collector: Option<&'static str>,
+    /// The policy version the collector answered, or why it did not.
+    collector_detail: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct StatusEnrolment {
+    agent_id: String,
+    collector: String,
+    enrolled_at: jiff::Timestamp,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct StatusSpool {
+    depth: u64,
+    bytes: u64,
+    max_bytes: u64,
+    oldest_at: Option<jiff::Timestamp>,
+    last_acked_seq: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct StatusAgent {
+    running: bool,
+    last_alive: jiff::Timestamp,
+}
+
+fn instant(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+fn status(common: Common, json: bool) -> anyhow::Result<()> {
     let (config, state_dir) = common.resolve()?;
-    println!("state dir: {}", state_dir.display());
     let enrolment = Enrolment::load(&state_dir)?;
-    match &enrolment {
-        Some(e) => println!(
-            "enrolled: agent {} with {} since {}",
-            e.agent_id,
-            e.collector,
-            local(e.enrolled_at_ms).strftime("%Y-%m-%d %H:%M")
-        ),
-        None => println!("enrolled: no (run `kaoqin-agent enroll --collector URL --token T`)"),
-    }
     let spool = crate::runner::open_spool(&state_dir, &config)?;
     let s = spool.stats()?;
-    println!(
-        "spool: {} events waiting, {} KiB of {} KiB",
-        s.depth,
-        s.bytes / 1024,
-        s.max_bytes / 1024
-    );
-    if let Some(oldest) = s.oldest_at_ms {
-        println!(
-            "oldest waiting: {}",
-            local(oldest).strftime("%Y-%m-%d %H:%M:%S")
-        );
-    }
-    println!("last acknowledged seq: {}", s.last_acked_seq);
-    if let Some(alive) = spool
+    let agent = spool
         .meta_get("last_alive_ms")?
         .and_then(|v| v.parse().ok())
-    {
-        let running = spool.meta_get("running")?.as_deref() == Some("1");
-        println!(
-            "agent: {} (last seen alive {})",
-            if running {
-                "running or ended without a stop"
-            } else {
-                "stopped"
-            },
-            local(alive).strftime("%Y-%m-%d %H:%M:%S")
-        );
-    }
+        .map(|alive: i64| -> anyhow::Result<StatusAgent> {
+            Ok(StatusAgent {
+                running: spool.meta_get("running")?.as_deref() == Some("1"),
+                last_alive: instant(alive),
+            })
+        })
+        .transpose()?;
+    let mut out = Status {
+        state_dir,
+        enrolment: enrolment.as_ref().map(|e| StatusEnrolment {
+            agent_id: e.agent_id.clone(),
+            collector: e.collector.clone(),
+            enrolled_at: instant(e.enrolled_at_ms),
+        }),
+        spool: StatusSpool {
+            depth: s.depth,
+            bytes: s.bytes,
+            max_bytes: s.max_bytes,
+            oldest_at: s.oldest_at_ms.map(instant),
+            last_acked_seq: s.last_acked_seq,
+        },
+        agent,
+        collector: None,
+        collector_detail: None,
+    };
     if let Some(e) = enrolment {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -337,20 +389,63 @@ fn status(common: Common) -> anyhow::Result<()> {
             let mut up = crate::uplink::Uplink::new(e, Duration::from_secs(5))?;
             up.policy(0).await
         });
-        match reach {
-            Ok(p) => println!(
-                "collector: reachable, key accepted (policy version {})",
-                p.version
-            ),
-            Err(crate::uplink::UplinkError::Unauthenticated(m)) => {
-                println!(
-                    "collector: reachable, but it refused this agent's key ({m}); the agent enrols again by itself"
-                )
-            }
-            Err(e) => println!("collector: not reachable ({e}); events wait in the spool"),
-        }
+        let (state, detail) = match reach {
+            Ok(p) => ("reachable", format!("policy version {}", p.version)),
+            Err(crate::uplink::UplinkError::Unauthenticated(m)) => ("key_refused", m),
+            Err(e) => ("unreachable", e.to_string()),
+        };
+        out.collector = Some(state);
+        out.collector_detail = Some(detail);
+    }
+    if json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        print_status(&out);
     }
     Ok(())
+}
+
+fn print_status(s: &Status) {
+    let at = |t: jiff::Timestamp, f: &str| local(t.as_millisecond()).strftime(f).to_string();
+    println!("state dir: {}", s.state_dir.display());
+    match &s.enrolment {
+        Some(e) => println!(
+            "enrolled: agent {} with {} since {}",
+            e.agent_id,
+            e.collector,
+            at(e.enrolled_at, "%Y-%m-%d %H:%M")
+        ),
+        None => println!("enrolled: no (run `kaoqin-agent enroll --collector URL --token T`)"),
+    }
+    println!(
+        "spool: {} events waiting, {} KiB of {} KiB",
+        s.spool.depth,
+        s.spool.bytes / 1024,
+        s.spool.max_bytes / 1024
+    );
+    if let Some(oldest) = s.spool.oldest_at {
+        println!("oldest waiting: {}", at(oldest, "%Y-%m-%d %H:%M:%S"));
+    }
+    println!("last acknowledged seq: {}", s.spool.last_acked_seq);
+    if let Some(a) = &s.agent {
+        println!(
+            "agent: {} (last seen alive {})",
+            if a.running {
+                "running or ended without a stop"
+            } else {
+                "stopped"
+            },
+            at(a.last_alive, "%Y-%m-%d %H:%M:%S")
+        );
+    }
+    match (s.collector, &s.collector_detail) {
+        (Some("reachable"), Some(d)) => println!("collector: reachable, key accepted ({d})"),
+        (Some("key_refused"), Some(d)) => println!(
+            "collector: reachable, but it refused this agent's key ({d}); the agent enrols again by itself"
+        ),
+        (Some(_), Some(d)) => println!("collector: not reachable ({d}); events wait in the spool"),
+        _ => {}
+    }
 }
 
 /// What one day looks like in `show`, per account.

@@ -19,6 +19,47 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub auth: AuthConfig,
     pub storage: StorageConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: who may read `/metrics` on the pages' address besides loopback.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Networks (`10.1.0.0/16`) or addresses whose scrapers may read it.
+    pub allow: Vec<String>,
+    /// A bearer token that lets any address read it (`Authorization: Bearer`).
+    pub token: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The `allow` networks, parsed.
+    pub fn networks(&self) -> Vec<ipnet::IpNet> {
+        self.allow
+            .iter()
+            .filter_map(|n| parse_net(n).ok())
+            .collect()
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        for n in &self.allow {
+            if let Err(e) = parse_net(n) {
+                problems.push(format!(
+                    "metrics.allow: {n:?} is not a network such as 10.1.0.0/16 or an address ({e})"
+                ));
+            }
+        }
+        if self.token.as_deref().is_some_and(|t| t.len() < 16) {
+            problems.push("metrics.token: use at least 16 characters".into());
+        }
+    }
+}
+
+/// A network, or one address as a network of one.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|e| e.to_string())
 }
 
 /// `[auth]`: how people sign in besides kaoqin's own accounts.
@@ -672,6 +713,7 @@ impl Config {
         config.attendance.validate(&mut problems);
         config.notify.validate(&mut problems);
         config.auth.validate(&mut problems);
+        config.metrics.validate(&mut problems);
         if jiff::tz::TimeZone::get(&config.server.time_zone).is_err() {
             problems.push(format!(
                 "server.time_zone = {:?}: not a known IANA time zone",

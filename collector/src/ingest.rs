@@ -264,6 +264,7 @@ impl<S: Store> Ingest<S> {
             })
             .await?;
         tracing::debug!(agent_id = %auth.agent_id, inserted = outcome.inserted, acked_seq = outcome.acked_seq, "Stored a batch.");
+        crate::metrics::get().events.inc_by(outcome.inserted);
         Ok(pb::ReportResponse {
             acked_seq: outcome.acked_seq,
             server_time_ms: (self.clock)(),
@@ -323,6 +324,7 @@ impl<S: Store> Ingest<S> {
 /// where they happen.
 fn answer<T>(
     r: Result<T, CollectorError>,
+    call: &str,
     what: &str,
     who: impl std::fmt::Debug,
 ) -> Result<Response<T>, Status> {
@@ -330,8 +332,22 @@ fn answer<T>(
         if !matches!(e, CollectorError::Internal(_)) {
             tracing::info!(?who, error = %e, "Refused {what}.");
         }
-        e.into()
+        let status: Status = e.into();
+        crate::metrics::get().refused(call, &code_name(status.code()));
+        status
     })
+}
+
+/// A gRPC status code as a metric label: `InvalidArgument` is `invalid_argument`.
+fn code_name(code: tonic::Code) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// What the refused event `seq` of `body` claimed, if it is about an OS account:
@@ -377,6 +393,7 @@ impl<S: Store> pb::agent_service_server::AgentService for Ingest<S> {
         let peer = req.remote_addr().map(|a| a.ip());
         answer(
             Ingest::enroll(self, req.into_inner(), peer).await,
+            "enroll",
             "an enrolment",
             peer,
         )
@@ -388,14 +405,26 @@ impl<S: Store> pb::agent_service_server::AgentService for Ingest<S> {
     ) -> Result<Response<pb::ReportResponse>, Status> {
         // A cheap copy (shared bytes), read only if the report is refused.
         let agent = req.metadata().get(AGENT_ID_HEADER).cloned();
-        answer(Ingest::report(self, req).await, "a report", agent)
+        let started = std::time::Instant::now();
+        let events = req.get_ref().events.len();
+        let r = Ingest::report(self, req).await;
+        let m = crate::metrics::get();
+        m.report_seconds.observe(started.elapsed().as_secs_f64());
+        if r.is_ok() {
+            m.reports.inc();
+            m.batch_events.observe(events as f64);
+        }
+        answer(r, "report", "a report", agent)
     }
 
     async fn get_policy(
         &self,
         req: Request<pb::GetPolicyRequest>,
     ) -> Result<Response<pb::Policy>, Status> {
-        self.authenticate(&req)?;
+        if let Err(e) = self.authenticate(&req) {
+            let agent = req.metadata().get(AGENT_ID_HEADER).cloned();
+            return answer(Err(e), "get_policy", "a policy request", agent);
+        }
         // Agents ask about once an hour each: the saved rules' revision is read
         // here, so a change in the console reaches every agent on its next ask.
         let policy = self.policy.clone();

@@ -14,6 +14,7 @@ pub mod integrity;
 mod layering;
 pub mod ldap;
 pub mod leave;
+pub mod metrics;
 pub mod notice;
 pub mod notify;
 pub mod periodic;

@@ -16,8 +16,19 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "kaoqin-collector", version, about)]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` (one line per event, for the
+    /// journal or a file) or `json` (one JSON object per line, for log collectors).
+    #[arg(long, global = true, env = "KAOQIN_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The log's format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -168,6 +179,26 @@ pub enum Command {
         /// Output format.
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
+    },
+    /// Write a consistent copy of the SQLite store to a new file, safe while
+    /// `serve` runs (SQLite's online backup API). PostgreSQL is backed up with
+    /// its own tools (pg_dump, base backups: docs/operations.md).
+    Backup {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup made by `backup` in place of the data dir's SQLite store.
+    /// Stop `serve` first (a running collector is detected and refused). The
+    /// replaced database is kept beside it as kaoqin.db.before-restore-MILLIS.
+    Restore {
+        #[command(flatten)]
+        dirs: DataDirArg,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
     },
     /// Move an office from its SQLite file to an empty PostgreSQL database:
     /// everything, with the audit chain intact. Stop `serve` first.
@@ -978,19 +1009,25 @@ fn raise_open_file_limit() {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KAOQIN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: a service's log goes to a file or the journal.
-    let _ = tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // One JSON object per line: time, level, target, message and fields.
+        LogFormat::Json => log.json().flatten_event(true).try_init(),
+        // Colours only on a terminal: a service's log goes to a file or the journal.
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let log_format = cli.log_format;
     match cli.command {
         Command::Tls {
             command: TlsCommand::Init { dirs, names, days },
@@ -1012,13 +1049,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             http,
             allow_replay,
         } => {
-            init_logging();
+            init_logging(log_format);
             let (mut config, data_dir) = dirs.resolve()?;
             config.server.allow_replay |= allow_replay;
             config.server.plaintext |= plaintext;
             config.server.data_dir = data_dir;
             let grpc = grpc.unwrap_or(config.server.grpc);
             let http = http.or(config.server.http);
+            // One collector per SQLite file; `restore` waits for it to stop.
+            let _serving = match config.storage.url {
+                None => Some(crate::store::sqlite::serving_lock(&config.server.data_dir)?),
+                Some(_) => None,
+            };
             raise_open_file_limit();
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
@@ -1251,8 +1293,62 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Notify { command } => run_notify(command),
         Command::User { command } => users::run_cli(command),
+        Command::Backup { dirs, out } => {
+            let (config, data_dir) = dirs.resolve()?;
+            anyhow::ensure!(
+                config.storage.url.is_none(),
+                "the store is PostgreSQL: back it up with pg_dump or a base backup (docs/operations.md)"
+            );
+            let db = data_dir.join(crate::store::sqlite::DB_FILE);
+            anyhow::ensure!(
+                db.exists(),
+                "no {} in {}",
+                crate::store::sqlite::DB_FILE,
+                data_dir.display()
+            );
+            let rules = crate::verdicts::Rules::from_config(&config)?;
+            let store = crate::store::sqlite::SqliteStore::open_with(&data_dir, &rules.settings)?;
+            let bytes = store.backup_to(&out)?;
+            println!(
+                "backed up {} to {} ({bytes} bytes)",
+                db.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Restore { dirs, from } => {
+            let (config, data_dir) = dirs.resolve()?;
+            anyhow::ensure!(
+                config.storage.url.is_none(),
+                "the store is PostgreSQL: restore it with pg_restore or from a base backup (docs/operations.md)"
+            );
+            let kept = crate::store::sqlite::restore(
+                &data_dir,
+                &from,
+                jiff::Timestamp::now().as_millisecond(),
+            )?;
+            // Opened once: an older backup is brought up to this collector's schema.
+            let rules = crate::verdicts::Rules::from_config(&config)?;
+            let store = crate::store::sqlite::SqliteStore::open_with(&data_dir, &rules.settings)?;
+            let (events, _) = store.count_events()?;
+            println!(
+                "restored {} into {} ({events} events)",
+                from.display(),
+                data_dir.join(crate::store::sqlite::DB_FILE).display()
+            );
+            if let Some(k) = kept {
+                println!("the database it replaced is kept as {}", k.display());
+            }
+            match store.audit_verify()? {
+                crate::audit::Verification::Intact { records, .. } => {
+                    println!("audit chain: {records} records, intact")
+                }
+                other => anyhow::bail!("the restored audit chain is not intact: {other:?}"),
+            }
+            Ok(())
+        }
         Command::Migrate { from, to } => {
-            init_logging();
+            init_logging(log_format);
             let db = from.join(crate::store::sqlite::DB_FILE);
             anyhow::ensure!(
                 db.exists(),

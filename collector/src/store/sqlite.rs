@@ -39,8 +39,11 @@ const CHECKPOINT_PACE: std::time::Duration = std::time::Duration::from_millis(20
 /// checkpoint from another connection that waits for the writer starves.
 const CHECKPOINT_RESTART_PAGES: i64 = 16_384;
 
+mod backup;
 mod schema;
 mod writer;
+
+pub use backup::{SERVING_LOCK, restore, serving_lock};
 
 use schema::MIGRATIONS;
 use writer::{Writer, run_checkpoints};

@@ -15,6 +15,7 @@
 mod admin_pages;
 pub mod audit;
 mod category_pages;
+mod health;
 mod today_page;
 pub use crate::i18n;
 mod pages;
@@ -64,6 +65,8 @@ pub struct App {
     pub(crate) policy: Arc<crate::policy::LivePolicy>,
     /// Served over HTTPS: cookies are `Secure` and the session cookie `__Host-`.
     secure: std::sync::atomic::AtomicBool,
+    /// Who may read `/metrics` besides loopback (`[metrics]`).
+    pub(crate) metrics: crate::config::MetricsConfig,
 }
 
 /// Failed login attempts one username may make at once; after that one a minute.
@@ -172,6 +175,7 @@ impl App {
             appeal_limits: config.appeals,
             requests: config.requests.clone(),
             ldap: config.auth.ldap.clone(),
+            metrics: config.metrics.clone(),
             secure: std::sync::atomic::AtomicBool::new(false),
             store,
             rules,

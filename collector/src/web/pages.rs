@@ -42,6 +42,7 @@ pub(super) fn routes() -> axum::Router<Arc<App>> {
         .merge(super::admin_pages::routes())
         .merge(super::category_pages::routes())
         .merge(super::today_page::routes())
+        .merge(super::health::routes())
 }
 
 async fn style() -> Response {
@@ -383,6 +384,7 @@ async fn login(State(app): St, ctx: Ctx, Form(f): Form<LoginForm>) -> Response {
                 app.logins_by_address.take(ip, at);
             }
             tracing::info!(username = %f.username, peer = ?ctx.peer, "Failed login.");
+            crate::metrics::get().login_failures.inc();
             return page_with_status(
                 app,
                 ctx,

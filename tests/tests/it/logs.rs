@@ -1,6 +1,7 @@
 //! A service's log goes to a file or the journal: what the collector writes to a
-//! stderr that is not a terminal is plain text, without colour codes, and a
-//! SIGTERM stops it cleanly with a last line saying so.
+//! stderr that is not a terminal is plain text, without colour codes, or one
+//! JSON object per line with `--log-format json`; a SIGTERM stops it cleanly
+//! with a last line saying so.
 
 #![cfg(unix)]
 
@@ -9,10 +10,11 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-#[test]
-fn the_log_on_a_pipe_is_plain_text_and_sigterm_stops_the_collector() {
+/// The log of a collector that serves, then stops on SIGTERM (exiting 0).
+fn serve_and_stop(extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin("kaoqin-collector"))
+        .args(extra)
         .args([
             "serve",
             "--plaintext",
@@ -47,11 +49,41 @@ fn the_log_on_a_pipe_is_plain_text_and_sigterm_stops_the_collector() {
     assert!(term.success());
     let status = kaoqin_tests::wait_bounded(&mut child, Duration::from_secs(30)).unwrap();
     assert!(status.success(), "stopped by SIGTERM: {status}");
-    let log = log.join().unwrap();
+    log.join().unwrap()
+}
+
+#[test]
+fn the_log_on_a_pipe_is_plain_text_and_sigterm_stops_the_collector() {
+    let log = serve_and_stop(&[]);
     assert!(log.contains("Collector serving."), "{log}");
     assert!(log.contains("Collector stopped."), "{log}");
     assert!(
         !log.contains('\u{1b}'),
         "colour codes in a piped log: {log:?}"
+    );
+}
+
+#[test]
+fn with_log_format_json_each_line_is_one_json_object() {
+    let log = serve_and_stop(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let serving = lines
+        .iter()
+        .find(|l| l["message"] == "Collector serving.")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(serving["level"], "INFO", "{serving}");
+    assert!(
+        serving["grpc"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{serving}"
+    );
+    assert!(serving["timestamp"].is_string(), "{serving}");
+    assert!(
+        lines.iter().any(|l| l["message"] == "Collector stopped."),
+        "{log}"
     );
 }

@@ -17,6 +17,7 @@ mod loadgen;
 mod logs;
 mod notify;
 mod offline;
+mod operations;
 mod postgres;
 mod report_api;
 mod requests;

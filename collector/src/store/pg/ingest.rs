@@ -356,7 +356,11 @@ impl PgInner {
         )
         .map_err(&err)?;
         let acked: i64 = acked.get(0);
+        let started = std::time::Instant::now();
         tx.commit().await.map_err(&err)?;
+        crate::metrics::get()
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(BatchOutcome {
             acked_seq: acked as u64,
             inserted,

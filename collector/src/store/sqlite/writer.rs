@@ -185,6 +185,9 @@ impl Writer {
         }
         let started = std::time::Instant::now();
         let commit = tx.commit().map_err(|e| classify(&path, e));
+        crate::metrics::get()
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::trace!(
             ms = started.elapsed().as_millis() as u64,
             jobs = replies.len(),

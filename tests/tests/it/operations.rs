@@ -1,0 +1,223 @@
+//! What IT runs the collector with: `/healthz` and `/metrics` for monitoring, the
+//! agent's `status --json`, backups taken while serving and restored, one
+//! collector per SQLite file, and a database from a newer collector refused.
+
+use kaoqin_tests::{Collector, agent, collector_command, run_bounded, run_ok};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+const TOKEN: &str = "scrape-token-0123456789";
+
+/// The samples of a Prometheus text page: `name{labels}` to value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn health_and_metrics_say_what_the_collector_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start_web(
+        &dir.path().join("collector"),
+        &format!("[metrics]\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str| {
+        let r = http.get(format!("{}{path}", c.web())).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    assert_eq!(get("/healthz"), (200, "ok\n".into()));
+
+    // A day delivered, an enrolment with a bad token, a failed login.
+    let pc = dir.path().join("pc");
+    c.replay_fixture(&pc, "day.jsonl").unwrap();
+    let stored = c.events().unwrap().len();
+    let bad = run_bounded(
+        agent(
+            &dir.path().join("other-pc"),
+            &[
+                "enroll",
+                "--collector",
+                &c.url(),
+                "--token",
+                "kq1-not-a-token",
+            ],
+        ),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(!bad.status.success());
+    let login = http
+        .post(format!("{}/login", c.web()))
+        .form(&[("username", "nobody"), ("password", "wrong")])
+        .send()
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 401);
+
+    let (status, text) = get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    let m = samples(&text);
+    let at = |k: &str| *m.get(k).unwrap_or_else(|| panic!("no {k} in {text}"));
+    assert_eq!(at("kaoqin_events_stored_total") as usize, stored, "{text}");
+    assert!(at("kaoqin_reports_total") >= 1.0, "{text}");
+    assert_eq!(
+        at("kaoqin_report_duration_seconds_count"),
+        at("kaoqin_reports_total")
+    );
+    assert_eq!(
+        at("kaoqin_report_batch_events_sum") as usize,
+        stored,
+        "every event arrived in a stored Report once: {text}"
+    );
+    assert!(at("kaoqin_store_commit_duration_seconds_count") >= 1.0);
+    assert_eq!(at("kaoqin_login_failures_total"), 1.0);
+    assert_eq!(at("kaoqin_agents{kind=\"enrolled\"}"), 1.0);
+    assert_eq!(at("kaoqin_agents{kind=\"seen_1h\"}"), 1.0);
+    assert_eq!(at("kaoqin_agents{kind=\"revoked\"}"), 0.0);
+    assert_eq!(at("kaoqin_store_up"), 1.0);
+    assert!(m.contains_key("kaoqin_recompute_queue_depth"), "{text}");
+    let refused: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("kaoqin_refusals_total{call=\"enroll\""))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(refused >= 1.0, "the bad enrolment counted: {text}");
+    assert!(text.ends_with("# EOF\n"));
+
+    // The agent's own state for monitoring tools.
+    let status = run_ok(agent(&pc, &["status", "--json"]), LIMIT).unwrap();
+    let s: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
+    assert!(
+        s["enrolment"]["agent_id"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("ag-")),
+        "{s:#}"
+    );
+    assert_eq!(s["spool"]["depth"], 0, "{s:#}");
+    assert_eq!(s["collector"], "reachable", "{s:#}");
+    assert!(s["spool"]["last_acked_seq"].as_u64().unwrap() >= stored as u64);
+}
+
+#[test]
+fn a_backup_taken_while_serving_is_restored_and_one_collector_serves_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let c = Collector::start(&data, "127.0.0.1:0").unwrap();
+    c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
+        .unwrap();
+    let stored = c.events().unwrap().len();
+
+    // While it serves: a second collector on the same file is refused.
+    let second = Collector::start(&data, "127.0.0.1:0");
+    let e = second
+        .err()
+        .expect("a second collector refused")
+        .to_string();
+    assert!(e.contains("did not start"), "{e}");
+
+    let backup = dir.path().join("kaoqin-backup.db");
+    let out = c.cli(&["backup", "--out", backup.to_str().unwrap()]);
+    assert!(out.contains("backed up"), "{out}");
+    // Never over an existing file.
+    let again = run_bounded(c.cmd(&["backup", "--out", backup.to_str().unwrap()]), LIMIT).unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    // Something that happens after the backup.
+    c.cli(&["user", "add", "--username", "late", "--role", "officer"]);
+    // Not restored under a running collector.
+    let refused = run_bounded(
+        c.cmd(&["restore", "--from", backup.to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("already serving"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let cmd_on = |args: &[&str]| {
+        let mut cmd = collector_command(args);
+        cmd.arg("--data-dir").arg(&data);
+        cmd
+    };
+    c.kill();
+    let out = run_ok(
+        cmd_on(&["restore", "--from", backup.to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(out.contains(&format!("({stored} events)")), "{out}");
+    assert!(
+        out.contains("audit chain:") && out.contains("intact"),
+        "{out}"
+    );
+    assert!(out.contains("kept as"), "{out}");
+    let users = run_ok(cmd_on(&["user", "list"]), LIMIT).unwrap();
+    assert!(
+        !users.contains("late"),
+        "the account added after the backup: {users}"
+    );
+    // The restored store serves, with every event.
+    let c = Collector::start(&data, "127.0.0.1:0").unwrap();
+    assert_eq!(c.events().unwrap().len(), stored);
+    // A file that is not a kaoqin database is refused, and nothing is replaced.
+    c.kill();
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let bad = run_bounded(
+        cmd_on(&["restore", "--from", junk.to_str().unwrap()]),
+        LIMIT,
+    )
+    .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let c = Collector::start(&data, "127.0.0.1:0").unwrap();
+    assert_eq!(c.events().unwrap().len(), stored);
+}
+
+#[test]
+fn a_database_of_a_newer_collector_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("collector");
+    let c = Collector::start(&data, "127.0.0.1:0").unwrap();
+    c.cli(&["token", "create"]);
+    c.kill();
+    let db = data.join("kaoqin.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+    }
+    let mut serve = collector_command(&["serve", "--plaintext", "--grpc", "127.0.0.1:0"]);
+    serve.arg("--data-dir").arg(&data);
+    let out = run_bounded(serve, LIMIT).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema version 999 is newer than this collector knows"),
+        "{err}"
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 999, "left as it was");
+    // Nor restored from.
+    let mut restore = collector_command(&["restore", "--from", db.to_str().unwrap()]);
+    restore.arg("--data-dir").arg(dir.path().join("elsewhere"));
+    let out = run_bounded(restore, LIMIT).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("newer"));
+}
