@@ -22,5 +22,6 @@ mod postgres;
 mod report_api;
 mod requests;
 mod trust;
+mod upgrades;
 mod web;
 mod windows;
