@@ -9,6 +9,14 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The agent protocol of the previous release, as its agents speak it (compiled
+/// from the frozen `tests/proto/previous/`): tests send its messages to this
+/// collector, which must keep taking them.
+#[allow(unreachable_pub, clippy::all, missing_docs)]
+pub mod previous {
+    tonic::include_proto!("kaoqin.v1");
+}
+
 /// The workspace's `target/debug` (or release) directory of the running test.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

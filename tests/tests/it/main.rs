@@ -19,6 +19,7 @@ mod notify;
 mod offline;
 mod operations;
 mod postgres;
+mod previous_agent;
 mod report_api;
 mod requests;
 mod trust;
