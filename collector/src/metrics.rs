@@ -237,4 +237,36 @@ mod tests {
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+
+    #[test]
+    fn the_dashboard_and_the_alert_rules_name_only_metrics_that_exist() {
+        let text = get().encode();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring");
+        let mut named = 0;
+        for file in ["grafana-dashboard.json", "kaoqin-alerts.yml"] {
+            let doc = std::fs::read_to_string(root.join(file)).unwrap();
+            if file.ends_with(".json") {
+                let _: serde_json::Value = serde_json::from_str(&doc).unwrap();
+            }
+            for (i, _) in doc.match_indices("kaoqin_") {
+                let name: String = doc[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                named += 1;
+                // A family is declared by its TYPE line, under its name without
+                // the sample suffix.
+                let family = ["_total", "_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name);
+                assert!(
+                    text.contains(&format!("# TYPE {name} "))
+                        || text.contains(&format!("# TYPE {family} ")),
+                    "{file}: {name} is not a metric the collector serves"
+                );
+            }
+        }
+        assert!(named > 15, "{named}");
+    }
 }

@@ -110,6 +110,8 @@ fn a_backup_taken_while_serving_is_restored_and_one_collector_serves_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("collector");
     let c = Collector::start(&data, "127.0.0.1:0").unwrap();
+    // The agent comes back to the same address after the restore.
+    let c_addr = c.addr.to_string();
     c.replay_fixture(&dir.path().join("pc"), "day.jsonl")
         .unwrap();
     let stored = c.events().unwrap().len();
@@ -129,8 +131,16 @@ fn a_backup_taken_while_serving_is_restored_and_one_collector_serves_a_file() {
     let again = run_bounded(c.cmd(&["backup", "--out", backup.to_str().unwrap()]), LIMIT).unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
-    // Something that happens after the backup.
+    // What happens after the backup: an account, and the PC delivers another day.
     c.cli(&["user", "add", "--username", "late", "--role", "officer"]);
+    let pc = dir.path().join("pc");
+    let replay = |script: &str| {
+        let probe = format!("replay:{}", kaoqin_tests::fixture(script).display());
+        run_ok(agent(&pc, &["run", "--probe", &probe, "--once"]), LIMIT).unwrap();
+    };
+    replay("day-pc2.jsonl");
+    let later = c.events().unwrap().len();
+    assert!(later > stored);
     // Not restored under a running collector.
     let refused = run_bounded(
         c.cmd(&["restore", "--from", backup.to_str().unwrap()]),
@@ -166,9 +176,24 @@ fn a_backup_taken_while_serving_is_restored_and_one_collector_serves_a_file() {
         !users.contains("late"),
         "the account added after the backup: {users}"
     );
-    // The restored store serves, with every event.
-    let c = Collector::start(&data, "127.0.0.1:0").unwrap();
+    // The restored store serves, with every event it held; the PC's agent
+    // carries on from its own sequence numbers (what it delivered after the
+    // backup left its spool when it was acknowledged, and is not in the backup).
+    let c = Collector::start(&data, &c_addr).unwrap();
     assert_eq!(c.events().unwrap().len(), stored);
+    replay("killed.jsonl");
+    let events = c.events().unwrap();
+    let after = events.len();
+    assert!(after > stored, "another day delivered after the restore");
+    let last_seq = events
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap();
+    assert!(
+        last_seq as usize > later,
+        "it continued from its own seq ({last_seq}), past what the backup lost"
+    );
     // A file that is not a kaoqin database is refused, and nothing is replaced.
     c.kill();
     let junk = dir.path().join("junk.db");
@@ -185,7 +210,7 @@ fn a_backup_taken_while_serving_is_restored_and_one_collector_serves_a_file() {
         String::from_utf8_lossy(&bad.stderr)
     );
     let c = Collector::start(&data, "127.0.0.1:0").unwrap();
-    assert_eq!(c.events().unwrap().len(), stored);
+    assert_eq!(c.events().unwrap().len(), after);
 }
 
 #[test]
