@@ -5,7 +5,7 @@
 
 #![cfg(unix)]
 
-use kaoqin_tests::bin;
+use kaoqin_tests::collector_command;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,8 +13,7 @@ use std::time::Duration;
 /// The log of a collector that serves, then stops on SIGTERM (exiting 0).
 fn serve_and_stop(extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(bin("kaoqin-collector"))
-        .args(extra)
+    let mut child = collector_command(extra)
         .args([
             "serve",
             "--plaintext",
