@@ -107,22 +107,7 @@ fn office(dir: &std::path::Path) -> Collector {
 
 /// The daily report's rows of `date`, judged as of 2026-12-01.
 fn daily(c: &Collector, date: &str) -> Vec<serde_json::Value> {
-    let out = run_ok(
-        c.cmd(&[
-            "report",
-            "daily",
-            "--date",
-            date,
-            "--format",
-            "json",
-            "--now",
-            "2026-12-01T00:00:00Z",
-        ]),
-        LIMIT,
-    )
-    .unwrap();
-    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-    rows.as_array().unwrap().clone()
+    crate::util::daily(&|args| c.cmd(args), date, "2026-12-01T00:00:00Z")
 }
 
 /// E001's row of the daily report of 2026-11-24.

@@ -1,5 +1,6 @@
 //! End to end: the real collector and agent binaries on loopback.
 
+use crate::util::authed;
 use kaoqin_proto::v1 as pb;
 use kaoqin_tests::{Collector, agent, eventually, fixture, run_ok};
 use std::collections::{BTreeMap, HashSet};
@@ -242,17 +243,6 @@ fn an_agent_that_starts_offline_delivers_everything_when_the_collector_returns()
     let events = collector.events().unwrap();
     assert_exactly_once(&events);
     assert_eq!(usage_by_category(&events).get("chat"), Some(&1500));
-}
-
-fn authed<T>(body: T, id: &str, key: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(body);
-    r.metadata_mut()
-        .insert(kaoqin_proto::AGENT_ID_HEADER, id.parse().unwrap());
-    r.metadata_mut().insert(
-        kaoqin_proto::AUTHORIZATION_HEADER,
-        format!("Bearer {key}").parse().unwrap(),
-    );
-    r
 }
 
 fn unlock(seq: u64) -> pb::Event {

@@ -145,30 +145,12 @@ async fn a_pc_clock_two_hours_slow_is_measured_and_corrected() {
         "stored as the PC said"
     );
 
-    let out = run_ok(
-        collector_cmd(
-            &data,
-            &[
-                "report",
-                "daily",
-                "--date",
-                "2026-11-24",
-                "--format",
-                "json",
-                "--now",
-                "2026-11-26T00:00:00Z",
-            ],
-        ),
-        LIMIT,
-    )
-    .unwrap();
-    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let e001 = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["employee_id"] == "E001")
-        .unwrap();
+    let rows = crate::util::daily(
+        &|args| collector_cmd(&data, args),
+        "2026-11-24",
+        "2026-11-26T00:00:00Z",
+    );
+    let e001 = crate::util::row_of(&rows, "E001");
     assert_eq!(e001["status"], "present", "{e001:#}");
     // Corrected: within seconds of the true 08:41 local, not 06:41.
     let arrival = ms(e001["arrival"].as_str().unwrap());

@@ -12,6 +12,7 @@
 //!   bytes that are not a protobuf message .... InvalidArgument (the servers' StrictCodec)
 //!   a message over the size limit ............ OutOfRange (tonic)
 
+use crate::util::authed;
 use kaoqin_proto::v1 as pb;
 use kaoqin_tests::{Collector, agent, bin, fixture, run_bounded, run_ok};
 use std::process::{Command, Stdio};
@@ -20,17 +21,6 @@ use tonic::codegen::http;
 use tonic::transport::Channel;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn authed<T>(body: T, id: &str, key: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(body);
-    r.metadata_mut()
-        .insert(kaoqin_proto::AGENT_ID_HEADER, id.parse().unwrap());
-    r.metadata_mut().insert(
-        kaoqin_proto::AUTHORIZATION_HEADER,
-        format!("Bearer {key}").parse().unwrap(),
-    );
-    r
-}
 
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

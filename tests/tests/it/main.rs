@@ -2,9 +2,9 @@
 //! real servers they talk to (PostgreSQL, OpenLDAP, SMTP and HTTP receivers,
 //! headless Chromium, Wine), all in one test binary.
 //!
-//! One module per area; shared helpers (starting a collector, running an agent,
-//! bounded waits with `eventually`) are in the `kaoqin-tests` library
-//! (`tests/src/lib.rs`). Run one area with `cargo test -p kaoqin-tests --test it
+//! One module per area, and `util` for what several areas share; starting a
+//! collector, running an agent and bounded waits (`eventually`) are in the
+//! `kaoqin-tests` library (`tests/src/lib.rs`). Run one area with `cargo test -p kaoqin-tests --test it
 //! web::`, one test by its name.
 
 mod attendance;
@@ -24,5 +24,6 @@ mod report_api;
 mod requests;
 mod trust;
 mod upgrades;
+mod util;
 mod web;
 mod windows;

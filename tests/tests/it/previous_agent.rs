@@ -4,21 +4,11 @@
 //! this collector, stored as sent, and its policy requests answered with the
 //! office's rules.
 
+use crate::util::authed;
 use kaoqin_tests::Collector;
 use kaoqin_tests::previous as old;
 use old::agent_service_client::AgentServiceClient;
 use std::time::Duration;
-
-fn authed<T>(body: T, id: &str, key: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(body);
-    r.metadata_mut()
-        .insert(kaoqin_proto::AGENT_ID_HEADER, id.parse().unwrap());
-    r.metadata_mut().insert(
-        kaoqin_proto::AUTHORIZATION_HEADER,
-        format!("Bearer {key}").parse().unwrap(),
-    );
-    r
-}
 
 fn event(seq: u64, at_ms: i64, kind: old::event::Kind) -> old::Event {
     old::Event {

@@ -20,6 +20,23 @@ fn schema_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schema")
 }
 
+/// The fixtures named `PREFIX<version>SUFFIX`, each with what it holds (its
+/// `.json` beside it), in version order.
+fn fixtures(prefix: &str, suffix: &str) -> Vec<(String, PathBuf, serde_json::Value)> {
+    let mut out: Vec<(String, PathBuf, serde_json::Value)> = std::fs::read_dir(schema_dir())
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            let version = name.strip_prefix(prefix)?.strip_suffix(suffix)?.to_owned();
+            let want = std::fs::read_to_string(path.with_extension("json")).unwrap();
+            Some((version, path, serde_json::from_str(&want).unwrap()))
+        })
+        .collect();
+    out.sort_by_key(|(v, _, _)| v.parse::<u32>().unwrap_or(0));
+    out
+}
+
 /// What an office's store holds, as the commands tell: the facts a fixture
 /// records and an upgrade must keep.
 fn facts(cmd: &dyn Fn(&[&str]) -> Command) -> serde_json::Value {
@@ -29,28 +46,8 @@ fn facts(cmd: &dyn Fn(&[&str]) -> Command) -> serde_json::Value {
         .count();
     let staff = run_ok(cmd(&["staff", "list"]), LIMIT).unwrap();
     let users = run_ok(cmd(&["user", "list"]), LIMIT).unwrap();
-    let daily = run_ok(
-        cmd(&[
-            "report",
-            "daily",
-            "--date",
-            "2026-11-24",
-            "--format",
-            "json",
-            "--now",
-            "2026-12-01T00:00:00Z",
-        ]),
-        LIMIT,
-    )
-    .unwrap();
-    let rows: serde_json::Value = serde_json::from_str(&daily).unwrap();
-    let e001 = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["employee_id"] == "E001")
-        .cloned()
-        .unwrap_or_default();
+    let rows = crate::util::daily(cmd, "2026-11-24", "2026-12-01T00:00:00Z");
+    let e001 = crate::util::row_of(&rows, "E001");
     let audit = run_ok(cmd(&["audit", "verify"]), LIMIT).unwrap();
     serde_json::json!({
         "events": events,
@@ -72,20 +69,13 @@ fn fill(c: &Collector, pc: &Path) {
 
 #[test]
 fn every_released_sqlite_schema_is_migrated_with_its_data() {
-    let mut seen = 0;
-    for entry in std::fs::read_dir(schema_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(version) = name
-            .strip_prefix("sqlite-")
-            .and_then(|n| n.strip_suffix(".db"))
-        else {
-            continue;
-        };
-        seen += 1;
-        let want: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap())
-                .unwrap();
+    let all = fixtures("sqlite-", ".db");
+    assert!(
+        !all.is_empty(),
+        "no SQLite fixture in {}",
+        schema_dir().display()
+    );
+    for (version, path, want) in all {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(&path, dir.path().join("kaoqin.db")).unwrap();
         let data = dir.path().to_path_buf();
@@ -111,7 +101,6 @@ fn every_released_sqlite_schema_is_migrated_with_its_data() {
             want["events"].as_u64().unwrap() as usize
         );
     }
-    assert!(seen >= 1, "no SQLite fixture in {}", schema_dir().display());
 }
 
 #[test]
@@ -119,20 +108,13 @@ fn every_released_postgres_schema_is_migrated_with_its_data() {
     let Some(pg) = TestPg::start() else {
         return;
     };
-    let mut seen = 0;
-    for entry in std::fs::read_dir(schema_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(version) = name
-            .strip_prefix("pg-")
-            .and_then(|n| n.strip_suffix(".sql"))
-        else {
-            continue;
-        };
-        seen += 1;
-        let want: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap())
-                .unwrap();
+    let all = fixtures("pg-", ".sql");
+    assert!(
+        !all.is_empty(),
+        "no PostgreSQL fixture in {}",
+        schema_dir().display()
+    );
+    for (version, path, want) in all {
         let url = pg.database(&format!("schema_{version}"));
         let mut load = Command::new("psql");
         load.arg(&url)
@@ -153,11 +135,6 @@ fn every_released_postgres_schema_is_migrated_with_its_data() {
             "PostgreSQL schema {version} after the upgrade"
         );
     }
-    assert!(
-        seen >= 1,
-        "no PostgreSQL fixture in {}",
-        schema_dir().display()
-    );
 }
 
 /// Writes this build's fixtures into tests/fixtures/schema/ (not a check: run it
