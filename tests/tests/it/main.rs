@@ -18,6 +18,7 @@ mod logs;
 mod notify;
 mod offline;
 mod operations;
+mod packages;
 mod postgres;
 mod previous_agent;
 mod report_api;
