@@ -38,6 +38,7 @@
 //! .exe); otherwise the test says what is missing and passes.
 #![cfg(unix)]
 
+use crate::windows::{MINGW_GCC, TARGET, WINE, WinePrefix};
 use kaoqin_tests::{Collector, bin, eventually, run_bounded, run_ok};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
@@ -1067,27 +1068,8 @@ fn the_deb_packages_install_upgrade_remove_and_purge_cleanly() {
 
 // ---- The Windows installer under Wine.
 
-const TARGET: &str = "x86_64-pc-windows-gnu";
-const WINE: &str = "/usr/lib/wine/wine64";
-const WINESERVER: &str = "/usr/lib/wine/wineserver64";
-const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 /// Creating a Wine prefix takes a while on a busy machine.
 const FIRST_START: Duration = Duration::from_secs(300);
-
-/// Ends every Wine process of the prefix when dropped (`wineserver -k`).
-struct WinePrefix(PathBuf);
-
-impl Drop for WinePrefix {
-    fn drop(&mut self) {
-        let _ = Command::new(WINESERVER)
-            .arg("-k")
-            .env("WINEPREFIX", &self.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// Kills the child on drop.
 struct KillOnDrop(Child);

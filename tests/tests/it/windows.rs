@@ -28,10 +28,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const TARGET: &str = "x86_64-pc-windows-gnu";
-const WINE: &str = "/usr/lib/wine/wine64";
-const WINESERVER: &str = "/usr/lib/wine/wineserver64";
-const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
+pub(crate) const TARGET: &str = "x86_64-pc-windows-gnu";
+pub(crate) const WINE: &str = "/usr/lib/wine/wine64";
+pub(crate) const WINESERVER: &str = "/usr/lib/wine/wineserver64";
+pub(crate) const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 /// Creating a Wine prefix takes a while on a busy machine.
 const FIRST_START: Duration = Duration::from_secs(300);
 const LIMIT: Duration = Duration::from_secs(180);
@@ -173,7 +173,7 @@ fn wine_ok(cmd: Command, limit: Duration) -> String {
 }
 
 /// Ends every Wine process of the prefix when dropped (`wineserver -k`).
-struct WinePrefix(PathBuf);
+pub(crate) struct WinePrefix(pub(crate) PathBuf);
 
 impl Drop for WinePrefix {
     fn drop(&mut self) {
