@@ -180,6 +180,13 @@ pub enum Command {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
     },
+    /// Check the configuration file (every setting, the schedules and the
+    /// calendar overrides) without opening the store or listening; exits non-zero
+    /// naming each problem.
+    CheckConfig {
+        #[command(flatten)]
+        dirs: DataDirArg,
+    },
     /// Write a consistent copy of the SQLite store to a new file, safe while
     /// `serve` runs (SQLite's online backup API). PostgreSQL is backed up with
     /// its own tools (pg_dump, base backups: docs/operations.md).
@@ -1293,6 +1300,41 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Notify { command } => run_notify(command),
         Command::User { command } => users::run_cli(command),
+        Command::CheckConfig { dirs } => {
+            let (config, data_dir) = dirs.resolve()?;
+            let rules = crate::verdicts::Rules::from_config(&config)?;
+            println!(
+                "configuration is valid: {}",
+                dirs.config.as_deref().map_or_else(
+                    || "(none: the defaults)".to_owned(),
+                    |p| p.display().to_string()
+                )
+            );
+            println!("data dir: {}", data_dir.display());
+            println!(
+                "store: {}",
+                match &config.storage.url {
+                    Some(u) => crate::store::pg::redact(u),
+                    None => data_dir
+                        .join(crate::store::sqlite::DB_FILE)
+                        .display()
+                        .to_string(),
+                }
+            );
+            println!(
+                "grpc: {}; pages: {}",
+                config.server.grpc,
+                config
+                    .server
+                    .http
+                    .map_or_else(|| "off".to_owned(), |a| a.to_string())
+            );
+            println!(
+                "time zone: {}",
+                rules.settings.time_zone.iana_name().unwrap_or("?")
+            );
+            Ok(())
+        }
         Command::Backup { dirs, out } => {
             let (config, data_dir) = dirs.resolve()?;
             anyhow::ensure!(

@@ -246,3 +246,42 @@ fn a_database_of_a_newer_collector_is_refused_untouched() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("newer"));
 }
+
+#[test]
+fn check_config_names_every_problem_without_touching_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[server]\ntime_zone = \"Asia/Shanghai\"\n[metrics]\nallow = [\"10.1.0.0/16\"]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let check = |config: &std::path::Path| {
+        let mut c = collector_command(&["check-config", "--config"]);
+        c.arg(config).arg("--data-dir").arg(&data);
+        run_bounded(c, LIMIT).unwrap()
+    };
+    let out = check(&good);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("configuration is valid") && text.contains("Asia/Shanghai"),
+        "{text}"
+    );
+    assert!(!data.join("kaoqin.db").exists(), "the store is not opened");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[metrics]\nallow = [\"10.1.0.0/33\"]\n[notify]\nlanguage = \"fr\"\n",
+    )
+    .unwrap();
+    let out = check(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("metrics.allow") && err.contains("notify.language"),
+        "both problems named: {err}"
+    );
+}

@@ -134,6 +134,22 @@ fn every_released_postgres_schema_is_migrated_with_its_data() {
             want,
             "PostgreSQL schema {version} after the upgrade"
         );
+        // A schema newer than this collector knows is refused and left alone.
+        let psql = |sql: &str| {
+            let mut q = Command::new("psql");
+            q.arg(&url)
+                .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql]);
+            run_ok(q, LIMIT).unwrap()
+        };
+        psql("UPDATE kaoqin_schema SET version = 999");
+        let out = kaoqin_tests::run_bounded(cmd(&["events", "--format", "jsonl"]), LIMIT).unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("schema version 999 is newer than this collector knows"),
+            "{err}"
+        );
+        assert_eq!(psql("SELECT version FROM kaoqin_schema").trim(), "999");
     }
 }
 
