@@ -63,6 +63,10 @@ struct Args {
     /// agents with `uplink.close_when_idle` (the default) do.
     #[arg(long)]
     reconnect: bool,
+    /// The collector's CA certificate (its `tls/ca.pem`), for a collector that
+    /// serves TLS (an `https://` URL), as agents pin it.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
     /// What each simulated agent calls: `report` (events, the default) or
     /// `health` (the gRPC health check, which touches no storage: the ceiling
     /// that gRPC itself sets on this machine for the same connections and load).
@@ -112,11 +116,21 @@ fn raise_fd_limit(want: u64) {
     let _ = want;
 }
 
+/// The collector's CA certificate (PEM) when it serves TLS (`--ca`).
+static CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+    let e = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
-        .tcp_nodelay(true))
+        .tcp_nodelay(true);
+    Ok(match CA.get().and_then(Option::as_deref) {
+        Some(pem) => e.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+        )?,
+        None => e,
+    })
 }
 
 async fn enroll(url: &str, token: &str, machine: String, i: u32) -> anyhow::Result<Sim> {
@@ -234,6 +248,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let ca = match &args.ca {
+        Some(p) => Some(
+            std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--ca {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let _ = CA.set(ca);
     anyhow::ensure!(
         args.agents > 0 && args.batch > 0,
         "--agents and --batch must be at least 1"
