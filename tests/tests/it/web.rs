@@ -1174,19 +1174,35 @@ impl Driver {
             .unwrap_or_else(|e| panic!("no element {css}: {e}"))
     }
 
+    /// `act` on the element `css`, found again while a navigation in flight
+    /// replaces the page under it (a stale element), within a bound.
+    fn on<T, F>(&mut self, css: &str, act: impl Fn(fantoccini::elements::Element) -> F) -> T
+    where
+        F: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let started = std::time::Instant::now();
+        loop {
+            let e = self.find(css);
+            match self.rt.block_on(act(e)) {
+                Ok(v) => return v,
+                Err(fantoccini::error::CmdError::Standard(w))
+                    if w.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && started.elapsed() < SHOWS_WITHIN => {}
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+    }
+
     fn type_into(&mut self, css: &str, text: &str) {
-        let e = self.find(css);
-        self.rt.block_on(e.send_keys(text)).unwrap();
+        self.on(css, |e| async move { e.send_keys(text).await });
     }
 
     fn click(&mut self, css: &str) {
-        let e = self.find(css);
-        self.rt.block_on(e.click()).unwrap();
+        self.on(css, |e| async move { e.click().await });
     }
 
     fn text(&mut self) -> String {
-        let e = self.find("body");
-        self.rt.block_on(e.text()).unwrap()
+        self.on("body", |e| async move { e.text().await })
     }
 
     fn url(&mut self) -> String {
