@@ -527,9 +527,8 @@ pub struct DayVerdict {
 }
 
 impl DayVerdict {
-    /// Adds a sentence to the reasons (and to the English note).
-    pub fn say(&mut self, s: Said) {
-        self.why.push(s);
+    /// Writes the English note from the reasons, once they are all said.
+    pub fn write_note(&mut self) {
         self.policy_note = said::paragraph(&self.why, crate::i18n::Lang::En);
     }
 

@@ -283,15 +283,12 @@ fn status(lang: Lang, s: Status) -> String {
     }
 }
 
-fn day_kind(lang: Lang, d: DayKind) -> &'static str {
-    if !zh(lang) {
-        return d.as_str();
-    }
-    match d {
-        DayKind::Workday => "工作日",
-        DayKind::Rest => "休息日",
-        DayKind::Holiday => "法定节假日",
-        DayKind::MakeupWorkday => "调休补班日",
+/// A day's kind in words (English keeps the stored name).
+fn day_kind(lang: Lang, d: DayKind) -> String {
+    if zh(lang) {
+        i18n::t(lang, &format!("day_{}", d.as_str()))
+    } else {
+        d.as_str().to_owned()
     }
 }
 

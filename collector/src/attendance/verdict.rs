@@ -578,16 +578,17 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         } else {
             Status::Rest
         };
-        v.say(Said::NotWorkingDay {
+        v.why.push(Said::NotWorkingDay {
             day: day_kind,
             name: day_name,
         });
         if arrival.is_some() {
-            v.say(Said::PresenceOnDayOff);
+            v.why.push(Said::PresenceOnDayOff);
         }
         if let Some(n) = calendar_note {
-            v.say(n);
+            v.why.push(n);
         }
+        v.write_note();
         v.evidence = finish(evidence);
         return v;
     }
@@ -653,10 +654,10 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
     };
     if now < window.start {
         v.status = Status::Unknown;
-        v.say(Said::NotStarted);
+        v.why.push(Said::NotStarted);
     } else if arrival.is_some() {
         v.status = Status::Present;
-        v.say(Said::Present {
+        v.why.push(Said::Present {
             first: arrival.map(&fmt).unwrap_or_default(),
             last: departure.map(&fmt).unwrap_or_default(),
             late: v.late_minutes,
@@ -671,7 +672,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
                 c.scheduled.strftime("%H:%M").to_string(),
                 c.unverified_minutes,
             );
-            v.say(match c.kind {
+            v.why.push(match c.kind {
                 CheckpointKind::Arrival => Said::LatenessUnverified { at, minutes },
                 CheckpointKind::Departure => Said::EarlinessUnverified { at, minutes },
             });
@@ -692,13 +693,13 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         } else {
             Status::Field
         };
-        v.say(Said::AllExempted { kind });
+        v.why.push(Said::AllExempted { kind });
     } else if nothing_due {
         v.status = Status::Unknown;
-        v.say(Said::NothingDue);
+        v.why.push(Said::NothingDue);
     } else if pcs.is_empty() {
         v.status = Status::Unknown;
-        v.say(Said::NoPcEver);
+        v.why.push(Said::NoPcEver);
     } else {
         let mut missing = Vec::new();
         for (pc, acc) in &accounts {
@@ -724,13 +725,13 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         }
         if missing.is_empty() {
             v.status = Status::Absent;
-            v.say(Said::Absent {
+            v.why.push(Said::Absent {
                 pcs: pcs.iter().cloned().collect(),
                 hours,
             });
         } else {
             v.status = Status::Unknown;
-            v.say(Said::NotAllAccounted {
+            v.why.push(Said::NotAllAccounted {
                 pcs: missing.iter().map(|p| p.to_string()).collect(),
             });
         }
@@ -748,7 +749,7 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         );
         v.absenteeism_half_days = halves;
         for w in why {
-            v.say(w);
+            v.why.push(w);
         }
     }
     if v.status == Status::Present {
@@ -818,9 +819,10 @@ pub fn verdict(person: &Person, date: Date, signals: &[Signal], ctx: &Context<'_
         );
     }
     if let Some(n) = calendar_note {
-        v.say(n);
+        v.why.push(n);
     }
     v.checkpoints = judged.checkpoints;
+    v.write_note();
     v.evidence = finish(evidence);
     v
 }

@@ -114,9 +114,8 @@ pub fn apply(
                     // Stored before reasons had codes: keep its English note.
                     v.policy_note = format!("{} {}", first.say(Lang::En), v.policy_note);
                 } else {
-                    let rest = std::mem::take(&mut v.why);
-                    v.say(first);
-                    rest.into_iter().for_each(|s| v.say(s));
+                    v.why.insert(0, first);
+                    v.write_note();
                 }
                 if let Ok(at) = jiff::Timestamp::from_millisecond(c.at_ms) {
                     v.evidence.push(EvidenceItem::new(

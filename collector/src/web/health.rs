@@ -52,14 +52,7 @@ fn may_read(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match (&access.token, bearer) {
-        (Some(want), Some(got)) => {
-            want.len() == got.len()
-                && want
-                    .bytes()
-                    .zip(got.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        }
+        (Some(want), Some(got)) => crate::ingest::constant_time_eq(want.as_bytes(), got.as_bytes()),
         _ => false,
     }
 }
