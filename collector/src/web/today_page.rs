@@ -74,23 +74,24 @@ fn add(a: &mut Mix, b: Mix) {
 /// Open appeals the user may decide.
 fn open_appeals(app: &App, user: &User) -> Result<usize, WebError> {
     let staff = app.store.staff()?;
+    let department: std::collections::HashMap<&str, &str> = staff
+        .iter()
+        .map(|p| (p.employee_id.as_str(), p.department.as_str()))
+        .collect();
     let (appeals, _) = app.store.open_appeals(u32::MAX, 0)?;
     Ok(appeals
         .iter()
         .filter(|a| {
-            staff
-                .iter()
-                .find(|p| p.employee_id == a.employee_id)
-                .is_some_and(|p| {
-                    can(
-                        user,
-                        Action::Decide,
-                        Target::Person {
-                            employee_id: &p.employee_id,
-                            department: &p.department,
-                        },
-                    )
-                })
+            department.get(a.employee_id.as_str()).is_some_and(|d| {
+                can(
+                    user,
+                    Action::Decide,
+                    Target::Person {
+                        employee_id: &a.employee_id,
+                        department: d,
+                    },
+                )
+            })
         })
         .count())
 }
