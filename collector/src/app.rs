@@ -38,7 +38,7 @@ pub struct Collector {
     clock: Clock,
     store: Opened,
     rules: Arc<LiveRules>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// The server certificate and key (PEM) for the pages, when over TLS.
     web_pem: Option<(Vec<u8>, Vec<u8>)>,
 }

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub recompute_queue: Gauge,
     /// 1 while the store answers, read at each scrape.
     pub store_up: Gauge,
+    /// gRPC TLS handshakes by outcome: `full`, `resumed` (from a ticket or the
+    /// session cache) and `failed` (including timed out).
+    pub tls_handshakes: Family<Kind, Counter>,
 }
 
 impl Metrics {
@@ -72,6 +75,7 @@ impl Metrics {
             integrity: Family::default(),
             recompute_queue: Gauge::default(),
             store_up: Gauge::default(),
+            tls_handshakes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -121,6 +125,11 @@ impl Metrics {
             m.recompute_queue.clone(),
         );
         registry.register("store_up", "1 while the store answers", m.store_up.clone());
+        registry.register(
+            "grpc_tls_handshakes",
+            "gRPC TLS handshakes by outcome: full, resumed, failed",
+            m.tls_handshakes.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -130,6 +139,15 @@ impl Metrics {
             .get_or_create(&Refusal {
                 call: call.to_owned(),
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a gRPC TLS handshake by outcome (`full`, `resumed`, `failed`).
+    pub fn tls_handshake(&self, kind: &str) {
+        self.tls_handshakes
+            .get_or_create(&Kind {
+                kind: kind.to_owned(),
             })
             .inc();
     }

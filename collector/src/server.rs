@@ -17,8 +17,9 @@ pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 /// What gRPC serves besides agents.
 pub struct Options {
-    /// TLS with the server certificate; plaintext when `None`.
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// TLS with the server certificate ([`crate::tls::server_config`]);
+    /// plaintext when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The ReportService for scripts.
     pub reports: Option<crate::report_service::ReportApi>,
     /// Whether the store answers: health follows it.
@@ -97,19 +98,12 @@ pub async fn serve<S: Store>(
     };
     let reflection = reflection_builder().build_v1()?;
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
-    // The builder's `tcp_nodelay` applies only to listeners tonic binds itself;
-    // accepted sockets get it here. Without it, a new connection's small writes
-    // waited on the client's delayed ACK (about 40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    builder
+    let mut builder = tonic::transport::Server::builder()
         .timeout(CALL_DEADLINE)
         .concurrency_limit_per_connection(64)
         .max_concurrent_streams(128)
-        .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .http2_keepalive_interval(Some(Duration::from_secs(60)));
+    let router = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
@@ -117,11 +111,88 @@ pub async fn serve<S: Store>(
         .add_optional_service(reports.map(|r| {
             pb::report_service_server::ReportServiceServer::new(r)
                 .max_decoding_message_size(64 * 1024)
-        }))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        }));
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls_incoming(listener, tls), shutdown)
+                .await?
+        }
+        None => {
+            // The builder's `tcp_nodelay` applies only to listeners tonic binds
+            // itself; accepted sockets get it here. Without it, a new
+            // connection's small writes waited on the client's delayed ACK
+            // (about 40 ms).
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
     follower.abort();
     Ok(())
+}
+
+/// The longest a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections whose handshake is done, waiting for the server to take them.
+const TLS_READY_QUEUE: usize = 1024;
+
+/// Connections accepted on `listener` once their TLS handshake is done, each
+/// handshake in its own task (a slow client holds up nobody) and bounded by
+/// [`TLS_HANDSHAKE_TIMEOUT`]. Handshakes are counted by outcome, so the share
+/// resumed from tickets shows in `/metrics`. Accepting stops when the server
+/// stops taking connections.
+fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> tokio_stream::wrappers::ReceiverStream<
+    std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+> {
+    let (ready, incoming) = tokio::sync::mpsc::channel(TLS_READY_QUEUE);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = ready.closed() => break,
+            };
+            let tcp = match tcp {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors or the like: the connections in
+                    // flight go on; accepting resumes after a pause.
+                    tracing::warn!(error = %e, "Could not accept a gRPC connection.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            // As for plaintext: no wait on the client's delayed ACK.
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, ready) = (acceptor.clone(), ready.clone());
+            tokio::spawn(async move {
+                let metrics = crate::metrics::get();
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let resumed = tls.get_ref().1.handshake_kind()
+                            == Some(rustls::HandshakeKind::Resumed);
+                        metrics.tls_handshake(if resumed { "resumed" } else { "full" });
+                        let _ = ready.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => {
+                        metrics.tls_handshake("failed");
+                        tracing::debug!(error = %e, "A gRPC TLS handshake failed.");
+                    }
+                    Err(_) => {
+                        metrics.tls_handshake("failed");
+                        tracing::debug!("A gRPC TLS handshake timed out.");
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(incoming)
 }
 
 /// Completes on SIGINT or SIGTERM (Ctrl-C elsewhere). On Unix the handlers are

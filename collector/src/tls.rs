@@ -13,6 +13,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The TLS directory inside the data dir.
 pub const TLS_DIR: &str = "tls";
@@ -121,7 +122,6 @@ pub fn init(data_dir: &Path, names: &[String], server_days: i64) -> anyhow::Resu
     Ok(files)
 }
 
-/// The server's TLS configuration, if a certificate is in place.
 /// The server certificate and key (PEM) `tls init` made, for the web pages.
 pub fn server_pem(data_dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let files = TlsFiles::in_data_dir(data_dir);
@@ -132,16 +132,51 @@ pub fn server_pem(data_dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     Ok((cert, key))
 }
 
-pub fn server_config(data_dir: &Path) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+/// Sessions the server remembers for clients that resume without a ticket
+/// (TLS 1.2 session ids); ticket-holding clients need no memory here.
+const SESSION_CACHE: usize = 4096;
+
+/// The gRPC server's TLS configuration, if a certificate is in place: HTTP/2
+/// only, and sessions resumed from tickets. An agent opens a connection per
+/// Report (`close_when_idle`), so a province would otherwise pay a full
+/// handshake (a signature and the certificate sent) per PC per minute. Tickets
+/// are encrypted with keys that live in this process's memory and rotate every
+/// few hours (rustls' ticketer): a restart costs each agent one full handshake,
+/// and nothing about a session is written to disk.
+pub fn server_config(data_dir: &Path) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let files = TlsFiles::in_data_dir(data_dir);
     if !files.present() {
         return Ok(None);
     }
     let (cert, key) = server_pem(data_dir)?;
-    Ok(Some(
-        tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(cert, key)),
-    ))
+    let chain = CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not a PEM certificate", files.server_cert.display()))?;
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "{}: no certificate in it; run `kaoqin-collector tls init` again",
+        files.server_cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_slice(&key)
+        .with_context(|| format!("{}: not a PEM private key", files.server_key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .with_context(|| {
+            format!(
+                "{} and {} do not make a usable certificate and key",
+                files.server_cert.display(),
+                files.server_key.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
+    Ok(Some(Arc::new(config)))
 }
 
 #[cfg(test)]
@@ -177,7 +212,14 @@ mod tests {
             "the CA is kept"
         );
         assert_ne!(std::fs::read_to_string(&f2.server_cert).unwrap(), server);
-        assert!(server_config(dir.path()).unwrap().is_some());
+        let config = server_config(dir.path())
+            .unwrap()
+            .expect("a certificate is in place");
+        assert!(
+            config.ticketer.enabled(),
+            "sessions resume from tickets, however many agents"
+        );
+        assert_eq!(config.alpn_protocols, [b"h2".to_vec()]);
         assert!(init(dir.path(), &[], 825).is_err());
     }
 }

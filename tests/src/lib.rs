@@ -162,26 +162,15 @@ impl Collector {
     /// As [`Collector::start`], over TLS with a certificate for 127.0.0.1 and
     /// localhost made by `tls init` (kept if the data dir already has one).
     pub fn start_tls(data_dir: &Path, addr: &str) -> anyhow::Result<Collector> {
-        let ca = data_dir.join("tls").join("ca.pem");
-        if !data_dir.join("tls").join("server.pem").exists() {
-            let mut cmd = Command::new(bin("kaoqin-collector"));
-            cmd.args([
-                "tls",
-                "init",
-                "--name",
-                "127.0.0.1",
-                "--name",
-                "localhost",
-                "--data-dir",
-            ])
-            .arg(data_dir);
-            let printed = run_ok(cmd, Duration::from_secs(30))?;
-            anyhow::ensure!(
-                Path::new(printed.trim()) == ca,
-                "tls init printed {printed:?}"
-            );
-        }
+        let ca = tls_init(data_dir)?;
         Collector::spawn(data_dir, addr, Some(ca), None, true)
+    }
+
+    /// As [`Collector::start_tls`] on any loopback port, serving the pages over
+    /// HTTPS with the same certificate too (see [`Collector::web`]).
+    pub fn start_tls_web(data_dir: &Path) -> anyhow::Result<Collector> {
+        let ca = tls_init(data_dir)?;
+        Collector::spawn_on(data_dir, "127.0.0.1:0", Some(ca), None, true, None, true)
     }
 
     /// As [`Collector::start_configured`] on any loopback port, serving the pages
@@ -274,7 +263,9 @@ impl Collector {
 
     /// The base URL of the pages and the JSON API (`http://127.0.0.1:PORT`).
     pub fn web(&self) -> String {
-        format!("http://{}", self.http.expect("started with start_web"))
+        let http = self.http.expect("started with start_web or start_tls_web");
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{http}")
     }
 
     /// As [`Collector::start`], storing in the PostgreSQL database at `url`
@@ -443,4 +434,29 @@ pub fn script_events(script: &str) -> impl Iterator<Item = &str> {
     script.lines().filter(|l| {
         l.starts_with('{') && !l.contains(r#""type":"boot""#) && !l.contains(r#""type":"shutdown""#)
     })
+}
+
+/// `kaoqin-collector tls init` for 127.0.0.1 and localhost in `data_dir`, unless
+/// a certificate is there already. Returns the CA certificate's path.
+fn tls_init(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let ca = data_dir.join("tls").join("ca.pem");
+    if !data_dir.join("tls").join("server.pem").exists() {
+        let mut cmd = Command::new(bin("kaoqin-collector"));
+        cmd.args([
+            "tls",
+            "init",
+            "--name",
+            "127.0.0.1",
+            "--name",
+            "localhost",
+            "--data-dir",
+        ])
+        .arg(data_dir);
+        let printed = run_ok(cmd, Duration::from_secs(30))?;
+        anyhow::ensure!(
+            Path::new(printed.trim()) == ca,
+            "tls init printed {printed:?}"
+        );
+    }
+    Ok(ca)
 }

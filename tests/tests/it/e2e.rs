@@ -793,3 +793,59 @@ fn an_idle_agent_closes_its_connection_unless_told_to_keep_it() {
         let _ = child.wait();
     }
 }
+
+/// An agent opens a connection per Report (`close_when_idle`); over TLS it
+/// resumes its session from the collector's ticket instead of paying a full
+/// handshake each time, and `/metrics` counts which handshakes were which.
+#[test]
+fn an_agent_resumes_its_tls_session_across_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start_tls_web(&dir.path().join("collector")).unwrap();
+    let ca = collector.ca.clone().unwrap();
+    let state = dir.path().join("agent");
+    let token = collector.token().unwrap();
+    let enrol = [
+        "enroll",
+        "--collector",
+        &collector.url(),
+        "--token",
+        &token,
+        "--ca",
+        ca.to_str().unwrap(),
+    ];
+    run_ok(agent(&state, &enrol), LIMIT).unwrap();
+    let enrolment = kaoqin_agent::state::Enrolment::load(&state)
+        .unwrap()
+        .expect("enrolled");
+    // The agent's own uplink: three calls, the connection closed after each.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut up = kaoqin_agent::uplink::Uplink::new(enrolment, LIMIT).unwrap();
+        for _ in 0..3 {
+            up.policy(0).await.unwrap();
+            up.disconnect();
+        }
+    });
+    let pem = std::fs::read(&ca).unwrap();
+    let http = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let text = http
+        .get(format!("{}/metrics", collector.web()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let count = |kind: &str| -> u64 {
+        let name = format!("kaoqin_grpc_tls_handshakes_total{{kind=\"{kind}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    // The enrolling process and the uplink's first call shake hands in full;
+    // the uplink's next two calls resume.
+    assert_eq!(count("full"), 2, "{text}");
+    assert_eq!(count("resumed"), 2, "{text}");
+    assert_eq!(count("failed"), 0, "{text}");
+}
