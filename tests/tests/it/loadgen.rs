@@ -1,5 +1,7 @@
-//! A short smoke run of the load generator: it enrols, sends, stops by itself
-//! and prints its summary line; the collector stores every event once.
+//! Short smoke runs of the load generator: it enrols, sends, stops by itself
+//! and prints its summary line; the collector stores every event once. Over
+//! its plain hyper client and tonic's, plaintext and TLS, kept connections and
+//! a connection per Report, from one source address or several.
 
 use kaoqin_tests::{Collector, run_ok};
 use std::process::Command;
@@ -7,14 +9,19 @@ use std::time::Duration;
 
 #[test]
 fn loadgen_runs_briefly_and_reports_in_the_documented_format() {
-    for reconnect in [false, true] {
-        run_briefly(reconnect);
-    }
+    run_briefly(false, &[]);
+    run_briefly(false, &["--reconnect"]);
+    run_briefly(true, &["--reconnect", "--source-addresses", "3"]);
+    run_briefly(false, &["--client", "tonic", "--threads", "2"]);
 }
 
-fn run_briefly(reconnect: bool) {
+fn run_briefly(tls: bool, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(dir.path(), "127.0.0.1:0").unwrap();
+    let collector = if tls {
+        Collector::start_tls(dir.path(), "127.0.0.1:0").unwrap()
+    } else {
+        Collector::start(dir.path(), "127.0.0.1:0").unwrap()
+    };
     let token = collector.token().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kaoqin-loadgen"));
     cmd.args(["--collector", &collector.url(), "--token", &token])
@@ -28,9 +35,10 @@ fn run_briefly(reconnect: bool) {
             "--duration",
             "2",
         ]);
-    if reconnect {
-        cmd.arg("--reconnect");
+    if let Some(ca) = &collector.ca {
+        cmd.arg("--ca").arg(ca);
     }
+    cmd.args(extra);
     let out = run_ok(cmd, Duration::from_secs(60)).unwrap();
     let last = out.lines().last().unwrap();
     let fields: Vec<&str> = last.split_whitespace().collect();
@@ -44,17 +52,17 @@ fn run_briefly(reconnect: bool) {
             "errors:",
             "unenrolled:"
         ],
-        "{last}"
+        "{extra:?}: {last}"
     );
     let value = |i: usize| fields[i * 2 + 1].parse::<f64>().unwrap();
-    assert!(value(0) > 0.0, "{last}");
-    assert_eq!(value(4), 0.0, "{last}");
-    assert_eq!(value(5), 0.0, "{last}");
+    assert!(value(0) > 0.0, "{extra:?}: {last}");
+    assert_eq!(value(4), 0.0, "{extra:?}: {last}");
+    assert_eq!(value(5), 0.0, "{extra:?}: {last}");
     let events = collector.events().unwrap();
     let sent = (value(0) * 2.0).round() as usize;
     assert_eq!(
         events.len(),
         sent,
-        "every acknowledged event is stored once"
+        "{extra:?}: every acknowledged event is stored once"
     );
 }

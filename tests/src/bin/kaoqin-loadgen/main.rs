@@ -14,10 +14,20 @@
 //! `unenrolled` counts simulated agents whose enrolment still failed after
 //! retrying as an agent does (they send nothing; the last error is printed).
 //!
+//! Reports go over a plain hyper HTTP/2 client (`--client hyper`, the default,
+//! see `raw.rs`), so that the load generator costs as little CPU per request as
+//! such a client can and what is measured is the collector; `--client tonic`
+//! sends them through tonic's generated client instead, for comparison.
+//! `--source-addresses N` spreads the simulated agents over N loopback source
+//! addresses (127.0.0.2 and up), as PCs come from many addresses: one address
+//! leaves a fleet that reconnects for every Report short of local ports.
+//!
 //! With `--call health` every agent calls the gRPC health check instead of
 //! Report, with the same connections and pacing: no storage, no validation, so
 //! the rate is what gRPC alone reaches on the machine (`batches/s` then counts
 //! calls, and `events/s` is 0).
+
+mod raw;
 
 use clap::Parser;
 use kaoqin_proto::v1 as pb;
@@ -72,6 +82,23 @@ struct Args {
     /// that gRPC itself sets on this machine for the same connections and load).
     #[arg(long, value_enum, default_value_t = Call::Report)]
     call: Call,
+    /// The client Reports go through: `hyper` (a plain HTTP/2 client, the
+    /// cheapest) or `tonic` (tonic's generated client, as the agent uses).
+    #[arg(long, value_enum, default_value_t = Client::Hyper)]
+    client: Client,
+    /// Loopback source addresses to spread the simulated agents over
+    /// (127.0.0.2, 127.0.0.3, ...); 0 lets the system pick (127.0.0.1).
+    #[arg(long, default_value_t = 0)]
+    source_addresses: u8,
+    /// Threads the load generator runs on (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Client {
+    Hyper,
+    Tonic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,6 +109,10 @@ enum Call {
 
 struct Sim {
     endpoint: Endpoint,
+    target: raw::Target,
+    /// The hyper connection, while one is open.
+    conn: Option<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>>,
+    authorization: String,
     agent_id: String,
     auth: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     client: AgentServiceClient<Channel>,
@@ -119,11 +150,12 @@ fn raise_fd_limit(want: u64) {
 /// The collector's CA certificate (PEM) when it serves TLS (`--ca`).
 static CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
-fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
+fn endpoint(url: &str, source: Option<std::net::IpAddr>) -> anyhow::Result<Endpoint> {
     let e = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .local_address(source);
     Ok(match CA.get().and_then(Option::as_deref) {
         Some(pem) => e.tls_config(
             tonic::transport::ClientTlsConfig::new()
@@ -133,8 +165,20 @@ fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
     })
 }
 
-async fn enroll(url: &str, token: &str, machine: String, i: u32) -> anyhow::Result<Sim> {
-    let endpoint = endpoint(url)?;
+/// The loopback address simulated agent `i` connects from, of `n` (none: 0).
+fn source_address(i: u32, n: u8) -> Option<std::net::IpAddr> {
+    (n > 0).then(|| std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % u32::from(n)) as u8).into())
+}
+
+async fn enroll(
+    url: &str,
+    token: &str,
+    machine: String,
+    i: u32,
+    source: Option<std::net::IpAddr>,
+) -> anyhow::Result<Sim> {
+    let endpoint = endpoint(url, source)?;
+    let target = raw::Target::new(url, CA.get().and_then(Option::as_deref), source)?;
     let channel = endpoint.connect_lazy();
     let mut client = AgentServiceClient::new(channel.clone());
     let reply = client
@@ -150,9 +194,13 @@ async fn enroll(url: &str, token: &str, machine: String, i: u32) -> anyhow::Resu
         })
         .await?
         .into_inner();
+    let authorization = format!("Bearer {}", reply.agent_key);
     Ok(Sim {
         endpoint,
-        auth: format!("Bearer {}", reply.agent_key).parse()?,
+        target,
+        conn: None,
+        auth: authorization.parse()?,
+        authorization,
         agent_id: reply.agent_id,
         client,
         health: HealthClient::new(channel),
@@ -203,7 +251,7 @@ impl Sim {
             .collect()
     }
 
-    async fn send(&mut self, call: Call, n: u32) -> Result<(), tonic::Status> {
+    async fn send(&mut self, call: Call, client: Client, n: u32) -> Result<(), tonic::Status> {
         if call == Call::Health {
             return self
                 .health
@@ -212,12 +260,36 @@ impl Sim {
                 .map(|_| ());
         }
         let events = self.batch(n);
-        let mut req = tonic::Request::new(pb::ReportRequest {
+        let body = pb::ReportRequest {
             agent_id: self.agent_id.clone(),
             sent_at_ms: now_ms(),
             events,
             replay: false,
-        });
+        };
+        if client == Client::Hyper {
+            let mut conn = match self.conn.take() {
+                Some(c) => c,
+                None => self
+                    .target
+                    .connect()
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(format!("{e:#}")))?,
+            };
+            let sent = raw::report(
+                &mut conn,
+                &self.target,
+                &self.agent_id,
+                &self.authorization,
+                &body,
+            )
+            .await;
+            // A connection that failed is not used again.
+            if sent.is_ok() {
+                self.conn = Some(conn);
+            }
+            return sent;
+        }
+        let mut req = tonic::Request::new(body);
         req.metadata_mut().insert(
             kaoqin_proto::AGENT_ID_HEADER,
             self.agent_id
@@ -231,6 +303,7 @@ impl Sim {
 
     /// Drops the connection; the next Report opens a new one.
     fn disconnect(&mut self) {
+        self.conn = None;
         let channel = self.endpoint.connect_lazy();
         self.client = AgentServiceClient::new(channel.clone());
         self.health = HealthClient::new(channel);
@@ -245,9 +318,23 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // One thread by default: no wake-ups across threads, the cheapest a client
+    // gets per request, and the other core left to the collector.
+    let runtime = match args.threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let ca = match &args.ca {
         Some(p) => Some(
             std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("--ca {}: {e}", p.display()))?,
@@ -271,13 +358,14 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..args.agents {
         let (url, token, sem) = (args.collector.clone(), args.token.clone(), sem.clone());
         let machine = format!("{run_id}-{i}");
+        let source = source_address(i, args.source_addresses);
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
             // Retried as an agent retries, a few times with a growing pause.
             let mut pause = Duration::from_millis(500);
             let mut attempt = 1;
             loop {
-                match enroll(&url, &token, machine.clone(), i).await {
+                match enroll(&url, &token, machine.clone(), i, source).await {
                     Err(e) if attempt < ENROLL_ATTEMPTS => {
                         eprintln!("enrolment {i}, attempt {attempt}: {e:#}");
                         tokio::time::sleep(pause).await;
@@ -319,6 +407,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let reconnect = args.reconnect;
     let call = args.call;
+    let client = args.client;
     for (i, mut sim) in sims.into_iter().enumerate() {
         let totals = totals.clone();
         let batch = args.batch;
@@ -333,7 +422,7 @@ async fn main() -> anyhow::Result<()> {
             let mut next = Instant::now();
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let sent = sim.send(call, batch).await;
+                let sent = sim.send(call, client, batch).await;
                 let latency = t0.elapsed();
                 if reconnect {
                     sim.disconnect();
