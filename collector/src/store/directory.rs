@@ -836,28 +836,19 @@ impl super::Verdicts for SqliteStore {
     }
 
     fn release_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
-        let conn = self.writer();
-        let err = sql_err(self.path());
-        let mut stmt = conn
-            .prepare_cached("DELETE FROM dirty_claims WHERE account = ?1 AND date = ?2")
-            .map_err(&err)?;
-        for (a, d) in days {
-            stmt.execute(params![a, d.to_string()]).map_err(&err)?;
-        }
-        Ok(())
+        self.in_write_chunks(
+            days,
+            "DELETE FROM dirty_claims WHERE account = ?1 AND date = ?2",
+            |(a, d)| (a.clone(), d.to_string()),
+        )
     }
 
     fn mark_dirty(&self, days: &[(String, Date)]) -> Result<(), StoreError> {
-        let conn = self.writer();
-        let err = sql_err(self.path());
-        let mut stmt = conn
-            .prepare_cached("INSERT OR IGNORE INTO dirty_days (account, date) VALUES (?1, ?2)")
-            .map_err(&err)?;
-        for (a, d) in days {
-            stmt.execute(params![a.to_ascii_lowercase(), d.to_string()])
-                .map_err(&err)?;
-        }
-        Ok(())
+        self.in_write_chunks(
+            days,
+            "INSERT OR IGNORE INTO dirty_days (account, date) VALUES (?1, ?2)",
+            |(a, d)| (a.to_ascii_lowercase(), d.to_string()),
+        )
     }
 
     fn dirty_between(
@@ -1023,6 +1014,39 @@ impl super::Verdicts for SqliteStore {
             }
         }
         tx.commit().map_err(&err)?;
+        Ok(())
+    }
+}
+
+/// Rows of (account, date) written per transaction by [`SqliteStore::in_write_chunks`].
+const DIRTY_CHUNK: usize = 1000;
+
+impl SqliteStore {
+    /// Runs `sql` (two parameters) for each of `days`, [`DIRTY_CHUNK`] rows to a
+    /// transaction: one commit (and one fsync) per chunk instead of per row, and
+    /// the writer connection let go between chunks, so Reports are stored while
+    /// a recompute hands back the marks of a whole province.
+    fn in_write_chunks(
+        &self,
+        days: &[(String, Date)],
+        sql: &str,
+        row: impl Fn(&(String, Date)) -> (String, String),
+    ) -> Result<(), StoreError> {
+        let err = sql_err(self.path());
+        for chunk in days.chunks(DIRTY_CHUNK) {
+            let mut conn = self.writer();
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&err)?;
+            {
+                let mut stmt = tx.prepare_cached(sql).map_err(&err)?;
+                for day in chunk {
+                    let (a, d) = row(day);
+                    stmt.execute(params![a, d]).map_err(&err)?;
+                }
+            }
+            tx.commit().map_err(&err)?;
+        }
         Ok(())
     }
 }
