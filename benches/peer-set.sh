@@ -11,9 +11,13 @@
 #   SCENARIOS="fleet" benches/peer-set.sh 1   only these (4x1 64x1 4x100 8x500 fleet)
 #
 # Prints a line per run, then a table of medians: events/s, p99 latency, the
-# collector's CPU per event (user + system time from /proc over the whole run,
-# enrolments included) and the load generator's CPU per Report (bash's `time`),
-# so the two can be compared: what is measured should be the collector.
+# collector's CPU per event and the load generator's CPU per Report (user +
+# system time from /proc, from the moment every simulated agent is enrolled to
+# the end: enrolments are not counted), so the two can be compared: what is
+# measured should be the collector. The fleet comes from 16 loopback source
+# addresses and runs over TLS twice: resuming sessions (as agents do) and with
+# a full handshake for every connection (`tls-full`), which shows what
+# resumption saves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -32,7 +36,7 @@ one() { # transport scenario
   work=$(mktemp -d)
   printf '[agents]\nreport_rate_per_second = 0\nenroll_rate_per_minute = 0\nmax_reports_in_flight = 100000\n' >"$work/c.toml"
   local serve=(--config "$work/c.toml" --data-dir "$work/c" --grpc 127.0.0.1:0)
-  if [ "$transport" = tls ]; then
+  if [ "$transport" != plain ]; then
     "$bin/kaoqin-collector" tls init --name 127.0.0.1 --data-dir "$work/c" >/dev/null 2>&1
     ca_args=(--ca "$work/c/tls/ca.pem")
   else
@@ -41,7 +45,7 @@ one() { # transport scenario
   KAOQIN_LOG=warn "$bin/kaoqin-collector" serve "${serve[@]}" >"$work/out" 2>"$work/err" &
   collector=$!
   for _ in $(seq 1 200); do grep -q listening "$work/out" 2>/dev/null && break; sleep 0.05; done
-  local scheme=http; [ "$transport" = tls ] && scheme=https
+  local scheme=http; [ "$transport" != plain ] && scheme=https
   url="$scheme://$(sed -n 's/.*grpc=\([^ ]*\).*/\1/p' "$work/out")"
   local token
   token=$("$bin/kaoqin-collector" token create --data-dir "$work/c" --uses 100000 2>/dev/null)
@@ -52,16 +56,30 @@ one() { # transport scenario
     8x500) args=(--agents 8 --interval 0 --batch 500 --duration "$secs") ;;
     fleet) args=(--agents 9500 --interval 60 --batch 10 --duration 120 --enroll-concurrency 256 --reconnect) ;;
   esac
-  local before after second=
-  before=$(cpu_ticks "$collector")
+  local before after second= lg_args=()
+  [ "$transport" = tls-full ] && lg_args=(--no-tls-resumption)
+  [ "$scenario" = fleet ] && lg_args+=(--source-addresses 16)
   if [ "$scenario" = fleet ]; then
-    "$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${ca_args[@]}" "${args[@]}" --run-id a \
-      >"$work/lg2.out" 2>/dev/null &
+    "$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${ca_args[@]}" "${args[@]}" "${lg_args[@]}" --run-id a \
+      >"$work/lg2.out" 2>"$work/lg2.err" &
     second=$!
   fi
-  local TIMEFORMAT='%3U %3S'
-  { time "$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${ca_args[@]}" "${args[@]}" --run-id b \
-      >"$work/lg.out" 2>"$work/lg.err"; } 2>"$work/time"
+  "$bin/kaoqin-loadgen" --collector "$url" --token "$token" "${ca_args[@]}" "${args[@]}" "${lg_args[@]}" --run-id b \
+    >"$work/lg.out" 2>"$work/lg.err" &
+  local lg=$!
+  until grep -q '^enrolled' "$work/lg.err" 2>/dev/null && { [ -z "$second" ] || grep -q '^enrolled' "$work/lg2.err" 2>/dev/null; }; do
+    kill -0 "$lg" 2>/dev/null || break
+    sleep 0.1
+  done
+  before=$(cpu_ticks "$collector")
+  local lg_before lg_after=0
+  lg_before=$(cpu_ticks "$lg")
+  # The load generator's own CPU up to its last moment: read while it lingers.
+  while kill -0 "$lg" 2>/dev/null; do
+    lg_after=$(cpu_ticks "$lg" 2>/dev/null || echo "$lg_after")
+    sleep 0.05
+  done
+  wait "$lg" || true
   [ -n "$second" ] && wait "$second"
   after=$(cpu_ticks "$collector")
   kill "$collector"; wait "$collector" 2>/dev/null || true
@@ -76,7 +94,7 @@ one() { # transport scenario
     b2=$(sed -n 's/.*batches\/s: \([0-9]*\).*/\1/p' "$work/lg2.out")
     eps=$((eps + eps2)); batches=$((batches + b2))
   fi
-  lg_cpu=$(awk '{print $1 + $2}' "$work/time")
+  lg_cpu=$(awk -v t="$((lg_after - lg_before))" -v hz="$tick" 'BEGIN {print t / hz}')
   local dur=$secs; [ "$scenario" = fleet ] && dur=120
   events=$((eps * dur)); local reports=$((batches * dur))
   # Collector µs per event; load generator µs per Report (its own process only).
@@ -93,6 +111,7 @@ read -r -a scenarios <<<"${SCENARIOS:-4x1 64x1 4x100 8x500}"
 for run in $(seq 1 "$runs"); do
   for s in "${scenarios[@]}"; do
     for t in plain tls; do one "$t" "$s"; done
+    if [ "$s" = fleet ]; then one tls-full fleet; fi
   done
 done
 
@@ -100,7 +119,7 @@ echo
 echo "| transport | scenario | events/s | p99 ms | collector CPU µs/event | loadgen CPU µs/Report |"
 echo "|---|---|---|---|---|---|"
 for s in "${scenarios[@]}"; do
-  for t in plain tls; do
+  for t in plain tls tls-full; do
     awk -v t="$t" -v s="$s" '$1 == t && $2 == s {print $3, $4, $5, $6}' "$results" |
       awk -v t="$t" -v s="$s" '
         {e[NR] = $1; p[NR] = $2; c[NR] = $3; l[NR] = $4}

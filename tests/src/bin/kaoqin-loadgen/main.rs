@@ -90,6 +90,10 @@ struct Args {
     /// (127.0.0.2, 127.0.0.3, ...); 0 lets the system pick (127.0.0.1).
     #[arg(long, default_value_t = 0)]
     source_addresses: u8,
+    /// Over TLS, shake hands in full for every connection instead of resuming
+    /// the session (hyper client only): what resumption saves, measured.
+    #[arg(long)]
+    no_tls_resumption: bool,
     /// Threads the load generator runs on (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -147,6 +151,9 @@ fn raise_fd_limit(want: u64) {
     let _ = want;
 }
 
+/// `--no-tls-resumption`: the hyper client never resumes a TLS session.
+static NO_RESUME: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The collector's CA certificate (PEM) when it serves TLS (`--ca`).
 static CA: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
@@ -178,7 +185,8 @@ async fn enroll(
     source: Option<std::net::IpAddr>,
 ) -> anyhow::Result<Sim> {
     let endpoint = endpoint(url, source)?;
-    let target = raw::Target::new(url, CA.get().and_then(Option::as_deref), source)?;
+    let resume = !NO_RESUME.load(Ordering::Relaxed);
+    let target = raw::Target::new(url, CA.get().and_then(Option::as_deref), source, resume)?;
     let channel = endpoint.connect_lazy();
     let mut client = AgentServiceClient::new(channel.clone());
     let reply = client
@@ -342,6 +350,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let _ = CA.set(ca);
+    NO_RESUME.store(args.no_tls_resumption, Ordering::Relaxed);
     anyhow::ensure!(
         args.agents > 0 && args.batch > 0,
         "--agents and --batch must be at least 1"

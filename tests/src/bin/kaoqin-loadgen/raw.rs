@@ -30,11 +30,13 @@ pub(crate) struct Target {
 
 impl Target {
     /// From the collector's URL and, for `https://`, its CA certificate (PEM).
-    /// Every target made here has its own TLS session cache, as every agent has.
+    /// Every target made here has its own TLS session cache, as every agent has;
+    /// with `resume` false it never resumes (a full handshake every time).
     pub(crate) fn new(
         url: &str,
         ca_pem: Option<&str>,
         source: Option<IpAddr>,
+        resume: bool,
     ) -> anyhow::Result<Target> {
         let uri: hyper::Uri = url.parse()?;
         let authority = uri
@@ -45,7 +47,7 @@ impl Target {
             .parse()
             .map_err(|_| anyhow::anyhow!("--collector {url}: give an address, not a name"))?;
         let tls = match (uri.scheme_str(), ca_pem) {
-            (Some("https"), Some(pem)) => Some(tls_config(&uri, pem)?),
+            (Some("https"), Some(pem)) => Some(tls_config(&uri, pem, resume)?),
             (Some("https"), None) => anyhow::bail!("an https:// collector needs --ca"),
             _ => None,
         };
@@ -94,6 +96,7 @@ impl Target {
 fn tls_config(
     uri: &hyper::Uri,
     pem: &str,
+    resume: bool,
 ) -> anyhow::Result<(
     rustls::pki_types::ServerName<'static>,
     Arc<rustls::ClientConfig>,
@@ -110,6 +113,9 @@ fn tls_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
+    if !resume {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     let host = uri
         .host()
         .unwrap_or_default()
