@@ -24,6 +24,7 @@ pub mod report_service;
 pub mod reports;
 pub mod requests;
 pub mod server;
+pub mod service_manager;
 pub mod staff;
 pub mod store;
 pub mod tls;

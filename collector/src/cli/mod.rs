@@ -1104,6 +1104,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("kaoqin-collector listening http={http} scheme={scheme}");
                 }
                 std::io::stdout().flush()?;
+                crate::service_manager::ready(&format!("serving gRPC on {local} ({scheme})"));
+                let stop = async {
+                    stop.await;
+                    crate::service_manager::stopping();
+                };
                 collector.run(stop).await
             })
         }

@@ -1,7 +1,8 @@
 //! A service's log goes to a file or the journal: what the collector writes to a
 //! stderr that is not a terminal is plain text, without colour codes, or one
 //! JSON object per line with `--log-format json`; a SIGTERM stops it cleanly
-//! with a last line saying so.
+//! with a last line saying so. Under systemd (`NOTIFY_SOCKET`, a `Type=notify`
+//! unit) it says READY=1 once it serves and STOPPING=1 when told to stop.
 
 #![cfg(unix)]
 
@@ -12,8 +13,14 @@ use std::time::Duration;
 
 /// The log of a collector that serves, then stops on SIGTERM (exiting 0).
 fn serve_and_stop(extra: &[&str]) -> String {
+    serve_and_stop_with(extra, &[])
+}
+
+/// As [`serve_and_stop`], with environment variables set for the collector.
+fn serve_and_stop_with(extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut child = collector_command(extra)
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--plaintext",
@@ -85,4 +92,30 @@ fn with_log_format_json_each_line_is_one_json_object() {
         lines.iter().any(|l| l["message"] == "Collector stopped."),
         "{log}"
     );
+}
+
+#[test]
+fn under_systemd_the_collector_says_when_it_is_ready_and_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let log = serve_and_stop_with(&[], &[("NOTIFY_SOCKET", path.as_os_str())]);
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    while said.len() < 2 {
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}; the collector said {said:?}; its log: {log}"));
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let ready = said[0].lines().collect::<Vec<_>>();
+    assert_eq!(ready[0], "READY=1", "{said:?}");
+    assert!(
+        ready[1].starts_with("STATUS=serving gRPC on 127.0.0.1:"),
+        "{said:?}"
+    );
+    assert!(said[1].starts_with("STOPPING=1\n"), "{said:?}");
 }
