@@ -58,16 +58,21 @@ impl Common {
 pub enum Command {
     /// Enrol this PC with a collector, using a token from `kaoqin-collector token create`.
     Enroll {
-        /// The collector's gRPC address, e.g. http://collector.example:50051.
-        #[arg(long)]
+        /// The collector's gRPC address, e.g. https://collector.example:50051.
+        #[arg(long, env = "KAOQIN_COLLECTOR")]
         collector: String,
-        /// The enrolment token.
-        #[arg(long, env = "KAOQIN_TOKEN")]
+        /// The enrolment token (best given in the environment, so that it never
+        /// appears on a command line).
+        #[arg(long, env = "KAOQIN_TOKEN", hide_env_values = true)]
         token: String,
         /// The collector's CA certificate (its data dir's tls/ca.pem); the agent
         /// pins it and talks only TLS from then on.
-        #[arg(long)]
+        #[arg(long, env = "KAOQIN_CA")]
         ca: Option<PathBuf>,
+        /// Do nothing (and succeed) if this PC is enrolled already: for
+        /// deployment scripts and first-start hooks that run on every start.
+        #[arg(long)]
+        if_not_enrolled: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -151,8 +156,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             collector,
             token,
             ca,
+            if_not_enrolled,
             common,
         } => {
+            if if_not_enrolled {
+                let (_, state_dir) = common.resolve()?;
+                if let Some(e) = Enrolment::load(&state_dir)? {
+                    println!(
+                        "Enrolled already as {} with {}; nothing done.",
+                        e.agent_id, e.collector
+                    );
+                    return Ok(());
+                }
+            }
             let ca_pem = match &ca {
                 Some(path) => {
                     let pem = std::fs::read_to_string(path)

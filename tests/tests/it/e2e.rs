@@ -849,3 +849,46 @@ fn an_agent_resumes_its_tls_session_across_reconnects() {
     assert_eq!(count("resumed"), 2, "{text}");
     assert_eq!(count("failed"), 0, "{text}");
 }
+
+/// A mass rollout enrols from the environment (the package's enroll.env, a
+/// software-distribution job): the collector, token and CA need no arguments,
+/// and `--if-not-enrolled` leaves an enrolled PC's identity alone on every
+/// later start.
+#[test]
+fn an_agent_enrols_from_its_environment_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start_tls(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
+    let state = dir.path().join("agent");
+    let token = collector.token().unwrap();
+    let ca = collector.ca.clone().unwrap();
+    let enrol = |args: &[&str], token: &str| {
+        let mut cmd = agent(&state, args);
+        cmd.env("KAOQIN_COLLECTOR", collector.url())
+            .env("KAOQIN_TOKEN", token)
+            .env("KAOQIN_CA", &ca);
+        kaoqin_tests::run_bounded(cmd, LIMIT).unwrap()
+    };
+    let first = enrol(&["enroll", "--if-not-enrolled"], &token);
+    assert!(first.status.success(), "{first:?}");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("Enrolled"));
+    let enrolled = kaoqin_agent::state::Enrolment::load(&state)
+        .unwrap()
+        .expect("enrolled from the environment");
+    assert!(enrolled.ca_pem.is_some(), "the CA from KAOQIN_CA is pinned");
+    assert_eq!(enrolled.collector, collector.url());
+
+    // Started again with a token that no longer works: nothing is asked of the
+    // collector and the identity stays.
+    let again = enrol(&["enroll", "--if-not-enrolled"], "kq1-spent-token");
+    assert!(again.status.success(), "{again:?}");
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(said.contains(&enrolled.agent_id), "{said}");
+    let kept = kaoqin_agent::state::Enrolment::load(&state)
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.agent_id, enrolled.agent_id);
+    assert_eq!(kept.agent_key, enrolled.agent_key);
+    // Without the flag the same token is refused: the flag is what skipped it.
+    let refused = enrol(&["enroll"], "kq1-spent-token");
+    assert!(!refused.status.success(), "{refused:?}");
+}
