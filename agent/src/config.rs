@@ -186,14 +186,20 @@ impl Config {
     }
 }
 
-/// `/var/lib/kaoqin-agent` on Linux, `%ProgramData%\kaoqin` on Windows.
+/// `/var/lib/kaoqin-agent` on Linux; on Windows `kaoqin` in the machine's
+/// ProgramData folder as Windows names it (the known folder, not the
+/// `ProgramData` variable of the environment the agent was started in, so the
+/// service and an administrator's shell find the same state).
 pub fn default_state_dir() -> PathBuf {
-    if cfg!(windows) {
-        let base = std::env::var_os("ProgramData").unwrap_or_else(|| "C:\\ProgramData".into());
-        PathBuf::from(base).join("kaoqin")
-    } else {
-        PathBuf::from("/var/lib/kaoqin-agent")
+    #[cfg(windows)]
+    {
+        crate::probe::windows::program_data()
+            .or_else(|| std::env::var_os("ProgramData").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("C:\\ProgramData"))
+            .join("kaoqin")
     }
+    #[cfg(not(windows))]
+    PathBuf::from("/var/lib/kaoqin-agent")
 }
 
 #[cfg(test)]

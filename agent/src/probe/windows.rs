@@ -38,7 +38,7 @@ use tracing::{info, warn};
 
 use self::pipe::PipeServer;
 use self::procs::Procs;
-pub use self::sys::{machine_guid, secure_dir};
+pub use self::sys::{machine_guid, program_data, secure_dir};
 pub(crate) use self::sys::{session_info, shutting_down};
 use crate::probe::wts::{Inbox, Input, Launched, Tracker, helper_command_line};
 use crate::probe::{Capabilities, Observation, Probe, ProbeError};

@@ -238,6 +238,19 @@ fn the_windows_exe_under_wine_checks_its_config_and_delivers_a_replayed_day() {
         out.contains(r#"state_dir = "C:\\ProgramData\\kaoqin""#),
         "the default state dir is %ProgramData%\\kaoqin: {out}"
     );
+    // Windows' own ProgramData folder, whatever the environment says (Wine sets
+    // the variable itself, so it is changed inside, by cmd).
+    let mut elsewhere = wine(&prefix, Path::new("cmd"), &["/c"]);
+    elsewhere.arg(format!(
+        r"set ProgramData=C:\elsewhere&& {} check-config --config {}",
+        wine_path(&exe),
+        wine_path(&config)
+    ));
+    let out = wine_ok(elsewhere, LIMIT);
+    assert!(
+        out.contains(r#"state_dir = "C:\\ProgramData\\kaoqin""#),
+        "the state dir follows the known folder, not the ProgramData variable: {out}"
+    );
     std::fs::write(&config, "[sampling]\nsample_seconds = 0\n").unwrap();
     let bad = run_wine(
         wine(

@@ -264,6 +264,39 @@ pub fn machine_guid() -> Option<String> {
     (rc == ERROR_SUCCESS && !id.trim().is_empty()).then(|| id.trim().to_ascii_lowercase())
 }
 
+/// The machine's `ProgramData` folder (`FOLDERID_ProgramData`, normally
+/// `C:\ProgramData`), from Windows itself rather than from the `ProgramData`
+/// variable of whatever environment the agent was started in.
+pub fn program_data() -> Option<std::path::PathBuf> {
+    use std::os::windows::ffi::OsStringExt;
+    use windows_sys::Win32::System::Com::CoTaskMemFree;
+    use windows_sys::Win32::UI::Shell::{
+        FOLDERID_ProgramData, KF_FLAG_DEFAULT, SHGetKnownFolderPath,
+    };
+    let mut path: windows_sys::core::PWSTR = null_mut();
+    // SAFETY: the GUID is a static; `path` receives a string Windows allocates,
+    // freed below on every path (the call may allocate even when it fails).
+    let hr = unsafe {
+        SHGetKnownFolderPath(
+            &FOLDERID_ProgramData,
+            KF_FLAG_DEFAULT as u32,
+            null_mut(),
+            &mut path,
+        )
+    };
+    let found = (hr >= 0 && !path.is_null()).then(|| {
+        // SAFETY: on success `path` is a NUL-terminated UTF-16 string.
+        let wide = unsafe {
+            let len = (0..).take_while(|&i| *path.add(i) != 0).count();
+            std::slice::from_raw_parts(path, len)
+        };
+        std::path::PathBuf::from(std::ffi::OsString::from_wide(wide))
+    });
+    // SAFETY: `path` is null or was allocated by SHGetKnownFolderPath; freed once.
+    unsafe { CoTaskMemFree(path.cast_const().cast()) };
+    found.filter(|p| !p.as_os_str().is_empty())
+}
+
 /// True while Windows is shutting down.
 pub(crate) fn shutting_down() -> bool {
     // SAFETY: plain call.
