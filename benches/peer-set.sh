@@ -13,7 +13,8 @@
 # Prints a line per run, then a table of medians: events/s, p99 latency, the
 # collector's CPU per event and the load generator's CPU per Report (user +
 # system time from /proc, from the moment every simulated agent is enrolled to
-# the end: enrolments are not counted), so the two can be compared: what is
+# the end, as the load generator reports its own: enrolments are not counted),
+# so the two can be compared: what is
 # measured should be the collector. The fleet comes from 16 loopback source
 # addresses and runs over TLS twice: resuming sessions (as agents do) and with
 # a full handshake for every connection (`tls-full`), which shows what
@@ -72,13 +73,6 @@ one() { # transport scenario
     sleep 0.1
   done
   before=$(cpu_ticks "$collector")
-  local lg_before lg_after=0
-  lg_before=$(cpu_ticks "$lg")
-  # The load generator's own CPU up to its last moment: read while it lingers.
-  while kill -0 "$lg" 2>/dev/null; do
-    lg_after=$(cpu_ticks "$lg" 2>/dev/null || echo "$lg_after")
-    sleep 0.05
-  done
   wait "$lg" || true
   [ -n "$second" ] && wait "$second"
   after=$(cpu_ticks "$collector")
@@ -94,7 +88,10 @@ one() { # transport scenario
     b2=$(sed -n 's/.*batches\/s: \([0-9]*\).*/\1/p' "$work/lg2.out")
     eps=$((eps + eps2)); batches=$((batches + b2))
   fi
-  lg_cpu=$(awk -v t="$((lg_after - lg_before))" -v hz="$tick" 'BEGIN {print t / hz}')
+  # The load generator reports its own CPU while sending (from /proc/self).
+  local lg_ticks
+  lg_ticks=$(sed -n 's/^cpu ticks while sending: \([0-9]*\)$/\1/p' "$work/lg.err")
+  lg_cpu=$(awk -v t="${lg_ticks:-0}" -v hz="$tick" 'BEGIN {print t / hz}')
   local dur=$secs; [ "$scenario" = fleet ] && dur=120
   events=$((eps * dur)); local reports=$((batches * dur))
   # Collector µs per event; load generator µs per Report (its own process only).
