@@ -9,6 +9,8 @@
 #   benches/peer-set.sh [RUNS] [SECONDS]      (default 3 runs of 20 s)
 #   FLEET=1 benches/peer-set.sh ...           also the fleet (120 s a run)
 #   SCENARIOS="fleet" benches/peer-set.sh 1   only these (4x1 64x1 4x100 8x500 fleet)
+#   TRANSPORTS=plain benches/peer-set.sh ...  only these (plain tls)
+#   BIN=DIR benches/peer-set.sh ...           binaries from DIR, not built here
 #
 # Prints a line per run, then a table of medians: events/s, p99 latency, the
 # collector's CPU per event and the load generator's CPU per Report (user +
@@ -24,8 +26,10 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 secs=${2:-20}
 ulimit -n 65536 2>/dev/null || true
-cargo build --release --quiet -p kaoqin-collector -p kaoqin-tests --bin kaoqin-collector --bin kaoqin-loadgen
-bin=$PWD/target/release
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet -p kaoqin-collector -p kaoqin-tests --bin kaoqin-collector --bin kaoqin-loadgen
+fi
+bin=${BIN:-$PWD/target/release}
 tick=$(getconf CLK_TCK)
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
@@ -104,10 +108,11 @@ one() { # transport scenario
 }
 
 read -r -a scenarios <<<"${SCENARIOS:-4x1 64x1 4x100 8x500}"
+read -r -a transports <<<"${TRANSPORTS:-plain tls}"
 [ -n "${FLEET:-}" ] && scenarios+=(fleet)
 for run in $(seq 1 "$runs"); do
   for s in "${scenarios[@]}"; do
-    for t in plain tls; do one "$t" "$s"; done
+    for t in "${transports[@]}"; do one "$t" "$s"; done
     if [ "$s" = fleet ]; then one tls-full fleet; fi
   done
 done

@@ -1,14 +1,14 @@
 //! The handlers: one function per page, each asking [`can`] first.
 
 use super::i18n::{self, Lang};
-use super::params::{Form, Query};
+use super::params::{Form, Path, Query, check_period};
 use super::{App, Ctx, Page, WebError, audit, blocking, redirect};
 use crate::attendance::{Person, Status};
 use crate::reports::corrections::{self, ReportDay, status_name};
 use crate::reports::summary::{self, By, SummaryRow};
 use crate::users::{Action, Role, Target, User, can};
 use crate::verdicts::Rules;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -173,21 +173,29 @@ pub(super) fn today(app: &App) -> Date {
 /// agents share a hostname (a re-installed PC, two PCs with one name).
 fn pc_names(app: &App) -> Result<std::collections::HashMap<String, String>, WebError> {
     let agents = app.store.agents()?;
+    Ok(pc_labels(
+        agents.iter().map(|a| (a.id.as_str(), a.hostname.as_str())),
+    ))
+}
+
+/// [`pc_names`] of (agent id, hostname) pairs.
+fn pc_labels<'a>(
+    agents: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) -> std::collections::HashMap<String, String> {
     let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for a in &agents {
-        *count.entry(a.hostname.as_str()).or_default() += 1;
+    for (_, hostname) in agents.clone() {
+        *count.entry(hostname).or_default() += 1;
     }
-    Ok(agents
-        .iter()
-        .map(|a| {
-            let name = match count.get(a.hostname.as_str()) {
-                _ if a.hostname.is_empty() => a.id.clone(),
-                Some(1) => a.hostname.clone(),
-                _ => format!("{} ({})", a.hostname, a.id),
+    agents
+        .map(|(id, hostname)| {
+            let name = match count.get(hostname) {
+                _ if hostname.is_empty() => id.to_owned(),
+                Some(1) => hostname.to_owned(),
+                _ => format!("{hostname} ({id})"),
             };
-            (a.id.clone(), name)
+            (id.to_owned(), name)
         })
-        .collect())
+        .collect()
 }
 
 pub(super) fn status_label(lang: Lang, s: Status) -> String {
@@ -299,7 +307,10 @@ pub(super) fn parse_month(app: &App, month: Option<&str>) -> Result<(Date, Date)
     let first = match month {
         Some(m) => format!("{m}-01")
             .parse::<Date>()
-            .map_err(|_| WebError::BadRequest(format!("month {m:?}: use YYYY-MM")))?,
+            .map_err(|e| WebError::BadParam {
+                name: "month".into(),
+                problem: format!("{m:?}: {e}"),
+            })?,
         None => today(app).first_of_month(),
     };
     Ok((first, first.last_of_month()))
@@ -544,11 +555,7 @@ fn summary_data(
     let t = today(app);
     let from = q.from.unwrap_or_else(|| t.first_of_month());
     let to = q.to.unwrap_or(t);
-    if from > to || from.until(to).map_err(anyhow::Error::from)?.get_days() > 366 {
-        return Err(WebError::BadRequest(
-            "from must not be after to, and the period at most 366 days".into(),
-        ));
-    }
+    check_period(from, to)?;
     let by = match q.by.as_deref() {
         Some("department") => By::Department,
         _ => By::Staff,
@@ -1355,9 +1362,7 @@ async fn api_person_days(
     blocking(app, ctx, move |app, ctx| {
         let u = ctx.user()?;
         let p = person_for(app, u, &id, Action::View)?;
-        if q.from > q.to || q.from.until(q.to).map_err(anyhow::Error::from)?.get_days() > 366 {
-            return Err(WebError::BadRequest("from..to: at most 366 days".into()));
-        }
+        check_period(q.from, q.to)?;
         audit_view(
             app,
             u,
@@ -1368,4 +1373,22 @@ async fn api_person_days(
         Ok(axum::Json(&days).into_response())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pcs_are_named_by_hostname_with_the_id_only_where_two_share_one() {
+        let agents = [
+            ("ag-1", "room-101"),
+            ("ag-2", "reinstalled"),
+            ("ag-3", "reinstalled"),
+            ("ag-4", ""),
+        ];
+        let names = super::pc_labels(agents.iter().copied());
+        assert_eq!(names["ag-1"], "room-101");
+        assert_eq!(names["ag-2"], "reinstalled (ag-2)");
+        assert_eq!(names["ag-3"], "reinstalled (ag-3)");
+        assert_eq!(names["ag-4"], "ag-4");
+    }
 }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 /// A query string, parsed into `T`.
 pub struct Query<T>(pub T);
 
+/// The address's own parameters (`/appeals/{id}/decide`), parsed into `T`.
+pub struct Path<T>(pub T);
+
 /// A `application/x-www-form-urlencoded` body, parsed into `T`.
 pub struct Form<T>(pub T);
 
@@ -67,6 +70,31 @@ impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for Query<T> {
     }
 }
 
+impl<T: DeserializeOwned + Send> FromRequestParts<Arc<App>> for Path<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, app).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(rejection) => {
+                let (name, problem) = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::ParseErrorAtKey { key, .. }
+                        | ErrorKind::DeserializeError { key, .. } => {
+                            (key.clone(), e.kind().to_string())
+                        }
+                        kind => ("id".to_owned(), kind.to_string()),
+                    },
+                    other => ("id".to_owned(), other.body_text()),
+                };
+                Err(reject(parts, app, WebError::BadParam { name, problem }).await)
+            }
+        }
+    }
+}
+
 impl<T: DeserializeOwned + Send> FromRequest<Arc<App>> for Form<T> {
     type Rejection = Response;
 
@@ -101,15 +129,38 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<App>> for Json<T> {
     }
 }
 
+/// A period (`from`..`to`) that runs backwards or is too long, as the parser's
+/// problem of the parameter `to`.
+pub(super) const PERIOD: &str = "from must not be after to, and the period at most 366 days";
+
+/// A period that runs backwards or is over 366 days: the parameter `to` named.
+pub(super) fn check_period(from: jiff::civil::Date, to: jiff::civil::Date) -> Result<(), WebError> {
+    let days = from
+        .until(to)
+        .map(|span| span.get_days())
+        .unwrap_or(i32::MAX);
+    if from > to || days > 366 {
+        return Err(WebError::BadParam {
+            name: "to".into(),
+            problem: PERIOD.into(),
+        });
+    }
+    Ok(())
+}
+
 /// What the parameter `name` expects, in the page's language; `problem` (the
 /// parser's words) for parameters without a known shape.
 pub(super) fn expects(lang: super::Lang, name: &str, problem: &str) -> String {
     use super::Lang::{En, Zh};
     match (lang, name) {
+        (Zh, _) if problem == PERIOD => "起始日期不得晚于结束日期，期间至多 366 天".into(),
+        (En, _) if problem == PERIOD => PERIOD.into(),
         (Zh, "day" | "date" | "from" | "to") => "应为日期，例如 2026-11-24".into(),
         (En, "day" | "date" | "from" | "to") => "a date such as 2026-11-24".into(),
         (Zh, "month") => "应为月份，例如 2026-11".into(),
         (En, "month") => "a month such as 2026-11".into(),
+        (Zh, "id") => "应为编号（数字），例如 12".into(),
+        (En, "id") => "a number such as 12".into(),
         (Zh, _) if problem.starts_with("missing field") => "必填".into(),
         (En, _) if problem.starts_with("missing field") => "required".into(),
         (Zh, _) => format!("无法识别（{problem}）"),

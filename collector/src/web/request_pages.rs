@@ -8,14 +8,14 @@ use super::i18n::{self, Lang};
 use super::pages::{
     St, in_scope, local_hm, now, page, parse_month, person_days, status_label, today, urlencode,
 };
-use super::params::{Form, Json, Query};
+use super::params::{Form, Json, Path, Query};
 use super::{App, Ctx, WebError, audit, blocking, redirect};
 use crate::attendance::{CheckpointKind, Person};
 use crate::reports::monthly;
 use crate::requests::service::{Listed, RequestError, Requests};
 use crate::requests::{Filing, RequestKind, RequestQuery, RequestStatus, balance, leave_types};
 use crate::users::{Action, Role, Target, User, can};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

@@ -813,6 +813,35 @@ fn printed_addresses_open_and_bad_parameters_get_a_named_error_page() {
     let json: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
     assert_eq!(json["parameter"], "to");
     assert_eq!(json["code"], "bad_parameter");
+    // A month that does not exist and a period that runs backwards: named, in
+    // the page's language.
+    let r = w.officer.get("/person/E001?month=2026-13");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("month: 应为月份，例如 2026-11"),
+        "{}",
+        r.text()
+    );
+    let r = w.officer.get("/summary?from=2026-11-30&to=2026-11-01");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .contains("to: 起始日期不得晚于结束日期，期间至多 366 天"),
+        "{}",
+        r.text()
+    );
+    // The address's own parameter: the product's page, not the framework's text.
+    let r = w.officer.post("/appeals/abc", &[("decision", "uphold")]);
+    assert_eq!(r.status, 400);
+    let text = r.text();
+    assert!(
+        text.contains("<html") && text.contains("id: 应为编号（数字），例如 12"),
+        "{text}"
+    );
+    let r = w.officer.post("/api/v1/requests/abc/cancel", &[]);
+    assert_eq!(r.status, 400);
+    let json: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(json["parameter"], "id", "{json}");
     // A form with a missing field.
     let r = w.staff1.post(
         "/appeals",
