@@ -277,11 +277,7 @@ impl Collector {
     /// A `kaoqin-collector` command on this collector's store: its data dir and,
     /// where it has one, its database.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("kaoqin-collector"));
-        cmd.args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .env("KAOQIN_LOG", "warn");
+        let mut cmd = collector_on(&self.data_dir, args);
         if let Some(url) = &self.database {
             cmd.arg("--database").arg(url);
         }
@@ -370,6 +366,13 @@ pub fn collector_command(args: &[&str]) -> Command {
     cmd
 }
 
+/// A `kaoqin-collector` command on the store in `data_dir`.
+pub fn collector_on(data_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = collector_command(args);
+    cmd.arg("--data-dir").arg(data_dir);
+    cmd
+}
+
 /// A `kaoqin-agent` command with its state dir set.
 pub fn agent(state_dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin("kaoqin-agent"));
@@ -401,6 +404,25 @@ pub fn eventually<T>(what: &str, limit: Duration, mut ready: impl FnMut() -> Opt
         }
         assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// [`eventually`] for a poll that awaits (a gRPC call): polls `ready` until it
+/// gives a value, pausing on the runtime's timer between tries.
+pub async fn eventually_async<T>(
+    what: &str,
+    limit: Duration,
+    mut ready: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if let Some(v) = ready().await {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
 }

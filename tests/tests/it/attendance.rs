@@ -1,7 +1,7 @@
 //! Attendance end to end: the staff directory, a replayed day, stored verdicts and
 //! the daily report, with the real binaries.
 
-use kaoqin_tests::{Collector, agent, bin, fixture, run_bounded, run_ok};
+use kaoqin_tests::{Collector, agent, bin, collector_on, fixture, run_bounded, run_ok};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -9,15 +9,6 @@ use std::time::Duration;
 const LIMIT: Duration = Duration::from_secs(120);
 /// Well after 2026-11-24, so no verdict of that day is provisional.
 const NOW: &str = "2026-11-26T00:00:00Z";
-
-fn collector_cmd(data_dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("kaoqin-collector"));
-    cmd.args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("KAOQIN_LOG", "warn");
-    cmd
-}
 
 /// Enrols an agent with its own machine identity and replays the fixture `script`
 /// on it.
@@ -43,7 +34,7 @@ fn replay_file(collector: &Collector, state: &Path, machine: &str, path: &Path) 
 
 fn daily(data_dir: &Path, date: &str) -> Vec<serde_json::Value> {
     let out = run_ok(
-        collector_cmd(
+        collector_on(
             data_dir,
             &[
                 "report", "daily", "--date", date, "--format", "json", "--now", NOW,
@@ -65,7 +56,7 @@ fn of<'a>(rows: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
 fn import_staff(data_dir: &Path) {
     let staff = fixture("staff.csv");
     let out = run_ok(
-        collector_cmd(data_dir, &["staff", "import", staff.to_str().unwrap()]),
+        collector_on(data_dir, &["staff", "import", staff.to_str().unwrap()]),
         LIMIT,
     )
     .unwrap();
@@ -133,7 +124,7 @@ fn the_replayed_day_is_judged_with_the_documented_numbers() {
 
     // --department filters; the other formats carry the same verdict.
     let out = run_ok(
-        collector_cmd(
+        collector_on(
             &data,
             &[
                 "report",
@@ -228,7 +219,7 @@ fn a_logoff_is_the_departure_and_a_killed_agent_charges_no_early_minutes() {
 
     // The summary counts Monday with the unverified days, not with early departures.
     let out = run_ok(
-        collector_cmd(
+        collector_on(
             &data,
             &[
                 "report",
@@ -298,7 +289,7 @@ fn late_events_from_a_second_pc_change_the_stored_verdict() {
     // The stored verdict itself changed: recomputing the dirty days finds nothing
     // left, and a second report reads the same verdict back.
     let out = run_ok(
-        collector_cmd(&data, &["verdicts", "recompute", "--now", NOW]),
+        collector_on(&data, &["verdicts", "recompute", "--now", NOW]),
         LIMIT,
     )
     .unwrap();
@@ -325,7 +316,7 @@ fn whole_day_leave_turns_an_unknown_day_into_leave() {
     assert_eq!(of(&daily(&data, "2026-11-24"), "E002")["status"], "unknown");
 
     // Unknown employees and bad instants are refused with the argument named.
-    let mut bad = collector_cmd(
+    let mut bad = collector_on(
         &data,
         &[
             "leave",
@@ -344,7 +335,7 @@ fn whole_day_leave_turns_an_unknown_day_into_leave() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("E999"));
     let out = run_bounded(
-        collector_cmd(
+        collector_on(
             &data,
             &[
                 "leave",
@@ -368,7 +359,7 @@ fn whole_day_leave_turns_an_unknown_day_into_leave() {
     );
 
     run_ok(
-        collector_cmd(
+        collector_on(
             &data,
             &[
                 "leave",
@@ -392,7 +383,7 @@ fn whole_day_leave_turns_an_unknown_day_into_leave() {
     assert_eq!(of(&rows, "E002")["status"], "leave", "{rows:#?}");
     assert_eq!(of(&rows, "E002")["late_minutes"], 0);
     // The leave is listed, in UTC.
-    let out = run_ok(collector_cmd(&data, &["leave", "list"]), LIMIT).unwrap();
+    let out = run_ok(collector_on(&data, &["leave", "list"]), LIMIT).unwrap();
     assert!(
         out.contains("E002,leave,2026-11-23T16:00:00Z,2026-11-24T16:00:00Z,年假"),
         "{out}"
@@ -411,7 +402,7 @@ fn staff_import_is_all_or_nothing_and_unmapped_accounts_are_listed() {
         "pc-1-machine",
         "day.jsonl",
     );
-    let out = run_ok(collector_cmd(&data, &["staff", "unmapped"]), LIMIT).unwrap();
+    let out = run_ok(collector_on(&data, &["staff", "unmapped"]), LIMIT).unwrap();
     assert!(out.starts_with("account,pcs,last_seen\n"), "{out}");
     assert!(out.contains("zhangsan,"), "{out}");
 
@@ -423,7 +414,7 @@ fn staff_import_is_all_or_nothing_and_unmapped_accounts_are_listed() {
     )
     .unwrap();
     let out = run_bounded(
-        collector_cmd(&data, &["staff", "import", bad.to_str().unwrap()]),
+        collector_on(&data, &["staff", "import", bad.to_str().unwrap()]),
         LIMIT,
     )
     .unwrap();
@@ -431,7 +422,7 @@ fn staff_import_is_all_or_nothing_and_unmapped_accounts_are_listed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.csv: line 3: os_accounts"), "{err}");
     assert!(err.contains("E001 on line 2"), "{err}");
-    let out = run_ok(collector_cmd(&data, &["staff", "list"]), LIMIT).unwrap();
+    let out = run_ok(collector_on(&data, &["staff", "list"]), LIMIT).unwrap();
     assert_eq!(out.lines().count(), 1, "nothing imported: {out}");
 
     // Import, then re-import with a change: updated in place, and zhangsan is mapped.
@@ -443,15 +434,15 @@ fn staff_import_is_all_or_nothing_and_unmapped_accounts_are_listed() {
     )
     .unwrap();
     let out = run_ok(
-        collector_cmd(&data, &["staff", "import", moved.to_str().unwrap()]),
+        collector_on(&data, &["staff", "import", moved.to_str().unwrap()]),
         LIMIT,
     )
     .unwrap();
     assert!(out.contains("0 added, 1 updated"), "{out}");
-    let out = run_ok(collector_cmd(&data, &["staff", "list"]), LIMIT).unwrap();
+    let out = run_ok(collector_on(&data, &["staff", "list"]), LIMIT).unwrap();
     assert!(out.contains("E001,张三,信息中心,zhangsan;zs"), "{out}");
     assert_eq!(out.lines().count(), 4, "{out}");
-    let out = run_ok(collector_cmd(&data, &["staff", "unmapped"]), LIMIT).unwrap();
+    let out = run_ok(collector_on(&data, &["staff", "unmapped"]), LIMIT).unwrap();
     assert!(!out.contains("zhangsan"), "{out}");
     // The department change reaches the stored verdict.
     let rows = daily(&data, "2026-11-24");
@@ -551,7 +542,7 @@ fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
             .replace("2027-10-03,holiday,国庆节\n", ""),
     )
     .unwrap();
-    let mut cmd = collector_cmd(&data, &["calendar", "import", "--year", "2027"]);
+    let mut cmd = collector_on(&data, &["calendar", "import", "--year", "2027"]);
     cmd.arg(&bad);
     let out = run_bounded(cmd, LIMIT).unwrap();
     assert!(!out.status.success());
@@ -570,7 +561,7 @@ fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
     );
     let show_2027 = || {
         run_ok(
-            collector_cmd(&data, &["calendar", "show", "--year", "2027"]),
+            collector_on(&data, &["calendar", "show", "--year", "2027"]),
             LIMIT,
         )
         .unwrap()
@@ -583,7 +574,7 @@ fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
     // The integrity list warns about the missing notice from 1 October on.
     let integrity = |now: &str| {
         run_ok(
-            collector_cmd(&data, &["integrity", "--format", "json", "--now", now]),
+            collector_on(&data, &["integrity", "--format", "json", "--now", now]),
             LIMIT,
         )
         .unwrap()
@@ -599,7 +590,7 @@ fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
         notice_2027("2027-02-20,makeup_workday,春节调休上班\n"),
     )
     .unwrap();
-    let mut cmd = collector_cmd(&data, &["calendar", "import", "--year", "2027"]);
+    let mut cmd = collector_on(&data, &["calendar", "import", "--year", "2027"]);
     cmd.arg(&good).args(["--now", NOW]);
     let out = run_ok(cmd, LIMIT).unwrap();
     assert!(
@@ -613,7 +604,7 @@ fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
     );
     assert!(shown.contains("2027-01-01,holiday,imported"), "{shown}");
     assert!(!integrity("2027-01-02T00:00:00Z").contains("calendar_"));
-    let audit = run_ok(collector_cmd(&data, &["audit", "list"]), LIMIT).unwrap();
+    let audit = run_ok(collector_on(&data, &["audit", "list"]), LIMIT).unwrap();
     assert!(audit.contains("calendar.import"), "{audit}");
 
     // A notice for a year with verdicts judges them again: 2026 re-imported with
@@ -624,7 +615,7 @@ fn an_imported_notice_is_checked_whole_stored_audited_and_rejudges_the_year() {
     let notice_2026 = run_ok(cmd, LIMIT).unwrap() + "2026-11-24,holiday,调休\n";
     let file = dir.path().join("2026.csv");
     std::fs::write(&file, notice_2026).unwrap();
-    let mut cmd = collector_cmd(&data, &["calendar", "import", "--year", "2026"]);
+    let mut cmd = collector_on(&data, &["calendar", "import", "--year", "2026"]);
     cmd.arg(&file).args(["--now", NOW]);
     let out = run_ok(cmd, LIMIT).unwrap();
     assert!(out.contains("person-day(s) judged again"), "{out}");
@@ -645,7 +636,7 @@ fn a_domain_account_is_its_plain_name_and_presence_on_another_pc_is_marked() {
         let path = dir.path().join("staff.csv");
         std::fs::write(&path, text).unwrap();
         run_ok(
-            collector_cmd(&data, &["staff", "import", path.to_str().unwrap()]),
+            collector_on(&data, &["staff", "import", path.to_str().unwrap()]),
             LIMIT,
         )
         .unwrap();
@@ -682,7 +673,7 @@ fn a_domain_account_is_its_plain_name_and_presence_on_another_pc_is_marked() {
         "{evidence}"
     );
     // The account in its domain is nobody else's.
-    let unmapped = run_ok(collector_cmd(&data, &["staff", "unmapped"]), LIMIT).unwrap();
+    let unmapped = run_ok(collector_on(&data, &["staff", "unmapped"]), LIMIT).unwrap();
     assert!(!unmapped.contains("zhangsan"), "{unmapped}");
 
     // The PC listed as 张三's own: nothing marked.

@@ -758,37 +758,24 @@ fn an_idle_agent_closes_its_connection_unless_told_to_keep_it() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + LIMIT;
         // Delivered: the first heartbeat is stored.
-        while !collector
-            .events()
-            .unwrap()
-            .iter()
-            .any(|e| e["type"] == "heartbeat")
-        {
-            assert!(std::time::Instant::now() < deadline, "not delivered");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually("the first heartbeat delivered", LIMIT, || {
+            let events = collector.events().unwrap();
+            events
+                .iter()
+                .any(|e| e["type"] == "heartbeat")
+                .then_some(())
+        });
         let port = collector.addr.port();
-        let settled = |want: usize| loop {
-            let n = connections_to(child.id(), port);
-            if n == want {
-                break true;
-            }
-            if std::time::Instant::now() > deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        if close {
-            assert!(settled(0), "the connection stays open after delivery");
+        let want = if close { 0 } else { 1 };
+        let what = if close {
+            "the connection closed after delivery"
         } else {
-            assert!(
-                settled(1),
-                "kept connection: {}",
-                connections_to(child.id(), port)
-            );
-        }
+            "the connection kept after delivery"
+        };
+        eventually(what, LIMIT, || {
+            (connections_to(child.id(), port) == want).then_some(())
+        });
         let _ = child.kill();
         let _ = child.wait();
     }

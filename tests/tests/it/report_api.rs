@@ -2,20 +2,17 @@
 //! pages, PermissionDenied for another person's record, and audited views.
 
 use kaoqin_proto::v1 as pb;
-use kaoqin_tests::{Collector, agent, bin, fixture, run_ok};
+use kaoqin_tests::{Collector, agent, collector_on, fixture, run_ok};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn cli(data: &Path, args: &[&str]) -> String {
-    let mut cmd = Command::new(bin("kaoqin-collector"));
-    cmd.args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("KAOQIN_LOG", "error");
-    run_ok(cmd, LIMIT).unwrap().trim().to_owned()
+    run_ok(collector_on(data, args), LIMIT)
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 fn ask<T>(body: T, token: &str) -> tonic::Request<T> {

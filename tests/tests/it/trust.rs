@@ -6,20 +6,10 @@
 //! data keeps arriving.
 
 use kaoqin_proto::v1 as pb;
-use kaoqin_tests::{Collector, agent, bin, fixture, run_bounded, run_ok};
-use std::process::Command;
+use kaoqin_tests::{Collector, agent, fixture, run_bounded, run_ok};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn collector_cmd(c: &Collector, args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("kaoqin-collector"));
-    cmd.args(args)
-        .arg("--data-dir")
-        .arg(&c.data_dir)
-        .env("KAOQIN_LOG", "warn");
-    cmd
-}
 
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -89,12 +79,9 @@ fn day_of(c: &Collector, date: &str, id: &str) -> serde_json::Value {
         .unwrap()
         .to_string();
     let out = run_ok(
-        collector_cmd(
-            c,
-            &[
-                "report", "daily", "--date", date, "--format", "json", "--now", &now,
-            ],
-        ),
+        c.cmd(&[
+            "report", "daily", "--date", date, "--format", "json", "--now", &now,
+        ]),
         LIMIT,
     )
     .unwrap();
@@ -105,7 +92,7 @@ fn day_of(c: &Collector, date: &str, id: &str) -> serde_json::Value {
 }
 
 fn integrity(c: &Collector) -> Vec<serde_json::Value> {
-    let out = run_ok(collector_cmd(c, &["integrity", "--format", "json"]), LIMIT).unwrap();
+    let out = run_ok(c.cmd(&["integrity", "--format", "json"]), LIMIT).unwrap();
     serde_json::from_str(&out).unwrap()
 }
 
@@ -114,11 +101,7 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
     let dir = tempfile::tempdir().unwrap();
     let c = Collector::start_strict(&dir.path().join("c"), "127.0.0.1:0").unwrap();
     let staff = fixture("staff.csv");
-    run_ok(
-        collector_cmd(&c, &["staff", "import", staff.to_str().unwrap()]),
-        LIMIT,
-    )
-    .unwrap();
+    run_ok(c.cmd(&["staff", "import", staff.to_str().unwrap()]), LIMIT).unwrap();
     let state = dir.path().join("pc1");
     let token = c.token().unwrap();
     let mut enroll = agent(
@@ -287,7 +270,7 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
             .starts_with("lisi (李四, E002) first seen on")),
         "{firsts:#?}"
     );
-    let table = run_ok(collector_cmd(&c, &["integrity"]), LIMIT).unwrap();
+    let table = run_ok(c.cmd(&["integrity"]), LIMIT).unwrap();
     assert!(
         table.contains("counts: ") && table.contains("refused 4"),
         "{table}"
@@ -308,18 +291,15 @@ fn a_reinstall_needs_a_reenroll_token_and_is_listed() {
     };
     assert!(enroll("first", &c.token().unwrap()).status.success());
     let out = run_ok(
-        collector_cmd(
-            &c,
-            &[
-                "token",
-                "create",
-                "--reenroll",
-                "--uses",
-                "1",
-                "--note",
-                "reinstall",
-            ],
-        ),
+        c.cmd(&[
+            "token",
+            "create",
+            "--reenroll",
+            "--uses",
+            "1",
+            "--note",
+            "reinstall",
+        ]),
         LIMIT,
     )
     .unwrap();
@@ -335,11 +315,7 @@ fn a_reinstall_needs_a_reenroll_token_and_is_listed() {
         "{items:#?}"
     );
     // What each token was used for.
-    let list = run_ok(
-        collector_cmd(&c, &["token", "list", "--format", "json"]),
-        LIMIT,
-    )
-    .unwrap();
+    let list = run_ok(c.cmd(&["token", "list", "--format", "json"]), LIMIT).unwrap();
     let tokens: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
     let reinstall = tokens.iter().find(|t| t["note"] == "reinstall").unwrap();
     assert_eq!(reinstall["reenroll"], true);
