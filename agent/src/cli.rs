@@ -125,6 +125,10 @@ pub enum Command {
         /// Print samples instead of sending them.
         #[arg(long)]
         print: bool,
+        /// Exit once the service has not taken a sample for this many seconds
+        /// (it starts a new helper when it is back).
+        #[arg(long, value_name = "SECONDS", default_value_t = crate::probe::wts::HELPER_GIVE_UP_S)]
+        give_up_after: u64,
     },
 }
 
@@ -280,7 +284,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             account,
         } => show(common, days, account.as_deref()),
         Command::Service { action } => crate::service::run(action),
-        Command::SessionHelper { once, print } => crate::service::session_helper(once, print),
+        Command::SessionHelper {
+            once,
+            print,
+            give_up_after,
+        } => crate::service::session_helper(once, print, give_up_after),
     }
 }
 

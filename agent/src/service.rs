@@ -131,8 +131,8 @@ pub fn run(action: ServiceAction) -> anyhow::Result<()> {
 }
 
 /// Runs `kaoqin-agent session-helper`.
-pub fn session_helper(once: bool, print: bool) -> anyhow::Result<()> {
-    platform::session_helper(once, print)
+pub fn session_helper(once: bool, print: bool, give_up_s: u64) -> anyhow::Result<()> {
+    platform::session_helper(once, print, give_up_s)
 }
 
 #[cfg(windows)]
@@ -150,7 +150,7 @@ mod platform {
         )
     }
 
-    pub(super) fn session_helper(_once: bool, _print: bool) -> anyhow::Result<()> {
+    pub(super) fn session_helper(_once: bool, _print: bool, _give_up_s: u64) -> anyhow::Result<()> {
         anyhow::bail!("`kaoqin-agent session-helper` is only on Windows")
     }
 

@@ -37,7 +37,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The system clock in epoch milliseconds.
 pub fn system_clock() -> Clock {
-    Arc::new(|| jiff::Timestamp::now().as_millisecond())
+    Arc::new(crate::clock::now_ms)
 }
 
 /// Serves `kaoqin.v1.AgentService` over a [`Store`].

@@ -4,6 +4,8 @@
 //!   needs no change there.
 //! - Command-line types (clap's parsers, subcommands and arguments) live in `cli/`
 //!   and `main.rs`; nothing below reaches back up for them.
+//! - The time of day is read from `clock.rs` alone (which `KAOQIN_NOW` can set),
+//!   and from the system only where certificates are made.
 
 /// Every `.rs` file under `dir`.
 fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -74,4 +76,16 @@ fn command_line_types_stay_in_cli() {
         &["cli", "main.rs", "layering.rs"],
     );
     assert!(found.is_empty(), "outside cli/:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_time_is_read_from_the_collectors_clock() {
+    let found = found(
+        &["Timestamp::now", "Zoned::now", "SystemTime::now"],
+        &["clock.rs", "tls.rs", "layering.rs"],
+    );
+    assert!(
+        found.is_empty(),
+        "read the time through crate::clock::now: {found:#?}"
+    );
 }

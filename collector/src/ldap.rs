@@ -412,7 +412,7 @@ pub fn sync(
     let (people, skipped) = directory_staff(cfg)?;
     let plan = plan(&store.staff()?, &people);
     if !dry_run && (!plan.added.is_empty() || !plan.changed.is_empty()) {
-        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let now_ms = crate::clock::now_ms();
         store.import_staff(&plan.people(), now_ms)?;
         store.audit(&crate::audit::AuditEntry::new(
             now_ms,
@@ -438,8 +438,8 @@ pub fn spawn_daily_sync(
         let mut periodic = crate::periodic::Periodic::new(Duration::from_secs(60), shutdown);
         let mut done_on: Option<jiff::civil::Date> = None;
         while periodic.next().await {
-            let now = jiff::Timestamp::from_millisecond(clock())
-                .unwrap_or_else(|_| jiff::Timestamp::now());
+            let now =
+                jiff::Timestamp::from_millisecond(clock()).unwrap_or_else(|_| crate::clock::now());
             let local = time_zone.to_datetime(now);
             if local.time() < at || done_on == Some(local.date()) {
                 continue;

@@ -5,6 +5,7 @@ pub mod app;
 pub mod attendance;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod i18n;

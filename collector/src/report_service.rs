@@ -27,7 +27,7 @@ impl ReportApi {
 }
 
 fn now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
+    crate::clock::now()
 }
 
 fn date(field: &str, text: &str) -> Result<Date, Status> {

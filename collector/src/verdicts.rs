@@ -1048,7 +1048,8 @@ pub fn spawn_recompute(
             let (store, rules, clock) = (store.clone(), rules.clone(), clock.clone());
             let r = tokio::task::spawn_blocking(move || {
                 let rules = rules.current();
-                let now = Timestamp::from_millisecond(clock()).unwrap_or_else(|_| Timestamp::now());
+                let now =
+                    Timestamp::from_millisecond(clock()).unwrap_or_else(|_| crate::clock::now());
                 recompute_dirty(&*store, &rules, now).map(|n| (n, rules, now))
             })
             .await;

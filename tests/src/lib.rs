@@ -130,6 +130,8 @@ pub struct Collector {
     pub database: Option<String>,
     /// Where the pages and the JSON API answer, when served (`--http`).
     pub http: Option<std::net::SocketAddr>,
+    /// The instant its clock was set to (`KAOQIN_NOW`), and when.
+    clock: Option<(jiff::Timestamp, Instant)>,
 }
 
 impl Collector {
@@ -146,6 +148,54 @@ impl Collector {
         Collector::spawn(data_dir, addr, None, None, false)
     }
 
+    /// As [`Collector::start`], its clock starting at `at` (`KAOQIN_NOW`), so
+    /// that what the test asserts does not depend on the day it runs;
+    /// [`Collector::now`] reads that clock.
+    pub fn start_at(data_dir: &Path, addr: &str, at: jiff::Timestamp) -> anyhow::Result<Collector> {
+        Collector::spawn_on(data_dir, addr, None, None, true, None, false, Some(at))
+    }
+
+    /// As [`Collector::start_strict`], its clock starting at `at`.
+    pub fn start_strict_at(
+        data_dir: &Path,
+        addr: &str,
+        at: jiff::Timestamp,
+    ) -> anyhow::Result<Collector> {
+        Collector::spawn_on(data_dir, addr, None, None, false, None, false, Some(at))
+    }
+
+    /// As [`Collector::start_web`], its clock starting at `at`.
+    pub fn start_web_at(
+        data_dir: &Path,
+        config: &str,
+        at: jiff::Timestamp,
+    ) -> anyhow::Result<Collector> {
+        let path = write_config(data_dir, config)?;
+        Collector::spawn_on(
+            data_dir,
+            "127.0.0.1:0",
+            None,
+            Some(&path),
+            true,
+            None,
+            true,
+            Some(at),
+        )
+    }
+
+    /// The collector's clock: the instant it was started at, plus the time since
+    /// (a little ahead of the collector's own, which started later); the
+    /// system's when not set.
+    pub fn now(&self) -> jiff::Timestamp {
+        match self.clock {
+            Some((at, started)) => {
+                let since = jiff::SignedDuration::try_from(started.elapsed()).unwrap_or_default();
+                at.checked_add(since).unwrap_or(at)
+            }
+            None => jiff::Timestamp::now(),
+        }
+    }
+
     /// As [`Collector::start`], with `config` (TOML) written to
     /// `data_dir/collector.toml` and passed with `--config`.
     pub fn start_configured(
@@ -153,9 +203,7 @@ impl Collector {
         addr: &str,
         config: &str,
     ) -> anyhow::Result<Collector> {
-        std::fs::create_dir_all(data_dir)?;
-        let path = data_dir.join("collector.toml");
-        std::fs::write(&path, config)?;
+        let path = write_config(data_dir, config)?;
         Collector::spawn(data_dir, addr, None, Some(&path), true)
     }
 
@@ -170,16 +218,32 @@ impl Collector {
     /// HTTPS with the same certificate too (see [`Collector::web`]).
     pub fn start_tls_web(data_dir: &Path) -> anyhow::Result<Collector> {
         let ca = tls_init(data_dir)?;
-        Collector::spawn_on(data_dir, "127.0.0.1:0", Some(ca), None, true, None, true)
+        Collector::spawn_on(
+            data_dir,
+            "127.0.0.1:0",
+            Some(ca),
+            None,
+            true,
+            None,
+            true,
+            None,
+        )
     }
 
     /// As [`Collector::start_configured`] on any loopback port, serving the pages
     /// and the JSON API too (`--http 127.0.0.1:0`, see [`Collector::web`]).
     pub fn start_web(data_dir: &Path, config: &str) -> anyhow::Result<Collector> {
-        std::fs::create_dir_all(data_dir)?;
-        let path = data_dir.join("collector.toml");
-        std::fs::write(&path, config)?;
-        Collector::spawn_on(data_dir, "127.0.0.1:0", None, Some(&path), true, None, true)
+        let path = write_config(data_dir, config)?;
+        Collector::spawn_on(
+            data_dir,
+            "127.0.0.1:0",
+            None,
+            Some(&path),
+            true,
+            None,
+            true,
+            None,
+        )
     }
 
     fn spawn(
@@ -189,9 +253,10 @@ impl Collector {
         config: Option<&Path>,
         allow_replay: bool,
     ) -> anyhow::Result<Collector> {
-        Collector::spawn_on(data_dir, addr, ca, config, allow_replay, None, false)
+        Collector::spawn_on(data_dir, addr, ca, config, allow_replay, None, false, None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn_on(
         data_dir: &Path,
         addr: &str,
@@ -200,8 +265,13 @@ impl Collector {
         allow_replay: bool,
         database: Option<&str>,
         web: bool,
+        at: Option<jiff::Timestamp>,
     ) -> anyhow::Result<Collector> {
         let mut cmd = Command::new(bin("kaoqin-collector"));
+        let clock = at.map(|at| (at, Instant::now()));
+        if let Some(at) = at {
+            cmd.env("KAOQIN_NOW", at.to_string());
+        }
         cmd.args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc", addr]);
@@ -258,6 +328,7 @@ impl Collector {
             ca,
             database: database.map(str::to_owned),
             http,
+            clock,
         })
     }
 
@@ -271,13 +342,16 @@ impl Collector {
     /// As [`Collector::start`], storing in the PostgreSQL database at `url`
     /// (`serve --database URL`) instead of the data dir's SQLite file.
     pub fn start_on_database(data_dir: &Path, addr: &str, url: &str) -> anyhow::Result<Collector> {
-        Collector::spawn_on(data_dir, addr, None, None, true, Some(url), false)
+        Collector::spawn_on(data_dir, addr, None, None, true, Some(url), false, None)
     }
 
     /// A `kaoqin-collector` command on this collector's store: its data dir and,
     /// where it has one, its database.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = collector_on(&self.data_dir, args);
+        if self.clock.is_some() {
+            cmd.env("KAOQIN_NOW", self.now().to_string());
+        }
         if let Some(url) = &self.database {
             cmd.arg("--database").arg(url);
         }
@@ -364,6 +438,14 @@ pub fn collector_command(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin("kaoqin-collector"));
     cmd.args(args).env("KAOQIN_LOG", "warn");
     cmd
+}
+
+/// Writes `config` (TOML) to `data_dir/collector.toml`, for `--config`.
+fn write_config(data_dir: &Path, config: &str) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(data_dir)?;
+    let path = data_dir.join("collector.toml");
+    std::fs::write(&path, config)?;
+    Ok(path)
 }
 
 /// A `kaoqin-collector` command on the store in `data_dir`.

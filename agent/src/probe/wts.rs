@@ -78,6 +78,53 @@ pub const MAX_TITLE_CHARS: usize = 512;
 pub const HELPER_INTERVAL_MS: u64 = 5_000;
 /// A helper not heard from for this long counts as gone.
 pub const HELPER_STALE_MS: i64 = 30_000;
+/// How long a session helper keeps trying to reach the service before it exits.
+/// The service starts a helper in each user session that has none (at most every
+/// five minutes), so a helper that gives up is replaced once the service is back;
+/// one that never gave up would outlive an uninstalled service, and would hold
+/// the session's one-helper lock against the helper a restarted service starts
+/// (whose pipe takes only the helpers it started).
+pub const HELPER_GIVE_UP_S: u64 = 120;
+
+/// A session helper's tries to reach the service: waits of 1 s doubling up to a
+/// minute between failed tries, and none once the service has been away for
+/// the give-up time. Instants are milliseconds on any monotonic clock.
+#[derive(Debug)]
+pub struct ServiceTries {
+    away_since_ms: Option<i64>,
+    wait_ms: u64,
+    give_up_ms: u64,
+}
+
+impl ServiceTries {
+    pub fn new(give_up_ms: u64) -> ServiceTries {
+        ServiceTries {
+            away_since_ms: None,
+            wait_ms: 1_000,
+            give_up_ms,
+        }
+    }
+
+    /// A sample reached the service.
+    pub fn reached(&mut self) {
+        self.away_since_ms = None;
+        self.wait_ms = 1_000;
+    }
+
+    /// A try at `now_ms` failed: how long to wait before the next one, or None
+    /// when the service has been away for the give-up time. The last wait ends
+    /// at the give-up time, so the last try is made then.
+    pub fn failed(&mut self, now_ms: i64) -> Option<u64> {
+        let since = *self.away_since_ms.get_or_insert(now_ms);
+        let away = u64::try_from(now_ms.saturating_sub(since)).unwrap_or(0);
+        if away >= self.give_up_ms {
+            return None;
+        }
+        let wait = self.wait_ms.min(self.give_up_ms - away);
+        self.wait_ms = (self.wait_ms * 2).min(60_000);
+        Some(wait)
+    }
+}
 /// The current helper protocol version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -1224,5 +1271,32 @@ mod tests {
             t.apply(sample(T0 + 63 * MIN, 7, 0, Some("x.exe"), ""))
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_helper_backs_off_while_the_service_is_away_and_gives_up_in_time() {
+        let mut tries = ServiceTries::new(120_000);
+        let mut now = 0;
+        let mut waits = Vec::new();
+        while let Some(wait) = tries.failed(now) {
+            waits.push(wait);
+            now += wait as i64;
+        }
+        assert_eq!(
+            waits,
+            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 57_000],
+            "doubling, the last wait ending at the give-up time"
+        );
+        assert_eq!(now, 120_000);
+        // Back before the give-up time: the count starts again.
+        let mut tries = ServiceTries::new(120_000);
+        assert_eq!(tries.failed(0), Some(1_000));
+        assert_eq!(tries.failed(1_000), Some(2_000));
+        tries.reached();
+        assert_eq!(tries.failed(500_000), Some(1_000));
+        assert_eq!(tries.failed(619_999), Some(1));
+        assert_eq!(tries.failed(620_000), None);
+        // Nothing to wait for.
+        assert_eq!(ServiceTries::new(0).failed(7), None);
     }
 }

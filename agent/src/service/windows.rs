@@ -66,8 +66,8 @@ pub(super) fn run(action: ServiceAction) -> anyhow::Result<()> {
     }
 }
 
-pub(super) fn session_helper(once: bool, print: bool) -> anyhow::Result<()> {
-    crate::probe::windows::helper::run(once, print)
+pub(super) fn session_helper(once: bool, print: bool, give_up_s: u64) -> anyhow::Result<()> {
+    crate::probe::windows::helper::run(once, print, give_up_s)
 }
 
 pub(super) fn shutting_down() -> bool {

@@ -133,7 +133,7 @@ pub fn record(
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
     let entry = AuditEntry::new(
-        jiff::Timestamp::now().as_millisecond(),
+        crate::clock::now_ms(),
         audit::cli_actor(),
         action,
         subject,
@@ -185,11 +185,7 @@ pub fn token_list(store: &dyn Stores, format: ListFormat) -> anyhow::Result<()> 
 
 /// `token revoke PREFIX`.
 pub fn token_revoke(store: &dyn Stores, prefix: &str) -> anyhow::Result<()> {
-    let short = store.revoke_token(
-        prefix,
-        &audit::cli_actor(),
-        jiff::Timestamp::now().as_millisecond(),
-    )?;
+    let short = store.revoke_token(prefix, &audit::cli_actor(), crate::clock::now_ms())?;
     println!("Revoked token {short}; agents already enrolled with it keep working.");
     Ok(())
 }
@@ -235,11 +231,7 @@ pub fn agents(store: &dyn Stores, command: AgentsCommand) -> anyhow::Result<()> 
             )
         }
         AgentsCommand::Revoke { id, .. } => {
-            store.revoke_agent(
-                &id,
-                &audit::cli_actor(),
-                jiff::Timestamp::now().as_millisecond(),
-            )?;
+            store.revoke_agent(&id, &audit::cli_actor(), crate::clock::now_ms())?;
             println!(
                 "Revoked agent {id}; it is refused from now on and must enrol again with a new token."
             );
@@ -256,7 +248,7 @@ pub fn integrity(
     args: &IntegrityArgs,
 ) -> anyhow::Result<()> {
     let tz = jiff::tz::TimeZone::get(&config.server.time_zone)?;
-    let now = args.now.unwrap_or_else(jiff::Timestamp::now);
+    let now = args.now.unwrap_or_else(crate::clock::now);
     let to = args
         .to
         .unwrap_or_else(|| now.to_zoned_datetime(tz.clone()).date());

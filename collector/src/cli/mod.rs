@@ -565,7 +565,7 @@ fn run_staff(command: StaffCommand) -> anyhow::Result<()> {
             let people = crate::staff::read_staff_csv(&file)?;
             let (store, _, _) = open_with_rules(&dirs)?;
             let counts = store
-                .import_staff(&people, jiff::Timestamp::now().as_millisecond())
+                .import_staff(&people, crate::clock::now_ms())
                 .with_context(|| format!("{}: nothing was imported", file.display()))?;
             crate::cli::admin::record(
                 &*store,
@@ -739,7 +739,7 @@ fn run_calendar(command: CalendarCommand) -> anyhow::Result<()> {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let notice = crate::notice::parse_notice(&file.display().to_string(), &text, year)?;
             let (store, rules, _) = open_with_rules(&dirs)?;
-            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let now = now.unwrap_or_else(crate::clock::now);
             let replaced = store
                 .import_calendar_notice(
                     &notice,
@@ -784,7 +784,7 @@ fn run_notify(command: NotifyCommand) -> anyhow::Result<()> {
                 n.email.is_some() || !n.webhook.is_empty(),
                 "nothing to send with: configure [notify.email] or [[notify.webhook]] (see collector.example.toml)"
             );
-            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let now = now.unwrap_or_else(crate::clock::now);
             let composer = crate::notify::Composer {
                 store: &*store,
                 rules: &rules,
@@ -853,7 +853,7 @@ fn run_notify(command: NotifyCommand) -> anyhow::Result<()> {
 }
 
 fn run_leave(command: LeaveCommand) -> anyhow::Result<()> {
-    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let now_ms = crate::clock::now_ms();
     match command {
         LeaveCommand::Add {
             dirs,
@@ -1035,6 +1035,7 @@ fn init_logging(format: LogFormat) {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let log_format = cli.log_format;
+    let clock_set_at = crate::clock::init()?;
     match cli.command {
         Command::Tls {
             command: TlsCommand::Init { dirs, names, days },
@@ -1057,6 +1058,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             allow_replay,
         } => {
             init_logging(log_format);
+            if let Some(at) = clock_set_at {
+                tracing::warn!(
+                    %at,
+                    "{} is set: this collector's clock started at {at}, not at the system's time. For demonstrations and tests only.",
+                    crate::clock::VARIABLE
+                );
+            }
             let (mut config, data_dir) = dirs.resolve()?;
             config.server.allow_replay |= allow_replay;
             config.server.plaintext |= plaintext;
@@ -1133,7 +1141,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 note: note.clone(),
                 reenroll,
             };
-            let t = store.create_token(&spec, jiff::Timestamp::now().as_millisecond())?;
+            let t = store.create_token(&spec, crate::clock::now_ms())?;
             crate::cli::admin::record(
                 &*store,
                 "token.create",
@@ -1188,7 +1196,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let (store, rules, _) = open_with_rules(&dirs)?;
-            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let now = now.unwrap_or_else(crate::clock::now);
             let n = match (from, to) {
                 (Some(from), Some(to)) => {
                     crate::verdicts::recompute_range(&*store, &rules, from, to, now)?
@@ -1270,7 +1278,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     "--department {d:?}: nobody in the staff directory is in it"
                 );
             }
-            let now = now.unwrap_or_else(jiff::Timestamp::now);
+            let now = now.unwrap_or_else(crate::clock::now);
             let sheet = crate::reports::monthly::build(
                 &*store,
                 &rules,
@@ -1369,11 +1377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 config.storage.url.is_none(),
                 "the store is PostgreSQL: restore it with pg_restore or from a base backup (docs/operations.md)"
             );
-            let kept = crate::store::sqlite::restore(
-                &data_dir,
-                &from,
-                jiff::Timestamp::now().as_millisecond(),
-            )?;
+            let kept = crate::store::sqlite::restore(&data_dir, &from, crate::clock::now_ms())?;
             // Opened once: an older backup is brought up to this collector's schema.
             let rules = crate::verdicts::Rules::from_config(&config)?;
             let store = crate::store::sqlite::SqliteStore::open_with(&data_dir, &rules.settings)?;
@@ -1440,7 +1444,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--before {before:?}: expected a month, YYYY-MM"))?;
             let (store, rules, _) = dirs.open_store()?;
-            let now = jiff::Timestamp::now();
+            let now = crate::clock::now();
             let today = rules.settings.time_zone.to_datetime(now).date();
             crate::store::retention::check_before(before, today)?;
             let pruned =

@@ -66,7 +66,7 @@ fn open(dirs: &super::DataDirArg) -> anyhow::Result<std::sync::Arc<dyn Stores>> 
 
 /// Runs `kaoqin-collector user ...`.
 pub fn run_cli(command: UserCommand) -> anyhow::Result<()> {
-    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let now_ms = crate::clock::now_ms();
     match command {
         UserCommand::Add {
             dirs,

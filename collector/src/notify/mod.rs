@@ -595,7 +595,8 @@ pub fn spawn_schedule(
                 clock.clone(),
             );
             let r = tokio::task::spawn_blocking(move || {
-                let now = Timestamp::from_millisecond(clock()).unwrap_or_else(|_| Timestamp::now());
+                let now =
+                    Timestamp::from_millisecond(clock()).unwrap_or_else(|_| crate::clock::now());
                 scheduled_round(&*store, &rules.current(), &config, &transports, now)
             })
             .await;

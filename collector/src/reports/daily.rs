@@ -195,7 +195,7 @@ pub fn run_cli(
     out_file: Option<&std::path::Path>,
     now: Option<jiff::Timestamp>,
 ) -> anyhow::Result<()> {
-    let now = now.unwrap_or_else(jiff::Timestamp::now);
+    let now = now.unwrap_or_else(crate::clock::now);
     let mut verdicts = crate::verdicts::verdicts_for_date(store, rules, date, now)?;
     if let Some(d) = department {
         verdicts.retain(|v| v.department == d);

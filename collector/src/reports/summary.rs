@@ -578,7 +578,7 @@ pub fn run_cli(
     rules: &crate::verdicts::Rules,
     args: SummaryRequest,
 ) -> anyhow::Result<()> {
-    let now = args.now.unwrap_or_else(jiff::Timestamp::now);
+    let now = args.now.unwrap_or_else(crate::clock::now);
     let mut people = store.staff()?;
     people.retain(|p| args.department.as_ref().is_none_or(|d| &p.department == d));
     let (rows, _) = summary_between(store, rules, args.from, args.to, args.by, &people, now)?;

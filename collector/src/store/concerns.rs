@@ -421,7 +421,7 @@ pub trait Verdicts: Send + Sync {
 
     /// [`Verdicts::take_dirty_at`] the wall clock's present.
     fn take_dirty(&self) -> Result<Vec<(String, Date)>, StoreError> {
-        self.take_dirty_at(jiff::Timestamp::now().as_millisecond())
+        self.take_dirty_at(crate::clock::now_ms())
     }
 
     /// Ends the claims on taken days: their verdicts are stored, or they were

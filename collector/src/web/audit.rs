@@ -21,7 +21,7 @@ pub fn record(
         format!("web:{actor}")
     };
     store.audit(&AuditEntry::new(
-        jiff::Timestamp::now().as_millisecond(),
+        crate::clock::now_ms(),
         actor,
         action,
         subject,

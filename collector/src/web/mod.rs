@@ -381,7 +381,7 @@ impl FromRequestParts<Arc<App>> for Ctx {
         let lang = from_query
             .or_else(|| cookie(&parts.headers, LANG_COOKIE).and_then(Lang::parse))
             .unwrap_or(Lang::Zh);
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = crate::clock::now_ms();
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)

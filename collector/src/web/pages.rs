@@ -162,7 +162,7 @@ pub(super) fn page_with_status(
 }
 
 pub(super) fn now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
+    crate::clock::now()
 }
 
 pub(super) fn today(app: &App) -> Date {

@@ -259,7 +259,14 @@ fn unlock(seq: u64) -> pb::Event {
 #[tokio::test]
 async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    let collector = Collector::start(&dir.path().join("c"), "127.0.0.1:0").unwrap();
+    // The collector's clock starts 90 s after the instant the test's "agent
+    // clock" gives for its Reports.
+    let collector = Collector::start_at(
+        &dir.path().join("c"),
+        "127.0.0.1:0",
+        "2026-11-18T11:08:10Z".parse().unwrap(),
+    )
+    .unwrap();
     let token = collector.token().unwrap();
     let mut client = pb::agent_service_client::AgentServiceClient::connect(collector.url())
         .await
@@ -304,12 +311,14 @@ async fn the_collector_stores_once_refuses_bad_input_and_speaks_standard_grpc() 
         .unwrap()
         .into_inner();
     assert_eq!(r.acked_seq, 10);
-    // The test's "agent clock" said 2026-11-18T07:06:40Z when it sent: the
-    // collector measures how far that is from its own clock.
-    let expected = jiff::Timestamp::now().as_millisecond() - 1_795_000_000_000;
+    // The test's "agent clock" said 2026-11-18T11:06:40Z when it sent: the
+    // collector measures how far that is from its own clock, 90 s and the
+    // seconds since it started.
+    let expected = collector.now().as_millisecond() - 1_795_000_000_000;
     assert!(
-        (r.clock_offset_ms - expected).abs() < 60_000,
-        "offset measured against sent_at"
+        (90_000..150_000).contains(&r.clock_offset_ms) && r.clock_offset_ms <= expected,
+        "offset {} measured against sent_at (at most {expected})",
+        r.clock_offset_ms
     );
     let r = client
         .report(report((1..=10).map(unlock).collect()))

@@ -11,8 +11,22 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// The tests' clock: it starts on a Wednesday whatever day they run, and
+/// their collectors' clocks are set from it (`KAOQIN_NOW`), so "last Monday"
+/// and the days judged are always the same.
+fn now() -> jiff::Timestamp {
+    static STARTED: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    let since = jiff::SignedDuration::try_from(STARTED.elapsed()).unwrap();
+    "2026-11-25T10:00:00+08:00"
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .checked_add(since)
+        .unwrap()
+}
+
 fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
+    now().as_millisecond()
 }
 
 fn logon(seq: u64, at_ms: i64, account: &str) -> pb::Event {
@@ -99,7 +113,7 @@ fn integrity(c: &Collector) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start_strict(&dir.path().join("c"), "127.0.0.1:0").unwrap();
+    let c = Collector::start_strict_at(&dir.path().join("c"), "127.0.0.1:0", now()).unwrap();
     let staff = fixture("staff.csv");
     run_ok(c.cmd(&["staff", "import", staff.to_str().unwrap()]), LIMIT).unwrap();
     let state = dir.path().join("pc1");
@@ -131,17 +145,9 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
     .unwrap();
 
     // lisi (E002) on last Monday at 08:25, sent "now" with the PC's real key.
-    let monday = jiff::tz::TimeZone::fixed(jiff::tz::offset(8))
-        .to_datetime(jiff::Timestamp::now())
-        .date()
-        .checked_sub(jiff::Span::new().days(7))
-        .unwrap();
-    let monday = monday
-        .checked_sub(jiff::Span::new().days(i64::from(monday.weekday().to_monday_zero_offset())))
-        .unwrap();
-    let date = monday.to_string();
+    let date = "2026-11-16";
     let backdated: jiff::Timestamp = format!("{date}T08:25:00+08:00").parse().unwrap();
-    let before = day_of(&c, &date, "E002");
+    let before = day_of(&c, date, "E002");
     assert_eq!(before["status"], "unknown", "{before:#}");
     let forged = logon(first + 2, backdated.as_millisecond(), "lisi");
     // Claiming to be a replay changes nothing on a production collector.
@@ -151,14 +157,24 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
         let m = refused.message();
+        // The instant as the collector corrected it by the PC's clock offset:
+        // their clocks agree to within the moments the collector took to start.
+        let claimed: jiff::Timestamp = m
+            .strip_prefix(&format!("event seq {}: at_ms: ", first + 2))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("names the seq and the instant: {m}"));
         assert!(
-            m.starts_with(&format!("event seq {}: at_ms: {date}T00:25:00", first + 2))
-                && m.contains("is before this agent first enrolled at"),
-            "names the seq and both instants: {m}"
+            claimed.duration_since(backdated).abs() < jiff::SignedDuration::from_secs(10),
+            "{m}"
+        );
+        assert!(
+            m.contains("(corrected) is before this agent first enrolled at"),
+            "names both instants: {m}"
         );
     }
     // The verdict is unchanged, and its evidence says what was refused.
-    let after = day_of(&c, &date, "E002");
+    let after = day_of(&c, date, "E002");
     for field in [
         "status",
         "arrival",
@@ -280,7 +296,7 @@ async fn a_stolen_key_cannot_write_the_past_poison_seqs_or_take_a_pc() {
 #[test]
 fn a_reinstall_needs_a_reenroll_token_and_is_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start_strict(&dir.path().join("c"), "127.0.0.1:0").unwrap();
+    let c = Collector::start_strict_at(&dir.path().join("c"), "127.0.0.1:0", now()).unwrap();
     let enroll = |state: &str, token: &str| {
         let mut cmd = agent(
             &dir.path().join(state),

@@ -285,10 +285,14 @@ fn the_pages_are_served_over_https_with_the_grpc_certificate() {
 #[test]
 fn nobody_decides_their_own_appeal_and_appeals_cannot_flood() {
     let dir = tempfile::tempdir().unwrap();
-    let c = collector_with(
+    // The collector's clock starts on a Wednesday whatever day the test runs:
+    // the appeal window is counted from its today.
+    let c = Collector::start_web_at(
         &dir.path().join("collector"),
         "[appeals]\nwindow_days = 31\nmax_open = 3\n",
-    );
+        "2026-11-25T10:00:00+08:00".parse().unwrap(),
+    )
+    .unwrap();
     let staff_csv = fixture("staff.csv");
     c.cli(&["staff", "import", staff_csv.to_str().unwrap()]);
     // An officer who is also staff member E003, and another officer.
@@ -308,10 +312,8 @@ fn nobody_decides_their_own_appeal_and_appeals_cannot_flood() {
     let mut officer = Browser::new(&c);
     officer.first_login("officer", officer_pw.trim(), "officer-pass-1");
 
-    // Days relative to today (the window is), in the office's time zone.
-    let today = jiff::tz::TimeZone::fixed(jiff::tz::offset(8))
-        .to_datetime(jiff::Timestamp::now())
-        .date();
+    // Days before the collector's today.
+    let today = jiff::civil::date(2026, 11, 25);
     let day = |back: i64| {
         today
             .checked_sub(jiff::Span::new().days(back))

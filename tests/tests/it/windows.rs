@@ -279,6 +279,18 @@ fn the_windows_exe_under_wine_checks_its_config_and_delivers_a_replayed_day() {
     let sample: serde_json::Value = serde_json::from_str(sample.trim()).unwrap();
     assert_eq!(sample["v"], 1, "{sample}");
     assert!(sample["idle_ms"].is_u64(), "{sample}");
+    // With no service to take its samples, a helper makes way in the end instead
+    // of waiting for ever (here after 3 s; by default after two minutes).
+    let gone = run_wine(
+        wine(&prefix, &exe, &["session-helper", "--give-up-after", "3"]),
+        LIMIT,
+    );
+    let said = String::from_utf8_lossy(&gone.stderr);
+    assert!(gone.status.success(), "{said}");
+    assert!(
+        said.contains("the service has not taken a sample for 3 s; exiting"),
+        "{said}"
+    );
 
     // A replayed day, from the Windows agent to a Linux collector on loopback.
     let collector = Collector::start(&dir.path().join("collector"), "127.0.0.1:0").unwrap();
