@@ -237,7 +237,7 @@ mod tests {
     fn elsewhere_the_commands_say_they_are_for_windows() {
         let e = run(ServiceAction::Stop).unwrap_err().to_string();
         assert!(e.contains("only on Windows"), "{e}");
-        let e = session_helper(true, true).unwrap_err().to_string();
+        let e = session_helper(true, true, 1).unwrap_err().to_string();
         assert!(e.contains("only on Windows"), "{e}");
     }
 }

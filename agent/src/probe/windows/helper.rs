@@ -18,9 +18,9 @@ use std::os::windows::io::AsRawHandle;
 use std::time::Duration;
 
 use super::sys;
-use crate::probe::wts::{HELPER_INTERVAL_MS, PIPE_NAME, ServiceTries};
 #[cfg(doc)]
 use crate::probe::wts::HELPER_GIVE_UP_S;
+use crate::probe::wts::{HELPER_INTERVAL_MS, PIPE_NAME, ServiceTries};
 
 // FILE_WRITE_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE: what the pipe's DACL
 // grants users (GENERIC_WRITE would ask for FILE_APPEND_DATA too, and be refused).
