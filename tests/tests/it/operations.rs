@@ -23,11 +23,10 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
 #[test]
 fn health_and_metrics_say_what_the_collector_did() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Collector::start_web(
-        &dir.path().join("collector"),
-        &format!("[metrics]\ntoken = \"{TOKEN}\"\n"),
-    )
-    .unwrap();
+    // The day after the replayed one; later the collector starts again two hours on.
+    let config = format!("[metrics]\ntoken = \"{TOKEN}\"\n");
+    let day_after: jiff::Timestamp = "2026-11-25T10:00:00+08:00".parse().unwrap();
+    let c = Collector::start_web_at(&dir.path().join("collector"), &config, day_after).unwrap();
     let http = reqwest::blocking::Client::new();
     let get = |path: &str| {
         let r = http.get(format!("{}{path}", c.web())).send().unwrap();
@@ -90,6 +89,11 @@ fn health_and_metrics_say_what_the_collector_did() {
         .sum();
     assert!(refused >= 1.0, "the bad enrolment counted: {text}");
     assert!(text.ends_with("# EOF\n"));
+    let integrity: Vec<&String> = m
+        .keys()
+        .filter(|k| k.starts_with("kaoqin_integrity_events_24h{kind="))
+        .collect();
+    assert!(!integrity.is_empty(), "integrity events by kind: {text}");
 
     // The agent's own state for monitoring tools.
     let status = run_ok(agent(&pc, &["status", "--json"]), LIMIT).unwrap();
@@ -103,6 +107,31 @@ fn health_and_metrics_say_what_the_collector_did() {
     assert_eq!(s["spool"]["depth"], 0, "{s:#}");
     assert_eq!(s["collector"], "reachable", "{s:#}");
     assert!(s["spool"]["last_acked_seq"].as_u64().unwrap() >= stored as u64);
+
+    // Two hours on, the PC has gone silent.
+    drop(c);
+    let later = day_after
+        .checked_add(jiff::SignedDuration::from_hours(2))
+        .unwrap();
+    let c = Collector::start_web_at(&dir.path().join("collector"), &config, later).unwrap();
+    let r = http.get(format!("{}/metrics", c.web())).send().unwrap();
+    let text = r.text().unwrap();
+    let m = samples(&text);
+    assert_eq!(
+        m.get("kaoqin_agents{kind=\"silent_1h\"}"),
+        Some(&1.0),
+        "{text}"
+    );
+    assert_eq!(
+        m.get("kaoqin_agents{kind=\"seen_1h\"}"),
+        Some(&0.0),
+        "{text}"
+    );
+    assert_eq!(
+        m.get("kaoqin_agents{kind=\"enrolled\"}"),
+        Some(&1.0),
+        "{text}"
+    );
 }
 
 #[test]
