@@ -92,7 +92,8 @@ impl Default for SamplingConfig {
 pub struct ProbeConfig {
     /// Lock and idle state from systemd-logind over the system D-Bus (Linux).
     pub dbus: bool,
-    /// Idle time and the foreground window from X11 when $DISPLAY is reachable.
+    /// Idle time and the foreground window from X11: `$DISPLAY`, or for a service
+    /// the display the desktop session's processes name.
     pub x11: bool,
     /// Try to find the foreground application; otherwise running applications.
     pub foreground: bool,

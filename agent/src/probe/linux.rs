@@ -29,6 +29,7 @@
 
 pub mod utmp;
 
+mod display;
 mod logind;
 mod procs;
 mod x11;
@@ -66,7 +67,8 @@ pub struct LinuxProbeOptions {
     /// Report the foreground application where X11 exposes it (otherwise the
     /// running applications).
     pub foreground: bool,
-    /// The X display to use; `None` means `$DISPLAY`.
+    /// The X display to use; `None` means `$DISPLAY`, or when that is not set,
+    /// the display the desktop session's processes name.
     pub x11_display: Option<String>,
 }
 
@@ -226,10 +228,14 @@ impl LinuxProbe {
         if p.opts.use_x11 {
             match X11::connect(p.opts.x11_display.as_deref()) {
                 Ok(x) => p.adopt_x11(x),
-                Err(e) => p.note(
-                    "x11",
-                    format!("No X11 idle time or foreground window: {e}."),
-                ),
+                Err(e) => {
+                    p.note(
+                        "x11",
+                        format!("No X11 idle time or foreground window yet: {e}; trying again every minute."),
+                    );
+                    // A service starts before anyone logs on: the display comes later.
+                    p.x11_retry_at_ms = Some(0);
+                }
             }
         } else {
             p.note("x11", "X11 is turned off: no foreground window.".to_owned());
@@ -321,7 +327,8 @@ impl LinuxProbe {
         }
     }
 
-    /// Reconnects to X after a loss, at most once a minute.
+    /// Connects to X when it was not there at start or after a loss, at most
+    /// once a minute.
     fn retry_x11(&mut self, now_ms: i64) {
         if self.x11.is_some() || !self.opts.use_x11 {
             return;
@@ -777,6 +784,9 @@ mod tests {
         let mut probe = LinuxProbe::new(opts);
         let caps = probe.capabilities();
         assert!(!caps.foreground, "no X display :4094 here");
+        // A display that is not there at start is tried again (a service starts
+        // before anyone logs on), from the first poll on.
+        assert_eq!(probe.x11_retry_at_ms, Some(0));
         if !caps.lock {
             assert_eq!(
                 caps.notes
@@ -791,6 +801,11 @@ mod tests {
         for i in 0..3 {
             probe.poll(T0 + i * 15_000).expect("poll");
         }
+        assert_eq!(
+            probe.x11_retry_at_ms,
+            Some(T0 + X11_RETRY_MS),
+            "tried at the first poll, next a minute later"
+        );
         let notes = probe.capabilities().notes;
         let unique: BTreeSet<&String> = notes.iter().collect();
         assert_eq!(unique.len(), notes.len(), "each note once: {notes:?}");

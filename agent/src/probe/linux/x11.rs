@@ -84,17 +84,48 @@ pub(super) struct X11 {
 }
 
 impl X11 {
-    /// Connects to `display`, or to `$DISPLAY` when `None`.
+    /// Connects to `display`, or to `$DISPLAY` when `None`, or, when that is not
+    /// set either (a service), to a display the desktop's processes name (see
+    /// [`super::display`]).
     pub(super) fn connect(display: Option<&str>) -> Result<X11, String> {
         let name = match display {
-            Some(d) => d.to_owned(),
-            None => std::env::var("DISPLAY").map_err(|_| "DISPLAY is not set".to_owned())?,
+            Some(d) => Some(d.to_owned()),
+            None => std::env::var("DISPLAY").ok(),
         };
-        if name.is_empty() {
-            return Err("DISPLAY is empty".to_owned());
+        match name {
+            Some(name) if name.is_empty() => Err("DISPLAY is empty".to_owned()),
+            Some(name) => {
+                let (conn, screen) = x11rb::connect(Some(&name))
+                    .map_err(|e| format!("cannot connect to X display {name}: {e}"))?;
+                X11::open(conn, screen, name)
+            }
+            None => X11::find(std::path::Path::new("/proc")),
         }
-        let (conn, screen) = x11rb::connect(Some(&name))
-            .map_err(|e| format!("cannot connect to X display {name}: {e}"))?;
+    }
+
+    /// Connects to the first display named by a process under `proc_root` that
+    /// admits the agent with the cookie that process's authority file holds.
+    pub(super) fn find(proc_root: &std::path::Path) -> Result<X11, String> {
+        let named = super::display::named(proc_root);
+        if named.is_empty() {
+            return Err("DISPLAY is not set, and no process names a display".to_owned());
+        }
+        let mut why = Vec::new();
+        for n in &named {
+            let opened = super::display::connect(n, proc_root)
+                .and_then(|(conn, screen)| X11::open(conn, screen, n.display.clone()));
+            match opened {
+                Ok(x) => return Ok(x),
+                Err(e) => why.push(format!("{}: {e}", n.display)),
+            }
+        }
+        Err(format!(
+            "DISPLAY is not set, and no display a process names could be opened ({})",
+            why.join("; ")
+        ))
+    }
+
+    fn open(conn: RustConnection, screen: usize, name: String) -> Result<X11, String> {
         let root = conn
             .setup()
             .roots
@@ -275,7 +306,14 @@ pub(crate) mod tests {
     /// Starts Xvfb on a free display it picks itself (`-displayfd`), returning once
     /// it accepts connections; `None` (with the reason printed) if Xvfb is missing.
     pub(crate) fn start_xvfb() -> Option<Xvfb> {
+        start_xvfb_with(&[])
+    }
+
+    /// As [`start_xvfb`], with more arguments for Xvfb. With `-auth`, it is
+    /// ready once it has said its display number (it says so after it listens).
+    pub(crate) fn start_xvfb_with(args: &[&str]) -> Option<Xvfb> {
         let spawned = Command::new("Xvfb")
+            .args(args)
             // -noreset: the server must not reset when our readiness check disconnects.
             .args([
                 "-displayfd",
@@ -312,6 +350,9 @@ pub(crate) mod tests {
             child,
             display: format!(":{num}"),
         };
+        if !args.is_empty() {
+            return Some(xvfb);
+        }
         // Belt and braces: retry the connect a bounded number of times.
         let deadline = Instant::now() + Duration::from_secs(10);
         while x11rb::connect(Some(&xvfb.display)).is_err() {
@@ -400,6 +441,56 @@ pub(crate) mod tests {
             .expect("active");
         conn.sync().expect("sync");
         conn
+    }
+
+    #[test]
+    fn a_service_finds_the_desktops_display_and_its_cookie() {
+        // A display that asks for a cookie, as a display manager starts it.
+        let dir = tempfile::tempdir().unwrap();
+        let cookie: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let file = crate::probe::linux::display::tests::authority_file(&[(
+            0xffff,
+            b"",
+            b"",
+            b"MIT-MAGIC-COOKIE-1",
+            &cookie,
+        )]);
+        let authority = dir.path().join("Xauthority");
+        std::fs::write(&authority, &file).unwrap();
+        let Some(xvfb) = start_xvfb_with(&["-auth", authority.to_str().unwrap()]) else {
+            return;
+        };
+        // Without the cookie it refuses.
+        let refused = X11::find(dir.path());
+        assert!(refused.is_err(), "no process names it yet");
+        // A desktop process names the display and the file.
+        let proc = dir.path().join("proc");
+        std::fs::create_dir_all(proc.join("4242")).unwrap();
+        std::fs::write(
+            proc.join("4242").join("environ"),
+            format!(
+                "LANG=zh_CN.UTF-8\0DISPLAY={}\0XAUTHORITY={}\0",
+                xvfb.display,
+                authority.display()
+            ),
+        )
+        .unwrap();
+        let x = X11::find(&proc).expect("connects with the cookie");
+        assert_eq!(x.display, xvfb.display);
+        assert!(x.ms_since_user_input().is_ok());
+        // The same display with a wrong cookie is refused, and said so.
+        let wrong = dir.path().join("wrong");
+        let mut bad = file.clone();
+        let at = bad.len() - 1;
+        bad[at] ^= 0xff;
+        std::fs::write(&wrong, &bad).unwrap();
+        std::fs::write(
+            proc.join("4242").join("environ"),
+            format!("DISPLAY={}\0XAUTHORITY={}\0", xvfb.display, wrong.display()),
+        )
+        .unwrap();
+        let e = X11::find(&proc).err().expect("a wrong cookie is refused");
+        assert!(e.contains(&xvfb.display), "{e}");
     }
 
     #[test]
