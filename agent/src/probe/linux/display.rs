@@ -7,6 +7,11 @@
 //! The authority file is read through `/proc/PID/root` first: under the
 //! packaged unit's `PrivateTmp=`, a file the display manager left in /tmp is
 //! only there. The X sockets themselves are bound into the unit.
+//!
+//! What must stay true: a cookie is only taken from a file owned by the user of
+//! the process that names it. The agent reads files as root; without that rule a
+//! user could name the display manager's own authority file and a display of
+//! their making, and be sent that cookie.
 
 use std::path::{Path, PathBuf};
 use x11rb::reexports::x11rb_protocol::parse_display::parse_display;
@@ -20,6 +25,8 @@ pub(super) struct Named {
     pub(super) authority: Option<PathBuf>,
     /// A process that names them (whose root the file is read through).
     pub(super) pid: u32,
+    /// That process's user, who must own the authority file.
+    pub(super) uid: u32,
 }
 
 /// The displays named by the processes under `proc_root` (`/proc`), other than
@@ -32,9 +39,9 @@ pub(super) fn named(proc_root: &Path) -> Vec<Named> {
     let Ok(dir) = std::fs::read_dir(proc_root) else {
         return Vec::new();
     };
-    // (display, authority) -> (an ordinary user's, processes, a pid)
-    let mut seen: std::collections::BTreeMap<(String, Option<PathBuf>), (bool, usize, u32)> =
-        std::collections::BTreeMap::new();
+    // (display, authority, user) -> (processes, a pid)
+    type Key = (String, Option<PathBuf>, u32);
+    let mut seen: std::collections::BTreeMap<Key, (usize, u32)> = std::collections::BTreeMap::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -61,21 +68,21 @@ pub(super) fn named(proc_root: &Path) -> Vec<Named> {
             }
         }
         let Some(display) = display else { continue };
-        let ordinary = entry.metadata().is_ok_and(|m| m.uid() != 0);
+        let Ok(meta) = entry.metadata() else { continue };
         let e = seen
-            .entry((display.to_owned(), authority))
-            .or_insert((false, 0, pid));
-        e.0 |= ordinary;
-        e.1 += 1;
+            .entry((display.to_owned(), authority, meta.uid()))
+            .or_insert((0, pid));
+        e.0 += 1;
     }
     let mut found: Vec<_> = seen.into_iter().collect();
-    found.sort_by_key(|(_, (ordinary, count, _))| std::cmp::Reverse((*ordinary, *count)));
+    found.sort_by_key(|((_, _, uid), (count, _))| std::cmp::Reverse((*uid != 0, *count)));
     found
         .into_iter()
-        .map(|((display, authority), (_, _, pid))| Named {
+        .map(|((display, authority, uid), (_, pid))| Named {
             display,
             authority,
             pid,
+            uid,
         })
         .collect()
 }
@@ -91,8 +98,8 @@ pub(super) fn connect(n: &Named, proc_root: &Path) -> Result<(RustConnection, us
                 .join(n.pid.to_string())
                 .join("root")
                 .join(file.strip_prefix("/").unwrap_or(file));
-            let bytes = std::fs::read(&through_root)
-                .or_else(|_| std::fs::read(file))
+            let bytes = read_owned(&through_root, n.uid)
+                .or_else(|_| read_owned(file, n.uid))
                 .map_err(|e| format!("{}: {e}", file.display()))?;
             entries(&bytes).map_err(|e| format!("{}: {e}", file.display()))?
         }
@@ -114,6 +121,24 @@ pub(super) fn connect(n: &Named, proc_root: &Path) -> Result<(RustConnection, us
         }
     }
     Err(failed)
+}
+
+/// The file at `path`, if `uid` owns it (checked on the file opened, not on the
+/// name).
+fn read_owned(path: &Path, uid: u32) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut f = std::fs::File::open(path)?;
+    let owner = f.metadata()?.uid();
+    if owner != uid {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("owned by uid {owner}, not by the process's user {uid}: not used"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    f.by_ref().take(1 << 20).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// One entry of an X authority file.
@@ -245,7 +270,7 @@ pub(crate) mod tests {
         process("301", b"DISPLAY=\0");
         process("self", b"DISPLAY=:5\0");
         let found = named(proc.path());
-        // All made by root here: the one named by more processes first.
+        // All made by one user here: the one named by more processes first.
         assert_eq!(
             found
                 .iter()

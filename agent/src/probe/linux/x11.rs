@@ -491,6 +491,26 @@ pub(crate) mod tests {
         .unwrap();
         let e = X11::find(&proc).err().expect("a wrong cookie is refused");
         assert!(e.contains(&xvfb.display), "{e}");
+        // A cookie from a file another user owns is not taken: the agent reads
+        // as root, and the file a process names could be another's. (Giving
+        // the file away needs root, as the packaged agent runs.)
+        if let Err(e) = std::os::unix::fs::chown(&authority, Some(4321), None) {
+            eprintln!("not checked without root: a file another user owns ({e})");
+            return;
+        }
+        std::fs::write(
+            proc.join("4242").join("environ"),
+            format!(
+                "DISPLAY={}\0XAUTHORITY={}\0",
+                xvfb.display,
+                authority.display()
+            ),
+        )
+        .unwrap();
+        let e = X11::find(&proc)
+            .err()
+            .expect("another user's file is not used");
+        assert!(e.contains("not by the process's user"), "{e}");
     }
 
     #[test]
