@@ -6,7 +6,8 @@
 //! systemd units with `systemd-analyze verify` and `security --offline`, runs
 //! the packaged configurations and the agent's enrol-on-first-start script for
 //! real against a collector, and, as root, installs both packages into a
-//! temporary root, upgrades them in place, removes and purges them.
+//! temporary root, upgrades them in place, removes and purges them. Not being
+//! root skips that part, and fails the test under `CI=true`.
 //!
 //! Why a temporary root and not this machine: `dpkg --root=DIR` installs the
 //! files there, but runs maintainer scripts chrooted into DIR, which would need a
@@ -776,8 +777,8 @@ fn the_deb_packages_install_upgrade_remove_and_purge_cleanly() {
         .map(|m| m.uid())
         .unwrap_or(1)
         != 0
+        && skip("the installation into a temporary root needs root")
     {
-        eprintln!("skipping the installation into a temporary root: it needs root");
         return;
     }
     let tools = [
