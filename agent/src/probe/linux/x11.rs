@@ -466,15 +466,15 @@ pub(crate) mod tests {
         // A desktop process names the display and the file.
         let proc = dir.path().join("proc");
         std::fs::create_dir_all(proc.join("4242")).unwrap();
-        std::fs::write(
-            proc.join("4242").join("environ"),
-            format!(
+        let names = |file: &std::path::Path| {
+            let environ = format!(
                 "LANG=zh_CN.UTF-8\0DISPLAY={}\0XAUTHORITY={}\0",
                 xvfb.display,
-                authority.display()
-            ),
-        )
-        .unwrap();
+                file.display()
+            );
+            std::fs::write(proc.join("4242").join("environ"), environ).unwrap();
+        };
+        names(&authority);
         let x = X11::find(&proc).expect("connects with the cookie");
         assert_eq!(x.display, xvfb.display);
         assert!(x.ms_since_user_input().is_ok());
@@ -484,11 +484,7 @@ pub(crate) mod tests {
         let at = bad.len() - 1;
         bad[at] ^= 0xff;
         std::fs::write(&wrong, &bad).unwrap();
-        std::fs::write(
-            proc.join("4242").join("environ"),
-            format!("DISPLAY={}\0XAUTHORITY={}\0", xvfb.display, wrong.display()),
-        )
-        .unwrap();
+        names(&wrong);
         let e = X11::find(&proc).err().expect("a wrong cookie is refused");
         assert!(e.contains(&xvfb.display), "{e}");
         // A cookie from a file another user owns is not taken: the agent reads
@@ -498,15 +494,7 @@ pub(crate) mod tests {
             eprintln!("not checked without root: a file another user owns ({e})");
             return;
         }
-        std::fs::write(
-            proc.join("4242").join("environ"),
-            format!(
-                "DISPLAY={}\0XAUTHORITY={}\0",
-                xvfb.display,
-                authority.display()
-            ),
-        )
-        .unwrap();
+        names(&authority);
         let e = X11::find(&proc)
             .err()
             .expect("another user's file is not used");
