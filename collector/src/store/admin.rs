@@ -157,7 +157,7 @@ impl super::Admin for SqliteStore {
                      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
                      FROM json_each(?1))
                  SELECT a.id, (SELECT count(*) FROM slot WHERE EXISTS (
-                     SELECT 1 FROM events ev
+                     SELECT 1 FROM all_events ev
                      WHERE ev.agent = a.num AND ev.at_ms >= slot.s AND ev.at_ms < slot.e))
                  FROM agents a ORDER BY a.id",
             )

@@ -1038,3 +1038,27 @@ async fn a_lost_database_is_busy_and_recovers_by_itself() {
     assert_eq!(outcome.unwrap().acked_seq, 6);
     assert_eq!(s.count_events().unwrap(), (6, 6));
 }
+
+/// `migrate` takes every event of a SQLite file to PostgreSQL, those the writer
+/// has moved into `events` and those still waiting in `events_recent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_takes_the_recent_events_too() {
+    let Some(pg) = crate::store::pg::testdb::TestPg::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let from = crate::store::sqlite::SqliteStore::open(dir.path()).unwrap();
+    let num = enrolled(&*from, "m1").await;
+    from.store_batch(batch(num, 1..=3)).await.unwrap();
+    // A resend moves 1..=3 into `events`; 6..=8 wait in `events_recent`.
+    from.store_batch(batch(num, 2..=5)).await.unwrap();
+    from.store_batch(batch(num, 6..=8)).await.unwrap();
+    let to = crate::store::pg::PgStore::open(
+        &pg.database("moved"),
+        &crate::attendance::Settings::default(),
+    )
+    .unwrap();
+    let counts = tokio::task::block_in_place(|| from.migrate_to(&to)).unwrap();
+    assert!(counts.contains(&("events", 8)), "{counts:?}");
+    assert_eq!(stored_seqs(&*to), (1..=8).collect::<Vec<_>>());
+}

@@ -697,7 +697,7 @@ impl super::Directory for SqliteStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.pc_query(
             pc,
-            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM events
+            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM all_events
              WHERE agent = ?1 AND at_ms >= ?2 AND at_ms < ?3 ORDER BY at_ms, seq",
             from_ms,
             to_ms,
@@ -712,14 +712,14 @@ impl super::Directory for SqliteStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut out = self.pc_query(
             pc,
-            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM events
+            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM all_events
              WHERE agent = ?1 AND at_ms < ?2 AND ?3 = ?3 ORDER BY at_ms DESC, seq DESC LIMIT 1",
             ms,
             0,
         )?;
         out.extend(self.pc_query(
             pc,
-            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM events
+            "SELECT seq, at_ms, clock_offset_ms, received_ms, data FROM all_events
              WHERE agent = ?1 AND at_ms >= ?2 AND ?3 = ?3 ORDER BY at_ms, seq LIMIT 1",
             ms2,
             0,

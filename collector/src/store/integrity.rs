@@ -61,7 +61,7 @@ impl super::IntegrityReads for SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT a.id, a.hostname, e.seq, e.at_ms + e.clock_offset_ms, e.data, e.at_ms
-                 FROM events e JOIN agents a ON a.num = e.agent
+                 FROM all_events e JOIN agents a ON a.num = e.agent
                  WHERE e.kind IN ('lifecycle', 'data_gap', 'clock_jump')
                    AND e.at_ms + e.clock_offset_ms >= ?1 AND e.at_ms + e.clock_offset_ms < ?2",
             )

@@ -65,6 +65,15 @@ const IDENTITIES: [(&str, &str); 9] = [
 /// Rows sent to PostgreSQL at a time.
 const CHUNK: usize = 2_000;
 
+/// The SQLite table or view a PostgreSQL table is copied from: the events are
+/// those moved into `events` and those still in `events_recent`.
+fn source(table: &str) -> &str {
+    match table {
+        "events" => "all_events",
+        other => other,
+    }
+}
+
 /// A value on its way from a SQLite row to a PostgreSQL column.
 type Value = Box<dyn ToSql + Sync + Send>;
 
@@ -124,7 +133,7 @@ impl SqliteStore {
         }
         // The monthly partitions the events need, first.
         let (lo, hi): (Option<i64>, Option<i64>) = conn
-            .query_row("SELECT min(at_ms), max(at_ms) FROM events", [], |r| {
+            .query_row("SELECT min(at_ms), max(at_ms) FROM all_events", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .map_err(&err)?;
@@ -160,7 +169,7 @@ impl SqliteStore {
             })?;
             let mut writer = Box::pin(BinaryCopyInWriter::new(sink, &types));
             let mut stmt = conn
-                .prepare(&format!("SELECT {list} FROM {table}"))
+                .prepare(&format!("SELECT {list} FROM {}", source(table)))
                 .map_err(&err)?;
             let mut rows = stmt.query([]).map_err(&err)?;
             let (seq_at, at_at) = (

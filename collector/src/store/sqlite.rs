@@ -371,10 +371,16 @@ impl super::Events for SqliteStore {
         let err = sql_err(&self.path);
         let mut stmt = conn
             .prepare(
-                "SELECT a.id, e.seq, e.at_ms, e.clock_offset_ms, e.received_ms, e.data
+                // One SELECT per table, merged: `events` is read in its own
+                // order, so nothing is sorted but the recent rows.
+                "SELECT a.id, e.seq, e.at_ms, e.clock_offset_ms, e.received_ms, e.data, e.agent
                  FROM events e JOIN agents a ON a.num = e.agent
                  WHERE ?1 IS NULL OR a.id = ?1
-                 ORDER BY e.agent, e.seq",
+                 UNION ALL
+                 SELECT a.id, e.seq, e.at_ms, e.clock_offset_ms, e.received_ms, e.data, e.agent
+                 FROM events_recent e JOIN agents a ON a.num = e.agent
+                 WHERE ?1 IS NULL OR a.id = ?1
+                 ORDER BY 7, 2",
             )
             .map_err(&err)?;
         let mut rows = stmt.query(params![agent_id]).map_err(&err)?;
@@ -400,7 +406,7 @@ impl super::Events for SqliteStore {
     fn count_events(&self) -> Result<(u64, u64), StoreError> {
         self.reader()
             .query_row(
-                "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT agent, seq FROM events)) FROM events",
+                "SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT agent, seq FROM all_events)) FROM all_events",
                 [],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
@@ -429,9 +435,12 @@ impl super::Events for SqliteStore {
             if let Some(refusal) = retention::not_final(before, dirty, provisional) {
                 return Err(refusal);
             }
-            let events = conn
-                .execute("DELETE FROM events WHERE at_ms < ?1", [boundary])
-                .map_err(&err)? as u64;
+            let mut events = 0;
+            for table in ["events", "events_recent"] {
+                events += conn
+                    .execute(&format!("DELETE FROM {table} WHERE at_ms < ?1"), [boundary])
+                    .map_err(&err)? as u64;
+            }
             let batches = conn
                 .execute("DELETE FROM batches WHERE received_ms < ?1", [boundary])
                 .map_err(&err)? as u64;

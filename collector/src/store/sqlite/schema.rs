@@ -49,6 +49,13 @@
 ///     `crate::notify`.
 /// 19. office_settings: what the console edits (the schedules), with a revision.
 /// 20. users.lang: the language an account chose on the pages, for notifications.
+/// 21. staff.left_on: the day a person left; no verdicts after it.
+/// 22. events_recent: the writer appends each new event there, in arrival order,
+///     and moves them into `events` (kept in (agent, seq) order, with its time
+///     index) a few thousand at a time (`writer::fold`). Appended rows share the
+///     last page of one b-tree, so a group commit of many agents' small Reports
+///     writes a few pages instead of two of every agent's; the move writes each
+///     agent's pages once for many Reports. Readers read `all_events`, the union.
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE tokens (
@@ -419,5 +426,22 @@ ALTER TABLE users ADD COLUMN lang TEXT;
 "#,
     r#"
 ALTER TABLE staff ADD COLUMN left_on TEXT;
+"#,
+    r#"
+CREATE TABLE events_recent (
+    id              INTEGER PRIMARY KEY,
+    agent           INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,
+    at_ms           INTEGER NOT NULL,
+    clock_offset_ms INTEGER NOT NULL,
+    received_ms     INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    account         TEXT,
+    data            TEXT NOT NULL
+);
+CREATE VIEW all_events AS
+    SELECT agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data FROM events
+    UNION ALL
+    SELECT agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data FROM events_recent;
 "#,
 ];

@@ -201,7 +201,7 @@ async fn events_stored_as_json_before_schema_7_read_beside_protobuf_ones() {
     store.store_batch(batch(num, new.clone())).await.unwrap();
     let types: Vec<String> = store
         .reader()
-        .prepare("SELECT typeof(data) FROM events ORDER BY seq")
+        .prepare("SELECT typeof(data) FROM all_events ORDER BY seq")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -219,7 +219,7 @@ async fn events_stored_as_json_before_schema_7_read_beside_protobuf_ones() {
 
     store
         .reader()
-        .execute("UPDATE events SET data = x'ff01' WHERE seq = 2", [])
+        .execute("UPDATE events_recent SET data = x'ff01' WHERE seq = 2", [])
         .unwrap();
     let err = store.for_each_event(None, &mut |_| Ok(())).unwrap_err();
     assert!(
@@ -275,6 +275,8 @@ async fn the_agent_row_keeps_the_latest_clock_offset_also_after_an_upgrade() {
              DROP TABLE office_settings;
              ALTER TABLE users DROP COLUMN lang;
              ALTER TABLE staff DROP COLUMN left_on;
+             DROP VIEW all_events;
+             DROP TABLE events_recent;
              PRAGMA user_version = 7;",
         )
         .unwrap();
@@ -396,6 +398,65 @@ async fn resends_are_stored_once_and_still_acknowledged() {
         })
         .unwrap();
     assert_eq!(seen, events(1..=12));
+}
+
+#[tokio::test]
+async fn new_events_wait_in_events_recent_are_read_there_and_are_moved_whole() {
+    let (_dir, store, e, num) = one_agent().await;
+    let count = |table: &str| -> i64 {
+        store
+            .reader()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let pc = (num, e.agent_id.clone());
+    let read = |store: &SqliteStore| -> Vec<u64> {
+        store
+            .pc_events(&pc, T0, T0 + 1_000_000)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.event.seq)
+            .collect()
+    };
+    store.store_batch(batch(num, events(1..=3))).await.unwrap();
+    assert_eq!((count("events_recent"), count("events")), (3, 0));
+    assert_eq!(read(&store), [1, 2, 3], "read where they wait");
+    assert_eq!(store.count_events().unwrap(), (3, 3));
+
+    // A resend moves them first, so that the resend is told apart and ignored.
+    let resent = store.store_batch(batch(num, events(2..=4))).await.unwrap();
+    assert_eq!((resent.acked_seq, resent.inserted), (4, 1));
+    assert_eq!((count("events_recent"), count("events")), (0, 4));
+    assert_eq!(read(&store), [1, 2, 3, 4]);
+
+    // A refused batch takes back the move it made: 5 and 6 wait where they were.
+    store.store_batch(batch(num, events(5..=6))).await.unwrap();
+    store.store_batch(batch(num, events(8..=8))).await.unwrap();
+    // 7 is below 8 and never stored.
+    let back = store.store_batch(batch(num, events(7..=7))).await;
+    assert!(matches!(back, Err(StoreError::Invalid(_))), "{back:?}");
+    assert_eq!((count("events_recent"), count("events")), (3, 4));
+
+    // Past FOLD_ROWS the writer moves them before it takes the next job.
+    let many = 9..=(8 + writer::FOLD_ROWS as u64);
+    store.store_batch(batch(num, events(many))).await.unwrap();
+    let last = 9 + writer::FOLD_ROWS as u64;
+    store
+        .store_batch(batch(num, events(last..=last)))
+        .await
+        .unwrap();
+    assert_eq!(count("events_recent"), 1, "only the last Report waits");
+    assert_eq!(count("events"), last as i64 - 2);
+    let mut seen = Vec::new();
+    store
+        .for_each_event(None, &mut |s| {
+            seen.push(s.event.seq);
+            Ok(())
+        })
+        .unwrap();
+    let mut expected: Vec<u64> = (1..=last).collect();
+    expected.retain(|&seq| seq != 7);
+    assert_eq!(seen, expected, "in (agent, seq) order across both tables");
 }
 
 #[tokio::test]

@@ -10,6 +10,14 @@ use super::*;
 const PC_ACCOUNT_SLACK_MS: i64 = 15 * 60 * 1000;
 /// The most PCs whose accounts the writer remembers.
 const PC_ACCOUNT_CACHE_PCS: usize = 100_000;
+/// Rows of `events_recent` at which the writer moves them into `events` (see
+/// schema 22): enough that a move writes each busy agent's pages once for many
+/// of its Reports, few enough that readers, which scan `events_recent` whole,
+/// barely notice it and that a move (a few milliseconds) holds up one group.
+pub(super) const FOLD_ROWS: usize = 2_048;
+/// The longest rows wait in `events_recent` before they are moved, so that a
+/// small office's trickle of Reports is moved too.
+const FOLD_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the writer knows is stored in `pc_accounts`: PC -> account -> (first, last).
 /// Only the writer writes that table, and it learns a row only once the
@@ -28,6 +36,12 @@ pub(super) struct Writer {
     checkpoint: mpsc::SyncSender<()>,
     /// Set by the checkpointer when the log is past [`CHECKPOINT_RESTART_PAGES`].
     restart: Arc<std::sync::atomic::AtomicBool>,
+    /// Rows committed to `events_recent` and not yet moved into `events`.
+    recent: usize,
+    /// When the oldest of those was committed (or the writer started).
+    recent_since: Option<std::time::Instant>,
+    /// No move is tried before this instant (set after a move failed).
+    next_fold: std::time::Instant,
 }
 
 /// Sends one job's answer once the group's commit is known (its error, if any).
@@ -49,11 +63,98 @@ impl Writer {
             pc_accounts: HashMap::new(),
             checkpoint,
             restart,
+            recent: 0,
+            recent_since: None,
+            next_fold: std::time::Instant::now(),
+        }
+    }
+
+    /// How many rows wait in `events_recent` (after a start, or after a job
+    /// moved them).
+    fn count_recent(&self, conn: &Connection) -> usize {
+        conn.query_row("SELECT count(*) FROM events_recent", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_or(FOLD_ROWS, |n| n as usize)
+    }
+
+    /// Notes that `events_recent` now holds `rows` rows.
+    fn set_recent(&mut self, rows: usize) {
+        self.recent = rows;
+        if rows == 0 {
+            self.recent_since = None;
+        } else if self.recent_since.is_none() {
+            self.recent_since = Some(std::time::Instant::now());
+        }
+    }
+
+    /// How long until `events_recent` is due to be moved: `None` while it is empty.
+    fn fold_due_in(&self) -> Option<std::time::Duration> {
+        let since = self.recent_since?;
+        let now = std::time::Instant::now();
+        let due = if self.recent >= FOLD_ROWS {
+            now
+        } else {
+            since + FOLD_AGE
+        };
+        Some(due.max(self.next_fold).saturating_duration_since(now))
+    }
+
+    /// Moves `events_recent` into `events` in a transaction of its own.
+    fn fold_now(&mut self) {
+        let started = std::time::Instant::now();
+        let moved = {
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| classify(&self.path, e))
+                .and_then(|tx| {
+                    let moved = fold(&tx, &self.path)?;
+                    tx.commit().map_err(|e| classify(&self.path, e))?;
+                    Ok(moved)
+                })
+        };
+        match moved {
+            Ok(moved) => {
+                tracing::trace!(
+                    moved,
+                    ms = started.elapsed().as_millis() as u64,
+                    "Moved recent events."
+                );
+                self.set_recent(0);
+                let _ = self.checkpoint.try_send(());
+            }
+            Err(e) => {
+                tracing::warn!(db = %self.path.display(), error = %e, "Could not move recent events into the events table; they stay readable where they are, and the writer tries again.");
+                self.next_fold = std::time::Instant::now() + FOLD_AGE;
+            }
         }
     }
 
     pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
+        let rows = {
+            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            self.count_recent(&conn)
+        };
+        self.set_recent(rows);
+        loop {
+            let first = match self.fold_due_in() {
+                None => match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+                Some(wait) if wait.is_zero() => {
+                    self.fold_now();
+                    continue;
+                }
+                Some(wait) => match jobs.recv_timeout(wait) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.fold_now();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+            };
             let mut group = vec![first];
             let mut events = 0;
             while events < GROUP_MAX_EVENTS {
@@ -88,6 +189,10 @@ impl Writer {
                 }
             }
         }
+        // Leave the file with every event in `events`, as older releases read it.
+        if self.recent > 0 {
+            self.fold_now();
+        }
     }
 
     /// Applies every job in one transaction; each job in its own savepoint so one
@@ -97,6 +202,8 @@ impl Writer {
         let days = self.days.clone();
         let mut replies: Replies = Vec::with_capacity(group.len());
         let mut learned: Learned = Vec::new();
+        // Rows this group appends to `events_recent`; whether a job moved them.
+        let (mut appended, mut folded) = (0usize, false);
         let shared = self.conn.clone();
         let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
         let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
@@ -116,8 +223,12 @@ impl Writer {
                     let r = with_savepoint(&tx, &path, |sp| {
                         insert_batch(sp, &path, &batch, &encoded, &days, known)
                     })
-                    .map(|(outcome, rows)| {
+                    .map(|(outcome, rows, recent)| {
                         learned.extend(rows);
+                        match recent {
+                            Recent::Appended(n) => appended += n,
+                            Recent::Folded => folded = true,
+                        }
                         outcome
                     });
                     replies.push(after_commit(r, reply));
@@ -197,6 +308,12 @@ impl Writer {
             tracing::warn!(error = %e, "Failed to commit a group of writes; every request in it is refused.");
         }
         if commit.is_ok() {
+            let rows = if folded {
+                self.count_recent(&conn)
+            } else {
+                self.recent + appended
+            };
+            self.set_recent(rows);
             // Full means a checkpoint is already due.
             let _ = self.checkpoint.try_send(());
             if self.pc_accounts.len() > PC_ACCOUNT_CACHE_PCS {
@@ -326,7 +443,7 @@ fn insert_batch(
     encoded: &[Vec<u8>],
     days: &Settings,
     known: &PcAccounts,
-) -> Result<(BatchOutcome, Learned), StoreError> {
+) -> Result<(BatchOutcome, Learned, Recent), StoreError> {
     let err = sql_err(path);
     let mut inserted = 0u64;
     let mut max_seq = 0u64;
@@ -358,18 +475,23 @@ fn insert_batch(
     let mut note = |e: &Event| facts.note(e, b.clock_offset_ms, days);
     // The usual batch is all new: seqs above every stored one, in increasing
     // order. Those rows go in through multi-row INSERTs.
+    // None of them is stored, so they are appended to `events_recent`
+    // unchecked: every stored event has a seq at or below the agent's max_seq.
     let all_new = b.events.first().is_some_and(|e| e.seq as i64 > stored_max)
         && b.events.windows(2).all(|w| w[0].seq < w[1].seq);
-    if all_new {
-        inserted = insert_events(conn, path, b, &b.events, encoded)?;
+    let recent = if all_new {
+        inserted = insert_events(conn, path, Table::Recent, b, &b.events, encoded)?;
         max_seq = b.events.last().map_or(0, |e| e.seq);
         b.events.iter().for_each(&mut note);
+        Recent::Appended(inserted as usize)
     } else {
-        // Resends among them: one row at a time, to tell each resend (ignored)
-        // from a seq that goes backwards (refused).
+        // Resends among them: the recent events are moved first, so that the
+        // primary key of `events` tells each resend (ignored) from a seq that
+        // goes backwards (refused), one row at a time.
+        fold(conn, path)?;
         for (e, data) in b.events.iter().zip(encoded) {
             let (e1, data1) = (std::slice::from_ref(e), std::slice::from_ref(data));
-            let n = insert_events(conn, path, b, e1, data1)?;
+            let n = insert_events(conn, path, Table::Events, b, e1, data1)?;
             if n == 1 && e.seq as i64 <= stored_max {
                 return Err(StoreError::Invalid(format!(
                     "event seq {}: seq: goes backwards (this agent's events are stored up to seq {stored_max} and {} is not among them); nothing of the batch was stored",
@@ -382,7 +504,8 @@ fn insert_batch(
                 note(e);
             }
         }
-    }
+        Recent::Folded
+    };
     let learned = mark_dirty(
         conn,
         path,
@@ -435,26 +558,77 @@ fn insert_batch(
             inserted,
         },
         learned,
+        recent,
     ))
+}
+
+/// What a batch did to `events_recent`.
+enum Recent {
+    /// Appended this many rows.
+    Appended(usize),
+    /// Moved every row into `events` (before storing resends there).
+    Folded,
+}
+
+/// The table new event rows go into.
+#[derive(Clone, Copy)]
+enum Table {
+    /// `events_recent`, in arrival order: only events known to be new.
+    Recent,
+    /// `events`, whose primary key ignores a resend.
+    Events,
+}
+
+/// Moves every row of `events_recent` into `events`, in (agent, seq) order so
+/// that each agent's pages are written once. Returns how many rows moved.
+fn fold(conn: &Connection, path: &Path) -> Result<u64, StoreError> {
+    let err = sql_err(path);
+    let moved = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data)
+             SELECT agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data
+             FROM events_recent ORDER BY agent, seq",
+        )
+        .and_then(|mut s| s.execute([]))
+        .map_err(&err)? as u64;
+    let taken = conn
+        .prepare_cached("DELETE FROM events_recent")
+        .and_then(|mut s| s.execute([]))
+        .map_err(&err)? as u64;
+    if moved != taken {
+        // Only new events are appended, so this is a fault of the writer's; the
+        // copy already in `events` is kept, as a resend's would be.
+        tracing::warn!(
+            moved,
+            taken,
+            "Recent events already stored were dropped when moved."
+        );
+    }
+    Ok(moved)
 }
 
 /// Rows in one multi-row INSERT of new events.
 const INSERT_CHUNK: usize = 64;
 
-/// Inserts `events` of batch `b` with their stored forms, ignoring any already
-/// stored, [`INSERT_CHUNK`] rows to a statement: one statement's set-up (cursors
+/// Inserts `events` of batch `b` with their stored forms into `table` (into
+/// `events`, ignoring any already stored), [`INSERT_CHUNK`] rows to a statement: one statement's set-up (cursors
 /// on the table and its indexes) then serves many rows. Returns how many rows
 /// were inserted.
 fn insert_events(
     conn: &Connection,
     path: &Path,
+    table: Table,
     b: &Batch,
     events: &[Event],
     encoded: &[Vec<u8>],
 ) -> Result<u64, StoreError> {
-    fn sql(rows: usize) -> String {
-        let mut sql = String::from(
-            "INSERT OR IGNORE INTO events (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data) VALUES ",
+    fn sql(table: Table, rows: usize) -> String {
+        let mut sql = String::from(match table {
+            Table::Recent => "INSERT INTO events_recent",
+            Table::Events => "INSERT OR IGNORE INTO events",
+        });
+        sql.push_str(
+            " (agent, seq, at_ms, clock_offset_ms, received_ms, kind, account, data) VALUES ",
         );
         for i in 0..rows {
             sql.push_str(if i == 0 {
@@ -465,8 +639,10 @@ fn insert_events(
         }
         sql
     }
-    static FULL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sql(INSERT_CHUNK));
-    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sql(1));
+    type Sql = std::sync::LazyLock<[String; 2]>;
+    static FULL: Sql = Sql::new(|| [Table::Recent, Table::Events].map(|t| sql(t, INSERT_CHUNK)));
+    static ONE: Sql = Sql::new(|| [Table::Recent, Table::Events].map(|t| sql(t, 1)));
+    let t = table as usize;
     let err = sql_err(path);
     let mut inserted = 0;
     for (events, data) in events
@@ -474,9 +650,9 @@ fn insert_events(
         .zip(encoded.chunks(INSERT_CHUNK))
     {
         let mut stmt = match events.len() {
-            INSERT_CHUNK => conn.prepare_cached(&FULL),
-            1 => conn.prepare_cached(&ONE),
-            n => conn.prepare_cached(&sql(n)),
+            INSERT_CHUNK => conn.prepare_cached(&FULL[t]),
+            1 => conn.prepare_cached(&ONE[t]),
+            n => conn.prepare_cached(&sql(table, n)),
         }
         .map_err(&err)?;
         for (i, (e, data)) in events.iter().zip(data).enumerate() {
