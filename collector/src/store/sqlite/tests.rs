@@ -437,16 +437,38 @@ async fn new_events_wait_in_events_recent_are_read_there_and_are_moved_whole() {
     assert!(matches!(back, Err(StoreError::Invalid(_))), "{back:?}");
     assert_eq!((count("events_recent"), count("events")), (3, 4));
 
-    // Past FOLD_ROWS the writer moves them before it takes the next job.
-    let many = 9..=(8 + writer::FOLD_ROWS as u64);
-    store.store_batch(batch(num, events(many))).await.unwrap();
-    let last = 9 + writer::FOLD_ROWS as u64;
+    // A large batch fills pages of its agent's in `events` at once.
+    let large = writer::RECENT_MAX_BATCH as u64;
+    store
+        .store_batch(batch(num, events(9..=8 + large)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (count("events_recent"), count("events")),
+        (3, 4 + large as i64)
+    );
+
+    // Small ones fill `events_recent` past FOLD_ROWS; the writer then moves
+    // them by itself.
+    let (small, mut next, mut waiting) = (large - 1, 9 + large, 3);
+    while waiting < writer::FOLD_ROWS as u64 {
+        store
+            .store_batch(batch(num, events(next..=next + small - 1)))
+            .await
+            .unwrap();
+        next += small;
+        waiting += small;
+    }
+    let last = next;
     store
         .store_batch(batch(num, events(last..=last)))
         .await
         .unwrap();
-    assert_eq!(count("events_recent"), 1, "only the last Report waits");
-    assert_eq!(count("events"), last as i64 - 2);
+    assert!(
+        (count("events_recent") as usize) < writer::FOLD_ROWS,
+        "moved when full"
+    );
+    assert_eq!(count("events_recent") + count("events"), last as i64 - 1);
     let mut seen = Vec::new();
     store
         .for_each_event(None, &mut |s| {

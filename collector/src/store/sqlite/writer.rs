@@ -15,6 +15,9 @@ const PC_ACCOUNT_CACHE_PCS: usize = 100_000;
 /// of its Reports, few enough that readers, which scan `events_recent` whole,
 /// barely notice it and that a move (a few milliseconds) holds up one group.
 pub(super) const FOLD_ROWS: usize = 2_048;
+/// Batches of this many events or more go straight into `events`: about a
+/// page of rows of their agent's, which a move would write a second time.
+pub(super) const RECENT_MAX_BATCH: usize = 32;
 /// The longest rows wait in `events_recent` before they are moved, so that a
 /// small office's trickle of Reports is moved too.
 const FOLD_AGE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -466,16 +469,22 @@ fn insert_batch(
     let mut facts = crate::store::derived::BatchFacts::default();
     let mut note = |e: &Event| facts.note(e, b.clock_offset_ms, days);
     // The usual batch is all new: seqs above every stored one, in increasing
-    // order. Those rows go in through multi-row INSERTs.
-    // None of them is stored, so they are appended to `events_recent`
-    // unchecked: every stored event has a seq at or below the agent's max_seq.
+    // order. Those rows go in through multi-row INSERTs, unchecked: every stored
+    // event has a seq at or below the agent's max_seq. A small batch is appended
+    // to `events_recent`; a large one fills pages of its agent's own in `events`,
+    // where moving it later would only write it twice.
     let all_new = b.events.first().is_some_and(|e| e.seq as i64 > stored_max)
         && b.events.windows(2).all(|w| w[0].seq < w[1].seq);
     let recent = if all_new {
-        inserted = insert_events(conn, path, Table::Recent, b, &b.events, encoded)?;
+        let (table, appended) = if b.events.len() < RECENT_MAX_BATCH {
+            (Table::Recent, b.events.len())
+        } else {
+            (Table::Events, 0)
+        };
+        inserted = insert_events(conn, path, table, b, &b.events, encoded)?;
         max_seq = b.events.last().map_or(0, |e| e.seq);
         b.events.iter().for_each(&mut note);
-        Recent::Appended(inserted as usize)
+        Recent::Appended(appended)
     } else {
         // Resends among them: the recent events are moved first, so that the
         // primary key of `events` tells each resend (ignored) from a seq that
