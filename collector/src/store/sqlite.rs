@@ -219,6 +219,15 @@ impl SqliteStore {
     /// Opens the store; `settings` (time zone, day boundary) decide which attendance
     /// days a batch of events marks dirty.
     pub fn open_with(data_dir: &Path, settings: &Settings) -> Result<Arc<SqliteStore>, StoreError> {
+        SqliteStore::open_folding(data_dir, settings, writer::FOLD_AGE)
+    }
+
+    /// Opens the store with its writer moving recent events after `fold_age`.
+    fn open_folding(
+        data_dir: &Path,
+        settings: &Settings,
+        fold_age: std::time::Duration,
+    ) -> Result<Arc<SqliteStore>, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Io(std::io::Error::new(
                 e.kind(),
@@ -251,7 +260,9 @@ impl SqliteStore {
         let days = settings.clone();
         let writer = std::thread::Builder::new()
             .name("kaoqin-writer".into())
-            .spawn(move || Writer::new(shared_writer, writer_path, days, wake, restart).run(rx))?;
+            .spawn(move || {
+                Writer::new(shared_writer, writer_path, days, wake, restart, fold_age).run(rx)
+            })?;
         let store = SqliteStore {
             path,
             jobs: tx,

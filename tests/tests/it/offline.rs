@@ -204,7 +204,7 @@ fn a_hundred_agents_offline_for_a_week_reconnect_at_once_and_lose_nothing() {
     let db = rusqlite::Connection::open(data.join("kaoqin.db")).unwrap();
     let (total, agents_seen, per_agent_min, per_agent_max): (i64, i64, i64, i64) = db
         .query_row(
-            "SELECT sum(n), count(*), min(n), max(n) FROM (SELECT agent, count(*) AS n FROM events GROUP BY agent)",
+            "SELECT sum(n), count(*), min(n), max(n) FROM (SELECT agent, count(*) AS n FROM all_events GROUP BY agent)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )

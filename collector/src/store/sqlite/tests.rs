@@ -482,6 +482,54 @@ async fn new_events_wait_in_events_recent_are_read_there_and_are_moved_whole() {
 }
 
 #[tokio::test]
+async fn recent_events_are_moved_after_a_while_and_when_the_store_closes() {
+    let count = |dir: &std::path::Path, table: &str| -> i64 {
+        Connection::open(dir.join(DB_FILE))
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let enrolled = async |store: &SqliteStore| {
+        let t = store
+            .create_token(&crate::store::TokenSpec::new_machines(86_400_000, None), T0)
+            .unwrap();
+        let e = store.enroll(&t.token, host("m1"), T0).await.unwrap();
+        store.agent_auth(&e.agent_id).unwrap().unwrap().num
+    };
+    // A writer that moves what waited 50 ms, with no Report to wake it.
+    let dir = tempfile::tempdir().unwrap();
+    let age = std::time::Duration::from_millis(50);
+    let store = SqliteStore::open_folding(dir.path(), &Settings::default(), age).unwrap();
+    let num = enrolled(&store).await;
+    store.store_batch(batch(num, events(1..=3))).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count(dir.path(), "events") < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was moved in 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(count(dir.path(), "events_recent"), 0);
+    drop(store);
+
+    // A writer at the default pace moves what waits when the store closes.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let num = enrolled(&store).await;
+    store.store_batch(batch(num, events(1..=3))).await.unwrap();
+    assert_eq!(count(dir.path(), "events_recent"), 3);
+    drop(store);
+    assert_eq!(
+        (
+            count(dir.path(), "events_recent"),
+            count(dir.path(), "events")
+        ),
+        (0, 3)
+    );
+}
+
+#[tokio::test]
 async fn a_seq_that_goes_backwards_is_refused_and_rolls_back_the_batch() {
     let (_dir, store, _e, num) = one_agent().await;
     let mut gap = events(1..=6);

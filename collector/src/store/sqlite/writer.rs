@@ -20,7 +20,7 @@ pub(super) const FOLD_ROWS: usize = 2_048;
 pub(super) const RECENT_MAX_BATCH: usize = 32;
 /// The longest rows wait in `events_recent` before they are moved, so that a
 /// small office's trickle of Reports is moved too.
-const FOLD_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const FOLD_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the writer knows is stored in `pc_accounts`: PC -> account -> (first, last).
 /// Only the writer writes that table, and it learns a row only once the
@@ -45,6 +45,8 @@ pub(super) struct Writer {
     recent_since: Option<std::time::Instant>,
     /// No move is tried before this instant (set after a move failed).
     next_fold: std::time::Instant,
+    /// How long rows may wait in `events_recent` ([`FOLD_AGE`]).
+    fold_age: std::time::Duration,
 }
 
 /// Sends one job's answer once the group's commit is known (its error, if any).
@@ -58,6 +60,7 @@ impl Writer {
         days: Settings,
         checkpoint: mpsc::SyncSender<()>,
         restart: Arc<std::sync::atomic::AtomicBool>,
+        fold_age: std::time::Duration,
     ) -> Writer {
         Writer {
             conn,
@@ -69,6 +72,7 @@ impl Writer {
             recent: 0,
             recent_since: None,
             next_fold: std::time::Instant::now(),
+            fold_age,
         }
     }
 
@@ -98,7 +102,7 @@ impl Writer {
         let due = if self.recent >= FOLD_ROWS {
             now
         } else {
-            since + FOLD_AGE
+            since + self.fold_age
         };
         Some(due.max(self.next_fold).saturating_duration_since(now))
     }
@@ -128,7 +132,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::warn!(db = %self.path.display(), error = %e, "Could not move recent events into the events table; they stay readable where they are, and the writer tries again.");
-                self.next_fold = std::time::Instant::now() + FOLD_AGE;
+                self.next_fold = std::time::Instant::now() + self.fold_age;
             }
         }
     }
