@@ -196,7 +196,7 @@ impl Writer {
                 }
             }
         }
-        // Leave the file with every event in `events`, as older releases read it.
+        // A clean stop leaves nothing waiting: every event in its ordered table.
         if self.recent > 0 {
             self.fold_now();
         }
