@@ -77,7 +77,7 @@ impl Writer {
     }
 
     /// How many rows wait in `events_recent` (after a start, or after a job
-    /// moved them).
+    /// moved them); if it cannot be read, [`FOLD_ROWS`], so a move is tried.
     fn count_recent(&self, conn: &Connection) -> usize {
         conn.query_row("SELECT count(*) FROM events_recent", [], |r| {
             r.get::<_, i64>(0)
