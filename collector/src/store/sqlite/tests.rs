@@ -400,15 +400,18 @@ async fn resends_are_stored_once_and_still_acknowledged() {
     assert_eq!(seen, events(1..=12));
 }
 
+/// The rows of `table` committed in the store of `dir`.
+fn rows(dir: &std::path::Path, table: &str) -> i64 {
+    Connection::open(dir.join(DB_FILE))
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn new_events_wait_in_events_recent_are_read_there_and_are_moved_whole() {
-    let (_dir, store, e, num) = one_agent().await;
-    let count = |table: &str| -> i64 {
-        store
-            .reader()
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
-    };
+    let (dir, store, e, num) = one_agent().await;
+    let count = |table: &str| rows(dir.path(), table);
     let pc = (num, e.agent_id.clone());
     let read = |store: &SqliteStore| -> Vec<u64> {
         store
@@ -483,12 +486,7 @@ async fn new_events_wait_in_events_recent_are_read_there_and_are_moved_whole() {
 
 #[tokio::test]
 async fn recent_events_are_moved_after_a_while_and_when_the_store_closes() {
-    let count = |dir: &std::path::Path, table: &str| -> i64 {
-        Connection::open(dir.join(DB_FILE))
-            .unwrap()
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
-    };
+    let count = rows;
     let enrolled = async |store: &SqliteStore| {
         let t = store
             .create_token(&crate::store::TokenSpec::new_machines(86_400_000, None), T0)
